@@ -1,0 +1,185 @@
+"""Run-time statistics of the node: frame rates, drops, per-stage latency windows.
+
+Pure Python (no ROS): the node feeds `NodeStatistics` from its callbacks and worker thread and,
+every ``diagnostics_period``, turns `NodeStatistics.snapshot` into a ``DiagnosticStatus`` with
+`diagnostic_items`. All methods are thread-safe.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# The stages a processed frame goes through, in order. crop/model/decode come from the tracker's
+# own timings; convert (message -> RGB array) and publish are measured by the node.
+STAGES = ("convert", "crop", "model", "decode", "publish")
+
+# diagnostic_msgs/DiagnosticStatus levels (bytes in the message; ints here).
+OK, WARN, ERROR, STALE = 0, 1, 2, 3
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Percentiles of one rolling window, in milliseconds (NaN when the window is empty)."""
+
+    count: int
+    p50_ms: float
+    p95_ms: float
+    max_ms: float
+
+
+class RollingWindow:
+    """The last ``size`` samples of one quantity."""
+
+    def __init__(self, size: int = 300):
+        if size < 1:
+            raise ValueError(f"window size must be >= 1, got {size}")
+        self._samples: deque[float] = deque(maxlen=size)
+
+    def add(self, value: float) -> None:
+        self._samples.append(float(value))
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def summary(self) -> LatencySummary:
+        if not self._samples:
+            nan = float("nan")
+            return LatencySummary(0, nan, nan, nan)
+        values = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
+        p50, p95 = np.percentile(values, [50, 95])
+        return LatencySummary(len(values), float(p50), float(p95), float(values.max()))
+
+
+@dataclass
+class StatisticsSnapshot:
+    """What the node reports once per diagnostics period."""
+
+    period_s: float
+    fps_in: float
+    fps_out: float
+    received_total: int
+    processed_total: int
+    dropped_total: int
+    dropped_in_period: int
+    stage_latency: dict[str, LatencySummary] = field(default_factory=dict)
+    total_latency: LatencySummary | None = None
+    delay_from_stamp: LatencySummary | None = None
+
+
+class NodeStatistics:
+    """Counters and latency windows shared by the node's callbacks and its worker.
+
+    ``record_received`` counts every image that arrives, ``record_dropped`` every frame that was
+    stored for tracking and overwritten before the worker took it (keep-last-1), and
+    ``record_processed`` every frame the tracker ran on, with its per-stage milliseconds and the
+    delay from the image's header stamp to the publication of its detections.
+    """
+
+    def __init__(self, window: int = 300, clock=time.monotonic):
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._window = window
+        self._stages = {name: RollingWindow(window) for name in STAGES}
+        self._total = RollingWindow(window)
+        self._delay = RollingWindow(window)
+        self._received = self._processed = self._dropped = 0
+        self._mark = (self._clock(), 0, 0, 0)  # time, received, processed, dropped at last snapshot
+
+    def record_received(self) -> None:
+        with self._lock:
+            self._received += 1
+
+    def record_dropped(self, count: int = 1) -> None:
+        with self._lock:
+            self._dropped += count
+
+    def record_processed(self, stage_ms: dict[str, float], delay_ms: float | None = None) -> None:
+        """One tracked frame: milliseconds per stage (unknown stage names are ignored)."""
+        with self._lock:
+            self._processed += 1
+            total = 0.0
+            for name, value in stage_ms.items():
+                window = self._stages.get(name)
+                if window is not None and value is not None and np.isfinite(value):
+                    window.add(value)
+                    total += float(value)
+            self._total.add(total)
+            if delay_ms is not None and np.isfinite(delay_ms):
+                self._delay.add(delay_ms)
+
+    @property
+    def dropped_total(self) -> int:
+        with self._lock:
+            return self._dropped
+
+    def snapshot(self) -> StatisticsSnapshot:
+        """Rates since the previous snapshot, totals since start, latency over the windows."""
+        with self._lock:
+            now = self._clock()
+            then, received, processed, dropped = self._mark
+            period = max(now - then, 1e-9)
+            self._mark = (now, self._received, self._processed, self._dropped)
+            return StatisticsSnapshot(
+                period_s=period,
+                fps_in=(self._received - received) / period,
+                fps_out=(self._processed - processed) / period,
+                received_total=self._received,
+                processed_total=self._processed,
+                dropped_total=self._dropped,
+                dropped_in_period=self._dropped - dropped,
+                stage_latency={name: window.summary() for name, window in self._stages.items()},
+                total_latency=self._total.summary(),
+                delay_from_stamp=self._delay.summary(),
+            )
+
+
+def _ms(value: float) -> str:
+    return "nan" if not np.isfinite(value) else f"{value:.2f}"
+
+
+def diagnostic_items(snapshot: StatisticsSnapshot, **extra: object) -> list[tuple[str, str]]:
+    """Key/value pairs for a ``DiagnosticStatus``: rates, drops, latency per stage, then ``extra``
+    (device, model, targets, ...) in the order given."""
+    items = [
+        ("fps_in", f"{snapshot.fps_in:.2f}"),
+        ("fps_out", f"{snapshot.fps_out:.2f}"),
+        ("frames_received", str(snapshot.received_total)),
+        ("frames_processed", str(snapshot.processed_total)),
+        ("frames_dropped", str(snapshot.dropped_total)),
+        ("frames_dropped_in_period", str(snapshot.dropped_in_period)),
+    ]
+    windows = dict(snapshot.stage_latency)
+    if snapshot.total_latency is not None:
+        windows["total"] = snapshot.total_latency
+    if snapshot.delay_from_stamp is not None:
+        windows["delay_from_stamp"] = snapshot.delay_from_stamp
+    for name, summary in windows.items():
+        prefix = name if name == "delay_from_stamp" else f"latency_{name}"
+        items += [
+            (f"{prefix}_p50_ms", _ms(summary.p50_ms)),
+            (f"{prefix}_p95_ms", _ms(summary.p95_ms)),
+            (f"{prefix}_max_ms", _ms(summary.max_ms)),
+        ]
+    items += [(key, str(value)) for key, value in extra.items()]
+    return items
+
+
+def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bool) -> tuple[int, str]:
+    """(level, message) for the node's ``DiagnosticStatus``.
+
+    OK while frames arrive; WARN when the node is active but no image arrived in the period (a
+    wrong topic or QoS is the usual cause), or when targets are tracked but no frame was processed.
+    """
+    if not active:
+        return OK, "inactive (not subscribed to images)"
+    if snapshot.fps_in == 0.0:
+        return WARN, "no images received in the last period (check the image topic and its QoS)"
+    if tracking and snapshot.fps_out == 0.0:
+        return WARN, "targets active but no frame was tracked in the last period"
+    state = "tracking" if tracking else "idle (no targets)"
+    return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"

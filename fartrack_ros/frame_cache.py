@@ -1,0 +1,153 @@
+"""Frames between the image callback and the tracker: a short stamp-indexed cache and a
+keep-last-1 hand-off slot.
+
+The image callback must stay cheap, so it stores the *message* and converts nothing. A frame is
+converted to RGB the first time someone needs it (the worker that tracks it, or an init box
+that refers to it by stamp) and the array is kept with the frame, so it is converted at most once.
+
+Pure Python (no ROS): the converter is any callable ``message -> HxWx3 uint8 array``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from typing import Any, Callable
+
+import numpy as np
+
+
+class CachedFrame:
+    """One received image: its stamp, the raw message, and the RGB array once converted."""
+
+    __slots__ = ("stamp_ns", "msg", "received_s", "_convert", "_rgb", "_convert_ms", "_lock")
+
+    def __init__(self, stamp_ns: int, msg: Any, convert: Callable[[Any], np.ndarray]):
+        self.stamp_ns = int(stamp_ns)
+        self.msg = msg
+        self.received_s = time.monotonic()
+        self._convert = convert
+        self._rgb: np.ndarray | None = None
+        self._convert_ms = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def header(self):
+        return self.msg.header
+
+    def rgb(self) -> np.ndarray:
+        """The frame as an RGB array (converted on the first call; errors propagate)."""
+        with self._lock:
+            if self._rgb is None:
+                start = time.perf_counter()
+                self._rgb = self._convert(self.msg)
+                self._convert_ms = (time.perf_counter() - start) * 1e3
+            return self._rgb
+
+    @property
+    def convert_ms(self) -> float:
+        """Milliseconds the conversion took (0 before `rgb` was first called)."""
+        return self._convert_ms
+
+
+class FrameCache:
+    """The last ``size`` frames, found by exact header stamp (nanoseconds) or as the latest."""
+
+    def __init__(self, size: int):
+        self._lock = threading.Lock()
+        self._frames: OrderedDict[int, CachedFrame] = OrderedDict()
+        self._size = 1
+        self.resize(size)
+
+    def resize(self, size: int) -> None:
+        if int(size) < 1:
+            raise ValueError(f"frame cache size must be >= 1, got {size}")
+        with self._lock:
+            self._size = int(size)
+            self._trim()
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def put(self, frame: CachedFrame) -> None:
+        """Add a frame (a frame with a stamp already cached replaces it and becomes the latest)."""
+        with self._lock:
+            self._frames.pop(frame.stamp_ns, None)
+            self._frames[frame.stamp_ns] = frame
+            self._trim()
+
+    def latest(self) -> CachedFrame | None:
+        with self._lock:
+            return next(reversed(self._frames.values()), None)
+
+    def find(self, stamp_ns: int) -> CachedFrame | None:
+        with self._lock:
+            return self._frames.get(int(stamp_ns))
+
+    def stamps(self) -> list[int]:
+        """Cached stamps, oldest arrival first."""
+        with self._lock:
+            return list(self._frames)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._frames.clear()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._frames)
+
+    def _trim(self) -> None:
+        while len(self._frames) > self._size:
+            self._frames.popitem(last=False)
+
+
+class LatestSlot:
+    """Keep-last-1 hand-off from a producer to one consumer thread.
+
+    `put` replaces whatever is waiting and says whether it overwrote an item the consumer never
+    took (a dropped frame). `take` blocks until an item is there, the slot is closed, or the
+    timeout passes.
+    """
+
+    def __init__(self):
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+
+    def put(self, item: Any) -> bool:
+        with self._cond:
+            dropped = self._item is not None
+            self._item = item
+            self._cond.notify()
+            return dropped
+
+    def take(self, timeout: float | None = None) -> Any:
+        with self._cond:
+            if self._item is None and not self._closed:
+                self._cond.wait(timeout)
+            item, self._item = self._item, None
+            return item
+
+    def discard(self) -> bool:
+        """Drop the waiting item, if any (not counted as a drop by the caller)."""
+        with self._cond:
+            had, self._item = self._item is not None, None
+            return had
+
+    def close(self) -> None:
+        """Wake the consumer for good (`take` returns at once from now on)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def reopen(self) -> None:
+        with self._cond:
+            self._closed = False
+            self._item = None
+
+    @property
+    def closed(self) -> bool:
+        return self._closed

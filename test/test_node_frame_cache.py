@@ -1,0 +1,118 @@
+"""Frame cache (stamp lookup, lazy conversion) and the keep-last-1 slot (pure Python, no ROS)."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from fartrack_ros.frame_cache import CachedFrame, FrameCache, LatestSlot
+
+
+def _frame(stamp_ns, calls=None):
+    def convert(msg):
+        if calls is not None:
+            calls.append(msg.value)
+        return np.full((2, 2, 3), msg.value, np.uint8)
+
+    return CachedFrame(stamp_ns, SimpleNamespace(value=stamp_ns % 256, header="h"), convert)
+
+
+def test_cache_keeps_only_the_newest_frames():
+    cache = FrameCache(3)
+    for stamp in range(1, 6):
+        cache.put(_frame(stamp))
+
+    assert cache.stamps() == [3, 4, 5]
+    assert cache.find(2) is None and cache.find(4).stamp_ns == 4
+    assert cache.latest().stamp_ns == 5
+
+
+def test_empty_cache_has_no_latest():
+    assert FrameCache(2).latest() is None
+
+
+def test_same_stamp_replaces_and_becomes_latest():
+    cache = FrameCache(3)
+    cache.put(_frame(1))
+    cache.put(_frame(2))
+    replacement = _frame(1)
+    cache.put(replacement)
+
+    assert cache.stamps() == [2, 1] and cache.latest() is replacement
+
+
+def test_shrinking_drops_the_oldest():
+    cache = FrameCache(5)
+    for stamp in range(5):
+        cache.put(_frame(stamp))
+    cache.resize(2)
+    assert cache.stamps() == [3, 4]
+
+
+def test_size_below_one_is_rejected():
+    with pytest.raises(ValueError, match=">= 1"):
+        FrameCache(0)
+
+
+def test_frame_converts_once_on_demand():
+    calls = []
+    frame = _frame(7, calls)
+
+    assert calls == [] and frame.convert_ms == 0.0
+    first, second = frame.rgb(), frame.rgb()
+
+    assert calls == [7] and first is second and first[0, 0, 0] == 7
+
+
+def test_conversion_error_propagates_and_is_retried():
+    attempts = []
+
+    def broken(msg):
+        attempts.append(1)
+        raise ValueError("bad encoding")
+
+    frame = CachedFrame(1, SimpleNamespace(header=None), broken)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="bad encoding"):
+            frame.rgb()
+    assert len(attempts) == 2
+
+
+def test_slot_reports_an_overwritten_item_as_dropped():
+    slot = LatestSlot()
+    assert slot.put("a") is False
+    assert slot.put("b") is True
+    assert slot.take(0) == "b"
+    assert slot.put("c") is False
+
+
+def test_slot_take_times_out_empty():
+    assert LatestSlot().take(0.01) is None
+
+
+def test_slot_wakes_a_waiting_consumer():
+    slot = LatestSlot()
+    got = []
+    consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
+    consumer.start()
+    time.sleep(0.05)
+    slot.put("frame")
+    consumer.join(2.0)
+    assert got == ["frame"]
+
+
+def test_closed_slot_returns_at_once():
+    slot = LatestSlot()
+    slot.close()
+    start = time.monotonic()
+    assert slot.take(5.0) is None
+    assert time.monotonic() - start < 1.0
+
+
+def test_discard_is_not_a_drop():
+    slot = LatestSlot()
+    slot.put("a")
+    assert slot.discard() is True
+    assert slot.put("b") is False

@@ -1,0 +1,140 @@
+"""The node's diagnostics statistics (pure Python, no ROS): rates, drops, latency percentiles."""
+
+import math
+import threading
+
+import pytest
+
+from fartrack_ros.diagnostics import (
+    OK,
+    STAGES,
+    WARN,
+    NodeStatistics,
+    RollingWindow,
+    diagnostic_items,
+    diagnostic_level,
+)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_rolling_window_percentiles_cover_only_the_last_samples():
+    window = RollingWindow(size=100)
+    for value in range(1000):
+        window.add(value)
+
+    summary = window.summary()
+
+    assert summary.count == 100
+    assert summary.p50_ms == pytest.approx(949.5)
+    assert summary.p95_ms == pytest.approx(994.05)
+    assert summary.max_ms == 999
+
+
+def test_empty_window_reports_nan():
+    summary = RollingWindow(5).summary()
+    assert summary.count == 0 and math.isnan(summary.p50_ms) and math.isnan(summary.max_ms)
+
+
+def test_rates_are_per_period_and_totals_accumulate():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    for _ in range(30):
+        stats.record_received()
+    for _ in range(10):
+        stats.record_processed({"model": 50.0})
+    stats.record_dropped(20)
+    clock.now += 2.0
+
+    first = stats.snapshot()
+    clock.now += 1.0
+    stats.record_received()
+    second = stats.snapshot()
+
+    assert (first.fps_in, first.fps_out, first.dropped_in_period) == (15.0, 5.0, 20)
+    assert (second.fps_in, second.fps_out, second.dropped_in_period) == (1.0, 0.0, 0)
+    assert (second.received_total, second.processed_total, second.dropped_total) == (31, 10, 20)
+
+
+def test_stage_latencies_and_total_and_delay_are_summarised():
+    stats = NodeStatistics(clock=FakeClock())
+    for i in range(1, 101):
+        stats.record_processed(
+            {"convert": 1.0, "crop": 2.0, "model": float(i), "decode": 0.5, "publish": 0.25},
+            delay_ms=10.0 + i,
+        )
+
+    snap = stats.snapshot()
+
+    assert set(snap.stage_latency) == set(STAGES)
+    assert snap.stage_latency["model"].p50_ms == pytest.approx(50.5)
+    assert snap.stage_latency["model"].max_ms == 100.0
+    assert snap.stage_latency["crop"].p95_ms == pytest.approx(2.0)
+    assert snap.total_latency.max_ms == pytest.approx(103.75)
+    assert snap.delay_from_stamp.p50_ms == pytest.approx(60.5)
+
+
+def test_unknown_stages_and_non_finite_values_are_ignored():
+    stats = NodeStatistics(clock=FakeClock())
+    stats.record_processed({"warp": 5.0, "model": float("nan"), "crop": None}, delay_ms=float("inf"))
+
+    snap = stats.snapshot()
+
+    assert snap.processed_total == 1
+    assert snap.stage_latency["model"].count == 0 and snap.delay_from_stamp.count == 0
+
+
+def test_diagnostic_items_name_every_stage_and_extra_fields():
+    stats = NodeStatistics(clock=FakeClock())
+    stats.record_processed({name: 1.0 for name in STAGES}, delay_ms=3.0)
+
+    keys = dict(diagnostic_items(stats.snapshot(), device="cpu", model="tiny"))
+
+    for name in STAGES:
+        for stat in ("p50", "p95", "max"):
+            assert keys[f"latency_{name}_{stat}_ms"] == "1.00"
+    assert keys["delay_from_stamp_p95_ms"] == "3.00"
+    assert keys["frames_dropped"] == "0"
+    assert keys["device"] == "cpu" and keys["model"] == "tiny"
+    assert {"fps_in", "fps_out"} <= set(keys)
+
+
+def test_level_warns_when_active_without_images():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    clock.now += 1.0
+    level, message = diagnostic_level(stats.snapshot(), active=True, tracking=False)
+    assert level == WARN and "no images" in message
+
+
+def test_level_is_ok_while_images_arrive():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.record_received()
+    clock.now += 1.0
+    assert diagnostic_level(stats.snapshot(), active=True, tracking=False)[0] == OK
+
+
+def test_counters_are_thread_safe():
+    stats = NodeStatistics()
+
+    def work():
+        for _ in range(2000):
+            stats.record_received()
+            stats.record_dropped()
+            stats.record_processed({"model": 1.0})
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    snap = stats.snapshot()
+    assert (snap.received_total, snap.dropped_total, snap.processed_total) == (8000, 8000, 8000)
