@@ -1,0 +1,160 @@
+"""Load and save FARTrack checkpoints in the official layout (weights under ``net``, no renaming)."""
+
+from __future__ import annotations
+
+import pickle
+import re
+import zipfile
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from .config import VARIANT_LAYERS, ModelConfig, truncate_config
+from .device import resolve_device
+from .network import FARTrack
+from .safe_pickle import load_checkpoint_file
+
+DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "weights" / "default.pth"
+_LAYER_KEY = re.compile(r"^backbone\.(blocks|extension)\.(\d+)\.")
+
+
+class CheckpointError(ValueError):
+    """A weights file that cannot be used: missing, corrupt, of another layout or another variant."""
+
+
+def read_checkpoint(path: "str | Path") -> dict[str, Any]:
+    """The checkpoint dict of a file, read without running pickled code; CheckpointError if unusable."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"weights file not found: {path} (set the 'weights' parameter to a FARTrack .pth/.pth.tar "
+            "file, or leave it empty for the bundled model)"
+        )
+    try:
+        checkpoint = load_checkpoint_file(path)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(f"refusing to load {path}: {exc}") from exc
+    except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"weights file {path} is corrupt or not a torch checkpoint: {exc}") from exc
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("net"), dict):
+        keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        raise CheckpointError(
+            f"{path} is not in the FARTrack checkpoint layout: expected a dict with the weights under "
+            f"'net', found {keys}"
+        )
+    return checkpoint
+
+
+def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
+    """Infer the network sizes from tensor shapes (official checkpoints carry no config)."""
+    try:
+        dim, _, patch, _ = state_dict["backbone.patch_embed.proj.weight"].shape
+        slots = state_dict["identity"].shape[1] - 1
+        template_tokens = state_dict["backbone.pos_embed_z0" if "backbone.pos_embed_z0" in state_dict
+                                     else "backbone.pos_embed_z1"].shape[1]
+        search_tokens = state_dict["backbone.pos_embed_x"].shape[1]
+        vocab = state_dict["backbone.word_embeddings.weight"].shape[0]
+        mlp_hidden = state_dict["backbone.blocks.0.mlp.fc1.weight"].shape[0]
+    except KeyError as exc:
+        raise CheckpointError(f"state dict lacks {exc.args[0]!r}; it is not a FARTrack network") from exc
+    depth = _count_layers(state_dict, "blocks")
+    extension = _count_layers(state_dict, "extension")
+    coord_range = 2
+    bins = (vocab - 5) // coord_range
+    layers = depth + extension
+    name = next((v for v, n in VARIANT_LAYERS.items() if n == layers and dim == 192), "custom")
+    return ModelConfig(
+        embed_dim=dim,
+        depth=depth,
+        extension_depth=extension,
+        num_heads=max(1, dim // 64),
+        mlp_ratio=mlp_hidden / dim,
+        patch_size=patch,
+        template_size=int(round(template_tokens**0.5)) * patch,
+        search_size=int(round(search_tokens**0.5)) * patch,
+        num_template_slots=slots,
+        bins=bins,
+        coord_range=coord_range,
+        name=name,
+    )
+
+
+def _count_layers(state_dict: dict[str, torch.Tensor], group: str) -> int:
+    indices = {int(m.group(2)) for key in state_dict if (m := _LAYER_KEY.match(key)) and m.group(1) == group}
+    return max(indices) + 1 if indices else 0
+
+
+def _truncate_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) -> dict[str, torch.Tensor]:
+    """Drop the weights of layers beyond cfg (Nano/Pico are the first N layers of Tiny)."""
+    kept = {}
+    for key, value in state_dict.items():
+        match = _LAYER_KEY.match(key)
+        if match:
+            limit = cfg.depth if match.group(1) == "blocks" else cfg.extension_depth
+            if int(match.group(2)) >= limit:
+                continue
+        kept[key] = value
+    return kept
+
+
+def load_checkpoint(
+    path: "str | Path | None" = None,
+    variant: Optional[str] = None,
+    device: str = "cpu",
+    strict_device: bool = False,
+) -> FARTrack:
+    """Build the network a checkpoint describes and load its weights strictly, in eval mode.
+
+    ``path`` empty or None means the bundled default model. ``variant`` (tiny/nano/pico) takes the
+    first 15/10/6 layers of the checkpoint; None keeps them all.
+    """
+    if path is None or str(path) == "":
+        path = DEFAULT_WEIGHTS_PATH
+        if not path.is_file():
+            raise CheckpointError(
+                f"the bundled default model is missing ({path.name}); train it with fartrack-train "
+                "or set 'weights' to a checkpoint file"
+            )
+    checkpoint = read_checkpoint(path)
+    state_dict = {k: v for k, v in checkpoint["net"].items() if isinstance(v, torch.Tensor)}
+    if len(state_dict) != len(checkpoint["net"]):
+        raise CheckpointError(f"{path}: 'net' holds entries that are not tensors; not a state dict")
+    if any(k.startswith("module.") for k in state_dict):
+        raise CheckpointError(
+            f"{path}: keys start with 'module.' (a DataParallel wrapper); save model.state_dict() of the bare network"
+        )
+    stored = checkpoint.get("model_config")
+    try:
+        cfg = ModelConfig.from_dict(stored) if isinstance(stored, dict) else config_from_state_dict(state_dict)
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+    if variant:
+        try:
+            cfg = truncate_config(cfg, variant)
+        except ValueError as exc:
+            raise CheckpointError(f"{path}: {exc}") from exc
+        state_dict = _truncate_state_dict(state_dict, cfg)
+    model = FARTrack(cfg)
+    result = model.load_state_dict(state_dict, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{path} does not match a FARTrack {cfg.name} network ({cfg.num_layers} layers, dim {cfg.embed_dim}): "
+            f"missing keys {result.missing_keys[:8]}{'...' if len(result.missing_keys) > 8 else ''}, "
+            f"unexpected keys {result.unexpected_keys[:8]}{'...' if len(result.unexpected_keys) > 8 else ''}. "
+            "Use an official FARTrack(-Sparse) checkpoint or one written by fartrack-train, and check 'variant'."
+        )
+    model.eval()
+    return model.to(resolve_device(device, strict=strict_device))
+
+
+def save_checkpoint(model: FARTrack, path: "str | Path", **extra: Any) -> None:
+    """Write ``{'net': state_dict, 'model_config': ..., **extra}`` (official layout plus our config)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    payload = {"net": state, "net_type": "FARTrackSparse", "model_config": model.cfg.to_dict(), **extra}
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+

@@ -1,0 +1,119 @@
+"""ViT building blocks of FARTrack: masked LayerNorm, attention with a scoring row, MLP, block.
+
+Parameter names follow the official checkpoint (``masknorm1.norm``, ``attn.qkv``, ``mlp.fc1``, ...).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class MaskedLayerNorm(nn.Module):
+    """LayerNorm that zeroes pruned tokens first, so a pruned token's output equals the LN bias."""
+
+    def __init__(self, dim: int, eps: float = 1e-5) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(dim, eps=eps)
+
+    def forward(self, x: Tensor, token_keep: Optional[Tensor] = None) -> Tensor:
+        if token_keep is not None:
+            x = x * token_keep.unsqueeze(-1).to(x.dtype)
+        return self.norm(x)
+
+
+class Mlp(nn.Module):
+    """fc1 -> exact GELU -> fc2."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all tokens; pruned or padded keys get no attention.
+
+    Besides its output it can return one query row of the head-averaged attention map: FARTrack
+    scores template tokens by the attention they receive from the centre search token.
+    """
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.scale = self.head_dim**-0.5
+        self.qkv = nn.Linear(dim, dim * 3, bias=True)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(
+        self,
+        x: Tensor,
+        key_keep: Optional[Tensor] = None,
+        score_query: Optional[Tensor] = None,
+        fused: bool = False,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """x (B,N,D); key_keep (B,N) bool or None; score_query (B,) row index or None.
+
+        Returns the projected output and, when score_query is given, the (B,N) attention row of
+        that query averaged over heads. ``fused`` selects PyTorch's fused attention kernel; the
+        unfused path is the official arithmetic, kept for bit-level parity.
+        """
+        batch, tokens, dim = x.shape
+        qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k, v = qkv[0], qkv[1], qkv[2]
+        key_mask = None if key_keep is None else key_keep[:, None, None, :]
+        score_row = None
+        if fused:
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
+            if score_query is not None:
+                q_row = q[torch.arange(batch, device=x.device), :, score_query].unsqueeze(2)
+                score_row = _softmax_scores(q_row, k, self.scale, key_mask).mean(dim=1)[:, 0]
+        else:
+            attn = _softmax_scores(q, k, self.scale, key_mask)
+            out = attn @ v
+            if score_query is not None:
+                score_row = attn[torch.arange(batch, device=x.device), :, score_query].mean(dim=1)
+        out = out.transpose(1, 2).reshape(batch, tokens, dim)
+        return self.proj(out), score_row
+
+
+def _softmax_scores(q: Tensor, k: Tensor, scale: float, key_mask: Optional[Tensor]) -> Tensor:
+    """softmax((q @ k^T) * scale) with masked keys at -inf, in the official order of operations."""
+    scores = (q @ k.transpose(-2, -1)) * scale
+    if key_mask is not None:
+        scores = scores.masked_fill(~key_mask, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block. ``norm1``/``norm2`` exist only because official checkpoints hold them."""
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.masknorm1 = MaskedLayerNorm(dim)
+        self.attn = Attention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.masknorm2 = MaskedLayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def forward(
+        self,
+        x: Tensor,
+        token_keep: Optional[Tensor] = None,
+        key_keep: Optional[Tensor] = None,
+        score_query: Optional[Tensor] = None,
+        fused: bool = False,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        attn_out, score_row = self.attn(self.masknorm1(x, token_keep), key_keep, score_query, fused)
+        x = x + attn_out
+        x = x + self.mlp(self.masknorm2(x, token_keep))
+        return x, score_row

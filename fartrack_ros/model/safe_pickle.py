@@ -1,0 +1,112 @@
+"""Read torch checkpoints without ever running pickled code.
+
+Weights load with ``torch.load(..., weights_only=True)``. Official *training* checkpoints also
+carry pickled Python objects (settings, stats, optimizer, constructor) that ``weights_only``
+refuses. For those, :func:`load_untrusted` reads the archive with a restricted unpickler:
+
+* torch's own allowlist of safe globals (tensor rebuilders, dtypes, OrderedDict, ...) is used as is;
+* any other class becomes an inert placeholder that only stores the state it is given, so an object
+  such as ``settings`` loads as data and nothing from its module is imported;
+* *calling* such an unknown global (the ``__reduce__`` trick behind every pickle exploit) is refused.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import _weights_only_unpickler
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """The checkpoint asks to call a function or class that is not known to be safe."""
+
+
+class InertObject:
+    """Stand-in for an instance of a class we refuse to import: it only holds the pickled state."""
+
+    pickled_class = "?"
+
+    def __init__(self) -> None:
+        self.state: Any = None
+        self.items: dict = {}
+        self.list_items: list = []
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.items[key] = value
+
+    def append(self, value: Any) -> None:
+        self.list_items.append(value)
+
+    def extend(self, values: Any) -> None:
+        self.list_items.extend(values)
+
+    def __repr__(self) -> str:
+        return f"<inert {self.pickled_class}>"
+
+
+class _InertClassMeta(type):
+    def __call__(cls, *args: Any, **kwargs: Any) -> Any:
+        raise UnsafeCheckpointError(
+            f"checkpoint tries to call {cls.pickled_class}{args!r:.80}; refusing to run pickled code"
+        )
+
+
+def _placeholder(module: str, name: str) -> type:
+    def new(cls: type, *args: Any) -> InertObject:
+        obj = object.__new__(cls)
+        InertObject.__init__(obj)
+        return obj
+
+    return _InertClassMeta(name, (InertObject,), {"pickled_class": f"{module}.{name}", "__new__": new})
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
+        super().__init__(io.BytesIO(data))
+        self._archive = archive
+        self._prefix = prefix
+        self._allowed = _weights_only_unpickler._get_allowed_globals()
+        self._storages: dict[str, Any] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        full_name = f"{module}.{name}"
+        if full_name in self._allowed:
+            return self._allowed[full_name]
+        return _placeholder(module, name)
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
+            raise UnsafeCheckpointError(f"unsupported persistent id {pid!r:.80}")
+        _, storage_type, key, _location, numel = pid
+        dtype = storage_type.dtype if hasattr(storage_type, "dtype") else storage_type(0).dtype
+        if key not in self._storages:
+            raw = self._archive.read(f"{self._prefix}data/{key}")
+            untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
+            self._storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
+        return self._storages[key]
+
+
+def load_untrusted(path: "str | Path") -> Any:
+    """Load a torch.save archive, keeping tensors and plain data and neutralising everything else."""
+    with zipfile.ZipFile(path) as archive:
+        pickles = [n for n in archive.namelist() if n.endswith("/data.pkl")]
+        if len(pickles) != 1:
+            raise pickle.UnpicklingError(f"not a torch checkpoint archive: found {len(pickles)} data.pkl records")
+        prefix = pickles[0][: -len("data.pkl")]
+        return _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix).load()
+
+
+def load_checkpoint_file(path: "str | Path") -> Any:
+    """torch.load with weights_only=True; if the file holds pickled objects, the restricted reader."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        return load_untrusted(path)
