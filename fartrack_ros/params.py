@@ -1,0 +1,219 @@
+"""The node's parameters: one table of names, defaults, descriptions, ranges and when each
+takes effect, plus the validation that the node runs on every set.
+
+`PARAMETERS` is the single source: the node declares from it (`descriptor`), validates with it
+(`validate`), and ``config/fartrack.yaml`` documents the same names (a test checks they agree).
+Importing this module needs no ROS; `descriptor` imports ``rcl_interfaces`` when called.
+
+When a parameter takes effect (``applies``):
+- ``configure``: read when the model is built (device, weights, ...). A plain node configures
+  once at start, so these are read-only there. A managed (lifecycle) node accepts a change while
+  unconfigured and rejects it, with the reason, once configured (clean up first).
+- ``activate``: read when the subscriptions are made (transport, QoS). Changeable while inactive.
+- ``live``: applied at once, also while tracking.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+CONFIGURE, ACTIVATE, LIVE = "configure", "activate", "live"
+
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    name: str
+    default: bool | int | float | str
+    description: str
+    applies: str = LIVE
+    choices: tuple[str, ...] | None = None  # allowed strings
+    low: float | int | None = None  # inclusive numeric range
+    high: float | int | None = None
+    constraints: str = ""  # human-readable, shown by `ros2 param describe`
+
+    @property
+    def kind(self) -> type:
+        return type(self.default)
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "device", "auto",
+        "Compute device: auto (CUDA when available, else CPU), cpu, cuda or cuda:N. A CUDA device "
+        "that is absent gives one warning and CPU, or an error with device_strict.",
+        CONFIGURE, constraints="auto | cpu | cuda | cuda:N",
+    ),
+    ParamSpec(
+        "device_strict", False,
+        "Fail at configure when the requested CUDA device is absent instead of falling back to CPU.",
+        CONFIGURE,
+    ),
+    ParamSpec(
+        "weights", "",
+        "Checkpoint file (official FARTrack .pth.tar or this package's .pth). Empty: the bundled "
+        "default model.",
+        CONFIGURE,
+    ),
+    ParamSpec(
+        "variant", "",
+        "Model depth: tiny (15 layers), nano (first 10), pico (first 6). Empty: as in the checkpoint.",
+        CONFIGURE, choices=("", "tiny", "nano", "pico"),
+    ),
+    ParamSpec(
+        "num_templates", 0,
+        "Number of template slots the model attends to (5 in FARTrack). It is fixed by the "
+        "checkpoint's weights: 0 takes it from the checkpoint; any other value must match it, "
+        "else configure fails (a guard against loading the wrong weights).",
+        CONFIGURE, low=0, high=64,
+    ),
+    ParamSpec(
+        "backend", "torch",
+        "Inference backend: torch, or onnxruntime (needs the onnxruntime backend module; configure "
+        "fails with the reason when it is absent).",
+        CONFIGURE, choices=("torch", "onnxruntime"),
+    ),
+    ParamSpec(
+        "template_memory_cap", 64,
+        "Most templates stored per target for the autoregressive template memory; past it a "
+        "thinning rule keeps the picks close to the official schedule. Applies to targets added "
+        "after a change.",
+        LIVE, low=5, high=100000,
+    ),
+    ParamSpec(
+        "lost_threshold", 0.15,
+        "Confidence below which a frame counts towards declaring a target LOST.",
+        LIVE, low=0.0, high=1.0,
+    ),
+    ParamSpec(
+        "lost_frames", 5,
+        "Consecutive low-confidence frames after which a target is LOST (it stops adding templates "
+        "and is left out of detections until confident again).",
+        LIVE, low=1, high=10000,
+    ),
+    ParamSpec(
+        "max_targets", 16,
+        "Most targets tracked at once; an init beyond it is refused with a warning.",
+        LIVE, low=1, high=256,
+    ),
+    ParamSpec(
+        "image_transport", "raw",
+        "raw: subscribe to sensor_msgs/Image on 'image'. compressed: sensor_msgs/CompressedImage "
+        "(JPEG/PNG) on 'image/compressed'.",
+        ACTIVATE, choices=("raw", "compressed"),
+    ),
+    ParamSpec(
+        "qos_reliability", "best_effort",
+        "Reliability of the image subscription: best_effort (sensor data, matches every camera) or "
+        "reliable (only matches reliable publishers).",
+        ACTIVATE, choices=("best_effort", "reliable"),
+    ),
+    ParamSpec(
+        "qos_depth", 1,
+        "History depth of the image subscription. The node keeps only the newest frame for the "
+        "tracker whatever the depth.",
+        ACTIVATE, low=1, high=100,
+    ),
+    ParamSpec(
+        "frame_cache_size", 30,
+        "Recent frames kept (as received messages) so that an init box stamped with an earlier "
+        "image is applied to that image.",
+        LIVE, low=1, high=1000,
+    ),
+    ParamSpec(
+        "publish_debug_image", True,
+        "Draw the boxes on ~/debug_image. Even when true, nothing is drawn while no one subscribes.",
+        LIVE,
+    ),
+    ParamSpec(
+        "diagnostics_period", 1.0,
+        "Seconds between /diagnostics messages.",
+        LIVE, low=0.05, high=3600.0,
+    ),
+)
+
+BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+def defaults() -> dict[str, Any]:
+    return {spec.name: spec.default for spec in PARAMETERS}
+
+
+def validate(name: str, value: Any) -> str | None:
+    """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
+
+    Checks type, choices, ranges and the device syntax; whether the node's state allows a change
+    now is the node's business (`change_allowed`).
+    """
+    spec = BY_NAME.get(name)
+    if spec is None:
+        return None  # not ours (e.g. use_sim_time)
+    kind = spec.kind
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        return f"{name} must be a {kind.__name__}, got {value!r}"
+    if kind is float and not math.isfinite(value):
+        return f"{name} must be finite, got {value!r}"
+    if spec.choices is not None and value not in spec.choices:
+        allowed = ", ".join(repr(choice) for choice in spec.choices)
+        return f"{name}={value!r} is not one of {allowed}"
+    if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
+        return f"{name}={value!r} is out of range [{spec.low}, {spec.high}]"
+    if name == "device" and not _DEVICE.match(value.strip().lower()):
+        return f"device={value!r} is not valid: use auto, cpu, cuda or cuda:N"
+    return None
+
+
+def change_allowed(name: str, *, configured: bool, active: bool) -> str | None:
+    """Why ``name`` may not change in the node's current state (None when it may)."""
+    spec = BY_NAME.get(name)
+    if spec is None or spec.applies == LIVE:
+        return None
+    if spec.applies == CONFIGURE and configured:
+        return (
+            f"{name} is read when the model is configured; deactivate and clean up the lifecycle "
+            "node first (or restart the node with the new value)"
+        )
+    if spec.applies == ACTIVATE and active:
+        return (
+            f"{name} is read when the image subscription is made; deactivate the lifecycle node "
+            "first (or restart the node with the new value)"
+        )
+    return None
+
+
+def descriptor(spec: ParamSpec, *, managed: bool):
+    """``rcl_interfaces/ParameterDescriptor`` of ``spec``.
+
+    In a plain node (``managed`` false) parameters read at configure/activate can never change
+    after start, so they are declared read-only; a lifecycle node allows them between transitions.
+    """
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, ParameterType
+
+    types = {bool: ParameterType.PARAMETER_BOOL, int: ParameterType.PARAMETER_INTEGER,
+             float: ParameterType.PARAMETER_DOUBLE, str: ParameterType.PARAMETER_STRING}
+    constraints = spec.constraints
+    if spec.choices is not None:
+        constraints = "one of: " + ", ".join(repr(choice) for choice in spec.choices)
+    if spec.applies != LIVE:
+        when = "applied at configure" if spec.applies == CONFIGURE else "applied at activate"
+        constraints = f"{constraints}; {when}" if constraints else when
+    result = ParameterDescriptor(
+        name=spec.name,
+        type=types[spec.kind],
+        description=spec.description,
+        additional_constraints=constraints,
+        read_only=(not managed) and spec.applies != LIVE,
+    )
+    if spec.kind is int and spec.low is not None:
+        result.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]
+    elif spec.kind is float and spec.low is not None:
+        result.floating_point_range = [
+            FloatingPointRange(from_value=float(spec.low), to_value=float(spec.high), step=0.0)
+        ]
+    return result
