@@ -68,12 +68,26 @@ def _placeholder(module: str, name: str) -> type:
     return _InertClassMeta(name, (InertObject,), {"pickled_class": f"{module}.{name}", "__new__": new})
 
 
+def _numpy_data_globals() -> dict[str, Any]:
+    """numpy's array and scalar reconstructors: plain data, safe to call (training stats hold them)."""
+    import numpy as np
+
+    multiarray = np._core.multiarray if hasattr(np, "_core") else np.core.multiarray
+    names = {}
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):
+        names[f"{module}.scalar"] = multiarray.scalar
+        names[f"{module}._reconstruct"] = multiarray._reconstruct
+    names["numpy.dtype"] = np.dtype
+    names["numpy.ndarray"] = np.ndarray
+    return names
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
         super().__init__(io.BytesIO(data))
         self._archive = archive
         self._prefix = prefix
-        self._allowed = _weights_only_unpickler._get_allowed_globals()
+        self._allowed = {**_weights_only_unpickler._get_allowed_globals(), **_numpy_data_globals()}
         self._storages: dict[str, Any] = {}
 
     def find_class(self, module: str, name: str) -> Any:
