@@ -1,0 +1,64 @@
+"""From a box in search-crop units back to the image, as the official tracker does it.
+
+The arithmetic is kept in the official precision so that replays match the official tracker:
+the crop-normalised box and its scaling to crop pixels are float32 tensor operations, the
+mapping into the image and the clipping are Python float64 (README section 2.2).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def xyxy_to_cxcywh(box_xyxy: torch.Tensor) -> torch.Tensor:
+    """``(..., 4)`` x0,y0,x1,y1 -> cx,cy,w,h in the tensor's dtype; nothing is clamped."""
+    x0, y0, x1, y1 = box_xyxy.unbind(-1)
+    w = x1 - x0
+    h = y1 - y0
+    return torch.stack([x0 + 0.5 * w, y0 + 0.5 * h, w, h], dim=-1)
+
+
+def crop_px_boxes(box_cxcywh_norm: torch.Tensor, search_size: int,
+                  resize_factors) -> list[list[float]]:
+    """Crop-normalised ``(B, 4)`` cx,cy,w,h -> per-target cx,cy,w,h in image-scale pixels.
+
+    Official: ``box * search_size / resize_factor`` in float32 (two float32 operations).
+    """
+    rows = []
+    for box, factor in zip(box_cxcywh_norm.float().cpu(), resize_factors):
+        rows.append(((box * search_size) / float(factor)).double().tolist())
+    return rows
+
+
+def map_box_back(box_cxcywh_px, prev_state_xywh, search_size: int,
+                 resize_factor: float) -> list[float]:
+    """Box in search-crop pixels (cx,cy,w,h at image scale) -> image x,y,w,h.
+
+    The search crop was centred on the previous state, so the crop's top-left corner in the
+    image is that centre minus half the crop side.
+    """
+    px, py, pw, ph = prev_state_xywh
+    cx_prev = px + 0.5 * pw
+    cy_prev = py + 0.5 * ph
+    cx, cy, w, h = box_cxcywh_px
+    half_side = 0.5 * search_size / resize_factor
+    cx_real = cx + (cx_prev - half_side)
+    cy_real = cy + (cy_prev - half_side)
+    return [cx_real - 0.5 * w, cy_real - 0.5 * h, w, h]
+
+
+def clip_box(box_xywh, height: int, width: int, margin: float = 10) -> list[float]:
+    """Official ``clip_box``: keep at least ``margin`` px of the box inside the image.
+
+    The far corner is taken from the unclipped top-left, as in the official code, and the size
+    is at least ``margin`` in each direction.
+    """
+    x1, y1, w, h = box_xywh
+    x2, y2 = x1 + w, y1 + h
+    x1 = min(max(0, x1), width - margin)
+    x2 = min(max(margin, x2), width)
+    y1 = min(max(0, y1), height - margin)
+    y2 = min(max(margin, y2), height)
+    w = max(margin, x2 - x1)
+    h = max(margin, y2 - y1)
+    return [float(x1), float(y1), float(w), float(h)]

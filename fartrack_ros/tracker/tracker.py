@@ -1,0 +1,319 @@
+"""Tracking many targets with one FARTrack network: per-target state, one batched forward.
+
+Per frame and target the tracker crops a search region around the target's current state,
+runs the network on it together with the target's template slots, decodes the coordinate
+logits into a box, maps it back into the image and clips it (all as the official tracker;
+README section 2.2), then crops a new template around the new box and stores it in the
+target's `TemplateMemory` with the prune mask the forward produced.
+
+Two memory modes:
+
+``official``
+    the official behaviour: a template every frame, no confidence gate, nothing thinned.
+    The score and the TRACKING/LOST state are still reported, but change nothing.
+``bounded`` (default)
+    the memory is capped at ``template_memory_cap`` templates per target and a confidence gate
+    decides what gets stored and where the next search happens (see `TrackerConfig`).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from enum import Enum
+
+import numpy as np
+import torch
+
+from ..model import box_confidence, decode_boxes, xyxy_to_cxcywh
+from .box_mapping import clip_box, crop_px_boxes, map_box_back
+from .cropping import normalize_patches, sample_target
+from .template_memory import TemplateMemory
+
+MEMORY_MODES = ("bounded", "official")
+CLIP_MARGIN_PX = 10
+
+
+class TrackState(str, Enum):
+    TRACKING = "TRACKING"
+    LOST = "LOST"
+
+
+class TargetLimitError(RuntimeError):
+    """Raised when adding a target would exceed ``max_targets``."""
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """How the tracker uses the network; the network's own sizes come from ``model.cfg``.
+
+    Confidence gate (``bounded`` mode). A frame is confident when its score (the mean peak
+    probability of the four coordinate distributions) is at least ``lost_threshold``.
+
+    - Only confident frames add a template, so the newest template (the most influential slot)
+      always shows the target as last seen well. In particular no template is added while LOST.
+    - After ``lost_frames`` consecutive frames below the threshold the target is LOST. While
+      LOST the search region stays on the last confident box instead of following the
+      unconfident predictions, which wander off; a target that left the view and comes back
+      near where it was last seen is found again there. The reported box is that last
+      confident box.
+    - The first confident frame makes the target TRACKING again and moves it to the new box.
+    """
+
+    memory: str = "bounded"
+    template_memory_cap: int = 64
+    lost_threshold: float = 0.15
+    lost_frames: int = 5
+    max_targets: int = 16
+
+    def __post_init__(self) -> None:
+        if self.memory not in MEMORY_MODES:
+            raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        if self.lost_frames < 1:
+            raise ValueError(f"lost_frames must be >= 1, got {self.lost_frames}")
+        if not 0.0 <= self.lost_threshold <= 1.0:
+            raise ValueError(f"lost_threshold must be in [0, 1], got {self.lost_threshold}")
+        if self.max_targets < 1:
+            raise ValueError(f"max_targets must be >= 1, got {self.max_targets}")
+
+
+@dataclass(frozen=True)
+class TrackResult:
+    target_id: str
+    box_xywh: tuple[float, float, float, float]
+    score: float
+    state: TrackState
+    templates_held: int
+
+
+@dataclass(frozen=True)
+class TargetSnapshot:
+    """What the next `Tracker.track` will use for one target (for tests, status and debugging)."""
+
+    target_id: str
+    state: TrackState
+    search_box_xywh: tuple[float, float, float, float]  # the next search crop is centred here
+    slot_indices: tuple[int, ...]  # logical template index in each slot
+    template_keep: np.ndarray  # (S*T,) bool, the template part of the per-token keep vector
+    held_indices: tuple[int, ...]  # logical indices of all templates held
+
+
+@dataclass
+class _Target:
+    target_id: str
+    state_xywh: list[float]  # where the next search crop is centred (the official `state`)
+    memory: TemplateMemory
+    last_confident_xywh: list[float]
+    frames_below: int = 0
+    status: TrackState = TrackState.TRACKING
+
+
+class Tracker:
+    """Tracks any number of targets in a stream of frames with one FARTrack network.
+
+    Frames are ``HxWx3`` uint8 RGB arrays; boxes are ``(x, y, w, h)`` floats in pixels.
+    """
+
+    def __init__(self, model, config: TrackerConfig | None = None):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.config = config or TrackerConfig()
+        self.device = next(model.parameters()).device
+        self._targets: dict[str, _Target] = {}
+        self._auto_ids = itertools.count(1)
+        self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
+        self._all_keep = torch.ones(self.cfg.template_tokens, dtype=torch.bool, device=self.device)
+
+    # -- targets ------------------------------------------------------------------------------
+    @property
+    def target_ids(self) -> list[str]:
+        return list(self._targets)
+
+    def add_target(self, frame: np.ndarray, box_xywh, target_id: str | None = None) -> str:
+        """Start tracking the object in ``box_xywh`` of ``frame``; returns the target id.
+
+        A box partly outside the image is clipped to it. An existing ``target_id`` is
+        re-initialised. Raises ValueError for a bad frame or box and TargetLimitError when
+        ``max_targets`` targets are already tracked.
+        """
+        _check_frame(frame)
+        box = _checked_init_box(box_xywh, frame.shape[0], frame.shape[1])
+        if target_id is None:
+            target_id = next(i for i in map(str, self._auto_ids) if i not in self._targets)
+        target_id = str(target_id)
+        if target_id not in self._targets and len(self._targets) >= self.config.max_targets:
+            raise TargetLimitError(
+                f"cannot add target {target_id!r}: {len(self._targets)} targets are tracked, "
+                f"max_targets is {self.config.max_targets} (remove one or raise max_targets)")
+        cap = self.config.template_memory_cap if self.config.memory == "bounded" else None
+        memory = TemplateMemory(self.cfg.num_template_slots, cap)
+        with torch.inference_mode():
+            memory.add(self._embed_templates(frame, [box])[0][0])
+        self._targets[target_id] = _Target(target_id, box, memory, list(box))
+        return target_id
+
+    def remove_target(self, target_id: str) -> None:
+        """Stop tracking ``target_id``; KeyError naming the known ids if there is no such target."""
+        if str(target_id) not in self._targets:
+            raise KeyError(f"no target {target_id!r} (tracked: {sorted(self._targets)})")
+        del self._targets[str(target_id)]
+
+    def reset(self) -> None:
+        """Drop all targets."""
+        self._targets.clear()
+
+    def inspect_target(self, target_id: str) -> TargetSnapshot:
+        """The state, slot picks and token keep vector the next forward will use for a target."""
+        if str(target_id) not in self._targets:
+            raise KeyError(f"no target {target_id!r} (tracked: {sorted(self._targets)})")
+        target = self._targets[str(target_id)]
+        picked = target.memory.select()
+        keep = torch.cat([self._all_keep if t.keep is None else t.keep for t in picked])
+        return TargetSnapshot(
+            target_id=target.target_id,
+            state=target.status,
+            search_box_xywh=tuple(target.state_xywh),
+            slot_indices=tuple(t.index for t in picked),
+            template_keep=keep.cpu().numpy(),
+            held_indices=tuple(target.memory.held_indices),
+        )
+
+    # -- tracking ------------------------------------------------------------------------------
+    def track(self, frame: np.ndarray) -> list[TrackResult]:
+        """Track every target in ``frame`` with one batched forward; one result per target."""
+        _check_frame(frame)
+        targets = list(self._targets.values())
+        if not targets:
+            self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
+            return []
+        cfg = self.cfg
+        official = self.config.memory == "official"
+        with torch.inference_mode():
+            t0 = time.perf_counter()
+            patches, factors = [], []
+            for target in targets:
+                patch, geom = sample_target(frame, target.state_xywh, cfg.search_factor,
+                                            cfg.search_size)
+                patches.append(patch)
+                factors.append(geom.resize_factor)
+            search = normalize_patches(np.stack(patches), self.device)
+            embeds, keeps = self._slot_inputs(targets)
+            t1 = time.perf_counter()
+            out = self.model.forward_embedded(embeds, keeps, search, drop_pruned=not official)
+            self._sync()
+            t2 = time.perf_counter()
+            boxes = xyxy_to_cxcywh(decode_boxes(out.logits, cfg))
+            scores = box_confidence(out.logits, cfg).tolist()
+            boxes_px = crop_px_boxes(boxes, cfg.search_size, factors)
+            height, width = frame.shape[:2]
+            new_templates = []
+            for target, box_px, factor, score, keep in zip(targets, boxes_px, factors, scores,
+                                                          out.prune_keep):
+                predicted = clip_box(map_box_back(box_px, target.state_xywh, cfg.search_size, factor),
+                                     height, width, margin=CLIP_MARGIN_PX)
+                target.memory.record_newest_keep(keep.clone())
+                if self._update_state(target, predicted, score) or official:
+                    new_templates.append(target)
+            t3 = time.perf_counter()
+            crop_s, model_s, decode_s = t1 - t0, t2 - t1, t3 - t2
+            if new_templates:
+                embeddings, template_crop_s = self._embed_templates(
+                    frame, [t.state_xywh for t in new_templates])
+                for target, embedding in zip(new_templates, embeddings):
+                    target.memory.add(embedding)
+                # template crops count as cropping, their patch embedding as model time
+                crop_s += template_crop_s
+                model_s += time.perf_counter() - t3 - template_crop_s
+        self.last_timings_ms = {"crop": 1e3 * crop_s, "model": 1e3 * model_s,
+                                "decode": 1e3 * decode_s}
+        return [self._result(t, s) for t, s in zip(targets, scores)]
+
+    def _update_state(self, target: _Target, predicted: list[float], score: float) -> bool:
+        """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template."""
+        if self.config.memory == "official":
+            target.state_xywh = predicted
+            confident = score >= self.config.lost_threshold
+            target.frames_below = 0 if confident else target.frames_below + 1
+            target.status = (TrackState.LOST if target.frames_below >= self.config.lost_frames
+                             else TrackState.TRACKING)
+            if confident:
+                target.last_confident_xywh = predicted
+            return True
+        if score >= self.config.lost_threshold:
+            target.frames_below = 0
+            target.status = TrackState.TRACKING
+            target.state_xywh = predicted
+            target.last_confident_xywh = predicted
+            return True
+        target.frames_below += 1
+        if target.frames_below >= self.config.lost_frames:
+            target.status = TrackState.LOST
+            target.state_xywh = list(target.last_confident_xywh)
+        else:
+            target.state_xywh = predicted
+        return False
+
+    def _result(self, target: _Target, score: float) -> TrackResult:
+        return TrackResult(
+            target_id=target.target_id,
+            box_xywh=tuple(target.state_xywh),
+            score=float(score),
+            state=target.status,
+            templates_held=len(target.memory),
+        )
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _slot_inputs(self, targets: list[_Target]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Template embeddings (B,S,T,D) and keep masks (B,S,T) of each target's slots."""
+        embeds, keeps = [], []
+        for target in targets:
+            picked = target.memory.select()
+            embeds.append(torch.stack([t.embedding for t in picked]))
+            keeps.append(torch.stack([self._all_keep if t.keep is None else t.keep for t in picked]))
+        return torch.stack(embeds), torch.stack(keeps)
+
+    def _embed_templates(self, frame: np.ndarray, boxes: list[list[float]]):
+        """Crop a template around each box; one (T,D) patch embedding per box, and the crop time."""
+        t0 = time.perf_counter()
+        patches = [sample_target(frame, box, self.cfg.template_factor, self.cfg.template_size)[0]
+                   for box in boxes]
+        z = normalize_patches(np.stack(patches), self.device)
+        crop_s = time.perf_counter() - t0
+        # one clone per row: a stored template must not keep its batch-mates' storage alive
+        return [row.clone() for row in self.model.embed_template(z)], crop_s
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+
+def _check_frame(frame) -> None:
+    if not isinstance(frame, np.ndarray):
+        raise ValueError(f"frame must be an HxWx3 uint8 RGB numpy array, got {type(frame).__name__}")
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got shape {frame.shape} "
+                         f"dtype {frame.dtype}")
+    if frame.shape[0] < 2 or frame.shape[1] < 2:
+        raise ValueError(f"frame is too small to track in: {frame.shape[1]}x{frame.shape[0]} px")
+
+
+def _checked_init_box(box_xywh, height: int, width: int) -> list[float]:
+    """The init box as floats, clipped to the image; ValueError if it is unusable."""
+    try:
+        values = [float(v) for v in box_xywh]
+    except (TypeError, ValueError):
+        raise ValueError(f"box must be 4 numbers (x, y, w, h) in pixels, got {box_xywh!r}") from None
+    if len(values) != 4:
+        raise ValueError(f"box must be 4 numbers (x, y, w, h) in pixels, got {box_xywh!r}")
+    x, y, w, h = values
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"box has a non-finite value: {tuple(values)}")
+    if w <= 0 or h <= 0:
+        raise ValueError(f"box width and height must be > 0, got w={w}, h={h}")
+    x0, y0 = max(x, 0.0), max(y, 0.0)
+    x1, y1 = min(x + w, float(width)), min(y + h, float(height))
+    if x1 <= x0 or y1 <= y0:
+        raise ValueError(f"box {tuple(values)} lies outside the {width}x{height} image")
+    return [x0, y0, x1 - x0, y1 - y0]
