@@ -57,10 +57,10 @@ class Attention(nn.Module):
         self,
         x: Tensor,
         key_keep: Optional[Tensor] = None,
-        score_query: Optional[Tensor] = None,
+        score_query: Optional[int] = None,
         fused: bool = False,
     ) -> tuple[Tensor, Optional[Tensor]]:
-        """x (B,N,D); key_keep (B,N) bool or None; score_query (B,) row index or None.
+        """x (B,N,D); key_keep (B,N) bool or None; score_query the row index to report, or None.
 
         Returns the projected output and, when score_query is given, the (B,N) attention row of
         that query averaged over heads. ``fused`` selects PyTorch's fused attention kernel; the
@@ -74,13 +74,13 @@ class Attention(nn.Module):
         if fused:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
             if score_query is not None:
-                q_row = q[torch.arange(batch, device=x.device), :, score_query].unsqueeze(2)
+                q_row = q[:, :, score_query : score_query + 1]
                 score_row = _softmax_scores(q_row, k, self.scale, key_mask).mean(dim=1)[:, 0]
         else:
             attn = _softmax_scores(q, k, self.scale, key_mask)
             out = attn @ v
             if score_query is not None:
-                score_row = attn[torch.arange(batch, device=x.device), :, score_query].mean(dim=1)
+                score_row = attn[:, :, score_query].mean(dim=1)
         out = out.transpose(1, 2).reshape(batch, tokens, dim)
         return self.proj(out), score_row
 
@@ -110,7 +110,7 @@ class Block(nn.Module):
         x: Tensor,
         token_keep: Optional[Tensor] = None,
         key_keep: Optional[Tensor] = None,
-        score_query: Optional[Tensor] = None,
+        score_query: Optional[int] = None,
         fused: bool = False,
     ) -> tuple[Tensor, Optional[Tensor]]:
         attn_out, score_row = self.attn(self.masknorm1(x, token_keep), key_keep, score_query, fused)

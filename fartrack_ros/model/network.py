@@ -185,16 +185,17 @@ class FARTrack(nn.Module):
         if template_keep is None:
             template_keep = torch.ones(batch, num_template, dtype=torch.bool, device=tokens.device)
         template_keep = template_keep.reshape(batch, num_template).to(tokens.device)
-        keep = torch.cat(
-            [template_keep, torch.ones(batch, tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)],
-            dim=1,
-        )
         if drop_pruned:
-            hidden_cmd, scores = self._run_dropped(tokens, keep)
+            hidden, key_keep, order, valid = self._drop_pruned(tokens, template_keep)
+            hidden_cmd, row = self.encode(hidden, key_keep, fused=True)
+            kept = row[:, : order.shape[1]] * valid
+            template_scores = tokens.new_zeros(batch, num_template).scatter(1, order, kept)
         else:
-            hidden_cmd, scores = self._run_masked(tokens, keep)
+            rest = torch.ones(batch, tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
+            keep = torch.cat([template_keep, rest], dim=1)
+            hidden_cmd, row = self.encode(tokens, keep, token_keep=keep)
+            template_scores = row[:, :num_template]
         logits = self.backbone.head(hidden_cmd)
-        template_scores = scores[:, :num_template]
         newest = template_scores[:, num_template - per_slot :]
         return ModelOutput(
             logits=logits,
@@ -203,42 +204,40 @@ class FARTrack(nn.Module):
             template_scores=template_scores,
         )
 
-    def _run_masked(self, tokens: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-        batch = tokens.shape[0]
-        query = torch.full((batch,), self._search_center_row(), dtype=torch.long, device=tokens.device)
-        scores = tokens.new_zeros(tokens.shape[:2])
-        hidden = tokens
-        for block in self.backbone.layers():
-            hidden, row = block(hidden, token_keep=keep, key_keep=keep, score_query=query)
-            scores = scores + row
-        return hidden[:, -4:], scores
+    def encode(
+        self, hidden: Tensor, key_keep: Optional[Tensor], token_keep: Optional[Tensor] = None, fused: bool = False
+    ) -> tuple[Tensor, Tensor]:
+        """Run all layers over [templates | search | commands]; the last 4 tokens and the score row.
 
-    def _run_dropped(self, tokens: Tensor, keep: Tensor) -> tuple[Tensor, Tensor]:
-        batch, length = keep.shape
-        counts = keep.sum(dim=1)
+        The score row (B,L) is the centre search token's attention, summed over layers and averaged
+        over heads. The search block is found from the end, so the template block may be any length.
+        """
+        query = hidden.shape[1] - 4 - self.cfg.search_tokens + self.cfg.search_center_index
+        row_sum = None
+        for block in self.backbone.layers():
+            hidden, row = block(hidden, token_keep=token_keep, key_keep=key_keep, score_query=query, fused=fused)
+            row_sum = row if row_sum is None else row_sum + row
+        return hidden[:, -4:], row_sum
+
+    def _drop_pruned(self, tokens: Tensor, template_keep: Tensor) -> tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
+        """Gather each sample's kept template tokens (in order) in front of its search and command tokens.
+
+        Samples with fewer kept tokens are padded at the end of the template block; the pads are
+        masked as keys. Returns the shorter sequence, its key mask (None when no sample needs
+        padding), the gathered template positions and which of them are real.
+        """
+        num_template = template_keep.shape[1]
+        counts = template_keep.sum(dim=1)
         kept_len = int(counts.max())
-        # Stable sort puts kept tokens first, in sequence order; the tail (pruned) is padding.
-        order = torch.argsort((~keep).to(torch.int8), dim=1, stable=True)[:, :kept_len]
-        hidden = torch.gather(tokens, 1, order.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
-        ragged = bool((counts != kept_len).any())
+        order = torch.argsort((~template_keep).to(torch.int8), dim=1, stable=True)[:, :kept_len]
         valid = torch.arange(kept_len, device=tokens.device).unsqueeze(0) < counts.unsqueeze(1)
-        key_keep = valid if ragged else None
-        num_template_kept = counts - (length - self.cfg.num_template_slots * self.cfg.template_tokens)
-        query = num_template_kept + self.cfg.search_center_index
-        row_sum = hidden.new_zeros(batch, kept_len)
-        for block in self.backbone.layers():
-            hidden, row = block(hidden, key_keep=key_keep, score_query=query, fused=True)
-            row_sum = row_sum + row
-        scores = tokens.new_zeros(batch, length).scatter(1, order, row_sum * valid)
-        if ragged:
-            cmd_index = (counts.unsqueeze(1) - 4 + torch.arange(4, device=tokens.device)).unsqueeze(-1)
-            hidden_cmd = torch.gather(hidden, 1, cmd_index.expand(-1, -1, hidden.shape[-1]))
-        else:
-            hidden_cmd = hidden[:, -4:]
-        return hidden_cmd, scores
-
-    def _search_center_row(self) -> int:
-        return self.cfg.num_template_slots * self.cfg.template_tokens + self.cfg.search_center_index
+        gathered = torch.gather(tokens[:, :num_template], 1, order.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        hidden = torch.cat([gathered, tokens[:, num_template:]], dim=1)
+        key_keep = None
+        if bool((counts != kept_len).any()):
+            rest = torch.ones(tokens.shape[0], tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
+            key_keep = torch.cat([valid, rest], dim=1)
+        return hidden, key_keep, order, valid
 
 
 def init_weights(model: FARTrack, std: float = 0.02) -> FARTrack:
