@@ -187,15 +187,15 @@ class FARTrack(nn.Module):
         template_keep = template_keep.reshape(batch, num_template).to(tokens.device)
         if drop_pruned:
             hidden, key_keep, order, valid = self._drop_pruned(tokens, template_keep)
-            hidden_cmd, row = self.encode(hidden, key_keep, fused=True)
+            logits, row = self.encode_logits(hidden, key_keep)
             kept = row[:, : order.shape[1]] * valid
             template_scores = tokens.new_zeros(batch, num_template).scatter(1, order, kept)
         else:
             rest = torch.ones(batch, tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
             keep = torch.cat([template_keep, rest], dim=1)
             hidden_cmd, row = self.encode(tokens, keep, token_keep=keep)
+            logits = self.backbone.head(hidden_cmd)
             template_scores = row[:, :num_template]
-        logits = self.backbone.head(hidden_cmd)
         newest = template_scores[:, num_template - per_slot :]
         return ModelOutput(
             logits=logits,
@@ -218,6 +218,14 @@ class FARTrack(nn.Module):
             hidden, row = block(hidden, token_keep=token_keep, key_keep=key_keep, score_query=query, fused=fused)
             row_sum = row if row_sum is None else row_sum + row
         return hidden[:, -4:], row_sum
+
+    def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """Fast path of the heavy part: fused attention over a gathered sequence -> (logits, score row).
+
+        This is the graph other backends (ONNX Runtime) replace.
+        """
+        hidden_cmd, row = self.encode(hidden, key_keep, fused=True)
+        return self.backbone.head(hidden_cmd), row
 
     def _drop_pruned(self, tokens: Tensor, template_keep: Tensor) -> tuple[Tensor, Optional[Tensor], Tensor, Tensor]:
         """Gather each sample's kept template tokens (in order) in front of its search and command tokens.

@@ -1,0 +1,103 @@
+"""ONNX Runtime backend: the layer stack and head of the fast path run in an ORT session.
+
+Token assembly, template embeddings and token dropping stay in torch (cheap, data-dependent);
+the exported graph takes the gathered sequence and a key mask, with dynamic batch and length, so
+one graph serves every number of targets and kept tokens.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from .network import FARTrack
+
+BACKENDS = ("torch", "onnxruntime")
+
+
+class _EncoderHead(nn.Module):
+    """What gets exported: gathered tokens + key mask -> (logits, centre-token score row)."""
+
+    def __init__(self, model: FARTrack) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: Tensor, key_keep: Tensor) -> tuple[Tensor, Tensor]:
+        hidden_cmd, row = self.model.encode(tokens, key_keep, fused=True)
+        return self.model.backbone.head(hidden_cmd), row
+
+
+def export_onnx(model: FARTrack, path: "str | Path") -> Path:
+    """Export the fast path's layer stack and head of ``model`` to an ONNX file."""
+    path = Path(path)
+    cfg = model.cfg
+    length = cfg.num_template_slots * cfg.template_tokens + cfg.search_tokens + 4
+    tokens = torch.zeros(1, length, cfg.embed_dim)
+    key_keep = torch.ones(1, length, dtype=torch.bool)
+    module = _EncoderHead(model).eval().cpu()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            module,
+            (tokens, key_keep),
+            str(path),
+            input_names=["tokens", "key_keep"],
+            output_names=["logits", "score_row"],
+            dynamic_axes={
+                "tokens": {0: "batch", 1: "length"},
+                "key_keep": {0: "batch", 1: "length"},
+                "logits": {0: "batch"},
+                "score_row": {0: "batch", 1: "length"},
+            },
+            opset_version=17,
+            dynamo=False,
+        )
+    return path
+
+
+class OnnxFARTrack(FARTrack):
+    """A FARTrack whose fast path runs in ONNX Runtime on the CPU; everything else is torch."""
+
+    def __init__(self, model: FARTrack, onnx_path: "str | Path | None" = None, num_threads: int = 0) -> None:
+        super().__init__(model.cfg)
+        import onnxruntime as ort
+
+        self.load_state_dict(model.state_dict())
+        self.eval()
+        if onnx_path is None:
+            self._export_dir = tempfile.TemporaryDirectory(prefix="fartrack_onnx_")
+            onnx_path = Path(self._export_dir.name) / "fartrack_encoder.onnx"
+        self.onnx_path = export_onnx(self, onnx_path)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+
+    def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        if torch.is_grad_enabled() and hidden.requires_grad:
+            raise RuntimeError("the ONNX Runtime backend is for inference; train with the torch backend")
+        if key_keep is None:
+            key_keep = torch.ones(hidden.shape[:2], dtype=torch.bool)
+        logits, row = self.session.run(
+            None, {"tokens": hidden.detach().cpu().float().numpy(), "key_keep": key_keep.cpu().numpy()}
+        )
+        return torch.from_numpy(logits), torch.from_numpy(row)
+
+
+def with_backend(model: FARTrack, backend: str) -> FARTrack:
+    """The model to run for a backend name: the torch model itself, or its ONNX Runtime twin (CPU)."""
+    if backend == "torch":
+        return model
+    if backend == "onnxruntime":
+        if next(model.parameters()).device.type != "cpu":
+            raise ValueError("backend 'onnxruntime' runs on the CPU here; use device 'cpu' or backend 'torch'")
+        try:
+            return OnnxFARTrack(model)
+        except ImportError as exc:
+            raise RuntimeError("backend 'onnxruntime' needs the onnxruntime and onnx packages installed") from exc
+    raise ValueError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
