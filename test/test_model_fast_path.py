@@ -19,8 +19,9 @@ def _random_keep(generator: torch.Generator, batch: int, cfg: ModelConfig, prune
     return keep
 
 
+@pytest.mark.parametrize("drop_pruned,fused", [(True, True), (True, False), (False, True)])
 @pytest.mark.parametrize("pruned_slots", [[4, 4], [0, 4], [4, 0, 2]], ids=["uniform", "ragged", "three"])
-def test_dropped_tokens_equal_masked_computation(pruned_slots):
+def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fused):
     torch.manual_seed(0)
     model = build_model(SMALL).eval()
     cfg = model.cfg
@@ -32,7 +33,7 @@ def test_dropped_tokens_equal_masked_computation(pruned_slots):
     with torch.inference_mode():
         masked = model(templates, search, keep.flatten(1))
         embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (batch, cfg.num_template_slots))
-        fast = model.forward_embedded(embeds, keep, search, drop_pruned=True)
+        fast = model.forward_embedded(embeds, keep, search, drop_pruned=drop_pruned, fused=fused)
     torch.testing.assert_close(fast.logits, masked.logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast.template_scores, masked.template_scores, atol=1e-5, rtol=0)
     assert torch.equal(fast.prune_keep, masked.prune_keep)

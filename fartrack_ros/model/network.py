@@ -164,12 +164,15 @@ class FARTrack(nn.Module):
         template_keep: Optional[Tensor],
         search: Tensor,
         drop_pruned: bool = True,
+        fused: Optional[bool] = None,
     ) -> ModelOutput:
         """Forward from cached template embeddings (B,S,T,D) and keep masks (B,S,T) bool.
 
-        drop_pruned=True removes pruned tokens from the sequence and uses fused attention (fast);
-        False masks them with the official arithmetic (reference). Outputs agree to float rounding.
+        drop_pruned=True removes pruned tokens from the sequence, False masks them. fused (default:
+        same as drop_pruned) runs the layer stack through :meth:`encode_logits` (fused attention, or
+        another backend's graph); unfused is the official arithmetic. Outputs agree to float rounding.
         """
+        fused = drop_pruned if fused is None else fused
         cfg = self.cfg
         batch, slots, per_slot, _ = template_embeds.shape
         if slots != cfg.num_template_slots or per_slot != cfg.template_tokens:
@@ -187,14 +190,20 @@ class FARTrack(nn.Module):
         template_keep = template_keep.reshape(batch, num_template).to(tokens.device)
         if drop_pruned:
             hidden, key_keep, order, valid = self._drop_pruned(tokens, template_keep)
+        else:
+            rest = torch.ones(batch, tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
+            hidden = tokens
+            key_keep = torch.cat([template_keep, rest], dim=1)
+        if fused:
+            # Pruned tokens' own rows never reach other tokens, so the key mask alone is enough here.
             logits, row = self.encode_logits(hidden, key_keep)
+        else:
+            hidden_cmd, row = self.encode(hidden, key_keep, token_keep=None if drop_pruned else key_keep)
+            logits = self.backbone.head(hidden_cmd)
+        if drop_pruned:
             kept = row[:, : order.shape[1]] * valid
             template_scores = tokens.new_zeros(batch, num_template).scatter(1, order, kept)
         else:
-            rest = torch.ones(batch, tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
-            keep = torch.cat([template_keep, rest], dim=1)
-            hidden_cmd, row = self.encode(tokens, keep, token_keep=keep)
-            logits = self.backbone.head(hidden_cmd)
             template_scores = row[:, :num_template]
         newest = template_scores[:, num_template - per_slot :]
         return ModelOutput(
