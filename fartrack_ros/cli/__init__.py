@@ -1,0 +1,1 @@
+"""Command-line tools (plain Python, no ROS)."""
