@@ -1,0 +1,126 @@
+"""fartrack-bench: one table of speeds (model, tracker, many targets, OpenCV, node) and a PNG plot."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from .. import benchmark as bm
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="fartrack-bench", description=__doc__)
+    parser.add_argument("--variants", default="tiny,nano,pico,bundled",
+                        help="comma list of tiny, nano, pico (official sizes, random weights) and bundled")
+    parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime CPU threads")
+    parser.add_argument("--repeats", type=int, default=10, help="timed repeats per model row")
+    parser.add_argument("--frames", type=int, default=40, help="frames of the generated sequence for tracker rows")
+    parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
+    parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
+    parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
+    parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
+    parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    skip = {s for s in args.skip.split(",") if s}
+    variants = [v for v in args.variants.split(",") if v]
+    rows: list[bm.Row] = []
+    frames, boxes = bm.synthetic_frames(args.frames)
+    loaded = {}
+    for variant in variants:
+        try:
+            loaded[variant] = bm.load_variant(variant)
+        except Exception as exc:  # a missing bundled model must not stop the other rows
+            print(f"skipping variant {variant}: {exc}", file=sys.stderr)
+
+    for variant, model in loaded.items():
+        if "model" not in skip:
+            rows += bm.model_rows(model, variant, args.repeats)
+        if "tracker" not in skip:
+            base_ms, _ = bm.tracker_ms(model, frames, boxes, memory="official")
+            rows.append(bm.Row("tracker", f"{variant} baseline (masked eager)", base_ms, {"speedup": "1.00x"}))
+            for backend in ("torch", "onnxruntime"):
+                ms, stages = bm.tracker_ms(model, frames, boxes, memory="bounded", backend=backend)
+                split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
+                rows.append(bm.Row("tracker", f"{variant} fast {backend}", ms,
+                                   {"speedup": f"{base_ms / ms:.2f}x", "stages ms": split}))
+
+    if "scaling" not in skip and args.scaling_variant in loaded:
+        model = loaded[args.scaling_variant]
+        one_ms = None
+        for count in (int(c) for c in args.targets.split(",")):
+            ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count)
+            one_ms = one_ms or ms
+            rows.append(bm.Row("scaling", f"{args.scaling_variant} {count} targets", ms,
+                               {"ms/target": f"{ms / count:.1f}", "vs 1 target": f"{ms / one_ms:.2f}x"}))
+
+    if "opencv" not in skip:
+        for kind in ("csrt", "kcf"):
+            ms = bm.opencv_ms(kind, frames, boxes[0])
+            if ms is not None:
+                rows.append(bm.Row("opencv", kind.upper(), ms))
+
+    if "node" not in skip:
+        rows += _node_rows(args, rows)
+
+    print(format_table(rows))
+    if args.plot:
+        write_plot(rows, Path(args.plot))
+        print(f"plot written to {args.plot}")
+    return 0
+
+
+def _node_rows(args: argparse.Namespace, rows: list[bm.Row]) -> list[bm.Row]:
+    """End-to-end latency through the ROS node, when rclpy and the built messages are importable."""
+    try:
+        from ..node_latency import measure_node_latency
+    except ImportError as exc:
+        print(f"node rows skipped: ROS 2 is not importable here ({exc})", file=sys.stderr)
+        return []
+    result = measure_node_latency(frames=args.node_frames, threads=args.threads)
+    tracker_row = next((r for r in rows if r.section == "tracker" and r.name == "bundled fast torch"), None)
+    extra = {"p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}", "received": str(result.received)}
+    if tracker_row is not None:
+        extra["overhead"] = f"{result.p50_ms / tracker_row.ms:.2f}x tracker"
+    return [bm.Row("node", "bundled publish->detections p50", result.p50_ms, extra)]
+
+
+def format_table(rows: list[bm.Row]) -> str:
+    """Plain-text table: section, name, ms, FPS, then the row's extra columns."""
+    lines = [f"{'section':<9} {'name':<42} {'ms':>8} {'FPS':>8}  notes", "-" * 100]
+    for row in rows:
+        notes = "  ".join(f"{k}: {v}" for k, v in row.extra.items())
+        lines.append(f"{row.section:<9} {row.name:<42} {row.ms:>8.2f} {row.fps:>8.1f}  {notes}")
+    return "\n".join(lines)
+
+
+def write_plot(rows: list[bm.Row], path: Path) -> None:
+    """Horizontal bar chart of FPS per row, one colour per section."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    colours = {"model": "tab:blue", "tracker": "tab:green", "scaling": "tab:purple", "opencv": "tab:gray",
+               "node": "tab:red"}
+    fig, ax = plt.subplots(figsize=(10, 0.28 * len(rows) + 1.5))
+    names = [f"{r.section}: {r.name}" for r in rows][::-1]
+    ax.barh(names, [r.fps for r in rows][::-1], color=[colours.get(r.section, "k") for r in rows][::-1])
+    ax.set_xlabel("frames per second (higher is better)")
+    ax.set_title(f"fartrack-bench, {torch.get_num_threads()} CPU threads")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
