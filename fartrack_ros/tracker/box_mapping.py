@@ -10,14 +10,6 @@ from __future__ import annotations
 import torch
 
 
-def xyxy_to_cxcywh(box_xyxy: torch.Tensor) -> torch.Tensor:
-    """``(..., 4)`` x0,y0,x1,y1 -> cx,cy,w,h in the tensor's dtype; nothing is clamped."""
-    x0, y0, x1, y1 = box_xyxy.unbind(-1)
-    w = x1 - x0
-    h = y1 - y0
-    return torch.stack([x0 + 0.5 * w, y0 + 0.5 * h, w, h], dim=-1)
-
-
 def crop_px_boxes(box_cxcywh_norm: torch.Tensor, search_size: int,
                   resize_factors) -> list[list[float]]:
     """Crop-normalised ``(B, 4)`` cx,cy,w,h -> per-target cx,cy,w,h in image-scale pixels.

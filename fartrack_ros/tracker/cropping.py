@@ -17,6 +17,7 @@ same thing wherever the official code works and all zeros where it does not.
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -79,7 +80,12 @@ def normalize_patches(patches: np.ndarray, device=None) -> torch.Tensor:
     uint8 data is moved to ``device`` first, so the arithmetic runs there.
     """
     t = torch.from_numpy(np.ascontiguousarray(patches)).to(device)
-    t = t.float().movedim(-1, -3)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=t.device).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=t.device).view(3, 1, 1)
-    return (t / 255.0 - mean) / std
+    mean, std = _mean_std(t.device)
+    return (t.float().movedim(-1, -3) / 255.0 - mean) / std
+
+
+@functools.lru_cache(maxsize=8)
+def _mean_std(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32, device=device).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32, device=device).view(3, 1, 1)
+    return mean, std

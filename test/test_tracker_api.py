@@ -1,0 +1,136 @@
+"""The Tracker API: ids, removal, limits, input validation, results and timings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fartrack_ros.tracker import TargetLimitError, Tracker, TrackerConfig, TrackResult, TrackState
+from tracker_helpers import MICRO_CONFIG, moving_target_video, random_model
+
+BOX = (20.0, 30.0, 32.0, 28.0)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return random_model(MICRO_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return moving_target_video(1)[0][0]  # 120 x 160
+
+
+def test_ids_are_generated_when_not_given_and_kept_when_given(model, frame):
+    tracker = Tracker(model)
+    assert tracker.add_target(frame, BOX) == "1"
+    assert tracker.add_target(frame, BOX, target_id="car") == "car"
+    assert tracker.add_target(frame, BOX) == "2"
+    assert tracker.target_ids == ["1", "car", "2"]
+
+
+def test_adding_an_existing_id_reinitialises_that_target(model, frame):
+    tracker = Tracker(model)
+    tracker.add_target(frame, BOX, target_id="car")
+    tracker.track(frame)
+    tracker.add_target(frame, (50.0, 50.0, 20.0, 20.0), target_id="car")
+    snap = tracker.inspect_target("car")
+    assert tracker.target_ids == ["car"]
+    assert snap.search_box_xywh == (50.0, 50.0, 20.0, 20.0) and snap.held_indices == (0,)
+
+
+def test_track_returns_one_result_per_target_with_all_fields(model, frame):
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frame, BOX, target_id="a")
+    tracker.add_target(frame, BOX, target_id="b")
+    results = tracker.track(frame)
+    assert [r.target_id for r in results] == ["a", "b"]
+    for r in results:
+        assert isinstance(r, TrackResult) and len(r.box_xywh) == 4
+        assert 0.0 <= r.score <= 1.0 and r.state == TrackState.TRACKING and r.templates_held == 2
+    assert set(tracker.last_timings_ms) == {"crop", "model", "decode"}
+    assert all(v >= 0.0 for v in tracker.last_timings_ms.values())
+
+
+def test_removed_and_reset_targets_are_no_longer_tracked(model, frame):
+    tracker = Tracker(model)
+    tracker.add_target(frame, BOX, target_id="a")
+    tracker.add_target(frame, BOX, target_id="b")
+    tracker.remove_target("a")
+    assert [r.target_id for r in tracker.track(frame)] == ["b"]
+    tracker.reset()
+    assert tracker.track(frame) == []
+
+
+def test_removing_an_unknown_target_names_the_known_ones(model, frame):
+    tracker = Tracker(model)
+    tracker.add_target(frame, BOX, target_id="a")
+    with pytest.raises(KeyError, match="'zz'.*'a'"):
+        tracker.remove_target("zz")
+
+
+def test_targets_beyond_max_targets_are_refused(model, frame):
+    tracker = Tracker(model, TrackerConfig(max_targets=2))
+    tracker.add_target(frame, BOX)
+    tracker.add_target(frame, BOX)
+    with pytest.raises(TargetLimitError, match="max_targets is 2"):
+        tracker.add_target(frame, BOX)
+    tracker.add_target(frame, BOX, target_id="1")  # re-initialising is not a new target
+
+
+@pytest.mark.parametrize("box, message", [
+    ((10.0, 10.0, float("nan"), 5.0), "non-finite"),
+    ((10.0, 10.0, float("inf"), 5.0), "non-finite"),
+    ((10.0, 10.0, 0.0, 5.0), "w=0.0"),
+    ((10.0, 10.0, 5.0, -3.0), "h=-3.0"),
+    ((500.0, 10.0, 20.0, 20.0), "outside the 160x120 image"),
+    ((-30.0, -30.0, 20.0, 20.0), "outside"),
+    ((1.0, 2.0, 3.0), "4 numbers"),
+    ("abcd", "4 numbers"),
+])
+def test_unusable_init_boxes_are_rejected_with_their_value(model, frame, box, message):
+    with pytest.raises(ValueError, match=message):
+        Tracker(model).add_target(frame, box)
+
+
+@pytest.mark.parametrize("bad_frame", [
+    np.zeros((120, 160, 3), np.float32),
+    np.zeros((120, 160), np.uint8),
+    np.zeros((120, 160, 4), np.uint8),
+    [[0, 0, 0]],
+])
+def test_frames_that_are_not_hxwx3_uint8_are_rejected(model, frame, bad_frame):
+    tracker = Tracker(model)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        tracker.add_target(bad_frame, BOX)
+    tracker.add_target(frame, BOX)
+    with pytest.raises(ValueError, match="HxWx3 uint8"):
+        tracker.track(bad_frame)
+
+
+def test_box_partly_outside_is_clipped_to_the_image(model, frame):
+    tracker = Tracker(model)
+    tid = tracker.add_target(frame, (-10.0, 100.0, 30.0, 40.0))
+    assert tracker.inspect_target(tid).search_box_xywh == (0.0, 100.0, 20.0, 20.0)
+
+
+def test_box_covering_more_than_the_image_is_tracked(model, frame):
+    tracker = Tracker(model)
+    tid = tracker.add_target(frame, (-50.0, -50.0, 400.0, 300.0))
+    assert tracker.inspect_target(tid).search_box_xywh == (0.0, 0.0, 160.0, 120.0)
+    (result,) = tracker.track(frame)
+    assert np.isfinite(result.box_xywh).all()
+
+
+def test_tiny_box_is_tracked(model, frame):
+    tracker = Tracker(model)
+    tracker.add_target(frame, (80.0, 60.0, 0.5, 0.5))
+    (result,) = tracker.track(frame)
+    assert result.box_xywh[2] >= 10.0 and result.box_xywh[3] >= 10.0  # official 10 px minimum
+
+
+def test_invalid_config_values_are_rejected():
+    with pytest.raises(ValueError, match="memory must be one of"):
+        TrackerConfig(memory="unbounded")
+    with pytest.raises(ValueError, match="lost_frames"):
+        TrackerConfig(lost_frames=0)
