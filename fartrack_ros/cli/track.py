@@ -1,0 +1,172 @@
+"""fartrack-track: track one object through a video file or a folder of frames, offline.
+
+    fartrack-track INPUT --init x,y,w,h [--weights P] [--variant V] [--device D]
+                   [--memory bounded|official] [--out boxes.txt] [--save annotated.mp4]
+
+INPUT is a video file or a folder of images (read in name order). The output has one
+``x,y,w,h`` line per frame with 4 decimals (GOT-10k style), the first line being the init box;
+it goes to ``--out`` or, without it, to stdout. A progress bar runs on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+from typing import Iterator, Optional
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
+FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
+COLOURS_BGR = {"TRACKING": (0, 220, 0), "LOST": (0, 0, 255)}
+
+
+class InputError(ValueError):
+    """INPUT cannot be read as a video or a folder of frames."""
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    """'x,y,w,h' -> four finite floats with w, h > 0 (argparse type)."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h as four numbers, got {text!r}")
+    if values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"width and height must be > 0, got {text!r}")
+    return values
+
+
+def format_box(box) -> str:
+    return ",".join(f"{v:.4f}" for v in box)
+
+
+def open_frames(path: Path) -> tuple[Iterator[np.ndarray], Optional[int], float]:
+    """RGB uint8 frames of a video file or an image folder, their count (if known) and fps."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}")
+        return _read_images(files), len(files), FOLDER_FPS
+    if not path.is_file():
+        raise InputError(f"input not found: {path} (give a video file or a folder of frames)")
+    capture = cv2.VideoCapture(str(path))
+    if not capture.isOpened():
+        raise InputError(f"cannot open {path} as a video (OpenCV could not decode it)")
+    count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+    fps = capture.get(cv2.CAP_PROP_FPS) or FOLDER_FPS
+    return _read_video(capture), count, fps
+
+
+def _read_images(files: list[Path]) -> Iterator[np.ndarray]:
+    for file in files:
+        image = cv2.imread(str(file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise InputError(f"cannot read image {file}")
+        yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def _read_video(capture) -> Iterator[np.ndarray]:
+    try:
+        while True:
+            ok, image = capture.read()
+            if not ok:
+                return
+            yield cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    finally:
+        capture.release()
+
+
+def annotate(frame_rgb: np.ndarray, box, state: str, score: Optional[float]) -> np.ndarray:
+    """BGR copy of the frame with the box drawn (green while tracking, red when lost)."""
+    image = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
+    x, y, w, h = (int(round(v)) for v in box)
+    colour = COLOURS_BGR.get(state, (255, 255, 255))
+    cv2.rectangle(image, (x, y), (x + w, y + h), colour, 2)
+    label = state if score is None else f"{state} {score:.2f}"
+    cv2.putText(image, label, (x, max(12, y - 4)), cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
+    return image
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fartrack-track",
+        description="Track one object through a video or a folder of frames with FARTrack; "
+                    "writes one x,y,w,h line per frame (the first is the init box).")
+    parser.add_argument("input", type=Path, help="video file, or folder of frames read in name order")
+    parser.add_argument("--init", required=True, type=parse_box, metavar="x,y,w,h",
+                        help="the target's box in the first frame, in pixels "
+                             "(write --init=-5,10,40,30 when x starts with a minus)")
+    parser.add_argument("--weights", default="",
+                        help="FARTrack checkpoint (.pth/.pth.tar); empty means the bundled default model")
+    parser.add_argument("--variant", default="", choices=["", "tiny", "nano", "pico"],
+                        help="use the first 15/10/6 layers of the checkpoint; empty keeps them all")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--memory", default="bounded", choices=["bounded", "official"],
+                        help="bounded: capped template memory with a confidence gate (default); "
+                             "official: a template every frame, as the official tracker")
+    parser.add_argument("--out", type=Path, help="write the boxes here instead of stdout")
+    parser.add_argument("--save", type=Path, help="write an annotated video (mp4) here")
+    return parser
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    # imported here so that --help stays fast
+    from ..model import CheckpointError, load_checkpoint
+    from ..tracker import Tracker, TrackerConfig
+
+    try:
+        frames, count, fps = open_frames(args.input)
+        first = next(frames, None)
+        if first is None:
+            raise InputError(f"{args.input} holds no frames")
+        model = load_checkpoint(args.weights or None, variant=args.variant or None, device=args.device)
+        tracker = Tracker(model, TrackerConfig(memory=args.memory))
+        tracker.add_target(first, args.init)
+    except (InputError, CheckpointError, ValueError, RuntimeError) as exc:
+        print(f"fartrack-track: error: {exc}", file=sys.stderr)
+        return 1
+
+    lines = [format_box(args.init)]
+    writer = None
+    if args.save is not None:
+        args.save.parent.mkdir(parents=True, exist_ok=True)
+        height, width = first.shape[:2]
+        writer = cv2.VideoWriter(str(args.save), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
+        if not writer.isOpened():
+            print(f"fartrack-track: error: cannot write video {args.save}", file=sys.stderr)
+            return 1
+        writer.write(annotate(first, args.init, "INIT", None))
+    try:
+        with tqdm(total=count, initial=1, unit="frame", file=sys.stderr, desc="fartrack-track") as bar:
+            for frame in frames:
+                (result,) = tracker.track(frame)
+                lines.append(format_box(result.box_xywh))
+                if writer is not None:
+                    writer.write(annotate(frame, result.box_xywh, result.state.value, result.score))
+                bar.update(1)
+    except (InputError, ValueError) as exc:
+        print(f"fartrack-track: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if writer is not None:
+            writer.release()
+
+    text = "\n".join(lines) + "\n"
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,92 @@
+"""fartrack-track: frames or a video in, one x,y,w,h line per frame out, optional annotated video."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fartrack_ros.cli.track import main
+from fartrack_ros.model import save_checkpoint
+from tracker_helpers import CKPT_PATH, MICRO_CONFIG, TRACE_PATH, moving_target_video, random_model
+
+INIT = (20.0, 30.0, 32.0, 28.0)
+
+
+def _write_folder(folder, frames_rgb):
+    folder.mkdir()
+    for i, frame in enumerate(frames_rgb):
+        cv2.imwrite(str(folder / f"{i:05d}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def micro_weights(tmp_path_factory):
+    path = tmp_path_factory.mktemp("weights") / "micro.pth"
+    save_checkpoint(random_model(MICRO_CONFIG), path)
+    return path
+
+
+def _read_boxes(path):
+    return np.array([[float(v) for v in line.split(",")] for line in path.read_text().splitlines()])
+
+
+@pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")
+def test_official_memory_on_a_frame_folder_gives_the_official_boxes(tmp_path):
+    trace = np.load(TRACE_PATH)
+    folder = _write_folder(tmp_path / "frames", trace["frames"][:4])  # PNG is lossless
+    out = tmp_path / "boxes.txt"
+    code = main([str(folder), "--init", "70,86,80,68", "--weights", str(CKPT_PATH),
+                 "--memory", "official", "--device", "cpu", "--out", str(out)])
+    assert code == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "70.0000,86.0000,80.0000,68.0000"
+    assert all(len(v.split(".")[1]) == 4 for line in lines for v in line.split(","))
+    np.testing.assert_allclose(_read_boxes(out), trace["pred_boxes"][:4], atol=1e-3, rtol=0)
+
+
+def test_video_input_gives_a_line_per_frame_and_an_annotated_video(tmp_path, micro_weights):
+    frames, _ = moving_target_video(6)
+    video = tmp_path / "in.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (160, 120))
+    for frame in frames:
+        writer.write(cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+    writer.release()
+    out, saved = tmp_path / "boxes.txt", tmp_path / "annotated.mp4"
+    code = main([str(video), "--init", ",".join(map(str, INIT)), "--weights", str(micro_weights),
+                 "--device", "cpu", "--out", str(out), "--save", str(saved)])
+    assert code == 0
+    boxes = _read_boxes(out)
+    assert boxes.shape == (6, 4) and tuple(boxes[0]) == INIT
+    capture = cv2.VideoCapture(str(saved))
+    written = 0
+    while capture.read()[0]:
+        written += 1
+    assert written == 6
+
+
+def test_boxes_go_to_stdout_without_out(tmp_path, micro_weights, capsys):
+    folder = _write_folder(tmp_path / "frames", moving_target_video(3)[0])
+    assert main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--device", "cpu"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3 and lines[0] == "20.0000,30.0000,32.0000,28.0000"
+
+
+def test_missing_input_is_reported_with_its_path(tmp_path, micro_weights, capsys):
+    code = main([str(tmp_path / "nope.mp4"), "--init", "1,2,3,4", "--weights", str(micro_weights)])
+    assert code == 1
+    assert "input not found" in capsys.readouterr().err
+
+
+def test_missing_weights_are_reported_with_their_path(tmp_path, capsys):
+    folder = _write_folder(tmp_path / "frames", moving_target_video(2)[0])
+    code = main([str(folder), "--init", "20,30,32,28", "--weights", str(tmp_path / "none.pth")])
+    assert code == 1
+    assert "weights file not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("init", ["1,2,3", "1,2,0,4", "a,b,c,d", "1,2,nan,4"])
+def test_malformed_init_box_is_a_usage_error(tmp_path, init):
+    with pytest.raises(SystemExit) as exc:
+        main([str(tmp_path), "--init", init])
+    assert exc.value.code == 2
