@@ -183,3 +183,26 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bo
         return WARN, "targets active but no frame was tracked in the last period"
     state = "tracking" if tracking else "idle (no targets)"
     return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
+
+
+class WarningThrottle:
+    """Rate limit for repeated warnings, per kind: the first of a kind passes, then at most one
+    every ``every_s`` seconds, reporting how many were held back in between."""
+
+    def __init__(self, every_s: float = 5.0, clock=time.monotonic):
+        self._every_s = every_s
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def admit(self, kind: str) -> tuple[bool, int]:
+        """(log it now?, how many of this kind were held back since the last one logged)."""
+        with self._lock:
+            now = self._clock()
+            last = self._last.get(kind)
+            if last is not None and now - last < self._every_s:
+                self._held[kind] = self._held.get(kind, 0) + 1
+                return False, 0
+            self._last[kind] = now
+            return True, self._held.pop(kind, 0)

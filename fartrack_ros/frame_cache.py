@@ -19,13 +19,18 @@ import numpy as np
 
 
 class CachedFrame:
-    """One received image: its stamp, the raw message, and the RGB array once converted."""
+    """One received image: its stamp, the raw message, and the RGB array once converted.
 
-    __slots__ = ("stamp_ns", "msg", "received_s", "_convert", "_rgb", "_convert_ms", "_lock")
+    ``seq`` numbers frames in order of arrival; unlike stamps it never goes back (a replayed bag,
+    a camera clock reset), so "frames after the init frame" is ``seq > init_frame.seq``.
+    """
 
-    def __init__(self, stamp_ns: int, msg: Any, convert: Callable[[Any], np.ndarray]):
+    __slots__ = ("stamp_ns", "msg", "seq", "received_s", "_convert", "_rgb", "_convert_ms", "_lock")
+
+    def __init__(self, stamp_ns: int, msg: Any, convert: Callable[[Any], np.ndarray], seq: int = 0):
         self.stamp_ns = int(stamp_ns)
         self.msg = msg
+        self.seq = int(seq)
         self.received_s = time.monotonic()
         self._convert = convert
         self._rgb: np.ndarray | None = None

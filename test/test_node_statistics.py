@@ -11,6 +11,7 @@ from fartrack_ros.diagnostics import (
     WARN,
     NodeStatistics,
     RollingWindow,
+    WarningThrottle,
     diagnostic_items,
     diagnostic_level,
 )
@@ -138,3 +139,16 @@ def test_counters_are_thread_safe():
 
     snap = stats.snapshot()
     assert (snap.received_total, snap.dropped_total, snap.processed_total) == (8000, 8000, 8000)
+
+
+def test_warning_throttle_passes_the_first_then_one_per_period_per_kind():
+    clock = FakeClock()
+    throttle = WarningThrottle(every_s=5.0, clock=clock)
+
+    assert throttle.admit("image") == (True, 0)
+    assert throttle.admit("image") == (False, 0)
+    assert throttle.admit("init") == (True, 0)
+    assert throttle.admit("image") == (False, 0)
+    clock.now += 5.0
+    assert throttle.admit("image") == (True, 2)
+    assert throttle.admit("image") == (False, 0)

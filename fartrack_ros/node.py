@@ -1,0 +1,428 @@
+"""The FARTrack ROS 2 node: images in, ``vision_msgs/Detection2DArray`` out.
+
+A thin adapter over `fartrack_ros.tracker.Tracker` (DESIGN §4). Names are relative, so a
+launch file can namespace and remap them:
+
+=====  =====================  ==========================================================
+sub    ``image``              ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8)
+sub    ``image/compressed``   ``sensor_msgs/CompressedImage`` when ``image_transport:=compressed``
+                              (the resolved ``image`` name + ``/compressed``, as image_transport)
+sub    ``~/init``             ``vision_msgs/Detection2DArray``: one detection per new target
+sub    ``~/remove``           ``std_msgs/String``: id of the target to drop
+srv    ``~/reset``            ``std_srvs/Trigger``: drop all targets
+pub    ``~/detections``       ``vision_msgs/Detection2DArray`` per processed frame
+pub    ``~/status``           ``fartrack_ros/TrackerStatus`` per processed frame
+pub    ``/diagnostics``       ``diagnostic_msgs/DiagnosticArray`` every ``diagnostics_period``
+pub    ``~/debug_image``      ``sensor_msgs/Image``, drawn only while someone subscribes
+=====  =====================  ==========================================================
+
+Threading. The image callback only stores the received message (no conversion): in the frame
+cache, and, while targets exist, in a keep-last-1 slot. A worker thread takes the newest frame
+from the slot, converts it, tracks, publishes. A frame overwritten in the slot before the worker
+took it is counted as dropped, so a slow model never queues behind the camera. Init, remove and
+reset run in their own callback group and serialise with the worker on one tracker lock.
+
+Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
+stamp equals the init header stamp (zero stamp: the latest frame); an init for a stamp no longer
+(or never) cached is refused with a warning. The target is tracked from the frames that arrive
+after that frame. ``id`` names the target; an empty id gets the next free number.
+
+Lifecycle. The class is a ``rclpy.lifecycle.LifecycleNode``: configure loads and warms up the
+model and creates the publishers, services and control subscriptions; activate subscribes to
+the images and starts the worker; deactivate unsubscribes and stops it (targets are kept);
+cleanup frees the model. The plain executable (``fartrack_node``) runs configure + activate at
+start and exposes no lifecycle services; ``fartrack_node --managed`` waits for a lifecycle
+manager (or ``ros2 lifecycle set``) to drive the transitions through the standard
+``~/change_state`` / ``~/get_state`` services.
+
+Bad inputs (an unknown encoding, a broken JPEG, an init box outside the image, an unknown id)
+are logged (repeats at most every few seconds) and never stop the node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import re
+import sys
+import threading
+import time
+from dataclasses import replace
+
+import rclpy
+from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+from rcl_interfaces.msg import SetParametersResult
+from sensor_msgs.msg import CompressedImage, Image
+from std_msgs.msg import String
+from std_srvs.srv import Trigger
+from vision_msgs.msg import Detection2DArray
+from diagnostic_msgs.msg import DiagnosticArray
+
+from fartrack_ros.msg import TrackerStatus
+
+from . import params
+from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
+from .frame_cache import CachedFrame, FrameCache, LatestSlot
+from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
+                            init_box, is_zero_stamp, stamp_to_ns, status_msg)
+from .tracker_loading import LoadedTracker, load_tracker
+
+WARN_EVERY_S = 5.0  # repeated warnings from one place are logged at most this often
+_CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+
+
+class FarTrackNode(LifecycleNode):
+    """FARTrack tracking node (see the module docstring for its interface)."""
+
+    def __init__(self, node_name: str = "fartrack", *, managed: bool = False, **kwargs):
+        super().__init__(node_name, enable_communication_interface=managed, **kwargs)
+        self._managed = managed
+        self._configured = False
+        self._active = False
+        self._loaded: LoadedTracker | None = None
+        self._tracker_lock = threading.Lock()
+        self._num_targets = 0
+        self._track_after_seq = -1  # frames up to this arrival number precede the latest init
+        self._seq = itertools.count()
+        self._stats = NodeStatistics()
+        self._throttle = WarningThrottle(WARN_EVERY_S)
+        self._slot = LatestSlot()
+        self._worker: threading.Thread | None = None
+        self._image_subscription = None
+        self._image_group = MutuallyExclusiveCallbackGroup()
+        self._control_group = MutuallyExclusiveCallbackGroup()
+        self._entities: list = []  # created at configure, destroyed at cleanup
+        self._diagnostics_timer = None
+
+        self.add_on_set_parameters_callback(self._check_parameters)
+        for spec in params.PARAMETERS:
+            self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=managed))
+        self.add_post_set_parameters_callback(self._apply_parameters)
+        self._cache = FrameCache(self._param("frame_cache_size"))
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        values = {spec.name: self._param(spec.name) for spec in params.PARAMETERS}
+        try:
+            self._loaded = load_tracker(values, log=self.get_logger())
+        except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
+            self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        self.get_logger().info(self._loaded.describe())
+        self._create_interfaces()
+        self._configured = True
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._subscribe_images()
+        self._slot.reopen()
+        self._worker = threading.Thread(target=self._work, name="fartrack_worker", daemon=True)
+        self._active = True
+        self._worker.start()
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_images()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_images()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._stop_images()
+        self._release()
+        return TransitionCallbackReturn.SUCCESS
+
+    def stop(self) -> None:
+        """Stop the worker and free everything (for a clean exit without lifecycle services)."""
+        self._stop_images()
+        self._release()
+
+    def _create_interfaces(self) -> None:
+        group = self._control_group
+        self._detections_pub = self.create_publisher(Detection2DArray, "~/detections", _CONTROL_QOS)
+        self._status_pub = self.create_publisher(TrackerStatus, "~/status", _CONTROL_QOS)
+        self._debug_pub = self.create_publisher(Image, "~/debug_image", QoSProfile(depth=1))
+        self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _CONTROL_QOS)
+        self._entities = [
+            self._detections_pub, self._status_pub, self._debug_pub, self._diagnostics_pub,
+            self.create_subscription(Detection2DArray, "~/init", self._on_init, _CONTROL_QOS,
+                                     callback_group=group),
+            self.create_subscription(String, "~/remove", self._on_remove, _CONTROL_QOS,
+                                     callback_group=group),
+            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=group),
+        ]
+        self._start_diagnostics_timer()
+
+    def _start_diagnostics_timer(self) -> None:
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+        self._diagnostics_timer = self.create_timer(
+            self._param("diagnostics_period"), self._publish_diagnostics,
+            callback_group=self._control_group)
+
+    def _release(self) -> None:
+        if self._diagnostics_timer is not None:
+            self.destroy_timer(self._diagnostics_timer)
+            self._diagnostics_timer = None
+        for entity in self._entities:
+            entity.destroy()
+        self._entities = []
+        with self._tracker_lock:
+            if self._loaded is not None:
+                self._loaded.release()
+            self._loaded = None
+            self._num_targets = 0
+        self._cache.clear()
+        self._configured = False
+
+    def _subscribe_images(self) -> None:
+        reliability = (QoSReliabilityPolicy.RELIABLE if self._param("qos_reliability") == "reliable"
+                       else QoSReliabilityPolicy.BEST_EFFORT)
+        qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=self._param("qos_depth"),
+                         reliability=reliability, durability=QoSDurabilityPolicy.VOLATILE)
+        if self._param("image_transport") == "compressed":
+            topic = self.resolve_topic_name("image") + "/compressed"
+            msg_type, convert = CompressedImage, compressed_msg_to_rgb
+        else:
+            topic, msg_type, convert = "image", Image, image_msg_to_rgb
+        self._convert = convert
+        self._image_subscription = self.create_subscription(
+            msg_type, topic, self._on_image, qos, callback_group=self._image_group)
+        self.get_logger().info(
+            f"subscribed to {self._image_subscription.topic_name} ({msg_type.__name__}, "
+            f"{self._param('qos_reliability')}, depth {self._param('qos_depth')})")
+
+    def _stop_images(self) -> None:
+        self._active = False
+        if self._image_subscription is not None:
+            self.destroy_subscription(self._image_subscription)
+            self._image_subscription = None
+        self._slot.close()
+        if self._worker is not None:
+            self._worker.join(timeout=10.0)
+            self._worker = None
+
+    # -- parameters -----------------------------------------------------------------------------
+    def _param(self, name: str):
+        return self.get_parameter(name).value
+
+    def _check_parameters(self, parameters) -> SetParametersResult:
+        for parameter in parameters:
+            reason = params.validate(parameter.name, parameter.value) or params.change_allowed(
+                parameter.name, configured=self._configured, active=self._active)
+            if reason:
+                self.get_logger().warning(f"parameter change rejected: {reason}")
+                return SetParametersResult(successful=False, reason=reason)
+        return SetParametersResult(successful=True)
+
+    def _apply_parameters(self, parameters) -> None:
+        names = {parameter.name for parameter in parameters}
+        if "frame_cache_size" in names:
+            self._cache.resize(self._param("frame_cache_size"))
+        if "diagnostics_period" in names and self._configured:
+            self._start_diagnostics_timer()
+        tracker_names = {"template_memory_cap", "lost_threshold", "lost_frames", "max_targets"}
+        if names & tracker_names:
+            with self._tracker_lock:
+                if self._loaded is not None:
+                    tracker = self._loaded.tracker
+                    tracker.config = replace(tracker.config, **{
+                        name: self._param(name) for name in tracker_names})
+
+    # -- images ---------------------------------------------------------------------------------
+    def _on_image(self, msg) -> None:
+        try:
+            frame = CachedFrame(stamp_to_ns(msg.header.stamp), msg, self._convert, next(self._seq))
+        except Exception as exc:  # noqa: BLE001 - a malformed header must not stop the node
+            self._warn(f"image ignored: {exc}")
+            return
+        self._stats.record_received()
+        self._cache.put(frame)
+        if self._num_targets and self._slot.put(frame):
+            self._stats.record_dropped()
+
+    def _work(self) -> None:
+        while self._active:
+            frame = self._slot.take(timeout=0.5)
+            if frame is None:
+                continue
+            try:
+                self._process(frame)
+            except Exception as exc:  # noqa: BLE001 - the worker must survive any one frame
+                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: "
+                           f"{type(exc).__name__}: {exc}")
+
+    def _process(self, frame: CachedFrame) -> None:
+        if frame.seq <= self._track_after_seq:
+            return  # the init frame itself, or an older one
+        rgb = frame.rgb()
+        with self._tracker_lock:
+            loaded = self._loaded
+            if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
+                return
+            results = loaded.tracker.track(rgb)
+            stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
+            started = time.perf_counter()
+            header = frame.header
+            self._detections_pub.publish(detections_msg(header, results))
+            if self._param("publish_debug_image") and self._debug_pub.get_subscription_count() > 0:
+                self._debug_pub.publish(debug_image_msg(header, rgb, results))
+            stage_ms["publish"] = (time.perf_counter() - started) * 1e3
+            total_ms = (time.monotonic() - frame.received_s) * 1e3
+            self._status_pub.publish(status_msg(
+                header, results, stage_ms, total_ms, self._stats.dropped_total,
+                loaded.device, loaded.model_name))
+        delay_ms = None
+        if frame.stamp_ns:
+            delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
+        self._stats.record_processed(stage_ms, delay_ms)
+
+    # -- targets --------------------------------------------------------------------------------
+    def _on_init(self, msg: Detection2DArray) -> None:
+        try:
+            self._start_targets(msg)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"init ignored: {type(exc).__name__}: {exc}")
+
+    def _start_targets(self, msg: Detection2DArray) -> None:
+        if not msg.detections:
+            self._warn("init ignored: the Detection2DArray has no detections")
+            return
+        frame = self._init_frame(msg.header.stamp)
+        if frame is None:
+            return
+        rgb = frame.rgb()
+        with self._tracker_lock:
+            if self._loaded is None:
+                self._warn("init ignored: the node is not configured")
+                return
+            tracker = self._loaded.tracker
+            for detection in msg.detections:
+                try:
+                    box = init_box(detection)
+                    target_id = tracker.add_target(rgb, box, detection.id or None)
+                except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
+                    self._warn(f"init for target {detection.id!r} refused: {exc}")
+                    continue
+                self.get_logger().info(
+                    f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
+                    f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
+            self._num_targets = len(tracker.target_ids)
+            self._track_after_seq = max(self._track_after_seq, frame.seq)
+
+    def _init_frame(self, stamp) -> CachedFrame | None:
+        if is_zero_stamp(stamp):
+            frame = self._cache.latest()
+            if frame is None:
+                self._warn(f"init ignored: no image received yet on {self._image_topic()}")
+            return frame
+        stamp_ns = stamp_to_ns(stamp)
+        frame = self._cache.find(stamp_ns)
+        if frame is None:
+            stamps = sorted(self._cache.stamps())
+            held = (f"the cache holds {len(stamps)} frames from {format_stamp(stamps[0])} to "
+                    f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
+            self._warn(f"init ignored: no cached frame has stamp {format_stamp(stamp_ns)} ({held}); "
+                       "stamp the init with the header of a recent image, or use a zero stamp for "
+                       "the latest frame")
+        return frame
+
+    def _on_remove(self, msg: String) -> None:
+        with self._tracker_lock:
+            if self._loaded is None:
+                return
+            try:
+                self._loaded.tracker.remove_target(msg.data)
+            except KeyError as exc:
+                self._warn(f"remove ignored: {exc.args[0] if exc.args else exc}")
+                return
+            self._num_targets = len(self._loaded.tracker.target_ids)
+        if not self._num_targets:
+            self._slot.discard()
+        self.get_logger().info(f"target {msg.data!r} removed")
+
+    def _on_reset(self, request, response):
+        with self._tracker_lock:
+            ids = self._loaded.tracker.target_ids if self._loaded is not None else []
+            if self._loaded is not None:
+                self._loaded.tracker.reset()
+            self._num_targets = 0
+        self._slot.discard()
+        response.success = True
+        response.message = f"removed {len(ids)} target(s): {', '.join(ids) or '-'}"
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    # -- diagnostics ----------------------------------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        snapshot = self._stats.snapshot()
+        loaded = self._loaded
+        level, message = diagnostic_level(snapshot, active=self._active,
+                                          tracking=bool(self._num_targets))
+        items = diagnostic_items(
+            snapshot,
+            device=loaded.device if loaded else "",
+            model=loaded.model_name if loaded else "",
+            weights=loaded.weights if loaded else "",
+            targets=self._num_targets,
+            image_topic=self._image_topic(),
+            state="active" if self._active else "inactive",
+        )
+        self._diagnostics_pub.publish(diagnostics_msg(
+            self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: tracker",
+            loaded.device if loaded else "", level, message, items))
+
+    def _image_topic(self) -> str:
+        if self._image_subscription is not None:
+            return self._image_subscription.topic_name
+        return self.resolve_topic_name("image")
+
+    def _warn(self, text: str) -> None:
+        """Log a warning; the same warning (numbers aside) at most every WARN_EVERY_S seconds."""
+        admit, held = self._throttle.admit(re.sub(r"\d+", "#", text))
+        if admit:
+            suffix = f" ({held} similar warnings held back)" if held else ""
+            self.get_logger().warning(text + suffix)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``fartrack_node [--managed] [--ros-args ...]``."""
+    argv = sys.argv if argv is None else argv
+    parser = argparse.ArgumentParser(prog="fartrack_node", description=__doc__.split("\n")[0])
+    parser.add_argument("--managed", action="store_true",
+                        help="start unconfigured as a lifecycle node and wait for transitions")
+    options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    rclpy.init(args=argv)
+    node = None
+    try:
+        node = FarTrackNode(managed=options.managed)
+        if not options.managed:
+            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+                return 1
+            node.trigger_activate()
+        executor = MultiThreadedExecutor(num_threads=3)
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.stop()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

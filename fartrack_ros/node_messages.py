@@ -1,0 +1,128 @@
+"""Building and reading the node's messages: init boxes in, detections/status/debug image/
+diagnostics out. Plain functions over tracker results; the node wires them to topics.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
+
+from fartrack_ros.msg import TargetStatus, TrackerStatus
+
+from .image_conversion import rgb_to_image_msg
+
+_TRACKING_COLOUR = (40, 220, 60)  # RGB
+_LOST_COLOUR = (230, 40, 40)
+
+
+def stamp_to_ns(stamp) -> int:
+    """``builtin_interfaces/Time`` -> integer nanoseconds."""
+    return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+
+
+def is_zero_stamp(stamp) -> bool:
+    return stamp.sec == 0 and stamp.nanosec == 0
+
+
+def format_stamp(stamp_ns: int) -> str:
+    return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
+
+
+def init_box(detection) -> tuple[float, float, float, float]:
+    """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels."""
+    bbox = detection.bbox
+    w, h = float(bbox.size_x), float(bbox.size_y)
+    return (float(bbox.center.position.x) - w / 2.0, float(bbox.center.position.y) - h / 2.0, w, h)
+
+
+def detection_msg(header, result) -> Detection2D:
+    """One tracked target as a ``Detection2D``: id, centre/size in pixels, class_id = target id."""
+    x, y, w, h = result.box_xywh
+    detection = Detection2D()
+    detection.header = header
+    detection.id = result.target_id
+    detection.bbox.center.position.x = x + w / 2.0
+    detection.bbox.center.position.y = y + h / 2.0
+    detection.bbox.size_x = float(w)
+    detection.bbox.size_y = float(h)
+    hypothesis = ObjectHypothesisWithPose()
+    hypothesis.hypothesis.class_id = result.target_id
+    hypothesis.hypothesis.score = _finite(result.score)
+    detection.results.append(hypothesis)
+    return detection
+
+
+def detections_msg(header, results: Iterable) -> Detection2DArray:
+    """The frame's ``Detection2DArray``: the image header, one detection per TRACKING target.
+
+    LOST targets are left out (their box is the last confident one, not a detection in this frame);
+    ``~/status`` still lists them.
+    """
+    msg = Detection2DArray()
+    msg.header = header
+    msg.detections = [detection_msg(header, r) for r in results if _is_tracking(r)]
+    return msg
+
+
+def status_msg(header, results: Iterable, stage_ms: dict[str, float], total_ms: float,
+               dropped_frames: int, device: str, model: str) -> TrackerStatus:
+    msg = TrackerStatus()
+    msg.header = header
+    for result in results:
+        target = TargetStatus()
+        target.id = result.target_id
+        target.state = TargetStatus.TRACKING if _is_tracking(result) else TargetStatus.LOST
+        target.score = _finite(result.score)
+        target.templates_held = int(result.templates_held)
+        msg.targets.append(target)
+    for name in ("convert", "crop", "model", "decode", "publish"):
+        setattr(msg, f"{name}_ms", _finite(stage_ms.get(name, 0.0)))
+    msg.total_ms = _finite(total_ms)
+    msg.dropped_frames = int(dropped_frames)
+    msg.device = device
+    msg.model = model
+    return msg
+
+
+def debug_image_msg(header, rgb: np.ndarray, results: Iterable):
+    """``rgb`` with every target's box, id and score drawn (green TRACKING, red LOST)."""
+    import cv2
+
+    canvas = np.array(rgb, copy=True)
+    thickness = max(1, round(min(canvas.shape[:2]) / 240))
+    for result in results:
+        x, y, w, h = (int(round(v)) for v in result.box_xywh)
+        colour = _TRACKING_COLOUR if _is_tracking(result) else _LOST_COLOUR
+        cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness)
+        label = f"{result.target_id} {result.score:.2f}"
+        cv2.putText(canvas, label, (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
+                    0.4 * thickness, colour, thickness, cv2.LINE_AA)
+    return rgb_to_image_msg(canvas, header)
+
+
+def diagnostics_msg(stamp: Time, name: str, hardware_id: str, level: int, message: str,
+                    items: list[tuple[str, str]]) -> DiagnosticArray:
+    status = DiagnosticStatus()
+    status.level = bytes([level])
+    status.name = name
+    status.message = message
+    status.hardware_id = hardware_id
+    status.values = [KeyValue(key=key, value=value) for key, value in items]
+    msg = DiagnosticArray()
+    msg.header.stamp = stamp
+    msg.status = [status]
+    return msg
+
+
+def _is_tracking(result) -> bool:
+    return str(getattr(result.state, "value", result.state)) == "TRACKING"
+
+
+def _finite(value) -> float:
+    value = float(value)
+    return value if math.isfinite(value) else 0.0

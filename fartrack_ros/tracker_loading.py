@@ -1,0 +1,98 @@
+"""Build the node's Tracker from its parameter values: load the model, check it, warm it up.
+
+Kept out of node.py so that the ROS adapter stays thin; this module knows the model and tracker
+APIs (``load_checkpoint``, ``Tracker``) and no ROS.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend
+from .tracker import Tracker, TrackerConfig
+
+WARMUP_FRAME_HW = (240, 320)
+
+
+@dataclass
+class LoadedTracker:
+    tracker: Tracker
+    device: str  # the device the model actually runs on, e.g. "cpu", "cuda:0"
+    model_name: str  # "<variant>/<backend>", e.g. "tiny/torch"
+    weights: str  # the checkpoint file
+    load_s: float
+    warmup_s: float
+
+    def describe(self) -> str:
+        cfg = self.tracker.cfg
+        return (f"model {self.model_name} ({cfg.num_layers} layers, {cfg.num_template_slots} template "
+                f"slots) from {self.weights} on {self.device}: loaded in {self.load_s:.2f} s, "
+                f"warm-up {self.warmup_s:.2f} s")
+
+    def release(self) -> None:
+        """Drop the model (and the CUDA cache it used)."""
+        on_cuda = self.device.startswith("cuda")
+        self.tracker = None
+        if on_cuda:
+            import torch
+
+            torch.cuda.empty_cache()
+
+
+def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
+    """A warmed-up Tracker for the node's parameter ``values``; raises with the reason on failure."""
+    weights = values["weights"] or ""
+    weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
+    variant = values["variant"] or None
+    started = time.perf_counter()
+    model = _load_model(values["backend"], weights_path if weights else None, variant,
+                        values["device"], values["device_strict"])
+    load_s = time.perf_counter() - started
+    cfg = model.cfg
+    if values["num_templates"] and values["num_templates"] != cfg.num_template_slots:
+        raise ValueError(
+            f"num_templates={values['num_templates']} but {weights_path} was trained with "
+            f"{cfg.num_template_slots} template slots (set num_templates to 0 or "
+            f"{cfg.num_template_slots})")
+    device = str(_model_device(model))
+    if values["device"].startswith("cuda") and not device.startswith("cuda") and log is not None:
+        log.warning(f"device {values['device']!r} requested but CUDA is not available: running on CPU")
+    tracker = Tracker(model, TrackerConfig(
+        template_memory_cap=values["template_memory_cap"],
+        lost_threshold=values["lost_threshold"],
+        lost_frames=values["lost_frames"],
+        max_targets=values["max_targets"],
+    ))
+    started = time.perf_counter()
+    warm_up(tracker)
+    return LoadedTracker(tracker, device, f"{cfg.name}/{values['backend']}", weights_path, load_s,
+                         time.perf_counter() - started)
+
+
+def warm_up(tracker: Tracker) -> None:
+    """One add + track on a blank frame, so the first real frame is not slowed by lazy setup."""
+    frame = np.full((*WARMUP_FRAME_HW, 3), 127, np.uint8)
+    height, width = WARMUP_FRAME_HW
+    tracker.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), "__warmup__")
+    try:
+        tracker.track(frame)
+    finally:
+        tracker.remove_target("__warmup__")
+
+
+def _load_model(backend: str, weights: str | None, variant: str | None, device: str, strict: bool):
+    """The torch model, or its ONNX Runtime twin (``with_backend`` says why when it cannot)."""
+    model = load_checkpoint(weights, variant=variant, device=device, strict_device=strict)
+    return with_backend(model, backend)
+
+
+def _model_device(model) -> str:
+    device = getattr(model, "device", None)
+    if device is None:
+        device = next(model.parameters()).device
+    return str(device)

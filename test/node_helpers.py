@@ -1,0 +1,349 @@
+"""Helpers for the node tests: the node in its own process, a probe node in the test process that
+publishes images/inits and collects what the node publishes, and a ground-truth sequence.
+
+Isolation: test/conftest.py gives the whole pytest run a ROS domain of its own (and localhost
+discovery) in os.environ; the node process and the probe both use it. Run outside that
+conftest, a random domain is taken instead.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURE_WEIGHTS = REPO.parent / "shared" / "fixtures" / "official" / "fartrack_random_ckpt.pth"
+DEFAULT_WEIGHTS = REPO / "fartrack_ros" / "weights" / "default.pth"
+NODE_NAME = "fartrack"
+FRAME_ID = "test_camera"
+
+
+def node_executable() -> Path:
+    """The installed fartrack_node when built with colcon, else the one in scripts/."""
+    installed = REPO / "install" / "fartrack_ros" / "lib" / "fartrack_ros" / "fartrack_node"
+    return installed if installed.is_file() else REPO / "scripts" / "fartrack_node"
+
+
+def pick_domain_id() -> int:
+    """This run's domain (set by conftest.py), else a random one."""
+    if "ROS_DOMAIN_ID" in os.environ:
+        return int(os.environ["ROS_DOMAIN_ID"])
+    return random.SystemRandom().randint(1, 100)
+
+
+def ros_env(domain_id: int) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(ROS_DOMAIN_ID=str(domain_id), ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
+               PYTHONUNBUFFERED="1")
+    env.pop("ROS_LOCALHOST_ONLY", None)
+    # The child's venv Python sets up the ROS wheels' library path itself (ros-env.md pitfall).
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)
+    return env
+
+
+def weights_for_tests() -> Path:
+    """The bundled model when it exists, else the random-weights fixture (plumbing only)."""
+    return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else FIXTURE_WEIGHTS
+
+
+class NodeProcess:
+    """``fartrack_node`` in a child process, its output in a log file."""
+
+    def __init__(self, domain_id: int, parameters: dict | None = None, extra_args: list[str] | None = None,
+                 remaps: dict[str, str] | None = None):
+        self.log_path = Path(tempfile.mkstemp(prefix="fartrack_node_", suffix=".log")[1])
+        args = [sys.executable, str(node_executable()), *(extra_args or []), "--ros-args",
+                "--log-level", "info", "-r", f"__node:={NODE_NAME}"]
+        for key, value in (remaps or {}).items():
+            args += ["-r", f"{key}:={value}"]
+        for key, value in (parameters or {}).items():
+            if isinstance(value, bool):
+                value = "true" if value else "false"
+            args += ["-p", f"{key}:={value}"]
+        self._log = open(self.log_path, "w")
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT,
+                                        env=ros_env(domain_id), cwd=REPO)
+
+    def log_text(self) -> str:
+        self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> int:
+        if self.alive():
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._log.close()
+        return self.process.returncode
+
+
+class Probe:
+    """A test-side rclpy node (own context, own spinning thread) around one FARTrack node."""
+
+    def __init__(self, domain_id: int, node_name: str = NODE_NAME, image_topic: str = "/image"):
+        import rclpy
+        from diagnostic_msgs.msg import DiagnosticArray
+        from rclpy.context import Context
+        from rclpy.executors import SingleThreadedExecutor
+        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image
+        from std_msgs.msg import String
+        from std_srvs.srv import Trigger
+        from vision_msgs.msg import Detection2DArray
+
+        from fartrack_ros.msg import TrackerStatus
+
+        os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"  # read by rclpy.init
+        self.context = Context()
+        rclpy.init(context=self.context, domain_id=domain_id)
+        self.node = rclpy.create_node("fartrack_test_probe", context=self.context)
+        self.prefix = f"/{node_name}"
+        reliable = QoSProfile(depth=50, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.image_pub = self.node.create_publisher(Image, image_topic, reliable)
+        self.compressed_pub = self.node.create_publisher(CompressedImage, image_topic + "/compressed", reliable)
+        self.init_pub = self.node.create_publisher(Detection2DArray, f"{self.prefix}/init", reliable)
+        self.remove_pub = self.node.create_publisher(String, f"{self.prefix}/remove", reliable)
+        self.reset_client = self.node.create_client(Trigger, f"{self.prefix}/reset")
+        self._cond = threading.Condition()
+        self.received: dict[str, list] = {"detections": [], "status": [], "diagnostics": [], "debug_image": []}
+        self._subscriptions = {}
+        self._clients = {}
+        for key, msg_type, topic in (("detections", Detection2DArray, f"{self.prefix}/detections"),
+                                     ("status", TrackerStatus, f"{self.prefix}/status"),
+                                     ("diagnostics", DiagnosticArray, "/diagnostics")):
+            self.subscribe(key, msg_type, topic, reliable)
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            self.executor.spin()
+        except Exception:  # noqa: BLE001 - shutdown races end the thread
+            pass
+
+    def subscribe(self, key: str, msg_type, topic: str, qos) -> None:
+        self.received.setdefault(key, [])
+
+        def store(msg, key=key):
+            with self._cond:
+                self.received[key].append(msg)
+                self._cond.notify_all()
+
+        self._subscriptions[key] = self.node.create_subscription(msg_type, topic, store, qos)
+
+    def unsubscribe(self, key: str) -> None:
+        subscription = self._subscriptions.pop(key, None)
+        if subscription is not None:
+            self.node.destroy_subscription(subscription)
+
+    def clear(self) -> None:
+        with self._cond:
+            for messages in self.received.values():
+                messages.clear()
+
+    def wait_for(self, key: str, predicate=lambda msg: True, timeout: float = 10.0):
+        """The first received ``key`` message matching ``predicate`` (None on timeout)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                for msg in self.received[key]:
+                    if predicate(msg):
+                        return msg
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+
+    def wait_until_connected(self, node: NodeProcess, timeout: float = 30.0) -> None:
+        """Until the node subscribes to our image and init topics and offers reset."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if (self.image_pub.get_subscription_count() and self.init_pub.get_subscription_count()
+                    and self.reset_client.service_is_ready()):
+                return
+            if not node.alive():
+                raise RuntimeError(f"fartrack_node exited:\n{node.log_text()}")
+            time.sleep(0.1)
+        raise TimeoutError(f"fartrack_node did not connect in {timeout} s:\n{node.log_text()}")
+
+    def reset(self, timeout: float = 10.0):
+        from std_srvs.srv import Trigger
+
+        return self._call(self.reset_client, Trigger.Request(), timeout)
+
+    def call(self, srv_type, name: str, request, timeout: float = 10.0):
+        """Call service ``name`` (relative names are under the node) and return the response."""
+        if not name.startswith("/"):
+            name = f"{self.prefix}/{name}"
+        client = self._clients.get(name)
+        if client is None:
+            client = self._clients[name] = self.node.create_client(srv_type, name)
+        if not client.wait_for_service(timeout_sec=timeout):
+            raise TimeoutError(f"service {name} is not available")
+        return self._call(client, request, timeout)
+
+    def set_parameters(self, **values):
+        """SetParameters on the node; one rcl_interfaces/SetParametersResult per value."""
+        from rcl_interfaces.srv import SetParameters
+        from rclpy.parameter import Parameter
+
+        request = SetParameters.Request(
+            parameters=[Parameter(name, value=value).to_parameter_msg() for name, value in values.items()])
+        return self.call(SetParameters, "set_parameters", request).results
+
+    def get_parameters(self, *names):
+        from rcl_interfaces.srv import GetParameters
+        from rclpy.parameter import parameter_value_to_python
+
+        response = self.call(GetParameters, "get_parameters", GetParameters.Request(names=list(names)))
+        return [parameter_value_to_python(value) for value in response.values]
+
+    @staticmethod
+    def _call(client, request, timeout: float):
+        future = client.call_async(request)
+        deadline = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if not future.done():
+            raise TimeoutError(f"no response from {client.srv_name} in {timeout} s")
+        return future.result()
+
+    def close(self) -> None:
+        import rclpy
+
+        self.executor.shutdown(timeout_sec=2.0)
+        self.node.destroy_node()
+        rclpy.try_shutdown(context=self.context)
+        self._thread.join(timeout=5.0)
+
+
+# --- messages ----------------------------------------------------------------------------------
+
+
+def stamp_of(stamp_ns: int):
+    from builtin_interfaces.msg import Time
+
+    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+
+
+def header_of(stamp_ns: int, frame_id: str = FRAME_ID):
+    from std_msgs.msg import Header
+
+    return Header(stamp=stamp_of(stamp_ns), frame_id=frame_id)
+
+
+def stamp_ns_of(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: str = FRAME_ID):
+    from fartrack_ros.image_conversion import rgb_to_image_msg
+
+    return rgb_to_image_msg(rgb, header_of(stamp_ns, frame_id), encoding=encoding)
+
+
+def compressed_msg(rgb: np.ndarray, stamp_ns: int, image_format: str = "jpeg", frame_id: str = FRAME_ID):
+    from fartrack_ros.image_conversion import rgb_to_compressed_msg
+
+    return rgb_to_compressed_msg(rgb, header_of(stamp_ns, frame_id), image_format=image_format,
+                                 jpeg_quality=95)
+
+
+def init_msg(stamp_ns: int, targets: list[tuple[str, tuple[float, float, float, float]]]):
+    """Detection2DArray with one detection per (id, (x, y, w, h)); stamp 0 means latest."""
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    msg = Detection2DArray(header=header_of(stamp_ns))
+    for target_id, (x, y, w, h) in targets:
+        detection = Detection2D(id=target_id)
+        detection.bbox.center.position.x = x + w / 2
+        detection.bbox.center.position.y = y + h / 2
+        detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
+        msg.detections.append(detection)
+    return msg
+
+
+def box_of(detection) -> tuple[float, float, float, float]:
+    bbox = detection.bbox
+    return (bbox.center.position.x - bbox.size_x / 2, bbox.center.position.y - bbox.size_y / 2,
+            bbox.size_x, bbox.size_y)
+
+
+def iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+# --- a ground-truth sequence -------------------------------------------------------------------
+
+
+def ground_truth_sequence(length: int = 40, seed: int = 1_000_003, difficulty: float = 0.1):
+    """(frames, boxes): an easy held-out synthetic sequence, 320x240."""
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+
+    config = SyntheticConfig(width=320, height=240, min_length=length, max_length=length,
+                             difficulty=difficulty)
+    sequence = generate_sequence(seed, config)
+    return sequence.frames, sequence.boxes
+
+
+# --- driving the node ----------------------------------------------------------------------------
+
+
+def publish_until(probe: Probe, publish, key: str, predicate, attempts: int = 5, timeout: float = 4.0):
+    """Publish (again) until a matching ``key`` message arrives; the message or None."""
+    for _ in range(attempts):
+        publish()
+        found = probe.wait_for(key, predicate, timeout)
+        if found is not None:
+            return found
+    return None
+
+
+def start_targets(probe: Probe, frame: np.ndarray, stamp_ns: int, targets, next_frame: np.ndarray,
+                  next_stamp_ns: int, publish_image=None):
+    """Publish ``frame``, init ``targets`` on it by stamp, then publish ``next_frame`` until its
+    detections arrive (re-sending all three if a best-effort image was lost). Returns them."""
+    publish_image = publish_image or (lambda rgb, stamp: probe.image_pub.publish(image_msg(rgb, stamp)))
+
+    def attempt():
+        publish_image(frame, stamp_ns)
+        time.sleep(0.3)
+        probe.init_pub.publish(init_msg(stamp_ns, targets))
+        time.sleep(0.3)
+        publish_image(next_frame, next_stamp_ns)
+
+    return publish_until(probe, attempt, "detections",
+                         lambda msg: stamp_ns_of(msg.header) == next_stamp_ns, attempts=4)
+
+
+def track_lockstep(probe: Probe, frames, stamps, publish_image=None, timeout: float = 4.0):
+    """Publish each frame after the previous one's detections arrived; the detections per frame."""
+    publish_image = publish_image or (lambda rgb, stamp: probe.image_pub.publish(image_msg(rgb, stamp)))
+    results = []
+    for rgb, stamp in zip(frames, stamps):
+        results.append(publish_until(
+            probe, lambda rgb=rgb, stamp=stamp: publish_image(rgb, stamp), "detections",
+            lambda msg, stamp=stamp: stamp_ns_of(msg.header) == stamp, attempts=3, timeout=timeout))
+    return results

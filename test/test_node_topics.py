@@ -1,0 +1,320 @@
+"""The node over real rclpy, in its own process: init by stamp, detections, ids, remove, reset,
+two targets, status, diagnostics, debug image, drops, bad input, parameters at run time.
+
+One node serves the whole module. It runs with ``lost_threshold:=0.0`` so that no target is ever
+declared LOST: these tests check plumbing and must not depend on how well the weights track
+(test_node_tracking.py checks that, with the bundled model).
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from node_helpers import (
+    FRAME_ID,
+    NodeProcess,
+    Probe,
+    image_msg,
+    init_msg,
+    pick_domain_id,
+    stamp_ns_of,
+    start_targets,
+    track_lockstep,
+    weights_for_tests,
+)
+
+pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+
+WIDTH, HEIGHT = 320, 240
+
+
+def _scene(shift: int = 0, seed: int = 0) -> np.ndarray:
+    """A textured background with two distinct objects, shifted right by ``shift`` px."""
+    rng = np.random.default_rng(seed)
+    frame = rng.integers(60, 120, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
+    frame[80 + 0:120, 60 + shift:100 + shift] = (220, 40, 40)
+    frame[140:190, 200 - shift:240 - shift] = (40, 40, 220)
+    return frame
+
+
+BOX_RED = (60.0, 80.0, 40.0, 40.0)
+BOX_BLUE = (200.0, 140.0, 40.0, 50.0)
+
+
+class StampSource:
+    """Unique, increasing stamps across the module (seconds well away from zero)."""
+
+    def __init__(self):
+        self.next_ns = 1_000 * 1_000_000_000
+
+    def __call__(self) -> int:
+        self.next_ns += 33_000_000
+        return self.next_ns
+
+
+@pytest.fixture(scope="module")
+def ros():
+    domain_id = pick_domain_id()
+    node = NodeProcess(domain_id, parameters={
+        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+        "diagnostics_period": 0.5, "frame_cache_size": 10,
+    })
+    probe = Probe(domain_id)
+    try:
+        probe.wait_until_connected(node)
+        yield node, probe
+    finally:
+        probe.close()
+        code = node.stop()
+        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+
+
+@pytest.fixture
+def node(ros):
+    node, probe = ros
+    assert probe.reset().success
+    probe.clear()
+    yield node
+    assert node.alive(), node.log_text()
+
+
+@pytest.fixture
+def probe(ros):
+    return ros[1]
+
+
+@pytest.fixture(scope="module")
+def stamps():
+    return StampSource()
+
+
+def _start(probe, stamps, targets):
+    init_stamp, first_stamp = stamps(), stamps()
+    detections = start_targets(probe, _scene(0), init_stamp, targets, _scene(2), first_stamp)
+    assert detections is not None, "no detections after init"
+    return detections
+
+
+def test_detections_copy_the_image_header_and_name_the_target(node, probe, stamps):
+    init_stamp, first_stamp = stamps(), stamps()
+
+    detections = start_targets(probe, _scene(0), init_stamp, [("red", BOX_RED)], _scene(2), first_stamp)
+
+    assert detections is not None, node.log_text()
+    assert stamp_ns_of(detections.header) == first_stamp
+    assert detections.header.frame_id == FRAME_ID
+    assert [d.id for d in detections.detections] == ["red"]
+    detection = detections.detections[0]
+    assert stamp_ns_of(detection.header) == first_stamp and detection.header.frame_id == FRAME_ID
+    assert detection.results[0].hypothesis.class_id == "red"
+    assert 0.0 <= detection.results[0].hypothesis.score <= 1.0
+    assert detection.bbox.size_x > 0 and detection.bbox.size_y > 0
+
+
+def test_empty_id_gets_an_automatic_id(node, probe, stamps):
+    detections = _start(probe, stamps, [("", BOX_RED), ("", BOX_BLUE)])
+
+    ids = [d.id for d in detections.detections]
+    assert len(ids) == 2 and all(ids) and len(set(ids)) == 2
+
+
+def test_two_targets_are_tracked_at_once(node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
+
+    later = [stamps() for _ in range(3)]
+    results = track_lockstep(probe, [_scene(4 + 2 * i) for i in range(3)], later)
+
+    for detections in results:
+        assert detections is not None
+        assert sorted(d.id for d in detections.detections) == ["blue", "red"]
+    status = probe.wait_for("status", lambda m: stamp_ns_of(m.header) == later[-1])
+    assert sorted(t.id for t in status.targets) == ["blue", "red"]
+    assert all(t.templates_held >= 1 for t in status.targets)
+
+
+def test_remove_drops_only_that_target(node, probe, stamps):
+    from std_msgs.msg import String
+
+    _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
+
+    probe.remove_pub.publish(String(data="red"))
+    time.sleep(0.5)
+    (detections,) = track_lockstep(probe, [_scene(6)], [stamps()])
+
+    assert detections is not None and [d.id for d in detections.detections] == ["blue"]
+
+
+def test_reset_drops_all_targets_and_stops_work(node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
+
+    response = probe.reset()
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(_scene(6), stamp))
+
+    assert response.success and "2 target(s)" in response.message
+    assert "red" in response.message and "blue" in response.message
+    assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
+
+
+def test_init_with_a_zero_stamp_uses_the_latest_frame(node, probe, stamps):
+    probe.image_pub.publish(image_msg(_scene(0), stamps()))
+    time.sleep(0.5)
+    probe.init_pub.publish(init_msg(0, [("latest", BOX_RED)]))
+    time.sleep(0.5)
+
+    (detections,) = track_lockstep(probe, [_scene(2)], [stamps()])
+
+    assert detections is not None and [d.id for d in detections.detections] == ["latest"]
+
+
+def test_init_for_a_stamp_not_in_the_cache_is_ignored_with_a_warning(node, probe, stamps):
+    unknown = stamps()
+    probe.image_pub.publish(image_msg(_scene(0), stamps()))
+    time.sleep(0.3)
+    probe.init_pub.publish(init_msg(unknown, [("ghost", BOX_RED)]))
+    time.sleep(0.5)
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(_scene(2), stamp))
+
+    assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
+    assert "no cached frame has stamp" in node.log_text()
+
+
+def test_init_can_refer_to_a_frame_older_than_the_latest(node, probe, stamps):
+    old = stamps()
+    probe.image_pub.publish(image_msg(_scene(0), old))
+    time.sleep(0.2)
+    probe.image_pub.publish(image_msg(_scene(30), stamps()))  # red object moved 30 px since
+    time.sleep(0.3)
+    probe.init_pub.publish(init_msg(old, [("red", BOX_RED)]))
+    time.sleep(0.5)
+
+    (detections,) = track_lockstep(probe, [_scene(2)], [stamps()])
+
+    assert detections is not None and [d.id for d in detections.detections] == ["red"]
+
+
+def test_status_reports_targets_and_stage_latencies(node, probe, stamps):
+    from fartrack_ros.msg import TargetStatus
+
+    detections = _start(probe, stamps, [("red", BOX_RED)])
+    stamp = stamp_ns_of(detections.header)
+
+    status = probe.wait_for("status", lambda m: stamp_ns_of(m.header) == stamp)
+
+    assert status is not None and status.header.frame_id == FRAME_ID
+    assert [(t.id, t.state) for t in status.targets] == [("red", TargetStatus.TRACKING)]
+    assert status.targets[0].score == pytest.approx(detections.detections[0].results[0].hypothesis.score, abs=1e-6)
+    assert status.model_ms > 0 and status.crop_ms > 0 and status.convert_ms > 0
+    assert status.total_ms >= status.model_ms
+    assert status.device == "cpu" and status.model.endswith("/torch")
+
+
+def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED)])
+    track_lockstep(probe, [_scene(4), _scene(6)], [stamps(), stamps()])
+
+    def has_latency(msg):
+        values = {kv.key: kv.value for status in msg.status for kv in status.values}
+        return values.get("frames_processed", "0") != "0"
+
+    msg = probe.wait_for("diagnostics", has_latency, timeout=5.0)
+
+    assert msg is not None
+    (status,) = msg.status
+    values = {kv.key: kv.value for kv in status.values}
+    assert "fartrack" in status.name
+    for key in ("fps_in", "fps_out", "frames_dropped", "device", "model", "delay_from_stamp_p50_ms"):
+        assert key in values, key
+    for stage in ("convert", "crop", "model", "decode", "publish"):
+        for stat in ("p50", "p95", "max"):
+            assert f"latency_{stage}_{stat}_ms" in values
+    assert float(values["latency_model_p50_ms"]) > 0
+    assert values["device"] == "cpu"
+
+
+def test_debug_image_is_published_while_subscribed(node, probe, stamps):
+    from rclpy.qos import QoSProfile
+    from sensor_msgs.msg import Image
+
+    probe.subscribe("debug_image", Image, f"{probe.prefix}/debug_image", QoSProfile(depth=5))
+    try:
+        _start(probe, stamps, [("red", BOX_RED)])
+        time.sleep(0.5)  # discovery of our debug subscription
+        stamp = stamps()
+        track_lockstep(probe, [_scene(4)], [stamp])
+
+        debug = probe.wait_for("debug_image", lambda m: stamp_ns_of(m.header) == stamp, timeout=5.0)
+    finally:
+        probe.unsubscribe("debug_image")
+
+    assert debug is not None and debug.header.frame_id == FRAME_ID
+    assert (debug.height, debug.width, debug.encoding) == (HEIGHT, WIDTH, "rgb8")
+    drawn = np.frombuffer(bytes(debug.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
+    assert np.any(drawn != _scene(4)), "nothing drawn on the debug image"
+
+
+def test_a_fast_camera_drops_frames_and_the_newest_frame_is_tracked(node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED)])
+    burst = [stamps() for _ in range(12)]
+
+    for i, stamp in enumerate(burst):
+        probe.image_pub.publish(image_msg(_scene(4 + i % 3), stamp))
+    last = probe.wait_for("status", lambda m: stamp_ns_of(m.header) == burst[-1], timeout=10.0)
+
+    assert last is not None, "the newest frame of the burst was not tracked"
+    assert last.dropped_frames > 0
+    processed = {stamp_ns_of(m.header) for m in probe.received["detections"]} & set(burst)
+    assert len(processed) < len(burst)
+
+
+def test_bad_images_are_logged_and_the_node_keeps_tracking(node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED)])
+    bad = image_msg(_scene(4), stamps())
+    bad.encoding = "16UC1"
+    truncated = image_msg(_scene(4), stamps())
+    truncated.data = truncated.data[:100]
+
+    probe.image_pub.publish(bad)
+    time.sleep(0.3)
+    probe.image_pub.publish(truncated)
+    time.sleep(0.3)
+    (detections,) = track_lockstep(probe, [_scene(6)], [stamps()])
+
+    assert detections is not None and [d.id for d in detections.detections] == ["red"]
+    log = node.log_text()
+    assert "unsupported image encoding '16UC1'" in log
+    assert "needs at least" in log
+
+
+def test_bad_init_boxes_are_refused_without_dropping_the_good_ones(node, probe, stamps):
+    detections = _start(probe, stamps, [("inside", BOX_RED), ("outside", (900.0, 900.0, 10.0, 10.0)),
+                                        ("flat", (10.0, 10.0, 0.0, 5.0))])
+
+    assert [d.id for d in detections.detections] == ["inside"]
+    assert "init for target 'outside' refused" in node.log_text()
+
+
+def test_out_of_range_and_unknown_choice_parameters_are_rejected_with_a_reason(node, probe):
+    (too_high,) = probe.set_parameters(lost_threshold=1.5)
+    (zero,) = probe.set_parameters(lost_frames=0)
+    (read_only,) = probe.set_parameters(device="cuda")
+
+    assert not too_high.successful and "lost_threshold" in too_high.reason
+    assert not zero.successful and zero.reason
+    assert not read_only.successful and "read-only" in read_only.reason
+    assert probe.get_parameters("lost_threshold", "lost_frames") == [0.0, 5]
+
+
+def test_tracker_parameters_apply_at_run_time(node, probe, stamps):
+    (ok,) = probe.set_parameters(max_targets=1)
+    try:
+        detections = _start(probe, stamps, [("first", BOX_RED), ("second", BOX_BLUE)])
+    finally:
+        (restored,) = probe.set_parameters(max_targets=16)
+
+    assert ok.successful and restored.successful
+    assert [d.id for d in detections.detections] == ["first"]
+    assert "max_targets is 1" in node.log_text()
