@@ -1,0 +1,55 @@
+"""Plain-text annotations and numbered frame files shared by the GOT-10k and LaSOT layouts."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fartrack_ros.data.sequence import TrackingSequence
+
+FRAME_PATTERN = re.compile(r"^\d+\.(jpg|jpeg|png)$", re.IGNORECASE)
+
+
+def read_boxes(path: Path) -> np.ndarray:
+    """An (N, 4) array from a text file of boxes separated by commas, tabs or spaces."""
+    rows = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line:
+            continue
+        values = [v for v in re.split(r"[,\s]+", line) if v]
+        if len(values) != 4:
+            raise ValueError(f"{path}:{number}: expected 4 numbers x,y,w,h, got {line!r}")
+        rows.append([float("nan") if v.lower() == "nan" else float(v) for v in values])
+    return np.array(rows, dtype=np.float64).reshape(-1, 4)
+
+
+def read_flags(path: Path) -> np.ndarray:
+    """Integers from a label file: one per line (GOT-10k) or comma-separated (LaSOT)."""
+    return np.array([int(float(v)) for v in re.split(r"[,\s]+", path.read_text().strip()) if v], dtype=np.int64)
+
+
+def frame_files(folder: Path) -> list[Path]:
+    """Numbered image files of a sequence, in ``img/`` if that exists, else in the folder itself."""
+    image_dir = folder / "img" if (folder / "img").is_dir() else folder
+    files = [p for p in image_dir.iterdir() if FRAME_PATTERN.match(p.name)]
+    return sorted(files, key=lambda p: int(p.stem))
+
+
+def write_frames(sequence: TrackingSequence, image_dir: Path, jpeg_quality: int) -> None:
+    """Every frame of ``sequence`` as ``image_dir/00000001.jpg, ...``."""
+    image_dir.mkdir(parents=True, exist_ok=True)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
+    for index in range(len(sequence)):
+        bgr = cv2.cvtColor(sequence.frame(index), cv2.COLOR_RGB2BGR)
+        path = image_dir / f"{index + 1:08d}.jpg"
+        if not cv2.imwrite(str(path), bgr, params):
+            raise OSError(f"could not write {path}")
+
+
+def write_boxes(path: Path, boxes: np.ndarray) -> None:
+    """One ``x,y,w,h`` line per box (4 decimals)."""
+    path.write_text("".join(f"{x:.4f},{y:.4f},{w:.4f},{h:.4f}\n" for x, y, w, h in boxes))
