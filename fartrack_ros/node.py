@@ -80,6 +80,11 @@ class FarTrackNode(LifecycleNode):
 
     def __init__(self, node_name: str = "fartrack", *, managed: bool = False, **kwargs):
         super().__init__(node_name, enable_communication_interface=managed, **kwargs)
+        # Lifecycle and parameter services, init/remove/reset and diagnostics all run in the
+        # node's default (mutually exclusive) group: a cleanup never runs while a control callback
+        # uses what it destroys. Images have a group of their own, so receiving frames never waits.
+        self._control_group = self.default_callback_group
+        self._image_group = MutuallyExclusiveCallbackGroup()
         self._managed = managed
         self._configured = False
         self._active = False
@@ -93,9 +98,7 @@ class FarTrackNode(LifecycleNode):
         self._slot = LatestSlot()
         self._worker: threading.Thread | None = None
         self._image_subscription = None
-        self._image_group = MutuallyExclusiveCallbackGroup()
-        self._control_group = MutuallyExclusiveCallbackGroup()
-        self._entities: list = []  # created at configure, destroyed at cleanup
+        self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
 
         self.add_on_set_parameters_callback(self._check_parameters)
@@ -154,13 +157,15 @@ class FarTrackNode(LifecycleNode):
         self._status_pub = self.create_publisher(TrackerStatus, "~/status", _CONTROL_QOS)
         self._debug_pub = self.create_publisher(Image, "~/debug_image", QoSProfile(depth=1))
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _CONTROL_QOS)
-        self._entities = [
-            self._detections_pub, self._status_pub, self._debug_pub, self._diagnostics_pub,
-            self.create_subscription(Detection2DArray, "~/init", self._on_init, _CONTROL_QOS,
-                                     callback_group=group),
-            self.create_subscription(String, "~/remove", self._on_remove, _CONTROL_QOS,
-                                     callback_group=group),
-            self.create_service(Trigger, "~/reset", self._on_reset, callback_group=group),
+        self._entities = [(self.destroy_publisher, publisher) for publisher in (
+            self._detections_pub, self._status_pub, self._debug_pub, self._diagnostics_pub)]
+        self._entities += [
+            (self.destroy_subscription, self.create_subscription(
+                Detection2DArray, "~/init", self._on_init, _CONTROL_QOS, callback_group=group)),
+            (self.destroy_subscription, self.create_subscription(
+                String, "~/remove", self._on_remove, _CONTROL_QOS, callback_group=group)),
+            (self.destroy_service, self.create_service(
+                Trigger, "~/reset", self._on_reset, callback_group=group)),
         ]
         self._start_diagnostics_timer()
 
@@ -175,8 +180,10 @@ class FarTrackNode(LifecycleNode):
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
-        for entity in self._entities:
-            entity.destroy()
+        # Through the node's destroy_* (entity.destroy() alone leaves the entity's event handlers in
+        # the executor's wait set, and spinning then fails on the destroyed handle).
+        for destroy, entity in self._entities:
+            destroy(entity)
         self._entities = []
         with self._tracker_lock:
             if self._loaded is not None:

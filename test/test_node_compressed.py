@@ -1,0 +1,82 @@
+"""The compressed path: ``image_transport:=compressed`` subscribes to ``<image>/compressed``
+(after remapping ``image``, as image_transport does) and tracks JPEG and PNG frames."""
+
+import numpy as np
+import pytest
+
+from node_helpers import (
+    FRAME_ID,
+    NodeProcess,
+    Probe,
+    compressed_msg,
+    pick_domain_id,
+    stamp_ns_of,
+    start_targets,
+    track_lockstep,
+    weights_for_tests,
+)
+
+pytest.importorskip("rclpy")
+pytest.importorskip("vision_msgs.msg")
+
+CAMERA = "/camera/image_raw"
+
+
+@pytest.fixture(scope="module")
+def ros():
+    domain_id = pick_domain_id()
+    node = NodeProcess(domain_id, parameters={
+        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+        "image_transport": "compressed",
+    }, remaps={"image": CAMERA})
+    probe = Probe(domain_id, image_topic=CAMERA)
+    try:
+        assert _wait_compressed_subscriber(probe, node), f"node did not subscribe to {CAMERA}/compressed:\n{node.log_text()}"
+        yield node, probe
+    finally:
+        probe.close()
+        code = node.stop()
+        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+
+
+def _wait_compressed_subscriber(probe, node, timeout=30.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if probe.compressed_pub.get_subscription_count() and probe.init_pub.get_subscription_count():
+            return True
+        if not node.alive():
+            return False
+        time.sleep(0.1)
+    return False
+
+
+def _frame(shift=0):
+    frame = np.full((240, 320, 3), 90, np.uint8)
+    frame[100:140, 120 + shift:160 + shift] = (230, 200, 30)
+    return frame
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "png"])
+def test_compressed_frames_are_tracked_with_their_header(ros, image_format):
+    node, probe = ros
+    probe.reset()
+    base = {"jpeg": 7_000_000_000, "png": 8_000_000_000}[image_format]
+
+    def publish(rgb, stamp):
+        probe.compressed_pub.publish(compressed_msg(rgb, stamp, image_format))
+
+    first = start_targets(probe, _frame(0), base, [("box", (120.0, 100.0, 40.0, 40.0))], _frame(2),
+                          base + 33_000_000, publish_image=publish)
+    later = track_lockstep(probe, [_frame(4)], [base + 66_000_000], publish_image=publish)
+
+    assert first is not None, node.log_text()
+    assert later[0] is not None
+    assert stamp_ns_of(later[0].header) == base + 66_000_000 and later[0].header.frame_id == FRAME_ID
+    assert [d.id for d in later[0].detections] == ["box"]
+
+
+def test_the_raw_topic_is_not_subscribed_in_compressed_mode(ros):
+    _, probe = ros
+    assert probe.image_pub.get_subscription_count() == 0

@@ -1,0 +1,131 @@
+"""Managed mode: ``fartrack_node --managed`` driven through the standard lifecycle services
+(``~/change_state``, ``~/get_state``) from another process, as a lifecycle manager would.
+
+configure loads the model (parameters read at configure may change only before it), activate
+subscribes to images, deactivate unsubscribes (targets are kept), cleanup frees the model.
+The transitions run in order in one module-scoped node, so the tests below run in file order.
+"""
+
+import time
+
+import numpy as np
+import pytest
+
+from node_helpers import NodeProcess, Probe, pick_domain_id, start_targets, weights_for_tests
+
+pytest.importorskip("rclpy")
+lifecycle_msgs = pytest.importorskip("lifecycle_msgs")
+from lifecycle_msgs.msg import State, Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def ros():
+    domain_id = pick_domain_id()
+    # Started without usable weights: they are set over the parameter service before configure.
+    node = NodeProcess(domain_id, parameters={"weights": "/nonexistent/weights.pth", "device": "cpu"},
+                       extra_args=["--managed"])
+    probe = Probe(domain_id)
+    try:
+        yield node, probe
+    finally:
+        probe.close()
+        code = node.stop()
+        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+
+
+def _state(probe) -> int:
+    return probe.call(GetState, "get_state", GetState.Request()).current_state.id
+
+
+def _transition(probe, transition_id: int) -> bool:
+    request = ChangeState.Request(transition=Transition(id=transition_id))
+    return probe.call(ChangeState, "change_state", request, timeout=60.0).success
+
+
+def _image_subscribers(probe, timeout: float = 3.0, expect: int = 1) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and probe.image_pub.get_subscription_count() != expect:
+        time.sleep(0.05)
+    return probe.image_pub.get_subscription_count()
+
+
+def test_a_managed_node_starts_unconfigured_and_not_subscribed(ros):
+    node, probe = ros
+
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED, node.log_text()
+    assert _image_subscribers(probe, timeout=1.0, expect=0) == 0
+
+
+def test_configure_fails_with_the_reason_and_stays_unconfigured(ros):
+    node, probe = ros
+
+    assert not _transition(probe, Transition.TRANSITION_CONFIGURE)
+
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert "configure failed" in node.log_text() and "/nonexistent/weights.pth" in node.log_text()
+
+
+def test_model_parameters_may_change_while_unconfigured(ros):
+    _, probe = ros
+
+    (result,) = probe.set_parameters(weights=str(weights_for_tests()))
+
+    assert result.successful, result.reason
+
+
+def test_configure_loads_the_model_without_subscribing(ros):
+    node, probe = ros
+
+    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()
+
+    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert "warm-up" in node.log_text()
+    assert _image_subscribers(probe, timeout=1.0, expect=0) == 0
+
+
+def test_model_parameters_are_refused_once_configured(ros):
+    _, probe = ros
+
+    (device,) = probe.set_parameters(device="cpu")
+    (transport,) = probe.set_parameters(image_transport="compressed")
+    (back,) = probe.set_parameters(image_transport="raw")
+
+    assert not device.successful and "clean up" in device.reason
+    assert transport.successful and back.successful  # read at activate: fine while inactive
+
+
+def test_activate_subscribes_and_tracks(ros):
+    node, probe = ros
+
+    assert _transition(probe, Transition.TRANSITION_ACTIVATE)
+
+    assert _state(probe) == State.PRIMARY_STATE_ACTIVE
+    assert _image_subscribers(probe, expect=1) == 1
+    (transport,) = probe.set_parameters(image_transport="compressed")
+    assert not transport.successful and "deactivate" in transport.reason
+    probe.wait_until_connected(node)
+    frame = np.random.default_rng(0).integers(0, 255, size=(240, 320, 3), dtype=np.uint8)
+    detections = start_targets(probe, frame, 5_000_000_000, [("t", (100, 80, 40, 40))], frame,
+                               5_033_000_000)
+    assert detections is not None and [d.id for d in detections.detections] == ["t"], node.log_text()
+
+
+def test_deactivate_unsubscribes(ros):
+    _, probe = ros
+
+    assert _transition(probe, Transition.TRANSITION_DEACTIVATE)
+
+    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert _image_subscribers(probe, expect=0) == 0
+
+
+def test_cleanup_returns_to_unconfigured(ros):
+    node, probe = ros
+
+    assert _transition(probe, Transition.TRANSITION_CLEANUP)
+
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    (device,) = probe.set_parameters(device="cpu")
+    assert device.successful
+    assert node.alive()
