@@ -1,0 +1,100 @@
+"""launch/fartrack.launch.py and config/fartrack.rviz.
+
+launch and launch_ros are not installable from PyPI, so the launch file is checked statically
+here (it parses, declares the documented arguments, starts executables that exist in scripts/,
+uses files that exist in config/); where launch_ros is importable (a real ROS install) it is also
+loaded and its launch description inspected.
+"""
+
+import ast
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+LAUNCH_FILE = REPO / "launch" / "fartrack.launch.py"
+RVIZ_FILE = REPO / "config" / "fartrack.rviz"
+DOCUMENTED_ARGUMENTS = {"image", "device", "weights", "variant", "namespace", "params_file", "use_lifecycle"}
+
+
+def _tree() -> ast.Module:
+    return ast.parse(LAUNCH_FILE.read_text(), filename=str(LAUNCH_FILE))
+
+
+def _string_constants(node) -> list[str]:
+    return [n.value for n in ast.walk(node) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+
+
+def _declared_arguments(tree: ast.Module) -> set[str]:
+    """Names in the ARGUMENTS table (name, default, description) the file declares from."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            return {entry.elts[0].value for entry in node.value.elts}
+    return set()
+
+
+def _module_constant(tree: ast.Module, name: str) -> str:
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets):
+            return node.value.value
+    raise AssertionError(f"{name} is not defined in {LAUNCH_FILE.name}")
+
+
+def test_launch_file_parses_and_defines_generate_launch_description():
+    tree = _tree()
+    functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
+    assert "generate_launch_description" in functions
+
+
+def test_launch_file_declares_the_documented_arguments():
+    tree = _tree()
+    declared = _declared_arguments(tree)
+
+    assert DOCUMENTED_ARGUMENTS <= declared
+    assert any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
+               for n in ast.walk(tree))
+
+
+def test_launch_file_starts_an_executable_that_exists():
+    tree = _tree()
+    executable = _module_constant(tree, "EXECUTABLE")
+    package = _module_constant(tree, "PACKAGE")
+
+    assert package == "fartrack_ros"
+    assert (REPO / "scripts" / executable).is_file()
+    assert (REPO / "scripts" / executable).stat().st_mode & 0o111, "not executable"
+
+
+def test_launch_file_refers_to_files_that_exist_in_config():
+    strings = _string_constants(_tree())
+    for name in ("fartrack.yaml", "fartrack.rviz"):
+        assert name in strings
+        assert (REPO / "config" / name).is_file()
+
+
+def test_managed_mode_passes_the_managed_flag():
+    assert "--managed" in _string_constants(_tree())
+
+
+def test_rviz_config_shows_the_debug_image():
+    yaml = pytest.importorskip("yaml")
+    config = yaml.safe_load(RVIZ_FILE.read_text())
+
+    displays = config["Visualization Manager"]["Displays"]
+    images = [d for d in displays if d["Class"] == "rviz_default_plugins/Image"]
+    assert images and images[0]["Topic"]["Value"] == "/fartrack/debug_image"
+    assert images[0]["Enabled"] is True
+
+
+def test_launch_description_loads_with_launch_ros():
+    pytest.importorskip("launch")
+    pytest.importorskip("launch_ros")
+    spec = importlib.util.spec_from_file_location("fartrack_launch", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    description = module.generate_launch_description()
+
+    names = {argument.name for argument in description.get_launch_arguments()}
+    assert DOCUMENTED_ARGUMENTS <= names
