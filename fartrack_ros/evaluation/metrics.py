@@ -1,0 +1,169 @@
+"""Tracking metrics with the GOT-10k and OTB/LaSOT conventions, stated exactly.
+
+Boxes are (N, 4) ``(x, y, w, h)`` in pixels, continuous coordinates (no "+1" pixel convention):
+a box covers [x, x + w) x [y, y + h).
+
+GOT-10k (as the official toolkit's ``ExperimentGOT10k.report``):
+- per frame, the IoU of prediction and ground truth after both are clipped to the image
+  (``bound``); the first frame (the initialisation) and frames where the target is absent
+  (cover level 0) are left out;
+- the IoUs of all sequences are concatenated, so every scored frame weighs the same;
+- AO = mean IoU; SR_t = fraction of those frames with IoU > t (strictly), for t = 0.5 and 0.75.
+
+OTB / LaSOT (as the OTB toolkit and pytracking's LaSOT analysis):
+- per sequence, over the frames where the target is present, the first frame included;
+  IoU without clipping to the image;
+- success curve: fraction of frames with IoU > t for the 21 thresholds t = 0, 0.05, ..., 1;
+  the curves of all sequences are averaged (every sequence weighs the same); success AUC is the
+  mean of the averaged curve;
+- precision: fraction of frames whose centre error (distance between box centres) is <= 20 px,
+  averaged over sequences.
+
+Differences from the originals, all about frames with no target: LaSOT's toolkit counts such
+frames as failures (their ground truth is empty), OTB has none; here they are skipped, as GOT-10k
+does, because the generated sets have them and no box can be right there.
+
+FPS: frames tracked (update calls, the initialisation excluded) divided by the total time spent
+in those calls, over all sequences.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
+PRECISION_THRESHOLD_PX = 20.0
+
+
+def _as_boxes(boxes) -> np.ndarray:
+    array = np.asarray(boxes, dtype=np.float64)
+    return array.reshape(-1, 4)
+
+
+def clip_to_image(boxes, width: float, height: float) -> np.ndarray:
+    """Boxes bounded by the image exactly as the GOT-10k toolkit's ``rect_iou(..., bound)`` does.
+
+    x and y are clipped to [0, width] and [0, height], then w and h to what is left to the right
+    and below. Like the toolkit, a box sticking out on the left or top is moved, not shortened.
+    """
+    b = _as_boxes(boxes).copy()
+    b[:, 0] = np.clip(b[:, 0], 0, width)
+    b[:, 1] = np.clip(b[:, 1], 0, height)
+    b[:, 2] = np.clip(b[:, 2], 0, width - b[:, 0])
+    b[:, 3] = np.clip(b[:, 3], 0, height - b[:, 1])
+    return b
+
+
+def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
+    """Per-row IoU of two (N, 4) xywh arrays; 0 where the union is empty.
+
+    ``bound=(width, height)`` clips both to the image first. Negative sizes count as empty.
+    """
+    a, b = _as_boxes(pred), _as_boxes(gt)
+    if a.shape != b.shape:
+        raise ValueError(f"box arrays differ in shape: {a.shape} vs {b.shape}")
+    if bound is not None:
+        a, b = clip_to_image(a, *bound), clip_to_image(b, *bound)
+    aw, ah = np.maximum(a[:, 2], 0), np.maximum(a[:, 3], 0)
+    bw, bh = np.maximum(b[:, 2], 0), np.maximum(b[:, 3], 0)
+    iw = np.clip(np.minimum(a[:, 0] + aw, b[:, 0] + bw) - np.maximum(a[:, 0], b[:, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, 1] + ah, b[:, 1] + bh) - np.maximum(a[:, 1], b[:, 1]), 0, None)
+    inter = iw * ih
+    union = aw * ah + bw * bh - inter
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(union > 0, inter / union, 0.0)
+
+
+def centre_error(pred, gt) -> np.ndarray:
+    """Per-row distance in pixels between the centres (x + w/2, y + h/2) of two box arrays."""
+    a, b = _as_boxes(pred), _as_boxes(gt)
+    return np.hypot((a[:, 0] + a[:, 2] / 2) - (b[:, 0] + b[:, 2] / 2),
+                    (a[:, 1] + a[:, 3] / 2) - (b[:, 1] + b[:, 3] / 2))
+
+
+def present_frames(gt, absent=None) -> np.ndarray:
+    """Frames where the target is present: not flagged absent and a box of positive size."""
+    b = _as_boxes(gt)
+    present = (b[:, 2] > 0) & (b[:, 3] > 0)
+    if absent is not None:
+        present &= ~np.asarray(absent, dtype=bool)
+    return present
+
+
+def success_curve(ious, thresholds=SUCCESS_THRESHOLDS) -> np.ndarray:
+    """Fraction of IoUs strictly above each threshold (zeros for no frames)."""
+    ious = np.asarray(ious, dtype=np.float64)
+    if ious.size == 0:
+        return np.zeros(len(thresholds))
+    return (ious[:, None] > np.asarray(thresholds)[None, :]).mean(axis=0)
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """One tracker's predictions on one sequence, with what scoring needs from the sequence."""
+
+    name: str
+    pred: np.ndarray  # (N, 4) xywh, row 0 = the initial box
+    gt: np.ndarray  # (N, 4)
+    absent: np.ndarray  # (N,) bool
+    image_size: tuple[int, int]  # (width, height)
+    track_time_s: float = 0.0  # time spent in update calls (frames 1..N-1)
+
+    def got10k_ious(self) -> np.ndarray:
+        """IoUs GOT-10k scores: frames after the first, target present, boxes clipped to the image."""
+        keep = present_frames(self.gt, self.absent)
+        keep[0] = False
+        return iou_xywh(self.pred[keep], self.gt[keep], bound=self.image_size)
+
+    def otb_ious(self) -> np.ndarray:
+        keep = present_frames(self.gt, self.absent)
+        return iou_xywh(self.pred[keep], self.gt[keep])
+
+    def otb_centre_errors(self) -> np.ndarray:
+        keep = present_frames(self.gt, self.absent)
+        return centre_error(self.pred[keep], self.gt[keep])
+
+
+@dataclass(frozen=True)
+class TrackerScores:
+    """The numbers one table row shows, plus the success curve for the plot."""
+
+    ao: float
+    sr50: float
+    sr75: float
+    success_auc: float
+    precision: float
+    fps: float
+    success_curve: np.ndarray  # (21,) averaged OTB/LaSOT curve over SUCCESS_THRESHOLDS
+    frames: int  # frames scored by GOT-10k rules
+
+
+def score_results(results: list[SequenceResult]) -> TrackerScores:
+    """Score one tracker over a set of sequences (see the module docstring for the rules)."""
+    if not results:
+        raise ValueError("no sequence results to score")
+    got_ious = np.concatenate([r.got10k_ious() for r in results])
+    curves = np.stack([success_curve(r.otb_ious()) for r in results])
+    precisions = [float(np.mean(r.otb_centre_errors() <= PRECISION_THRESHOLD_PX))
+                  if present_frames(r.gt, r.absent).any() else 0.0 for r in results]
+    tracked = sum(len(r.pred) - 1 for r in results)
+    seconds = sum(r.track_time_s for r in results)
+    curve = curves.mean(axis=0)
+    return TrackerScores(
+        ao=float(got_ious.mean()) if got_ious.size else 0.0,
+        sr50=float(np.mean(got_ious > 0.5)) if got_ious.size else 0.0,
+        sr75=float(np.mean(got_ious > 0.75)) if got_ious.size else 0.0,
+        success_auc=float(curve.mean()),
+        precision=float(np.mean(precisions)),
+        fps=tracked / seconds if seconds > 0 else float("nan"),
+        success_curve=curve,
+        frames=int(got_ious.size),
+    )
+
+
+def sequence_ao(result: SequenceResult) -> float:
+    """GOT-10k AO of one sequence (nan when no frame is scored)."""
+    ious = result.got10k_ious()
+    return float(ious.mean()) if ious.size else float("nan")

@@ -1,0 +1,31 @@
+"""Success plot (OTB/LaSOT style): one curve per tracker, AUC in the legend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from fartrack_ros.evaluation.metrics import SUCCESS_THRESHOLDS, TrackerScores
+
+
+def plot_success(scores: dict[str, TrackerScores], path: str | Path, title: str = "Success plot") -> Path:
+    """Write a PNG of each tracker's success curve, best AUC first in the legend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axes = plt.subplots(figsize=(5.0, 4.0), dpi=120)
+    for name, score in sorted(scores.items(), key=lambda item: -item[1].success_auc):
+        axes.plot(SUCCESS_THRESHOLDS, np.asarray(score.success_curve), linewidth=2,
+                  label=f"{name} [AUC {score.success_auc:.3f}, AO {score.ao:.3f}]")
+    axes.set(xlabel="Overlap threshold", ylabel="Success rate", xlim=(0, 1), ylim=(0, 1), title=title)
+    axes.grid(True, alpha=0.4)
+    axes.legend(loc="lower left", fontsize=8)
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return path

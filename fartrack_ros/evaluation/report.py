@@ -1,0 +1,44 @@
+"""Run several trackers over the same sequences and print one table of their scores."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterable
+
+from fartrack_ros.data.sequence import TrackingSequence
+from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
+from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence
+
+COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "FPS")
+
+
+def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[TrackingSequence],
+                      max_frames: int | None = None,
+                      progress: Callable[[TrackingSequence, dict[str, SequenceResult]], None] | None = None,
+                      ) -> tuple[dict[str, TrackerScores], dict[str, list[SequenceResult]]]:
+    """Track every sequence with every runner (each sequence is read or generated once).
+
+    Returns (scores per tracker name, per-sequence results per tracker name). ``progress`` is
+    called after each sequence with that sequence's results.
+    """
+    results: dict[str, list[SequenceResult]] = {runner.name: [] for runner in runners}
+    for sequence in sequences:
+        current = {}
+        for runner in runners:
+            current[runner.name] = track_sequence(runner, sequence, max_frames)
+            results[runner.name].append(current[runner.name])
+        if progress is not None:
+            progress(sequence, current)
+    if not any(results.values()):
+        raise ValueError("no sequences to evaluate")
+    return {name: score_results(rows) for name, rows in results.items()}, results
+
+
+def format_table(scores: dict[str, TrackerScores]) -> str:
+    """A fixed-width text table, one row per tracker, in the order given."""
+    rows = [COLUMNS] + [(name, f"{s.ao:.3f}", f"{s.sr50:.3f}", f"{s.sr75:.3f}", f"{s.success_auc:.3f}",
+                         f"{s.precision:.3f}", f"{s.fps:.1f}") for name, s in scores.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

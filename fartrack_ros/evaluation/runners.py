@@ -1,0 +1,131 @@
+"""Trackers behind one small interface, and running one over a sequence.
+
+A tracker runner has a ``name`` and two methods: ``init(frame_rgb, box_xywh)`` on the first frame
+and ``update(frame_rgb) -> box_xywh`` on each later one. Frames are HxWx3 uint8 RGB; boxes are
+(x, y, w, h) in pixels. Runners exist for OpenCV's CSRT and KCF and for our FARTrack tracker.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Protocol
+
+import cv2
+import numpy as np
+
+from fartrack_ros.data.sequence import TrackingSequence
+from fartrack_ros.evaluation.metrics import SequenceResult
+
+
+class TrackerRunner(Protocol):
+    name: str
+
+    def init(self, frame_rgb: np.ndarray, box_xywh) -> None: ...
+
+    def update(self, frame_rgb: np.ndarray) -> np.ndarray: ...
+
+
+class OpenCVRunner:
+    """An OpenCV tracker (CSRT or KCF). Where OpenCV reports a failure the last box is kept."""
+
+    _FACTORIES: dict[str, str] = {"csrt": "TrackerCSRT_create", "kcf": "TrackerKCF_create"}
+
+    def __init__(self, kind: str) -> None:
+        kind = kind.lower()
+        if kind not in self._FACTORIES:
+            raise ValueError(f"unknown OpenCV tracker {kind!r} (choose one of {sorted(self._FACTORIES)})")
+        factory = getattr(cv2, self._FACTORIES[kind], None) or getattr(
+            getattr(cv2, "legacy", None), self._FACTORIES[kind], None)
+        if factory is None:
+            raise RuntimeError(f"this OpenCV ({cv2.__version__}) has no {self._FACTORIES[kind]}; "
+                               "install opencv-contrib-python(-headless)")
+        self.name = kind
+        self._factory: Callable = factory
+        self._tracker = None
+        self._box = np.zeros(4)
+
+    def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
+        self._tracker = self._factory()
+        height, width = frame_rgb.shape[:2]
+        x, y, w, h = (float(v) for v in box_xywh)
+        x0, y0 = int(round(max(0.0, x))), int(round(max(0.0, y)))
+        rect = (x0, y0, max(1, min(int(round(w)), width - x0)), max(1, min(int(round(h)), height - y0)))
+        self._tracker.init(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), rect)
+        self._box = np.array(box_xywh, dtype=np.float64)
+
+    def update(self, frame_rgb: np.ndarray) -> np.ndarray:
+        ok, rect = self._tracker.update(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
+        if ok and rect[2] > 0 and rect[3] > 0:
+            self._box = np.array(rect, dtype=np.float64)
+        return self._box.copy()
+
+
+class FARTrackRunner:
+    """Our tracker (``fartrack_ros.tracker.Tracker``) with one target, as a runner.
+
+    Give a loaded network (``model``) or let it load ``weights`` (None: the bundled model) with
+    ``variant`` on ``device``. The tracker package is imported only here, on demand.
+    """
+
+    name = "fartrack"
+
+    def __init__(self, weights: str | None = None, variant: str | None = None, device: str = "cpu",
+                 model=None, tracker_config=None) -> None:
+        from fartrack_ros.tracker import Tracker
+
+        if model is None:
+            from fartrack_ros.model import load_checkpoint
+
+            model = load_checkpoint(weights, variant=variant, device=device)
+        self._tracker = Tracker(model, tracker_config)
+
+    def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
+        self._tracker.reset()
+        self._tracker.add_target(frame_rgb, [float(v) for v in box_xywh], "eval")
+
+    def update(self, frame_rgb: np.ndarray) -> np.ndarray:
+        (result,) = self._tracker.track(frame_rgb)
+        return np.asarray(result.box_xywh, dtype=np.float64)
+
+
+def make_runner(name: str, weights: str | None = None, variant: str | None = None,
+                device: str = "cpu") -> TrackerRunner:
+    """A runner by name: ``fartrack``, ``csrt`` or ``kcf``."""
+    key = name.strip().lower()
+    if key == "fartrack":
+        return FARTrackRunner(weights=weights, variant=variant, device=device)
+    if key in ("csrt", "kcf"):
+        return OpenCVRunner(key)
+    raise ValueError(f"unknown tracker {name!r} (choose from fartrack, csrt, kcf)")
+
+
+def run_sequence(runner: TrackerRunner, sequence: TrackingSequence,
+                 max_frames: int | None = None) -> tuple[np.ndarray, float]:
+    """Track ``sequence`` from its first box; returns (predicted boxes (N, 4), FPS of the updates).
+
+    Row 0 is the initial box. FPS counts update calls only (no frame loading, no init).
+    """
+    result = track_sequence(runner, sequence, max_frames)
+    frames = len(result.pred) - 1
+    fps = frames / result.track_time_s if result.track_time_s > 0 else float("nan")
+    return result.pred, fps
+
+
+def track_sequence(runner: TrackerRunner, sequence: TrackingSequence,
+                   max_frames: int | None = None) -> SequenceResult:
+    """Like ``run_sequence`` but returns a `SequenceResult` ready for scoring."""
+    count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    first = sequence.frame(0)
+    pred = np.zeros((count, 4))
+    pred[0] = sequence.boxes[0]
+    runner.init(first, sequence.boxes[0])
+    spent = 0.0
+    for index in range(1, count):
+        frame = sequence.frame(index)
+        start = time.perf_counter()
+        pred[index] = runner.update(frame)
+        spent += time.perf_counter() - start
+    height, width = first.shape[:2]
+    return SequenceResult(name=sequence.name, pred=pred, gt=sequence.boxes[:count].copy(),
+                          absent=sequence.absent[:count].copy(), image_size=(width, height),
+                          track_time_s=spent)

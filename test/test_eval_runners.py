@@ -1,0 +1,50 @@
+"""Tracker runners: one interface for OpenCV CSRT/KCF and our FARTrack tracker."""
+
+import numpy as np
+import pytest
+
+from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+from fartrack_ros.evaluation.runners import FARTrackRunner, OpenCVRunner, make_runner, run_sequence
+from fartrack_ros.model import FARTrack, ModelConfig
+
+TINY_TEST_NET = ModelConfig(embed_dim=32, depth=1, extension_depth=0, num_heads=2, patch_size=8,
+                            template_size=32, search_size=64, name="eval-test")
+
+
+@pytest.fixture(scope="module")
+def sequence():
+    return generate_sequence(1_000_003, SyntheticConfig(min_length=6, max_length=6))
+
+
+@pytest.mark.parametrize("name", ["csrt", "kcf"])
+def test_opencv_runner_returns_one_box_per_frame_starting_with_the_init_box(sequence, name):
+    boxes, fps = run_sequence(make_runner(name), sequence)
+    assert boxes.shape == (len(sequence), 4)
+    np.testing.assert_array_equal(boxes[0], sequence.boxes[0])
+    assert np.isfinite(boxes).all() and (boxes[1:, 2:] > 0).all()
+    assert fps > 0
+
+
+def test_run_sequence_stops_at_max_frames(sequence):
+    boxes, _ = run_sequence(make_runner("kcf"), sequence, max_frames=3)
+    assert boxes.shape == (3, 4)
+
+
+def test_fartrack_runner_adapts_the_tracker_to_init_and_update(sequence):
+    runner = FARTrackRunner(model=FARTrack(TINY_TEST_NET).eval())
+    boxes, _ = run_sequence(runner, sequence, max_frames=3)
+    assert boxes.shape == (3, 4) and np.isfinite(boxes).all()
+    runner.init(sequence.frame(0), sequence.boxes[0])  # a second sequence restarts from scratch
+    assert runner.update(sequence.frame(1)).shape == (4,)
+
+
+def test_fartrack_runner_reports_a_missing_weights_file():
+    with pytest.raises(ValueError, match="weights file not found"):
+        make_runner("fartrack", weights="/nonexistent/model.pth")
+
+
+def test_unknown_names_are_rejected_with_the_choices():
+    with pytest.raises(ValueError, match="choose from fartrack, csrt, kcf"):
+        make_runner("mosse")
+    with pytest.raises(ValueError, match="unknown OpenCV tracker 'boosting'"):
+        OpenCVRunner("boosting")
