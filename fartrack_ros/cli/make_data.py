@@ -1,0 +1,66 @@
+"""fartrack-make-data: write a set of generated tracking sequences in the GOT-10k or LaSOT layout.
+
+Sequence k has seed ``seed-base + k``; the same seeds always give the same frames. Training
+sets use seeds below 1,000,000, held-out sets start at 1,000,000 (``EVAL_SEED_BASE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from fartrack_ros.data.got10k import write_got10k
+from fartrack_ros.data.lasot import write_lasot
+from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fartrack-make-data", description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", help="output folder (a GOT-10k split folder or a LaSOT root)")
+    parser.add_argument("--count", type=int, required=True, help="number of sequences")
+    parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
+                        help=f"seed of the first sequence (default {EVAL_SEED_BASE}, the held-out set)")
+    parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k")
+    parser.add_argument("--img-subfolder", action="store_true",
+                        help="GOT-10k: put frames in <seq>/img/ instead of <seq>/ (the official layout)")
+    parser.add_argument("--class-name", default="synthetic", help="LaSOT: class folder name")
+    parser.add_argument("--width", type=int, default=SyntheticConfig.width)
+    parser.add_argument("--height", type=int, default=SyntheticConfig.height)
+    parser.add_argument("--min-length", type=int, default=SyntheticConfig.min_length)
+    parser.add_argument("--max-length", type=int, default=SyntheticConfig.max_length)
+    parser.add_argument("--difficulty", type=float, default=None,
+                        help="fix the difficulty in [0, 1] (default: drawn per sequence from its seed)")
+    parser.add_argument("--jpeg-quality", type=int, default=95)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.count < 1:
+        print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
+        return 2
+    try:
+        config = SyntheticConfig(width=args.width, height=args.height, min_length=args.min_length,
+                                 max_length=args.max_length, difficulty=args.difficulty)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started, frames = time.perf_counter(), 0
+    for k in range(args.count):
+        sequence = generate_sequence(args.seed_base + k, config)
+        frames += len(sequence)
+        if args.layout == "got10k":
+            write_got10k(sequence, out, img_subfolder=args.img_subfolder, jpeg_quality=args.jpeg_quality)
+        else:
+            write_lasot(sequence, out, class_name=args.class_name, index=k + 1, jpeg_quality=args.jpeg_quality)
+    print(f"wrote {args.count} sequences ({frames} frames, {args.layout} layout) to {out} "
+          f"in {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
