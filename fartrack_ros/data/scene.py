@@ -220,7 +220,7 @@ def _distractors(rng, n, d, target_boxes, family, palette, shape, texture_size):
     count = int(rng.binomial(3, lerp(0.15, 0.65, d)))
     centres = target_boxes[:, :2] + target_boxes[:, 2:] / 2
     for _ in range(count):
-        cross = int(rng.integers(8, max(9, n - 8)))
+        cross = min(n - 1, int(rng.integers(8, max(9, n - 8))))
         size = float(np.sqrt(target_boxes[cross, 2] * target_boxes[cross, 3])) * math.exp(rng.normal(0, 0.15))
         speed = rng.uniform(1.5, lerp(3.0, 6.0, d))
         angle = rng.uniform(0, 2 * np.pi)
@@ -244,7 +244,7 @@ def _occluders(rng, n, d, target_boxes, hue, texture_size):
     count = int(rng.poisson(lerp(0.3, 1.6, d)))
     centres = target_boxes[:, :2] + target_boxes[:, 2:] / 2
     for _ in range(count):
-        when = int(rng.integers(10, max(11, n - 10)))
+        when = min(n - 1, int(rng.integers(10, max(11, n - 10))))
         tw, th = target_boxes[when, 2:]
         full = rng.random() < lerp(0.25, 0.6, d)
         horizontal = rng.random() < 0.5

@@ -1,0 +1,99 @@
+"""The synthetic generator: determinism, geometry of the ground truth, and that every hardness
+feature actually occurs in a set (checked on plans, which render no frame, so it is fast)."""
+
+import numpy as np
+import pytest
+
+from fartrack_ros.data.synthetic import (ABSENT_VISIBLE_RATIO, EVAL_SEED_BASE, TRAIN_SEED_RANGE, SyntheticConfig,
+                                         generate_sequence, plan_sequence)
+
+SHORT = SyntheticConfig(min_length=24, max_length=24)
+SET_SEEDS = range(EVAL_SEED_BASE, EVAL_SEED_BASE + 24)
+
+
+@pytest.fixture(scope="module")
+def plans():
+    return [plan_sequence(seed) for seed in SET_SEEDS]
+
+
+def test_same_seed_gives_bit_identical_frames_boxes_and_flags():
+    first, second = generate_sequence(7, SHORT), generate_sequence(7, SHORT)
+    assert all(np.array_equal(a, b) for a, b in zip(first.frames, second.frames))
+    assert np.array_equal(first.boxes, second.boxes)
+    assert np.array_equal(first.absent, second.absent)
+    assert np.array_equal(first.visible_ratio, second.visible_ratio)
+
+
+def test_different_seeds_give_different_sequences():
+    assert not np.array_equal(generate_sequence(7, SHORT).frame(0), generate_sequence(8, SHORT).frame(0))
+
+
+def test_lazy_frames_equal_rendered_frames():
+    eager, lazy = generate_sequence(11, SHORT), generate_sequence(11, SHORT, lazy=True)
+    for index in (0, 13, len(eager) - 1):
+        assert np.array_equal(eager.frame(index), lazy.frame(index))
+
+
+def test_frames_are_rgb_uint8_of_the_configured_size_and_length():
+    config = SyntheticConfig(width=200, height=150, min_length=10, max_length=12)
+    sequence = generate_sequence(3, config)
+    assert 10 <= len(sequence) <= 12
+    assert sequence.frame(0).shape == (150, 200, 3) and sequence.frame(0).dtype == np.uint8
+
+
+def test_target_is_fully_visible_in_the_first_frames(plans):
+    for plan in plans:
+        assert plan.visible_ratio[:5].min() > 0.99, plan.seed
+        assert not plan.absent[:5].any()
+
+
+def test_present_boxes_lie_inside_the_image_and_absent_out_of_view_boxes_are_empty(plans):
+    for plan in plans:
+        boxes, present = plan.boxes, ~plan.absent
+        assert (boxes[present, :2] >= 0).all()
+        assert (boxes[present, 0] + boxes[present, 2] <= plan.config.width + 1e-6).all()
+        assert (boxes[present, 1] + boxes[present, 3] <= plan.config.height + 1e-6).all()
+        assert (boxes[plan.out_of_view] == 0).all()
+
+
+def test_absent_means_less_than_the_threshold_visible(plans):
+    for plan in plans:
+        assert np.array_equal(plan.absent, plan.visible_ratio < ABSENT_VISIBLE_RATIO)
+        assert not (plan.out_of_view & plan.full_occlusion).any()
+
+
+@pytest.mark.parametrize("feature", ["fast_motion", "motion_blur", "distractor_near", "partial_occlusion",
+                                     "illumination_change", "scale_change", "aspect_change"])
+def test_every_hardness_feature_occurs_in_a_set(plans, feature):
+    assert sum(bool(plan.attributes[feature].any()) for plan in plans) >= 2
+
+
+def test_full_occlusion_and_out_of_view_occur_but_stay_a_minority_of_frames(plans):
+    assert sum(plan.full_occlusion.any() for plan in plans) >= 2
+    assert sum(plan.out_of_view.any() for plan in plans) >= 2
+    absent = np.concatenate([plan.absent for plan in plans])
+    assert 0.0 < absent.mean() < 0.15
+
+
+def test_a_set_mixes_easy_and_hard_sequences(plans):
+    difficulty = [plan.difficulty for plan in plans]
+    assert min(difficulty) < 0.3 and max(difficulty) > 0.7
+
+
+def test_distractors_look_alike_but_differ_from_the_target(plans):
+    plan = next(p for p in plans if any(layer.role == "distractor" for layer in p.layers))
+    target = plan.target.pyramid[0]
+    distractor = next(layer for layer in plan.layers if layer.role == "distractor").pyramid[0]
+    assert target.shape == distractor.shape
+    assert np.abs(target.astype(int) - distractor.astype(int)).mean() > 5
+
+
+def test_held_out_seeds_are_outside_the_training_range():
+    assert EVAL_SEED_BASE not in TRAIN_SEED_RANGE and EVAL_SEED_BASE >= TRAIN_SEED_RANGE.stop
+
+
+def test_config_rejects_bad_values_with_the_value_in_the_message():
+    with pytest.raises(ValueError, match="1.5"):
+        SyntheticConfig(difficulty=1.5)
+    with pytest.raises(ValueError, match="10..5"):
+        SyntheticConfig(min_length=10, max_length=5)
