@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -134,3 +136,18 @@ def test_invalid_config_values_are_rejected():
         TrackerConfig(memory="unbounded")
     with pytest.raises(ValueError, match="lost_frames"):
         TrackerConfig(lost_frames=0)
+
+
+def test_a_smaller_memory_cap_set_while_tracking_applies_from_the_next_frame(model, frame):
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0, template_memory_cap=64))
+    tracker.add_target(frame, BOX)
+    for _ in range(20):
+        tracker.track(frame)
+    tracker.config = dataclasses.replace(tracker.config, template_memory_cap=6)
+    (result,) = tracker.track(frame)
+    assert result.templates_held == 6
+
+
+def test_a_memory_cap_below_the_template_slots_is_refused(model):
+    with pytest.raises(ValueError, match="template_memory_cap must be >= the model's 5"):
+        Tracker(model, TrackerConfig(template_memory_cap=4))

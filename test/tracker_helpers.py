@@ -125,3 +125,21 @@ class ScriptedScoreModel(torch.nn.Module):
             logits[:, i, b] = peak
         return ModelOutput(logits=logits, prune_scores=out.prune_scores, prune_keep=out.prune_keep,
                            template_scores=out.template_scores)
+
+
+class RecordingModel(torch.nn.Module):
+    """Spy: passes every call through to a real network and keeps each forward's logits."""
+
+    def __init__(self, model: FARTrack):
+        super().__init__()
+        self.inner = model
+        self.cfg = model.cfg
+        self.logits: list[torch.Tensor] = []
+
+    def embed_template(self, z):
+        return self.inner.embed_template(z)
+
+    def forward_embedded(self, template_embeds, template_keep, search, drop_pruned=True):
+        out = self.inner.forward_embedded(template_embeds, template_keep, search, drop_pruned)
+        self.logits.append(out.logits.clone())
+        return out

@@ -9,8 +9,9 @@ tracker (README section 2.2) fills the slots with
     n >= S:  [0, int((n-1)*(1-0.7)), int((n-1)*(1-0.7**2)), ..., int((n-1)*(1-0.7**(S-2))), n-1]
 
 computed in Python float64. Each template also carries the prune keep mask that the network
-produced in the one forward where that template was the newest (slot S-1); until then it has
-none and all its tokens are used.
+produced in the forward where that template was first the newest (slot S-1); until then it has
+none and all its tokens are used. (Officially a template is the newest in exactly one forward;
+when the tracker's confidence gate adds none for a while, the first mask is kept.)
 
 Memory. The official tracker keeps every template forever. The picks above are monotone
 non-decreasing in ``n``, so once ``n >= S`` no template with ``0 < index < int((n-1)*(1-0.7))``
@@ -75,13 +76,20 @@ class TemplateMemory:
     """
 
     def __init__(self, num_slots: int = 5, cap: int | None = 64):
-        if cap is not None and cap < num_slots:
-            raise ValueError(f"template_memory_cap must be >= the {num_slots} template slots, "
-                             f"got {cap}")
         self.num_slots = num_slots
-        self.cap = cap
         self.num_added = 0
         self._held: list[StoredTemplate] = []  # sorted by index
+        self.cap = None
+        self.set_cap(cap)
+
+    def set_cap(self, cap: int | None) -> None:
+        """Change the bound (None: unbounded); a smaller cap thins the memory at once."""
+        if cap is not None and cap < self.num_slots:
+            raise ValueError(f"template_memory_cap must be >= the {self.num_slots} template slots, "
+                             f"got {cap}")
+        self.cap = cap
+        if cap is not None:
+            self._thin(cap)
 
     def __len__(self) -> int:
         return len(self._held)

@@ -126,6 +126,19 @@ class Tracker:
         self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
         self._all_keep = torch.ones(self.cfg.template_tokens, dtype=torch.bool, device=self.device)
 
+    @property
+    def config(self) -> TrackerConfig:
+        return self._config
+
+    @config.setter
+    def config(self, config: TrackerConfig) -> None:
+        """Replace the settings; they apply to every target from the next frame on."""
+        if config.template_memory_cap < self.cfg.num_template_slots:
+            raise ValueError(f"template_memory_cap must be >= the model's "
+                             f"{self.cfg.num_template_slots} template slots, got "
+                             f"{config.template_memory_cap}")
+        self._config = config
+
     # -- targets ------------------------------------------------------------------------------
     @property
     def target_ids(self) -> list[str]:
@@ -147,8 +160,7 @@ class Tracker:
             raise TargetLimitError(
                 f"cannot add target {target_id!r}: {len(self._targets)} targets are tracked, "
                 f"max_targets is {self.config.max_targets} (remove one or raise max_targets)")
-        cap = self.config.template_memory_cap if self.config.memory == "bounded" else None
-        memory = TemplateMemory(self.cfg.num_template_slots, cap)
+        memory = TemplateMemory(self.cfg.num_template_slots, self._memory_cap())
         with torch.inference_mode():
             memory.add(self._embed_templates(frame, [box])[0][0])
         self._targets[target_id] = _Target(target_id, box, memory, list(box))
@@ -214,7 +226,7 @@ class Tracker:
                 predicted = clip_box(map_box_back(box_px, target.state_xywh, cfg.search_size, factor),
                                      height, width, margin=CLIP_MARGIN_PX)
                 target.memory.record_newest_keep(keep.clone())
-                if self._update_state(target, predicted, score) or official:
+                if self._update_state(target, predicted, score):
                     new_templates.append(target)
             t3 = time.perf_counter()
             crop_s, model_s, decode_s = t1 - t0, t2 - t1, t3 - t2
@@ -232,28 +244,17 @@ class Tracker:
 
     def _update_state(self, target: _Target, predicted: list[float], score: float) -> bool:
         """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template."""
-        if self.config.memory == "official":
-            target.state_xywh = predicted
-            confident = score >= self.config.lost_threshold
-            target.frames_below = 0 if confident else target.frames_below + 1
-            target.status = (TrackState.LOST if target.frames_below >= self.config.lost_frames
-                             else TrackState.TRACKING)
-            if confident:
-                target.last_confident_xywh = predicted
-            return True
-        if score >= self.config.lost_threshold:
-            target.frames_below = 0
-            target.status = TrackState.TRACKING
-            target.state_xywh = predicted
+        confident = score >= self.config.lost_threshold
+        target.frames_below = 0 if confident else target.frames_below + 1
+        lost = target.frames_below >= self.config.lost_frames
+        target.status = TrackState.LOST if lost else TrackState.TRACKING
+        if confident:
             target.last_confident_xywh = predicted
-            return True
-        target.frames_below += 1
-        if target.frames_below >= self.config.lost_frames:
-            target.status = TrackState.LOST
-            target.state_xywh = list(target.last_confident_xywh)
-        else:
+        if self.config.memory == "official":  # follow every prediction, a template every frame
             target.state_xywh = predicted
-        return False
+            return True
+        target.state_xywh = list(target.last_confident_xywh) if lost else predicted
+        return confident
 
     def _result(self, target: _Target, score: float) -> TrackResult:
         return TrackResult(
@@ -268,11 +269,17 @@ class Tracker:
     def _slot_inputs(self, targets: list[_Target]) -> tuple[torch.Tensor, torch.Tensor]:
         """Template embeddings (B,S,T,D) and keep masks (B,S,T) of each target's slots."""
         embeds, keeps = [], []
+        cap = self._memory_cap()
         for target in targets:
+            if target.memory.cap != cap:  # the config was changed
+                target.memory.set_cap(cap)
             picked = target.memory.select()
             embeds.append(torch.stack([t.embedding for t in picked]))
             keeps.append(torch.stack([self._all_keep if t.keep is None else t.keep for t in picked]))
         return torch.stack(embeds), torch.stack(keeps)
+
+    def _memory_cap(self) -> int | None:
+        return self.config.template_memory_cap if self.config.memory == "bounded" else None
 
     def _embed_templates(self, frame: np.ndarray, boxes: list[list[float]]):
         """Crop a template around each box; one (T,D) patch embedding per box, and the crop time."""
