@@ -1,0 +1,323 @@
+"""``make demo``: the FARTrack node tracking a generated sequence, over real ROS 2.
+
+Three processes on an isolated ROS graph (a domain of its own, localhost discovery):
+``fartrack_node``, ``video_publisher`` playing a held-out synthetic sequence at a fixed rate
+(it publishes the first-frame init box stamped with the first frame), and this process, which
+subscribes to the images (to number the frames), ``~/detections`` and ``~/status``, prints each
+tracked frame's box, IoU against the ground truth and latency, and ends with a summary: frames,
+FPS, latency p50/p95, AO and SR0.5 against the ground truth.
+
+    python -m fartrack_ros.demo [--frames 60] [--rate 10] [--seed 1000000] [--device cpu] ...
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+NODE_NAME = "fartrack"
+TARGET_ID = "target"
+STATUS_WAIT_NS = 500_000_000
+
+
+def _iou(a, b) -> float:
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
+    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
+    union = aw * ah + bw * bh - w * h
+    return w * h / union if union > 0 else 0.0
+
+
+def executable(name: str, module: str) -> list[str]:
+    """The installed executable of this package (colcon prefix), else ``python -m module``."""
+    try:
+        from ament_index_python.packages import get_package_prefix
+
+        path = Path(get_package_prefix("fartrack_ros")) / "lib" / "fartrack_ros" / name
+        if path.is_file():
+            return [sys.executable, str(path)]
+    except Exception:  # noqa: BLE001 - no ament index: fall back to the module
+        pass
+    return [sys.executable, "-m", module]
+
+
+def child_env() -> dict[str, str]:
+    """This process's environment on an isolated graph (set here before rclpy.init too)."""
+    os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))
+    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("_ROS_WHEELS_BOOTSTRAP_COMPLETE", None)  # the child's venv Python sets it up itself
+    return env
+
+
+class Child:
+    """A child process whose output is echoed with a prefix (and kept for the summary)."""
+
+    def __init__(self, label: str, argv: list[str], env: dict[str, str], echo: bool = True):
+        self.label = label
+        self.lines: list[str] = []
+        self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, bufsize=1)
+        self._echo = echo
+        self._thread = threading.Thread(target=self._pump, daemon=True)
+        self._thread.start()
+
+    def _pump(self) -> None:
+        for line in self.process.stdout:
+            self.lines.append(line.rstrip())
+            if self._echo:
+                print(f"[{self.label}] {line.rstrip()}", flush=True)
+
+    def running(self) -> bool:
+        return self.process.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.running():
+            self.process.send_signal(2)  # SIGINT: rclpy shuts down cleanly
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        self._thread.join(timeout=2.0)
+
+
+@dataclass
+class FrameResult:
+    index: int
+    box: tuple[float, float, float, float] | None
+    score: float
+    latency_ms: float  # image stamp -> detections received here
+    node_ms: float | None = None  # node: frame received -> published (TrackerStatus.total_ms)
+    model_ms: float | None = None
+
+
+@dataclass
+class DemoRecorder:
+    """What the demo process receives, matched by image stamp."""
+
+    index_of_stamp: dict[int, int] = field(default_factory=dict)
+    results: dict[int, FrameResult] = field(default_factory=dict)
+    status_of_stamp: dict[int, object] = field(default_factory=dict)
+    pending: list = field(default_factory=list)
+    last_status: object = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def _stamp_ns(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def run(options) -> int:
+    env = child_env()
+    import rclpy
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage, Image
+    from vision_msgs.msg import Detection2DArray
+
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+    from fartrack_ros.msg import TrackerStatus
+
+    config = SyntheticConfig(width=320, height=240, min_length=options.frames, max_length=options.frames,
+                             difficulty=options.difficulty)
+    truth = generate_sequence(options.seed, config, lazy=True)  # boxes only; frames render lazily
+    print(f"demo: sequence {options.seed} ({options.frames} frames, 320x240, difficulty "
+          f"{options.difficulty}), {options.rate:g} fps, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
+
+    node_params = {"device": options.device, "weights": options.weights, "variant": options.variant,
+                   "image_transport": options.transport}
+    node_argv = executable("fartrack_node", "fartrack_ros.node") + ["--ros-args", "-r", f"__node:={NODE_NAME}"]
+    for key, value in node_params.items():
+        node_argv += ["-p", f"{key}:={value}" if value != "" else f"{key}:=''"]
+    publisher_argv = executable("video_publisher", "fartrack_ros.video_publisher") + [
+        "--synthetic", str(options.seed), "--frames", str(options.frames), "--rate", str(options.rate),
+        "--transport", options.transport, "--init-id", TARGET_ID, "--init-topic", f"/{NODE_NAME}/init",
+        "--wait", "60"]
+    if options.difficulty is not None:
+        publisher_argv += ["--difficulty", str(options.difficulty)]
+
+    rclpy.init()
+    node = rclpy.create_node("fartrack_demo")
+    recorder = DemoRecorder()
+    reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
+
+    def on_image(msg):
+        stamp = _stamp_ns(msg.header)
+        with recorder.lock:
+            if stamp not in recorder.index_of_stamp:
+                recorder.index_of_stamp[stamp] = len(recorder.index_of_stamp)
+
+    def on_detections(msg):
+        received_ns = node.get_clock().now().nanoseconds
+        with recorder.lock:
+            recorder.pending.append((msg, received_ns))
+
+    def on_status(msg):
+        with recorder.lock:
+            recorder.status_of_stamp[_stamp_ns(msg.header)] = msg
+            recorder.last_status = msg
+
+    if options.transport == "compressed":
+        node.create_subscription(CompressedImage, "/image/compressed", on_image, reliable)
+    else:
+        node.create_subscription(Image, "/image", on_image, reliable)
+    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
+    node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", on_status, reliable)
+
+    started = time.monotonic()
+    fartrack = Child("node", node_argv, env)
+    publisher = None
+    exit_code = 0
+    try:
+        publisher = Child("publisher", publisher_argv, env)
+        deadline = started + options.timeout
+        publisher_done_at = None
+        while time.monotonic() < deadline:
+            rclpy.spin_once(node, timeout_sec=0.02)
+            _report_ready(recorder, truth.boxes)
+            if not fartrack.running():
+                print("demo: fartrack_node exited early", flush=True)
+                exit_code = 1
+                break
+            if publisher_done_at is None and not publisher.running():
+                publisher_done_at = time.monotonic()
+            if publisher_done_at is not None and (
+                    _last_frame_done(recorder) or time.monotonic() - publisher_done_at > options.grace):
+                break
+        else:
+            print(f"demo: stopped after the {options.timeout:.0f} s timeout", flush=True)
+        for _ in range(10):
+            rclpy.spin_once(node, timeout_sec=0.02)
+        _report_ready(recorder, truth.boxes)
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        fartrack.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    summary_ok = _summarise(recorder, truth, options, time.monotonic() - started)
+    return exit_code or (0 if summary_ok else 1)
+
+
+def _last_frame_done(recorder: DemoRecorder) -> bool:
+    with recorder.lock:
+        if not recorder.index_of_stamp:
+            return False
+        last_stamp = max(recorder.index_of_stamp, key=recorder.index_of_stamp.get)
+        return recorder.index_of_stamp[last_stamp] in recorder.results
+
+
+def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
+    """Print the detections whose frame number is known (the image may arrive after them)."""
+    with recorder.lock:
+        ready, waiting = [], []
+        now_ns = time.time_ns()
+        for msg, received_ns in recorder.pending:
+            stamp = _stamp_ns(msg.header)
+            # the frame's number must be known; wait briefly for its status (published just after)
+            known = stamp in recorder.index_of_stamp
+            settled = stamp in recorder.status_of_stamp or now_ns - received_ns > STATUS_WAIT_NS
+            (ready if known and settled else waiting).append((msg, received_ns))
+        recorder.pending = waiting
+        for msg, received_ns in ready:
+            stamp = _stamp_ns(msg.header)
+            index = recorder.index_of_stamp[stamp]
+            ours = [d for d in msg.detections if d.id == TARGET_ID]
+            box, score = None, 0.0
+            if ours:
+                bbox = ours[0].bbox
+                box = (bbox.center.position.x - bbox.size_x / 2, bbox.center.position.y - bbox.size_y / 2,
+                       bbox.size_x, bbox.size_y)
+                score = ours[0].results[0].hypothesis.score if ours[0].results else 0.0
+            status = recorder.status_of_stamp.get(stamp)
+            result = FrameResult(index, box, score, (received_ns - stamp) / 1e6,
+                                 status.total_ms if status else None, status.model_ms if status else None)
+            recorder.results[index] = result
+            truth = boxes[index] if index < len(boxes) else None
+            iou = f"{_iou(box, truth):.2f}" if box is not None and truth is not None and truth[2] > 0 else " -- "
+            shown = ("x={:6.1f} y={:6.1f} w={:5.1f} h={:5.1f}".format(*box) if box is not None
+                     else "(lost: no detection)")
+            node_part = f", node {result.node_ms:5.1f} ms, model {result.model_ms:5.1f} ms" if status else ""
+            print(f"frame {index:3d}  {shown}  score {score:.2f}  IoU {iou}  latency "
+                  f"{result.latency_ms:6.1f} ms{node_part}", flush=True)
+
+
+def _summarise(recorder: DemoRecorder, truth, options, wall_s: float) -> bool:
+    results = sorted(recorder.results.values(), key=lambda r: r.index)
+    published = len(recorder.index_of_stamp)
+    print("\n=== FARTrack demo summary ===")
+    if not results:
+        print(f"frames published {published}, tracked 0: no detections arrived (see the node output above)")
+        return False
+    latencies = np.array([r.latency_ms for r in results])
+    node_ms = np.array([r.node_ms for r in results if r.node_ms is not None])
+    model_ms = np.array([r.model_ms for r in results if r.model_ms is not None])
+    boxes, absent = truth.boxes, truth.absent
+    scored = [r for r in results if r.index < len(boxes) and not absent[r.index]]
+    ious = np.array([_iou(r.box, boxes[r.index]) if r.box is not None else 0.0 for r in scored])
+    status = recorder.last_status
+    span = max(recorder_span(recorder), 1e-9)
+    print(f"frames      published {published} (first frame = init), tracked {len(results)}, "
+          f"dropped by the node {status.dropped_frames if status else '?'}")
+    print(f"rate        in {options.rate:g} fps, out {(len(results) - 1) / span:.1f} fps")
+    print(f"latency     image stamp -> detections here: p50 {np.percentile(latencies, 50):.1f} ms, "
+          f"p95 {np.percentile(latencies, 95):.1f} ms")
+    if node_ms.size:
+        print(f"            in the node (frame received -> published): p50 {np.percentile(node_ms, 50):.1f} ms, "
+              f"p95 {np.percentile(node_ms, 95):.1f} ms; model p50 {np.percentile(model_ms, 50):.1f} ms")
+    if ious.size:
+        print(f"accuracy    AO {ious.mean():.3f}, SR0.5 {(ious > 0.5).mean():.3f} over {ious.size} tracked "
+              f"frames with the target visible (ground truth of sequence {options.seed})")
+    if status is not None:
+        print(f"model       {status.model} on {status.device}")
+    print(f"wall time   {wall_s:.1f} s")
+    return True
+
+
+def recorder_span(recorder: DemoRecorder) -> float:
+    """Seconds between the first and the last tracked frame's stamps."""
+    stamps = [s for s, i in recorder.index_of_stamp.items() if i in recorder.results]
+    return (max(stamps) - min(stamps)) / 1e9 if len(stamps) > 1 else 0.0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fartrack-demo", description=__doc__.split("\n")[0])
+    parser.add_argument("--frames", type=int, default=60, help="sequence length (default 60)")
+    parser.add_argument("--rate", type=float, default=10.0, help="frames per second published (default 10)")
+    parser.add_argument("--seed", type=int, default=1_000_000,
+                        help="synthetic sequence seed (default 1000000, the first held-out sequence)")
+    parser.add_argument("--difficulty", type=float, default=None,
+                        help="fixed difficulty in [0, 1] (default: drawn from the seed)")
+    parser.add_argument("--device", default="auto", help="node device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--weights", default="", help="checkpoint for the node (default: bundled model)")
+    parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as the checkpoint)")
+    parser.add_argument("--transport", default="raw", choices=["raw", "compressed"])
+    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
+    parser.add_argument("--grace", type=float, default=3.0,
+                        help="seconds to wait for the last detections after the publisher ends")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = build_parser().parse_args(argv)
+    if options.frames < 2:
+        print("demo: --frames must be at least 2", file=sys.stderr)
+        return 2
+    try:
+        return run(options)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,243 @@
+"""Play a video file, a folder of frames or a generated synthetic sequence as ``sensor_msgs/Image``
+at a fixed rate, and publish the first-frame init box for the FARTrack node.
+
+    video_publisher --synthetic 1000000 --frames 60 --rate 10
+    video_publisher --video clip.mp4 --init-box 120,80,40,60 --rate 15 --loop
+    video_publisher --video frames/ --transport compressed --ros-args -r image:=/camera/image_raw
+
+Each frame is stamped with the ROS clock when it is sent. The init box is stamped with the first
+frame's header, so the node applies it to exactly that frame; the first frame is sent a few
+times (same stamp) before the init, since a lost best-effort frame would make the init miss it,
+and the other frames follow at the rate after a short pause.
+
+Topics: ``image`` (or ``image/compressed`` with ``--transport compressed``), and the init topic
+(``/fartrack/init`` by default). Synthetic sequences come from ``fartrack_ros.data.synthetic``
+(the same seed gives the same frames and ground truth everywhere).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+FIRST_FRAME_REPEATS = 3
+FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
+
+
+class FrameSource:
+    """Frames (HxWx3 uint8 RGB) by index, and the ground-truth first box when known."""
+
+    def __init__(self, frames, count: int, first_box=None, rate_hz: float | None = None):
+        self.frames = frames
+        self.count = count
+        self.first_box = first_box
+        self.rate_hz = rate_hz  # the video's own frame rate, when it has one
+
+    def __len__(self) -> int:
+        return self.count
+
+
+def synthetic_source(seed: int, frames: int | None = None, width: int = 320, height: int = 240,
+                     difficulty: float | None = None) -> FrameSource:
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+
+    length = frames or 100
+    config = SyntheticConfig(width=width, height=height, min_length=max(length, 2),
+                             max_length=max(length, 2), difficulty=difficulty)
+    sequence = generate_sequence(seed, config, lazy=True)
+    return FrameSource(sequence.frames, len(sequence.frames), tuple(float(v) for v in sequence.boxes[0]))
+
+
+def video_source(path: str | Path, frames: int | None = None) -> FrameSource:
+    """A video file (OpenCV) or a folder of images (sorted by name), read into memory."""
+    import cv2
+
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        if not files:
+            raise ValueError(f"no .jpg/.png images in {path}")
+        images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files[:frames]]
+        rate = None
+    else:
+        if not path.is_file():
+            raise ValueError(f"video file not found: {path}")
+        capture = cv2.VideoCapture(str(path))
+        if not capture.isOpened():
+            raise ValueError(f"OpenCV cannot open {path} as a video")
+        rate = capture.get(cv2.CAP_PROP_FPS) or None
+        images = []
+        while frames is None or len(images) < frames:
+            ok, image = capture.read()
+            if not ok:
+                break
+            images.append(image)
+        capture.release()
+    if not images or any(image is None for image in images):
+        raise ValueError(f"could not read frames from {path}")
+    rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
+    return FrameSource(rgb, len(rgb), rate_hz=rate)
+
+
+def parse_box(text: str) -> tuple[float, float, float, float]:
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"init box must be x,y,w,h in pixels with w,h > 0, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="video_publisher", description=__doc__.split("\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--video", help="video file or folder of images to play")
+    source.add_argument("--synthetic", type=int, metavar="SEED", help="play the generated sequence of SEED")
+    parser.add_argument("--frames", type=int, help="play at most this many frames (synthetic: the length)")
+    parser.add_argument("--difficulty", type=float, help="synthetic: fixed difficulty in [0, 1]")
+    parser.add_argument("--size", default="320x240", help="synthetic: frame size WxH (default 320x240)")
+    parser.add_argument("--rate", type=float, help="frames per second (default: the video's, else 10)")
+    parser.add_argument("--loop", action="store_true", help="play again from the start until stopped")
+    parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+    parser.add_argument("--transport", default="raw", choices=["raw", "compressed"],
+                        help="raw: sensor_msgs/Image on 'image'; compressed: JPEG on 'image/compressed'")
+    parser.add_argument("--frame-id", default="camera", help="header.frame_id of the images")
+    parser.add_argument("--init-box", type=parse_box, help="x,y,w,h of the target in the first frame "
+                        "(synthetic: the ground truth when not given)")
+    parser.add_argument("--no-init", action="store_true", help="publish no init box")
+    parser.add_argument("--init-id", default="target", help="id of the target in the init (empty: automatic)")
+    parser.add_argument("--init-topic", default="/fartrack/init")
+    parser.add_argument("--wait", type=float, default=30.0,
+                        help="seconds to wait for the node to subscribe before playing (0: do not wait)")
+    return parser
+
+
+class VideoPublisher:
+    """An rclpy node that plays one FrameSource."""
+
+    def __init__(self, node, options, source: FrameSource):
+        from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+        from sensor_msgs.msg import CompressedImage, Image
+        from vision_msgs.msg import Detection2DArray
+
+        self.node, self.options, self.source = node, options, source
+        compressed = options.transport == "compressed"
+        image_qos = QoSProfile(depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+        self.image_pub = node.create_publisher(
+            CompressedImage if compressed else Image,
+            node.resolve_topic_name("image") + "/compressed" if compressed else "image", image_qos)
+        self.init_pub = node.create_publisher(
+            Detection2DArray, options.init_topic, QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE))
+        self.period_ns = int(round(1e9 / options.rate))
+
+    def wait_for_subscribers(self, timeout_s: float) -> bool:
+        import rclpy
+
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and rclpy.ok(context=self.node.context):
+            init_ready = self.options.no_init or self.init_pub.get_subscription_count() > 0
+            if self.image_pub.get_subscription_count() > 0 and init_ready:
+                return True
+            time.sleep(0.05)
+        return False
+
+    def _message(self, rgb: np.ndarray, stamp_ns: int):
+        from std_msgs.msg import Header
+
+        from fartrack_ros.image_conversion import rgb_to_compressed_msg, rgb_to_image_msg
+
+        header = Header(frame_id=self.options.frame_id)
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        if self.options.transport == "compressed":
+            return rgb_to_compressed_msg(rgb, header, "jpeg", jpeg_quality=90)
+        return rgb_to_image_msg(rgb, header, encoding=self.options.encoding)
+
+    def _init_message(self, header, box):
+        from vision_msgs.msg import Detection2D, Detection2DArray
+
+        x, y, w, h = box
+        detection = Detection2D(id=self.options.init_id)
+        detection.header = header
+        detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
+        detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
+        return Detection2DArray(header=header, detections=[detection])
+
+    def play(self) -> int:
+        """Play once (or until stopped with --loop); the number of frames published."""
+        import rclpy
+
+        log = self.node.get_logger()
+        box = self.options.init_box or self.source.first_box
+        first = self._message(self.source.frames[0], self.node.get_clock().now().nanoseconds)
+        for _ in range(FIRST_FRAME_REPEATS):
+            self.image_pub.publish(first)
+            time.sleep(FIRST_FRAME_HOLD_S / FIRST_FRAME_REPEATS)
+        if box is not None and not self.options.no_init:
+            self.init_pub.publish(self._init_message(first.header, box))
+            log.info(f"init {self.options.init_id!r} at x={box[0]:.1f} y={box[1]:.1f} w={box[2]:.1f} "
+                     f"h={box[3]:.1f} on the first frame (stamp {first.header.stamp.sec}."
+                     f"{first.header.stamp.nanosec:09d})")
+            time.sleep(FIRST_FRAME_HOLD_S)
+        elif box is None and not self.options.no_init:
+            log.warning("no init box (give --init-box x,y,w,h): the node will not track anything")
+        published = 1
+        start = time.monotonic()
+        index = 1
+        while rclpy.ok(context=self.node.context):
+            if index >= len(self.source):
+                if not self.options.loop:
+                    break
+                index = 0
+            delay = start + (published - 1) * self.period_ns / 1e9 - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            now_ns = self.node.get_clock().now().nanoseconds
+            self.image_pub.publish(self._message(self.source.frames[index], now_ns))
+            published += 1
+            index += 1
+        elapsed = max(time.monotonic() - start, 1e-9)
+        log.info(f"published {published} frames ({(published - 1) / elapsed:.1f} fps after the first)")
+        return published
+
+
+def main(argv: list[str] | None = None) -> int:
+    import rclpy
+    from rclpy.executors import ExternalShutdownException
+
+    argv = sys.argv if argv is None else argv
+    options = build_parser().parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    try:
+        if options.synthetic is not None:
+            width, height = (int(v) for v in options.size.lower().split("x"))
+            source = synthetic_source(options.synthetic, options.frames, width, height, options.difficulty)
+        else:
+            source = video_source(options.video, options.frames)
+    except (ValueError, OSError) as exc:
+        print(f"video_publisher: {exc}", file=sys.stderr)
+        return 2
+    options.rate = options.rate or source.rate_hz or 10.0
+    rclpy.init(args=argv)
+    node = rclpy.create_node("video_publisher")
+    try:
+        player = VideoPublisher(node, options, source)
+        if options.wait > 0 and not player.wait_for_subscribers(options.wait):
+            node.get_logger().error(
+                f"no subscriber on {player.image_pub.topic_name} and {options.init_topic} after "
+                f"{options.wait:.0f} s (is fartrack_node running, in this ROS domain?)")
+            return 1
+        player.play()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
