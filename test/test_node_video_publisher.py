@@ -1,0 +1,101 @@
+"""video_publisher: reading sources, and playing one over rclpy with a first-frame init."""
+
+import argparse
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from node_helpers import REPO, ros_env, pick_domain_id, stamp_ns_of
+
+from fartrack_ros.video_publisher import parse_box, synthetic_source, video_source
+
+
+def test_parse_box_reads_four_numbers():
+    assert parse_box("10, 20,30.5,40") == (10.0, 20.0, 30.5, 40.0)
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,0,4", "1,2,3,-1"])
+def test_parse_box_rejects_bad_boxes(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="x,y,w,h"):
+        parse_box(text)
+
+
+def test_a_folder_of_images_is_read_in_name_order_as_rgb(tmp_path):
+    import cv2
+
+    for index in range(3):
+        image = np.zeros((24, 32, 3), np.uint8)
+        image[:, :, 2] = 10 * (index + 1)  # red, in OpenCV's BGR order
+        cv2.imwrite(str(tmp_path / f"{index:04d}.png"), image)
+
+    source = video_source(tmp_path)
+
+    assert len(source) == 3
+    assert [int(frame[0, 0, 0]) for frame in source.frames] == [10, 20, 30]
+    assert source.first_box is None
+
+
+def test_a_video_file_is_read_with_its_frame_rate(tmp_path):
+    import cv2
+
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 12.0, (64, 48))
+    for _ in range(5):
+        writer.write(np.full((48, 64, 3), 128, np.uint8))
+    writer.release()
+
+    source = video_source(path, frames=4)
+
+    assert len(source) == 4 and source.frames[0].shape == (48, 64, 3)
+    assert source.rate_hz == pytest.approx(12.0)
+
+
+def test_missing_video_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="video file not found"):
+        video_source(tmp_path / "nope.mp4")
+
+
+def test_synthetic_source_carries_the_ground_truth_first_box():
+    source = synthetic_source(1_000_000, frames=5)
+
+    assert len(source) == 5 and source.frames[0].shape == (240, 320, 3)
+    assert len(source.first_box) == 4 and source.first_box[2] > 0
+
+
+def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_frame():
+    pytest.importorskip("rclpy")
+    pytest.importorskip("vision_msgs.msg")
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from node_helpers import Probe
+
+    domain_id = pick_domain_id()
+    probe = Probe(domain_id)
+    reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
+    probe.subscribe("images", Image, "/image", reliable)
+    probe.subscribe("init", Detection2DArray, "/fartrack/init", reliable)
+    script = REPO / "scripts" / "video_publisher"
+    process = subprocess.run(
+        [sys.executable, str(script), "--synthetic", "1000000", "--frames", "8", "--rate", "20",
+         "--encoding", "bgr8", "--init-id", "car", "--wait", "20"],
+        env=ros_env(domain_id), capture_output=True, text=True, timeout=60)
+    time.sleep(0.5)
+    try:
+        assert process.returncode == 0, process.stdout + process.stderr
+        images = list(probe.received["images"])
+        init = probe.wait_for("init", timeout=2.0)
+    finally:
+        probe.close()
+
+    stamps = sorted({stamp_ns_of(m.header) for m in images})
+    assert len(stamps) == 8
+    assert all(m.encoding == "bgr8" and (m.width, m.height) == (320, 240) for m in images)
+    assert init is not None and stamp_ns_of(init.header) == stamps[0]
+    assert [d.id for d in init.detections] == ["car"]
+    gaps = np.diff(stamps[1:]) / 1e9
+    assert np.median(gaps) == pytest.approx(0.05, abs=0.02)
