@@ -2,15 +2,16 @@
 
 import numpy as np
 import pytest
+import sensor_msgs.msg
 
-sensor_msgs = pytest.importorskip("sensor_msgs.msg")
-
-from fartrack_ros.image_conversion import (  # noqa: E402
+from fartrack_ros.image_conversion import (
     compressed_msg_to_rgb,
     image_msg_to_rgb,
     rgb_to_compressed_msg,
     rgb_to_image_msg,
 )
+
+pytestmark = pytest.mark.ros
 
 
 def _header(frame_id="cam", sec=12, nanosec=345):
@@ -27,7 +28,7 @@ def test_image_msg_round_trip_keeps_pixels_and_header(encoding):
 
     msg = rgb_to_image_msg(rgb, _header(), encoding=encoding, step=None)
 
-    assert isinstance(msg, sensor_msgs.Image)
+    assert isinstance(msg, sensor_msgs.msg.Image)
     assert (msg.height, msg.width, msg.encoding) == (24, 32, encoding)
     assert msg.header.frame_id == "cam" and msg.header.stamp.nanosec == 345
     np.testing.assert_array_equal(image_msg_to_rgb(msg), rgb)
@@ -49,7 +50,7 @@ def test_compressed_msg_round_trip(image_format):
 
     msg = rgb_to_compressed_msg(rgb, _header(), image_format=image_format)
 
-    assert isinstance(msg, sensor_msgs.CompressedImage) and msg.format == image_format
+    assert isinstance(msg, sensor_msgs.msg.CompressedImage) and msg.format == image_format
     decoded = compressed_msg_to_rgb(msg)
     assert decoded.shape == rgb.shape
     assert np.abs(decoded.astype(int) - rgb).mean() < 3

@@ -16,8 +16,7 @@ from node_helpers import (
     weights_for_tests,
 )
 
-pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 CAMERA = "/camera/image_raw"
 

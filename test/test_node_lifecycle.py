@@ -10,13 +10,13 @@ import time
 
 import numpy as np
 import pytest
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
 
 from node_helpers import NodeProcess, Probe, pick_domain_id, start_targets, weights_for_tests
 
-pytest.importorskip("rclpy")
-lifecycle_msgs = pytest.importorskip("lifecycle_msgs")
-from lifecycle_msgs.msg import State, Transition  # noqa: E402
-from lifecycle_msgs.srv import ChangeState, GetState  # noqa: E402
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
 
 
 @pytest.fixture(scope="module")

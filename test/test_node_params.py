@@ -80,8 +80,8 @@ def test_live_parameters_change_any_time():
     assert change_allowed("lost_threshold", configured=True, active=True) is None
 
 
+@pytest.mark.ros
 def test_descriptors_carry_ranges_and_read_only_in_plain_mode():
-    pytest.importorskip("rcl_interfaces.msg")
 
     plain = {spec.name: params.descriptor(spec, managed=False) for spec in PARAMETERS}
     managed = {spec.name: params.descriptor(spec, managed=True) for spec in PARAMETERS}

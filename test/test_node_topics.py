@@ -24,8 +24,7 @@ from node_helpers import (
     weights_for_tests,
 )
 
-pytest.importorskip("rclpy")
-pytest.importorskip("vision_msgs.msg")
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 WIDTH, HEIGHT = 320, 240
 
@@ -194,6 +193,7 @@ def test_init_can_refer_to_a_frame_older_than_the_latest(node, probe, stamps):
     (detections,) = track_lockstep(probe, [_scene(2)], [stamps()])
 
     assert detections is not None and [d.id for d in detections.detections] == ["red"]
+    assert f"started at x=60.0 y=80.0 w=40.0 h=40.0 on frame {old // 10**9}.{old % 10**9:09d}" in node.log_text()
 
 
 def test_status_reports_targets_and_stage_latencies(node, probe, stamps):

@@ -65,9 +65,8 @@ def test_synthetic_source_carries_the_ground_truth_first_box():
     assert len(source.first_box) == 4 and source.first_box[2] > 0
 
 
+@pytest.mark.ros
 def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_frame():
-    pytest.importorskip("rclpy")
-    pytest.importorskip("vision_msgs.msg")
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
