@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from fartrack_ros.tracker import TargetLimitError, Tracker, TrackerConfig, TrackResult, TrackState
-from tracker_helpers import MICRO_CONFIG, moving_target_video, random_model
+from tracker_helpers import MICRO_CONFIG, moving_target_video, one_torch_thread, random_model  # noqa: F401
 
 BOX = (20.0, 30.0, 32.0, 28.0)
 

@@ -8,7 +8,8 @@ import pytest
 
 from fartrack_ros.cli.track import main
 from fartrack_ros.model import save_checkpoint
-from tracker_helpers import CKPT_PATH, MICRO_CONFIG, TRACE_PATH, moving_target_video, random_model
+from tracker_helpers import (CKPT_PATH, MICRO_CONFIG, TRACE_PATH, moving_target_video,  # noqa: F401
+                             one_torch_thread, random_model)
 
 INIT = (20.0, 30.0, 32.0, 28.0)
 

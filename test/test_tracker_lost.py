@@ -9,19 +9,11 @@ import torch
 
 from fartrack_ros.model import DEFAULT_WEIGHTS_PATH, load_checkpoint
 from fartrack_ros.tracker import Tracker, TrackerConfig, TrackState
-from tracker_helpers import (MICRO_CONFIG, ScriptedScoreModel, iou_xywh, leave_and_return_video,
-                             moving_target_video, random_model)
+from tracker_helpers import (MICRO_CONFIG, ScriptedScoreModel, iou_xywh, leave_and_return_video,  # noqa: F401
+                             moving_target_video, one_torch_thread, random_model)
 
 HIGH, LOW = 0.9, 0.01
 INIT_BOX = (40.0, 40.0, 30.0, 30.0)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _run_scripted(scores, memory="bounded"):

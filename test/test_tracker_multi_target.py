@@ -7,20 +7,12 @@ import pytest
 import torch
 
 from fartrack_ros.tracker import Tracker, TrackerConfig
-from tracker_helpers import RecordingModel, moving_target_video, random_model
+from tracker_helpers import RecordingModel, moving_target_video, one_torch_thread, random_model  # noqa: F401
 
 # (first frame, init box) of three targets; later starts give ragged kept-token counts per batch
 STARTS = {"a": (0, (20.0, 30.0, 32.0, 28.0)), "b": (2, (90.0, 60.0, 24.0, 30.0)),
           "c": (3, (5.0, 80.0, 40.0, 30.0))}
 NUM_FRAMES = 12
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("memory", ["bounded", "official"])

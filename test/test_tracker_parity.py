@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from fartrack_ros.model import load_checkpoint
 from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker.cropping import sample_target
-from tracker_helpers import CKPT_PATH, TRACE_PATH
+from tracker_helpers import CKPT_PATH, TRACE_PATH, one_torch_thread  # noqa: F401
 
 pytestmark = pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")
 BOX_TOLERANCE_PX = 1e-3
@@ -22,7 +21,6 @@ def trace() -> dict:
 
 @pytest.fixture(scope="module")
 def official_model():
-    torch.set_num_threads(2)
     return load_checkpoint(CKPT_PATH)
 
 

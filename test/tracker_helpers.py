@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 
 from fartrack_ros.model import FARTrack, ModelConfig, ModelOutput
@@ -12,6 +13,18 @@ from fartrack_ros.model import FARTrack, ModelConfig, ModelOutput
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 TRACE_PATH = FIXTURES / "tracker_trace.npz"
 CKPT_PATH = FIXTURES / "fartrack_random_ckpt.pth"
+
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Run a test on one torch thread: the test machine's cores are shared, and two threads
+    competing with other processes are many times slower than one. Imported by test modules."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 
 SMALL_CONFIG = ModelConfig(embed_dim=32, depth=1, extension_depth=1, num_heads=2, patch_size=8,
                            template_size=32, search_size=64, name="small-test")
