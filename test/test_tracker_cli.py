@@ -32,6 +32,7 @@ def _read_boxes(path):
     return np.array([[float(v) for v in line.split(",")] for line in path.read_text().splitlines()])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")
 def test_official_memory_on_a_frame_folder_gives_the_official_boxes(tmp_path):
     trace = np.load(TRACE_PATH)

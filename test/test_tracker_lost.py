@@ -58,6 +58,7 @@ def test_official_mode_adds_a_template_every_frame_and_follows_every_prediction(
         assert snap.search_box_xywh == result.box_xywh
 
 
+@pytest.mark.slow
 def test_memory_stays_bounded_over_5000_frames():
     cap = 8
     tracker = Tracker(random_model(MICRO_CONFIG), TrackerConfig(lost_threshold=0.0, template_memory_cap=cap))
@@ -76,6 +77,7 @@ def test_memory_stays_bounded_over_5000_frames():
     assert live_tensors[5000] <= live_tensors[500]  # nothing accumulates per frame
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEFAULT_WEIGHTS_PATH.is_file(), reason="the bundled default model is not trained yet")
 def test_target_leaving_the_view_is_lost_and_found_again_when_it_returns():
     tracker = Tracker(load_checkpoint(None))

@@ -10,7 +10,8 @@ from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker.cropping import sample_target
 from tracker_helpers import CKPT_PATH, TRACE_PATH, one_torch_thread  # noqa: F401
 
-pytestmark = pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")]
 BOX_TOLERANCE_PX = 1e-3
 
 
