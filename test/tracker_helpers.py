@@ -90,7 +90,7 @@ def leave_and_return_video(height: int = 240, width: int = 320, seed: int = 3):
     y = 100.0
     xs = list(np.arange(120.0, 340.0, 8.0))  # out of view once x >= width
     xs += [340.0] * 20
-    xs += list(np.arange(340.0, 150.0, -8.0))
+    xs += list(np.arange(340.0, 60.0, -8.0))
     background = textured_background(height, width, seed)
     frames, boxes, visible = [], [], []
     for x in xs:
