@@ -1,0 +1,131 @@
+"""fartrack-train: train a FARTrack model on generated sequences (default) or a GOT-10k/LaSOT folder.
+
+Examples:
+    fartrack-train --out out/run1                          # bundled-s from scratch, synthetic data
+    fartrack-train --out out/run1 --resume                 # continue from the latest checkpoint
+    fartrack-train --out out/ft --init model.pth --steps 500 --dataset /data/GOT-10k/train
+    fartrack-train --out out/tiny --variant tiny --device cuda --batch-size 64
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+DEFAULTS = {"steps": 1000, "batch_size": 8, "lr": 6e-4, "stage2_steps": 40, "checkpoint_every": 100}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fartrack-train", description=__doc__.split("\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.split("\n")[1:]))
+    parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints/, final.pth, logs")
+    model = parser.add_mutually_exclusive_group()
+    model.add_argument("--config", default=None, help="named model size (default bundled-s; test-xs for smoke runs)")
+    model.add_argument("--variant", choices=["tiny", "nano", "pico"], help="official FARTrack size, from scratch")
+    model.add_argument("--init", type=Path, help="start from this checkpoint (its size and weights)")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in --out from its latest checkpoint (its stored settings win)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default 0)")
+    parser.add_argument("--steps", type=int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--batch-size", type=int, help=f"samples per step (default {DEFAULTS['batch_size']})")
+    parser.add_argument("--lr", type=float, help=f"peak learning rate (default {DEFAULTS['lr']})")
+    parser.add_argument("--stage2-steps", type=int,
+                        help=f"sequence-level steps after stage 1, tracking with the template memory (default {DEFAULTS['stage2_steps']})")
+    parser.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
+    parser.add_argument("--dataset", type=Path,
+                        help="GOT-10k or LaSOT root to train on instead of generated sequences")
+    parser.add_argument("--workers", type=int, default=0, help="threads preparing the next batch (default 0)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _sequence_source(dataset: Optional[Path], seed: int):
+    from ..training import SequenceSource
+
+    if dataset is None:
+        return SequenceSource.synthetic(seed)
+    from ..data.readers import load_dataset
+
+    try:
+        sequences = load_dataset(dataset)
+    except (FileNotFoundError, ValueError) as exc:
+        raise SystemExit(f"fartrack-train: {exc}") from None
+    return SequenceSource.from_list(sequences, seed, f"{dataset} ({len(sequences)} sequences)")
+
+
+def _train_config(args, stored: Optional[dict] = None):
+    from ..training import TrainConfig
+
+    if stored is not None:
+        return TrainConfig.from_dict(stored)
+    values = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
+    return replace(TrainConfig(), seed=args.seed, **{**DEFAULTS, **values})
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    from ..model import build_model, load_checkpoint, resolve_device
+    from ..training import Trainer, latest_checkpoint, model_config
+
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    resume_path = latest_checkpoint(args.out) if args.resume else None
+    if args.resume and resume_path is None:
+        print(f"fartrack-train: --resume: no checkpoint under {args.out / 'checkpoints'}; starting a new run",
+              file=sys.stderr)
+    stored = None
+    if resume_path is not None:
+        stored = torch.load(resume_path, map_location="cpu", weights_only=True)
+        config = _train_config(args, stored["train_config"])
+        from ..model import ModelConfig, FARTrack
+
+        torch.manual_seed(config.seed)
+        model = FARTrack(ModelConfig.from_dict(stored["model_config"]))
+        metadata = dict(stored.get("metadata", {}))
+    else:
+        config = _train_config(args)
+        torch.manual_seed(config.seed)
+        if args.init is not None:
+            model = load_checkpoint(args.init, device="cpu").train()
+            origin = f"init {args.init}"
+        else:
+            name = args.variant or args.config or "bundled-s"
+            try:
+                model = build_model(model_config(name))
+            except ValueError as exc:
+                raise SystemExit(f"fartrack-train: {exc}") from None
+            origin = f"scratch {name}"
+        metadata = {
+            "command": "fartrack-train " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "origin": origin,
+            "data": "synthetic" if args.dataset is None else str(args.dataset),
+            "device": str(device),
+            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+            "torch": str(torch.__version__),
+        }
+    model = model.to(device)
+    source = _sequence_source(None if metadata.get("data", "synthetic") == "synthetic" else Path(metadata["data"]),
+                              config.seed)
+    trainer = Trainer(model, source, config, args.out, workers=args.workers, progress=not args.no_progress,
+                      metadata=metadata)
+    if resume_path is not None:
+        trainer.resume_from(resume_path)
+        print(f"fartrack-train: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
+    summary = trainer.run()
+    print(f"fartrack-train: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,222 @@
+"""Stage-1 training samples: five templates and a search crop from one sequence, with the target box.
+
+Every batch is a pure function of ``(seed, step)``: the sequences in play at a step and every
+random draw come from generators seeded with those numbers, so a run resumed at step ``k``
+sees exactly the batches an uninterrupted run sees, and no sampler state has to be saved.
+
+Sequences come from a `SequenceSource` (generated from seeds in the training range, or read
+from a GOT-10k/LaSOT folder). A rolling pool keeps a few of them in play: sequence ``k`` joins
+at step ``k * stride`` and leaves ``lifetime`` steps later. Of each sequence only a fixed random
+subset of frames (always frame 0) is ever used, so each rendered frame serves many samples.
+
+One sample, as the tracker sees it at inference:
+- the search frame is a frame where the target is visible;
+- slot 0 holds the first frame; the other slots hold earlier frames where the target is
+  visible, picked with the tracker's own schedule (`schedule_slots`) over the frames
+  available before the search frame, newest last;
+- templates are cropped around slightly jittered ground-truth boxes (factor
+  ``template_factor``), the search region around a box jittered in scale and centre as in
+  OSTrack (factor ``search_factor``), so the target is not always centred;
+- the older slots get random prune masks (``num_pruned`` tokens each) so the model sees
+  sparsified templates; the newest slot is never pruned, as at inference.
+
+The crops are the official ones (`tracker.cropping.sample_target`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+
+from ..data.sequence import TrackingSequence
+from ..model.config import ModelConfig
+from ..tracker.cropping import crop_geometry, normalize_patches, sample_target
+from ..tracker.template_memory import schedule_slots
+
+# Streams of the per-run generators: np.random.default_rng([seed, STREAM, index]).
+STREAM_SEQUENCE = 2
+STREAM_BATCH = 1
+STREAM_ROLLOUT = 3
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Jitter, pruning and pool sizes of stage 1 (defaults follow OSTrack's search jitter)."""
+
+    search_scale_jitter: float = 0.25
+    search_center_jitter: float = 2.5
+    template_scale_jitter: float = 0.1
+    template_center_jitter: float = 0.3
+    prune_probability: float = 0.8  # chance that an older slot carries a prune mask
+    frames_per_sequence: int = 20  # frames of a sequence that are ever rendered
+    pool_stride: int = 2  # a new sequence joins the pool every this many steps
+    pool_lifetime: int = 32  # ... and stays this many steps
+
+
+class SequenceSource:
+    """Sequence ``k`` of a run: a generated training sequence or one of a fixed list, by index."""
+
+    def __init__(self, get: Callable[[int], TrackingSequence], description: str) -> None:
+        self._get = get
+        self.description = description
+
+    def __call__(self, index: int) -> TrackingSequence:
+        return self._get(index)
+
+    @classmethod
+    def synthetic(cls, seed: int, config=None) -> "SequenceSource":
+        """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k)."""
+        from ..data.synthetic import TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
+
+        config = config or SyntheticConfig()
+
+        def get(index: int) -> TrackingSequence:
+            rng = np.random.default_rng([seed, STREAM_SEQUENCE, index])
+            seq_seed = int(rng.integers(TRAIN_SEED_RANGE.start, TRAIN_SEED_RANGE.stop))
+            return generate_sequence(seq_seed, config, lazy=True)
+
+        return cls(get, f"synthetic (training seeds {TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1})")
+
+    @classmethod
+    def from_list(cls, sequences: Sequence[TrackingSequence], seed: int, description: str) -> "SequenceSource":
+        """A fixed list of sequences, visited in a seeded random order, epoch after epoch."""
+        if not sequences:
+            raise ValueError(f"no usable sequences in {description}")
+
+        def get(index: int) -> TrackingSequence:
+            epoch, pos = divmod(index, len(sequences))
+            order = np.random.default_rng([seed, STREAM_SEQUENCE, epoch]).permutation(len(sequences))
+            return sequences[int(order[pos])]
+
+        return cls(get, description)
+
+
+def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.random.Generator) -> list[float]:
+    """OSTrack's box jitter: size times exp(N(0, scale_jitter)), centre moved by up to
+    ``center_jitter * sqrt(w*h) / 2`` in x and y."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    size = np.array([w, h]) * np.exp(rng.normal(size=2) * scale_jitter)
+    max_offset = float(np.sqrt(size.prod())) * center_jitter
+    cx, cy = np.array([x + w / 2, y + h / 2]) + max_offset * (rng.random(2) - 0.5)
+    return [float(cx - size[0] / 2), float(cy - size[1] / 2), float(size[0]), float(size[1])]
+
+
+def box_in_search_crop(box_xywh, search_box_xywh, cfg: ModelConfig) -> np.ndarray:
+    """Target box in crop-normalised x0,y0,x1,y1 of the search crop centred on ``search_box_xywh``.
+
+    The origin is the unrounded crop corner (previous centre minus half the side), which is what
+    the tracker maps predictions back with (`map_box_back`).
+    """
+    geom = crop_geometry(search_box_xywh, cfg.search_factor, cfg.search_size)
+    sx, sy, sw, sh = (float(v) for v in search_box_xywh)
+    origin_x = sx + 0.5 * sw - 0.5 * geom.crop_sz
+    origin_y = sy + 0.5 * sh - 0.5 * geom.crop_sz
+    x, y, w, h = (float(v) for v in box_xywh)
+    return np.array([x - origin_x, y - origin_y, x + w - origin_x, y + h - origin_y]) / geom.crop_sz
+
+
+def usable(seq: TrackingSequence, index: int) -> bool:
+    """Whether the target is visible in frame ``index`` with a real box."""
+    box = seq.boxes[index]
+    return not bool(seq.absent[index]) and box[2] > 1 and box[3] > 1
+
+
+class _PoolEntry:
+    """One sequence in the pool, with the subset of frames it serves and a cache of those frames."""
+
+    def __init__(self, seq: TrackingSequence, frame_ids: list[int]) -> None:
+        self.seq = seq
+        self.frame_ids = frame_ids
+        self.search_ids = [i for i in frame_ids[1:] if usable(seq, i)]
+        self._frames: dict[int, np.ndarray] = {}
+
+    def frame(self, index: int) -> np.ndarray:
+        if index not in self._frames:
+            self._frames[index] = self.seq.frame(index)
+        return self._frames[index]
+
+
+class PairSampler:
+    """Builds the stage-1 batch of a step (see the module docstring)."""
+
+    def __init__(self, source: SequenceSource, cfg: ModelConfig, seed: int,
+                 config: SamplerConfig = SamplerConfig()) -> None:
+        self.source = source
+        self.cfg = cfg
+        self.seed = seed
+        self.config = config
+        self._pool: dict[int, Optional[_PoolEntry]] = {}
+
+    def _active(self, step: int) -> list[_PoolEntry]:
+        c = self.config
+        last = step // c.pool_stride
+        first = max(0, (step - c.pool_lifetime) // c.pool_stride + 1)
+        for k in [k for k in self._pool if not first <= k <= last]:
+            del self._pool[k]
+        for k in range(first, last + 1):
+            if k not in self._pool:
+                self._pool[k] = self._entry(k)
+        entries = [e for e in self._pool.values() if e is not None]
+        if not entries:  # every sequence in play is unusable: reach further back
+            k = first - 1
+            while not entries:
+                if k < 0:
+                    raise RuntimeError("no sequence with a visible target after frame 0 in the training source")
+                entry = self._entry(k)
+                entries = [entry] if entry is not None else []
+                k -= 1
+        return entries
+
+    def _entry(self, index: int) -> Optional[_PoolEntry]:
+        seq = self.source(index)
+        n = len(seq)
+        if n < 2 or not usable(seq, 0):
+            return None
+        rng = np.random.default_rng([self.seed, STREAM_SEQUENCE, index, 1])
+        count = min(n - 1, self.config.frames_per_sequence - 1)
+        others = np.sort(rng.choice(np.arange(1, n), size=count, replace=False))
+        entry = _PoolEntry(seq, [0, *map(int, others)])
+        return entry if entry.search_ids else None
+
+    def batch(self, step: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """The batch of ``step``: templates (B,S,3,t,t), template_keep (B,S,T) bool, search (B,3,s,s),
+        target_xyxy (B,4) crop-normalised."""
+        entries = self._active(step)
+        rng = np.random.default_rng([self.seed, STREAM_BATCH, step])
+        samples = [self._sample(entries[int(rng.integers(len(entries)))], rng) for _ in range(batch_size)]
+        templates = np.stack([s[0] for s in samples])
+        search = np.stack([s[1] for s in samples])
+        return {
+            "templates": normalize_patches(templates),
+            "template_keep": torch.from_numpy(np.stack([s[2] for s in samples])),
+            "search": normalize_patches(search),
+            "target_xyxy": torch.from_numpy(np.stack([s[3] for s in samples])).float(),
+        }
+
+    def _sample(self, entry: _PoolEntry, rng: np.random.Generator):
+        cfg, c = self.cfg, self.config
+        seq = entry.seq
+        search_id = entry.search_ids[int(rng.integers(len(entry.search_ids)))]
+        before = [i for i in entry.frame_ids if i < search_id and usable(seq, i)]
+        template_ids = [before[i] for i in schedule_slots(len(before), cfg.num_template_slots)]
+        templates = []
+        for i in template_ids:
+            box = jitter_box(seq.boxes[i], c.template_scale_jitter, c.template_center_jitter, rng)
+            templates.append(sample_target(entry.frame(i), box, cfg.template_factor, cfg.template_size)[0])
+        gt = seq.boxes[search_id]
+        search_box = jitter_box(gt, c.search_scale_jitter, c.search_center_jitter, rng)
+        search = sample_target(entry.frame(search_id), search_box, cfg.search_factor, cfg.search_size)[0]
+        keep = random_prune_keep(cfg, rng, c.prune_probability)
+        return np.stack(templates), search, keep, box_in_search_crop(gt, search_box, cfg)
+
+
+def random_prune_keep(cfg: ModelConfig, rng: np.random.Generator, probability: float) -> np.ndarray:
+    """(S, T) keep masks: each older slot, with ``probability``, loses ``num_pruned`` random tokens."""
+    keep = np.ones((cfg.num_template_slots, cfg.template_tokens), dtype=bool)
+    for slot in range(cfg.num_template_slots - 1):
+        if cfg.num_pruned and rng.random() < probability:
+            keep[slot, rng.choice(cfg.template_tokens, size=cfg.num_pruned, replace=False)] = False
+    return keep

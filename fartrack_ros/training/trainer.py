@@ -1,0 +1,240 @@
+"""The training loop: stage 1 (pairs) then stage 2 (sequence-level), checkpoints, resume.
+
+Reproducibility. The weights are initialised from ``torch.manual_seed(seed)`` and every batch is
+a pure function of ``(seed, step)`` (see `sampling`), so two runs with the same seed, config,
+device and thread count give the same weights, and a run resumed from a checkpoint continues
+exactly as the uninterrupted run (the checkpoint holds the weights, the optimizer state, the
+step and the torch RNG state).
+
+Checkpoints follow the official layout: ``<out>/checkpoints/FARTrackSparse_ep<NNNN>.pth.tar``
+with the weights under ``net``, plus ``epoch``, ``step``, ``optimizer``, ``net_type``,
+``actor_type``, ``model_config``, ``train_config`` and ``torch_rng_state``: only tensors, dicts,
+lists, numbers and strings, so ``torch.load(..., weights_only=True)`` reads them. Here an
+"epoch" is ``checkpoint_every`` steps. At the end ``<out>/final.pth`` holds the weights alone
+(what ships as the bundled model).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+
+from ..model import FARTrack, save_checkpoint
+from .objectives import tracking_loss
+from .rollout import RolloutConfig, rollout_batch
+from .sampling import PairSampler, SamplerConfig, SequenceSource
+
+CHECKPOINT_PATTERN = re.compile(r"^FARTrackSparse_ep(\d{4,})\.pth\.tar$")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of a run; stored in every checkpoint so --resume continues the same run."""
+
+    seed: int = 0
+    steps: int = 1000  # stage-1 optimizer steps
+    batch_size: int = 8
+    lr: float = 6e-4
+    weight_decay: float = 0.05
+    warmup_steps: int = 60
+    min_lr_ratio: float = 0.02  # stage-1 cosine ends at lr * min_lr_ratio
+    grad_clip: float = 1.0
+    ce_weight: float = 1.0
+    box_weight: float = 2.0
+    label_sigma_bins: float = 3.0  # Gaussian soft target over neighbouring bins; 0 = one-hot CE
+    stage2_steps: int = 40
+    stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
+    checkpoint_every: int = 100
+    sampler: SamplerConfig = field(default_factory=SamplerConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+
+    @property
+    def total_steps(self) -> int:
+        return self.steps + self.stage2_steps
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        values = dict(values)
+        values["sampler"] = SamplerConfig(**values.get("sampler", {}))
+        values["rollout"] = RolloutConfig(**values.get("rollout", {}))
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def _epoch(step: int, config: TrainConfig) -> int:
+    """Checkpoint number of ``step``: ``checkpoint_every`` steps make one epoch (a partial last one counts)."""
+    return -(-step // config.checkpoint_every)
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """LR of ``step``: linear warmup, cosine to ``lr * min_lr_ratio`` over stage 1, then stage 2
+    from ``lr * stage2_lr_scale`` linearly down to 0."""
+    if step < config.steps:
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        floor = config.lr * config.min_lr_ratio
+        return floor + (config.lr - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+    progress = (step - config.steps) / max(1, config.stage2_steps)
+    return config.lr * config.stage2_lr_scale * (1 - progress)
+
+
+def make_optimizer(model: FARTrack, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms and embeddings."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        is_matrix = param.ndim >= 2 and "embed" not in name and name != "identity"
+        (decay if is_matrix else no_decay).append(param)
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=config.lr, betas=(0.9, 0.999),
+    )
+
+
+def checkpoint_path(out_dir: Path, epoch: int) -> Path:
+    return Path(out_dir) / "checkpoints" / f"FARTrackSparse_ep{epoch:04d}.pth.tar"
+
+
+def latest_checkpoint(out_dir: Path) -> Optional[Path]:
+    """The checkpoint with the highest epoch number under ``<out>/checkpoints``, or None."""
+    folder = Path(out_dir) / "checkpoints"
+    found = [(int(m.group(1)), p) for p in folder.glob("*.pth.tar") if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return max(found)[1] if found else None
+
+
+def train_step(model: FARTrack, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               config: TrainConfig, lr: float) -> dict[str, float]:
+    """One optimizer step on a batch; returns the loss parts."""
+    device = next(model.parameters()).device
+    batch = {k: v.to(device) for k, v in batch.items()}
+    templates = batch["templates"]
+    b, s = templates.shape[:2]
+    embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (b, s))
+    out = model.forward_embedded(embeds, batch["template_keep"], batch["search"], drop_pruned=True)
+    loss, parts = tracking_loss(out.logits, batch["target_xyxy"], model.cfg, config.ce_weight,
+                                config.box_weight, config.label_sigma_bins)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip > 0:
+        parts["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip))
+    optimizer.step()
+    parts["lr"] = lr
+    return parts
+
+
+class Trainer:
+    """Runs (or resumes) a training run into ``out_dir``."""
+
+    def __init__(self, model: FARTrack, source: SequenceSource, config: TrainConfig, out_dir: "str | Path",
+                 workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None) -> None:
+        self.model = model
+        self.source = source
+        self.config = config
+        self.out_dir = Path(out_dir)
+        self.workers = workers
+        self.progress = progress
+        self.metadata = dict(metadata or {})
+        self.optimizer = make_optimizer(model, config)
+        self.sampler = PairSampler(source, model.cfg, config.seed, config.sampler)
+        self.step = 0
+        self.wall_time_s = 0.0  # summed over all sessions of this run
+
+    # -- checkpoints ----------------------------------------------------------------------------
+    def save(self, path: Path, last_parts: dict[str, float]) -> None:
+        save_checkpoint(
+            self.model, path,
+            epoch=_epoch(self.step, self.config),
+            step=self.step,
+            actor_type="FARTrackSparseActor",
+            optimizer=self.optimizer.state_dict(),
+            train_config=self.config.to_dict(),
+            torch_rng_state=torch.get_rng_state(),
+            stats={k: float(v) for k, v in last_parts.items()},
+            wall_time_s=self.wall_time_s,
+            metadata=self.metadata,
+        )
+
+    def resume_from(self, path: "str | Path") -> None:
+        """Load weights, optimizer, step and RNG state of a checkpoint written by `save`."""
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        self.model.load_state_dict(checkpoint["net"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        torch.set_rng_state(checkpoint["torch_rng_state"])
+        self.step = int(checkpoint["step"])
+        self.wall_time_s = float(checkpoint.get("wall_time_s", 0.0))
+
+    # -- loop -----------------------------------------------------------------------------------
+    def run(self, on_step: Optional[Callable[[int, dict[str, float]], None]] = None) -> dict[str, Any]:
+        """Train up to ``config.total_steps``; returns a summary (also written to ``summary.json``)."""
+        from tqdm import tqdm
+
+        config = self.config
+        self.model.train()
+        log_path = self.out_dir / "train_log.jsonl"
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        bar = tqdm(total=config.total_steps, initial=self.step, disable=not self.progress,
+                   desc="fartrack-train", unit="step", dynamic_ncols=True)
+        parts: dict[str, float] = {}
+        session_start = time.perf_counter()
+        base_wall = self.wall_time_s
+        executor = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 0 else None
+        pending = None
+        try:
+            with log_path.open("a") as log:
+                while self.step < config.total_steps:
+                    step = self.step
+                    if step < config.steps:
+                        if pending is not None:
+                            batch = pending.result()
+                        else:
+                            batch = self.sampler.batch(step, config.batch_size)
+                        pending = None
+                        if executor is not None and step + 1 < config.steps:
+                            pending = executor.submit(self.sampler.batch, step + 1, config.batch_size)
+                        stage = 1
+                        tracked_iou = None
+                    else:
+                        batch, tracked_iou = rollout_batch(self.model, self.source, config.seed,
+                                                           step - config.steps, config.rollout)
+                        stage = 2
+                    parts = train_step(self.model, self.optimizer, batch, config, learning_rate(config, step))
+                    if tracked_iou is not None:
+                        parts["tracked_iou"] = tracked_iou
+                    self.step = step + 1
+                    self.wall_time_s = base_wall + time.perf_counter() - session_start
+                    log.write(json.dumps({"step": self.step, "stage": stage, **parts}) + "\n")
+                    bar.set_postfix(stage=stage, loss=f"{parts['loss']:.3f}", iou=f"{parts['iou']:.2f}")
+                    bar.update(1)
+                    if on_step is not None:
+                        on_step(self.step, parts)
+                    if self.step % config.checkpoint_every == 0 or self.step == config.total_steps:
+                        log.flush()
+                        self.save(checkpoint_path(self.out_dir, _epoch(self.step, config)), parts)
+        finally:
+            if pending is not None:
+                pending.cancel()
+            if executor is not None:
+                executor.shutdown(wait=True)
+            bar.close()
+        final = self.out_dir / "final.pth"
+        save_checkpoint(self.model, final, epoch=_epoch(self.step, config), step=self.step,
+                        train_config=config.to_dict(), wall_time_s=self.wall_time_s, metadata=self.metadata)
+        summary = {"steps": self.step, "wall_time_s": round(self.wall_time_s, 1), "final": str(final),
+                   "last": parts, **self.metadata}
+        (self.out_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+        return summary

@@ -1,0 +1,122 @@
+"""The training loop: it learns, a seed reproduces a run, and a resumed run equals an uninterrupted one."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from fartrack_ros.data.synthetic import SyntheticConfig
+from fartrack_ros.model import build_model
+from fartrack_ros.training import (PairSampler, RolloutConfig, SamplerConfig, SequenceSource, TrainConfig, Trainer,
+                                   box_in_search_crop, latest_checkpoint, model_config, rollout_batch)
+from fartrack_ros.training.trainer import make_optimizer, train_step
+
+CFG = model_config("test-xs")
+SMALL_SEQUENCES = SyntheticConfig(width=128, height=96, min_length=12, max_length=16)
+SAMPLER = SamplerConfig(frames_per_sequence=8, pool_stride=1, pool_lifetime=3)
+ROLLOUT = RolloutConfig(clips_per_step=1, clip_length=6, samples_per_clip=3)
+RUN = TrainConfig(steps=4, batch_size=2, warmup_steps=1, stage2_steps=2, checkpoint_every=2, sampler=SAMPLER,
+                  rollout=ROLLOUT)
+
+
+def source(seed: int = 0) -> SequenceSource:
+    return SequenceSource.synthetic(seed, SMALL_SEQUENCES)
+
+
+def run(out_dir, config: TrainConfig = RUN, stop_after: int | None = None) -> Trainer:
+    torch.manual_seed(config.seed)
+    trainer = Trainer(build_model(CFG), source(config.seed), config, out_dir, progress=False)
+
+    def interrupt(step, parts):
+        if stop_after is not None and step > stop_after:
+            raise KeyboardInterrupt
+
+    try:
+        trainer.run(on_step=interrupt)
+    except KeyboardInterrupt:
+        pass
+    return trainer
+
+
+def weights(trainer: Trainer) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+
+
+def assert_same_weights(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_target_box_of_a_search_crop_centred_on_it_is_the_middle_quarter():
+    box = box_in_search_crop([100, 50, 40, 40], [100, 50, 40, 40], CFG)
+    assert np.allclose(box, [0.375, 0.375, 0.625, 0.625])
+
+
+def test_a_batch_is_a_function_of_seed_and_step():
+    a = PairSampler(source(), CFG, seed=3, config=SAMPLER).batch(5, 3)
+    b = PairSampler(source(), CFG, seed=3, config=SAMPLER).batch(5, 3)
+    assert a["templates"].shape == (3, CFG.num_template_slots, 3, CFG.template_size, CFG.template_size)
+    assert a["search"].shape == (3, 3, CFG.search_size, CFG.search_size)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+def test_only_older_slots_are_pruned_and_by_num_pruned_tokens():
+    keep = PairSampler(source(), CFG, seed=0, config=SAMPLER).batch(0, 8)["template_keep"]
+    pruned = (~keep).sum(dim=-1)
+    assert (pruned[:, -1] == 0).all()
+    assert set(pruned[:, :-1].unique().tolist()) <= {0, CFG.num_pruned}
+
+
+def test_loss_decreases_when_overfitting_a_fixed_batch():
+    torch.manual_seed(0)
+    model = build_model(CFG).train()
+    config = TrainConfig(lr=3e-3)
+    optimizer = make_optimizer(model, config)
+    batch = PairSampler(source(), CFG, seed=0, config=SAMPLER).batch(0, 4)
+    losses = [train_step(model, optimizer, batch, config, config.lr)["loss"] for _ in range(40)]
+    assert np.mean(losses[-5:]) < 0.75 * np.mean(losses[:5])
+
+
+def test_stage2_batch_replays_the_trackers_own_frames(tmp_path):
+    torch.manual_seed(0)
+    model = build_model(CFG)
+    batch, tracked_iou = rollout_batch(model, source(), seed=0, iteration=0, config=ROLLOUT)
+    assert model.training
+    assert 1 <= batch["search"].shape[0] <= ROLLOUT.samples_per_clip
+    assert batch["templates"].shape[1:] == (CFG.num_template_slots, 3, CFG.template_size, CFG.template_size)
+    assert 0.0 <= tracked_iou <= 1.0
+
+
+def test_same_seed_gives_identical_weights_and_another_seed_does_not(tmp_path):
+    first = weights(run(tmp_path / "a"))
+    second = weights(run(tmp_path / "b"))
+    assert_same_weights(first, second)
+    other = weights(run(tmp_path / "c", replace(RUN, seed=1)))
+    assert any(not torch.equal(first[k], other[k]) for k in first)
+
+
+@pytest.mark.parametrize("stop_after", [2, 4])  # inside stage 1, and at the start of stage 2
+def test_resumed_run_equals_an_uninterrupted_run(tmp_path, stop_after):
+    full = weights(run(tmp_path / "full"))
+    interrupted = run(tmp_path / "cut", stop_after=stop_after)
+    assert interrupted.step == stop_after + 1
+    checkpoint = latest_checkpoint(tmp_path / "cut")
+    torch.manual_seed(123)  # resume must not depend on the caller's RNG
+    resumed = Trainer(build_model(CFG), source(RUN.seed), RUN, tmp_path / "cut", progress=False)
+    resumed.resume_from(checkpoint)
+    assert resumed.step == stop_after
+    resumed.run()
+    assert_same_weights(full, weights(resumed))
+
+
+def test_checkpoints_load_with_weights_only_and_carry_the_official_keys(tmp_path):
+    run(tmp_path)
+    checkpoint = torch.load(latest_checkpoint(tmp_path), map_location="cpu", weights_only=True)
+    assert {"net", "epoch", "step", "optimizer", "net_type", "actor_type", "model_config"} <= set(checkpoint)
+    assert checkpoint["step"] == RUN.total_steps
+    assert not any(k.startswith("module.") for k in checkpoint["net"])

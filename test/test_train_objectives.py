@@ -1,0 +1,91 @@
+"""Training objectives: target ids against the official decode, soft targets, SIoU and GIoU by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from fartrack_ros.model import ModelConfig, decode_terms
+from fartrack_ros.training import (coordinate_bin_ids, coordinate_cross_entropy, expectation_boxes, giou_loss,
+                                   siou_loss, soft_targets)
+
+CFG = ModelConfig()  # official 300 bins, range 2, 605 ids
+
+
+def one_hot_logits(ids: torch.Tensor, cfg: ModelConfig = CFG) -> torch.Tensor:
+    logits = torch.full((*ids.shape, cfg.vocab_size), -50.0)
+    return logits.scatter(-1, ids.unsqueeze(-1), 50.0)
+
+
+def test_target_ids_round_trip_through_the_official_argmax_decode_within_half_a_bin():
+    values = torch.linspace(-0.45, 1.45, 4000).reshape(-1, 4)
+    ids = coordinate_bin_ids(values, CFG)
+    argmax_term, _ = decode_terms(one_hot_logits(ids), CFG)
+    assert (argmax_term - values).abs().max() <= 0.5 / (CFG.bins - 1) + 1e-6
+
+
+def test_target_ids_of_a_decoded_id_are_that_id():
+    ids = torch.arange(0, CFG.num_bins - 1).reshape(-1, 1).expand(-1, 4)
+    decoded = (ids.double() + 0.5) / (CFG.bins - 1) - 0.5 * (CFG.coord_range - 1)
+    assert torch.equal(coordinate_bin_ids(decoded, CFG), ids)
+
+
+def test_target_ids_are_clamped_to_the_coordinate_ids():
+    ids = coordinate_bin_ids(torch.tensor([[-3.0, -0.6, 1.7, 9.0]]), CFG)
+    assert ids.tolist() == [[0, 0, CFG.num_bins - 1, CFG.num_bins - 1]]
+
+
+def test_soft_targets_are_distributions_peaked_at_the_id_and_zero_on_special_ids():
+    ids = torch.tensor([[0, 17, 300, CFG.num_bins - 1]])
+    target = soft_targets(ids, CFG, sigma_bins=1.5)
+    assert torch.allclose(target.sum(-1), torch.ones(1, 4))
+    assert torch.equal(target.argmax(-1), ids)
+    assert target[..., CFG.num_bins:].abs().max() == 0
+
+
+def test_cross_entropy_is_lowest_for_logits_at_the_target_ids():
+    box = torch.tensor([[0.3, 0.35, 0.62, 0.7]])
+    ids = coordinate_bin_ids(box, CFG)
+    right = coordinate_cross_entropy(one_hot_logits(ids), box, CFG)
+    wrong = coordinate_cross_entropy(one_hot_logits(ids + 3), box, CFG)
+    assert right < 1e-3 < wrong
+
+
+def test_expectation_box_of_a_peaked_distribution_is_the_bin_value():
+    ids = torch.tensor([[150, 225, 300, 375]])
+    box = expectation_boxes(one_hot_logits(ids), CFG)
+    assert torch.allclose(box, -0.5 + ids.float() / CFG.bins, atol=1e-6)
+
+
+def test_giou_loss_on_hand_computed_boxes():
+    pred = torch.tensor([[0.0, 0.0, 2.0, 2.0], [0.0, 0.0, 1.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    target = torch.tensor([[1.0, 1.0, 3.0, 3.0], [1.0, 0.0, 2.0, 1.0], [0.0, 0.0, 2.0, 2.0]])
+    # overlap 1, union 7, enclosing 9 | touching: IoU 0, enclosing = union | identical
+    expected = torch.tensor([1 - 1 / 7 + 2 / 9, 1.0, 0.0])
+    assert torch.allclose(giou_loss(pred, target), expected, atol=1e-5)
+
+
+def test_siou_loss_of_diagonally_shifted_equal_boxes():
+    pred = torch.tensor([[0.0, 0.0, 2.0, 2.0]])
+    target = torch.tensor([[1.0, 1.0, 3.0, 3.0]])
+    # 45 degrees: angle cost 1, gamma 1; centre offsets 1 in a 3x3 enclosing box; same shape
+    expected = 1 - 1 / 7 + (2 * (1 - math.exp(-1 / 9))) / 2
+    assert siou_loss(pred, target).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_siou_loss_of_concentric_boxes_is_iou_plus_shape_cost():
+    pred = torch.tensor([[0.5, 0.0, 1.5, 2.0]])  # w 1, h 2
+    target = torch.tensor([[0.0, 0.0, 2.0, 2.0]])  # w 2, h 2, same centre
+    expected = 1 - 0.5 + (1 - math.exp(-0.5)) ** 4 / 2
+    assert siou_loss(pred, target).item() == pytest.approx(expected, abs=1e-5)
+
+
+def test_siou_loss_is_zero_for_identical_boxes_and_has_finite_gradients():
+    pred = torch.tensor([[0.2, 0.3, 0.6, 0.8], [0.6, 0.5, 0.4, 0.7]], requires_grad=True)  # 2nd inverted
+    target = torch.tensor([[0.2, 0.3, 0.6, 0.8], [0.3, 0.3, 0.5, 0.6]])
+    loss = siou_loss(pred, target)
+    assert loss[0].item() == pytest.approx(0.0, abs=1e-5)
+    loss.sum().backward()
+    assert torch.isfinite(pred.grad).all()
