@@ -50,6 +50,11 @@ class CachedFrame:
                 self._convert_ms = (time.perf_counter() - start) * 1e3
             return self._rgb
 
+    def drop_rgb(self) -> None:
+        """Free the converted array (the message stays; `rgb` converts again if asked)."""
+        with self._lock:
+            self._rgb = None
+
     @property
     def convert_ms(self) -> float:
         """Milliseconds the conversion took (0 before `rgb` was first called)."""

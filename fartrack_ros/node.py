@@ -71,7 +71,7 @@ from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, fo
                             init_box, is_zero_stamp, stamp_to_ns, status_msg)
 from .tracker_loading import LoadedTracker, load_tracker
 
-WARN_EVERY_S = 5.0  # repeated warnings from one place are logged at most this often
+WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -85,7 +85,6 @@ class FarTrackNode(LifecycleNode):
         # uses what it destroys. Images have a group of their own, so receiving frames never waits.
         self._control_group = self.default_callback_group
         self._image_group = MutuallyExclusiveCallbackGroup()
-        self._managed = managed
         self._configured = False
         self._active = False
         self._loaded: LoadedTracker | None = None
@@ -269,6 +268,8 @@ class FarTrackNode(LifecycleNode):
             except Exception as exc:  # noqa: BLE001 - the worker must survive any one frame
                 self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: "
                            f"{type(exc).__name__}: {exc}")
+            finally:
+                frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
     def _process(self, frame: CachedFrame) -> None:
         if frame.seq <= self._track_after_seq:
@@ -373,6 +374,12 @@ class FarTrackNode(LifecycleNode):
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:
+        try:
+            self._publish_diagnostics_now()
+        except Exception as exc:  # noqa: BLE001 - diagnostics must never stop the node
+            self._warn(f"diagnostics not published: {type(exc).__name__}: {exc}")
+
+    def _publish_diagnostics_now(self) -> None:
         snapshot = self._stats.snapshot()
         loaded = self._loaded
         level, message = diagnostic_level(snapshot, active=self._active,

@@ -116,3 +116,12 @@ def test_discard_is_not_a_drop():
     slot.put("a")
     assert slot.discard() is True
     assert slot.put("b") is False
+
+
+def test_dropped_rgb_is_converted_again_on_demand():
+    calls = []
+    frame = _frame(3, calls)
+    frame.rgb()
+    frame.drop_rgb()
+    frame.rgb()
+    assert calls == [3, 3]
