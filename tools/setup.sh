@@ -119,7 +119,8 @@ step_start "pip install -e . (console scripts in .venv/bin)"
 if stamp_matches "$STAMPS/package.sha256" "$PKG_KEY"; then
   step_done "up to date"
 elif ! would_run; then
-  vpip install -q --no-deps --no-build-isolation -e .
+  # (setuptools' multi-line "Editable installation" warning is about the very layout we want)
+  PYTHONWARNINGS="ignore:Editable installation" vpip install -q --no-deps --no-build-isolation -e .
   echo "$PKG_KEY" >"$STAMPS/package.sha256"
   step_done "installed"
 fi
