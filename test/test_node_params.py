@@ -103,3 +103,11 @@ def test_yaml_documents_every_parameter_with_its_default():
     for spec in PARAMETERS:
         assert values[spec.name] == spec.default, spec.name
         assert f"# {spec.name}" in text or f"{spec.name}:" in text
+
+
+def test_tracker_parameter_defaults_are_the_tracker_defaults():
+    from fartrack_ros.tracker import TrackerConfig
+
+    config = TrackerConfig()
+    for name in ("template_memory_cap", "lost_threshold", "lost_frames", "max_targets"):
+        assert params.BY_NAME[name].default == getattr(config, name), name
