@@ -28,12 +28,15 @@ def ros():
         "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
         "image_transport": "compressed",
     }, remaps={"image": CAMERA})
-    probe = Probe(domain_id, image_topic=CAMERA)
+    probe = None
     try:
-        assert _wait_compressed_subscriber(probe, node), f"node did not subscribe to {CAMERA}/compressed:\n{node.log_text()}"
+        probe = Probe(domain_id, image_topic=CAMERA)
+        assert _wait_compressed_subscriber(probe, node), (
+            f"node did not subscribe to {CAMERA}/compressed:\n{node.log_text()}")
         yield node, probe
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         code = node.stop()
         assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 

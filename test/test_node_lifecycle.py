@@ -25,11 +25,13 @@ def ros():
     # Started without usable weights: they are set over the parameter service before configure.
     node = NodeProcess(domain_id, parameters={"weights": "/nonexistent/weights.pth", "device": "cpu"},
                        extra_args=["--managed"])
-    probe = Probe(domain_id)
+    probe = None
     try:
+        probe = Probe(domain_id)
         yield node, probe
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         code = node.stop()
         assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 

@@ -60,12 +60,14 @@ def ros():
         "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
         "diagnostics_period": 0.5, "frame_cache_size": 10,
     })
-    probe = Probe(domain_id)
+    probe = None
     try:
+        probe = Probe(domain_id)
         probe.wait_until_connected(node)
         yield node, probe
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         code = node.stop()
         assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 

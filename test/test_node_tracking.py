@@ -40,12 +40,14 @@ MIN_AO = 0.5
 def ros():
     domain_id = pick_domain_id()
     node = NodeProcess(domain_id, parameters={"device": "cpu"})  # bundled weights, default parameters
-    probe = Probe(domain_id)
+    probe = None
     try:
+        probe = Probe(domain_id)
         probe.wait_until_connected(node)
         yield node, probe
     finally:
-        probe.close()
+        if probe is not None:
+            probe.close()
         code = node.stop()
         assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 
