@@ -4,15 +4,16 @@
         weights:=/models/FARTrackSparse_ep0015.pth.tar
     ros2 launch fartrack_ros fartrack.launch.py use_lifecycle:=true   # then: ros2 lifecycle set ...
 
-Arguments given here override the same parameters in params_file. Topics (relative to the
-namespace): <namespace>/fartrack/{init,remove,reset,detections,status,debug_image}; the image
-topic is remapped from the `image` argument (`<image>/compressed` with image_transport:=compressed
-in the params file).
+Parameters come from params_file (default: the package's config/fartrack.yaml); the device,
+weights and variant arguments override it when given (left empty they keep the file's values).
+Topics (relative to the namespace): <namespace>/fartrack/{init,remove,reset,detections,status,
+debug_image}; the input is remapped from the `image` argument (`<image>/compressed` when the
+params file sets image_transport: compressed).
 """
 
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.conditions import IfCondition, UnlessCondition
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -21,43 +22,48 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "fartrack_ros"
 EXECUTABLE = "fartrack_node"
 NODE_NAME = "fartrack"
+OVERRIDES = ("device", "weights", "variant")  # node parameters settable as launch arguments
 
 ARGUMENTS = (
     ("image", "/camera/image_raw",
-     "Image topic to track in (sensor_msgs/Image; <image>/compressed with image_transport:=compressed)"),
-    ("device", "auto", "Compute device: auto, cpu, cuda or cuda:N"),
-    ("weights", "", "Checkpoint file (official FARTrack .pth.tar or fartrack-train output); empty: bundled model"),
-    ("variant", "", "Model depth: tiny, nano or pico; empty: as in the checkpoint"),
+     "Image topic to track in (sensor_msgs/Image; <image>/compressed with image_transport: compressed)"),
+    ("device", "", "Compute device: auto, cpu, cuda or cuda:N (empty: as in params_file, default auto)"),
+    ("weights", "", "Checkpoint file, official FARTrack .pth.tar or fartrack-train output "
+                    "(empty: as in params_file, default the bundled model)"),
+    ("variant", "", "Model depth: tiny, nano or pico (empty: as in params_file, default as the checkpoint)"),
     ("namespace", "", "Namespace of the node (topics become <namespace>/fartrack/...)"),
     ("params_file", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fartrack.yaml"]),
      "YAML file with the node's parameters (see config/fartrack.yaml)"),
     ("use_lifecycle", "false",
-     "true: start a managed (lifecycle) node that waits unconfigured for configure/activate"),
+     "true: start a managed (lifecycle) node that waits unconfigured for configure and activate"),
     ("rviz", "false", "true: also start rviz2 showing the debug image"),
 )
+
+
+def _tracker_node(context):
+    """The plain or the managed node, with the non-empty overrides on top of params_file."""
+    value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    # ParameterValue(str): launch_ros would otherwise read the text as YAML (a number, a bool)
+    overrides = {name: ParameterValue(value(name), value_type=str)
+                 for name in OVERRIDES if value(name) != ""}
+    managed = value("use_lifecycle").strip().lower() in ("true", "1", "yes")
+    kind = LifecycleNode if managed else Node
+    return [kind(
+        package=PACKAGE,
+        executable=EXECUTABLE,
+        name=NODE_NAME,
+        namespace=value("namespace"),
+        arguments=["--managed"] if managed else [],
+        parameters=[value("params_file"), overrides],
+        remappings=[("image", value("image"))],
+        output="screen",
+        emulate_tty=True,
+    )]
 
 
 def generate_launch_description():
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, default, description in ARGUMENTS]
-    parameters = [
-        LaunchConfiguration("params_file"),
-        {name: ParameterValue(LaunchConfiguration(name), value_type=str)
-         for name in ("device", "weights", "variant")},
-    ]
-    common = dict(
-        package=PACKAGE,
-        executable=EXECUTABLE,
-        name=NODE_NAME,
-        namespace=LaunchConfiguration("namespace"),
-        parameters=parameters,
-        remappings=[("image", LaunchConfiguration("image"))],
-        output="screen",
-        emulate_tty=True,
-    )
-    use_lifecycle = LaunchConfiguration("use_lifecycle")
-    plain_node = Node(condition=UnlessCondition(use_lifecycle), **common)
-    managed_node = LifecycleNode(condition=IfCondition(use_lifecycle), arguments=["--managed"], **common)
     rviz = Node(
         condition=IfCondition(LaunchConfiguration("rviz")),
         package="rviz2",
@@ -65,4 +71,4 @@ def generate_launch_description():
         arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fartrack.rviz"])],
         output="screen",
     )
-    return LaunchDescription([*arguments, plain_node, managed_node, rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_tracker_node), rviz])
