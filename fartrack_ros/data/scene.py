@@ -126,9 +126,9 @@ def _events(rng, n, count, min_len, max_len, first=3, gap=4):
 
 
 def _target_centres(rng, n, width, height, d, size, aspect):
-    """Per-frame target centre: wandering, bursts of fast motion, and out-of-view excursions.
+    """Per-frame target centre (n, 2): wandering, bursts of fast motion, out-of-view excursions.
 
-    Returns (centres (n, 2), out-of-view event starts).
+    An excursion leaves through the nearest border, waits outside, and comes back where it left.
     """
     half_w = size * np.sqrt(aspect) / 2
     half_h = size / np.sqrt(aspect) / 2
@@ -183,7 +183,7 @@ def _target_centres(rng, n, width, height, d, size, aspect):
             vel += 0.3 * (np.where(pos < lo, lo - pos, 0.0) + np.where(pos > hi, hi - pos, 0.0))
         pos = pos + vel
         centres[t] = pos
-    return centres, oov_starts
+    return centres
 
 
 def _burst_velocity(pos, lo, hi, angle, speed, length):
@@ -325,7 +325,7 @@ def plan_scene(rng: np.random.Generator, config, n: int, d: float) -> dict:
     camera = np.clip(np.round(camera), 0, 2 * CAMERA_MARGIN).astype(np.int64)
 
     size, aspect = _target_sizes(rng, n, width, height, d)
-    centres, _ = _target_centres(rng, n, width, height, d, size, aspect)
+    centres = _target_centres(rng, n, width, height, d, size, aspect)
     target_boxes = boxes_from(centres, size, aspect)
     family = str(rng.choice(TEXTURE_FAMILIES))
     shape = str(rng.choice(SHAPES))

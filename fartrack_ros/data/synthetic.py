@@ -173,6 +173,14 @@ class SyntheticPlan:
         return in_image, float(visible.sum()) / total
 
     def _frame_attributes(self) -> dict:
+        """Per-frame hardness flags of the target (arrays of length N) and the difficulty.
+
+        speed_ratio: centre displacement from the previous frame / sqrt(w*h); fast_motion: > 0.5;
+        motion_blur: blur streak >= 3 px; distractor_near: a look-alike's centre within 1.5 sizes;
+        partial_occlusion: 5-95% hidden by something in front; illumination_change: gain and
+        gamma together moved by > 0.3 in log from frame 0; scale_change / aspect_change: size /
+        aspect ratio more than 2x away from frame 0 (LaSOT's SV and ARC).
+        """
         target = self.target.boxes
         size = np.sqrt(np.maximum(target[:, 2] * target[:, 3], 1e-6))
         centre = target[:, :2] + target[:, 2:] / 2
@@ -272,7 +280,11 @@ def sequence_name(seed: int) -> str:
 
 def generate_sequence(seed: int, config: SyntheticConfig = SyntheticConfig(),
                       lazy: bool = False) -> TrackingSequence:
-    """The sequence of ``seed``: frames rendered now (``lazy=False``) or on each ``frame(i)``."""
+    """The sequence of ``seed``: frames rendered now (``lazy=False``) or on each ``frame(i)``.
+
+    ``attributes`` holds the seed, the difficulty and the per-frame hardness flags
+    (see `SyntheticPlan._frame_attributes`).
+    """
     plan = plan_sequence(seed, config)
     frames = LazyFrames(plan) if lazy else [plan.render(i) for i in range(plan.length)]
     attributes = dict(plan.attributes, seed=seed)
