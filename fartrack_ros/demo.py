@@ -13,6 +13,7 @@ FPS, latency p50/p95, AO and SR0.5 against the ground truth.
 from __future__ import annotations
 
 import argparse
+import bisect
 import os
 import random
 import subprocess
@@ -95,6 +96,7 @@ class Child:
 @dataclass
 class FrameResult:
     index: int
+    stamp_ns: int
     box: tuple[float, float, float, float] | None
     score: float
     latency_ms: float  # image stamp -> detections received here
@@ -104,9 +106,14 @@ class FrameResult:
 
 @dataclass
 class DemoRecorder:
-    """What the demo process receives, matched by image stamp."""
+    """What the demo process receives, matched by image stamp.
 
-    index_of_stamp: dict[int, int] = field(default_factory=dict)
+    Frames are numbered from the init's stamp (frame 0) and the order of the later stamps, so a
+    frame this process happened to miss cannot shift the numbering of the others.
+    """
+
+    first_stamp: int | None = None  # the init's stamp = frame 0
+    later_stamps: list[int] = field(default_factory=list)  # sorted stamps of frames 1, 2, ...
     results: dict[int, FrameResult] = field(default_factory=dict)
     status_of_stamp: dict[int, object] = field(default_factory=dict)
     pending: list = field(default_factory=list)
@@ -142,7 +149,7 @@ def run(options) -> int:
     publisher_argv = executable("video_publisher", "fartrack_ros.video_publisher") + [
         "--synthetic", str(options.seed), "--frames", str(options.frames), "--rate", str(options.rate),
         "--transport", options.transport, "--init-id", TARGET_ID, "--init-topic", f"/{NODE_NAME}/init",
-        "--wait", "60"]
+        "--wait", "60", "--subscribers", "2"]
     if options.difficulty is not None:
         publisher_argv += ["--difficulty", str(options.difficulty)]
 
@@ -154,8 +161,13 @@ def run(options) -> int:
     def on_image(msg):
         stamp = _stamp_ns(msg.header)
         with recorder.lock:
-            if stamp not in recorder.index_of_stamp:
-                recorder.index_of_stamp[stamp] = len(recorder.index_of_stamp)
+            position = bisect.bisect_left(recorder.later_stamps, stamp)
+            if position == len(recorder.later_stamps) or recorder.later_stamps[position] != stamp:
+                recorder.later_stamps.insert(position, stamp)
+
+    def on_init(msg):
+        with recorder.lock:
+            recorder.first_stamp = _stamp_ns(msg.header)
 
     def on_detections(msg):
         received_ns = node.get_clock().now().nanoseconds
@@ -173,6 +185,7 @@ def run(options) -> int:
         node.create_subscription(Image, "/image", on_image, reliable)
     node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
     node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", on_status, reliable)
+    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/init", on_init, reliable)
 
     started = time.monotonic()
     fartrack = Child("node", node_argv, env)
@@ -209,12 +222,27 @@ def run(options) -> int:
     return exit_code or (0 if summary_ok else 1)
 
 
+def _index_of(recorder: DemoRecorder, stamp: int) -> int | None:
+    """Frame number of an image stamp (None while it cannot be known yet)."""
+    first = recorder.first_stamp
+    if first is None or stamp < first:
+        return None
+    if stamp == first:
+        return 0
+    later = [s for s in recorder.later_stamps if s > first]
+    position = bisect.bisect_left(later, stamp)
+    return position + 1 if position < len(later) and later[position] == stamp else None
+
+
+def _published(recorder: DemoRecorder) -> int:
+    first = recorder.first_stamp
+    return 0 if first is None else 1 + sum(1 for s in recorder.later_stamps if s > first)
+
+
 def _last_frame_done(recorder: DemoRecorder) -> bool:
     with recorder.lock:
-        if not recorder.index_of_stamp:
-            return False
-        last_stamp = max(recorder.index_of_stamp, key=recorder.index_of_stamp.get)
-        return recorder.index_of_stamp[last_stamp] in recorder.results
+        last = _published(recorder) - 1
+        return last > 0 and last in recorder.results
 
 
 def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
@@ -225,13 +253,13 @@ def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
         for msg, received_ns in recorder.pending:
             stamp = _stamp_ns(msg.header)
             # the frame's number must be known; wait briefly for its status (published just after)
-            known = stamp in recorder.index_of_stamp
+            known = _index_of(recorder, stamp) is not None
             settled = stamp in recorder.status_of_stamp or now_ns - received_ns > STATUS_WAIT_NS
             (ready if known and settled else waiting).append((msg, received_ns))
         recorder.pending = waiting
         for msg, received_ns in ready:
             stamp = _stamp_ns(msg.header)
-            index = recorder.index_of_stamp[stamp]
+            index = _index_of(recorder, stamp)
             ours = [d for d in msg.detections if d.id == TARGET_ID]
             box, score = None, 0.0
             if ours:
@@ -240,7 +268,7 @@ def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
                        bbox.size_x, bbox.size_y)
                 score = ours[0].results[0].hypothesis.score if ours[0].results else 0.0
             status = recorder.status_of_stamp.get(stamp)
-            result = FrameResult(index, box, score, (received_ns - stamp) / 1e6,
+            result = FrameResult(index, stamp, box, score, (received_ns - stamp) / 1e6,
                                  status.total_ms if status else None, status.model_ms if status else None)
             recorder.results[index] = result
             truth = boxes[index] if index < len(boxes) else None
@@ -254,7 +282,7 @@ def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
 
 def _summarise(recorder: DemoRecorder, truth, options, wall_s: float) -> bool:
     results = sorted(recorder.results.values(), key=lambda r: r.index)
-    published = len(recorder.index_of_stamp)
+    published = _published(recorder)
     print("\n=== FARTrack demo summary ===")
     if not results:
         print(f"frames published {published}, tracked 0: no detections arrived (see the node output above)")
@@ -286,7 +314,7 @@ def _summarise(recorder: DemoRecorder, truth, options, wall_s: float) -> bool:
 
 def recorder_span(recorder: DemoRecorder) -> float:
     """Seconds between the first and the last tracked frame's stamps."""
-    stamps = [s for s, i in recorder.index_of_stamp.items() if i in recorder.results]
+    stamps = [result.stamp_ns for result in recorder.results.values()]
     return (max(stamps) - min(stamps)) / 1e9 if len(stamps) > 1 else 0.0
 
 

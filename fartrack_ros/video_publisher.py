@@ -114,6 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--init-topic", default="/fartrack/init")
     parser.add_argument("--wait", type=float, default=30.0,
                         help="seconds to wait for the node to subscribe before playing (0: do not wait)")
+    parser.add_argument("--subscribers", type=int, default=1,
+                        help="image subscribers to wait for (e.g. 2: the node and a recorder)")
     return parser
 
 
@@ -141,7 +143,7 @@ class VideoPublisher:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and rclpy.ok(context=self.node.context):
             init_ready = self.options.no_init or self.init_pub.get_subscription_count() > 0
-            if self.image_pub.get_subscription_count() > 0 and init_ready:
+            if self.image_pub.get_subscription_count() >= self.options.subscribers and init_ready:
                 return True
             time.sleep(0.05)
         return False
