@@ -2,10 +2,13 @@
 
 import numpy as np
 import pytest
+import torch
 
 from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 from fartrack_ros.evaluation.runners import FARTrackRunner, OpenCVRunner, make_runner, run_sequence
 from fartrack_ros.model import FARTrack, ModelConfig
+
+torch.set_num_threads(1)
 
 TINY_TEST_NET = ModelConfig(embed_dim=32, depth=1, extension_depth=0, num_heads=2, patch_size=8,
                             template_size=32, search_size=64, name="eval-test")

@@ -206,7 +206,8 @@ def _burst_velocity(pos, lo, hi, angle, speed, length):
     return direction * min(speed, travel / max(length, 1))
 
 
-def boxes_from(centres, size, aspect):
+def boxes_from(centres: np.ndarray, size: np.ndarray, aspect: np.ndarray) -> np.ndarray:
+    """(N, 4) xywh boxes from centres, sqrt(area) sizes and w/h aspect ratios."""
     w = size * np.sqrt(aspect)
     h = size / np.sqrt(aspect)
     return np.stack([centres[:, 0] - w / 2, centres[:, 1] - h / 2, w, h], axis=1)
