@@ -1,0 +1,53 @@
+"""make demo's driver: frame numbering from the init stamp, and a short end-to-end run."""
+
+import subprocess
+import sys
+
+import pytest
+
+from node_helpers import REPO, pick_domain_id, ros_env, weights_for_tests
+
+from fartrack_ros.demo import DemoRecorder, _index_of, _published
+
+
+def _recorder(first, later):
+    recorder = DemoRecorder(first_stamp=first)
+    recorder.later_stamps = sorted(later)
+    return recorder
+
+
+def test_frames_are_numbered_from_the_init_stamp():
+    recorder = _recorder(100, [100, 110, 120, 130])
+
+    assert [_index_of(recorder, s) for s in (100, 110, 120, 130)] == [0, 1, 2, 3]
+    assert _published(recorder) == 4
+
+
+def test_a_missed_first_frame_does_not_shift_the_numbering():
+    recorder = _recorder(100, [110, 120])
+
+    assert _index_of(recorder, 100) == 0 and _index_of(recorder, 120) == 2
+
+
+def test_numbers_are_unknown_before_the_init_or_for_unseen_stamps():
+    assert _index_of(DemoRecorder(), 110) is None
+    assert _index_of(_recorder(100, [110]), 115) is None
+    assert _index_of(_recorder(100, [110]), 90) is None
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_demo_runs_node_and_publisher_and_prints_a_summary():
+    env = ros_env(pick_domain_id())
+    result = subprocess.run(
+        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--rate", "10", "--device", "cpu",
+         "--weights", str(weights_for_tests()), "--timeout", "90"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "[node]" in output and "[publisher]" in output  # separate processes
+    assert "frame   1 " in output and "latency" in output
+    summary = output[output.index("=== FARTrack demo summary ==="):]
+    for field in ("frames      published 12", "rate", "p50", "p95", "AO", "model"):
+        assert field in summary, field
