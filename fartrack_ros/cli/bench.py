@@ -10,6 +10,7 @@ from typing import Optional
 import torch
 
 from .. import benchmark as bm
+from ..model import load_checkpoint
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -23,6 +24,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
     parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
+    parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
+    parser.add_argument("--node-variant", default="", help="variant for the node rows ('' = as the checkpoint)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
 
@@ -69,7 +72,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows.append(bm.Row("opencv", kind.upper(), ms))
 
     if "node" not in skip:
-        rows += _node_rows(args, rows)
+        rows += _node_rows(args, frames, boxes)
 
     print(format_table(rows))
     if args.plot:
@@ -78,19 +81,25 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def _node_rows(args: argparse.Namespace, rows: list[bm.Row]) -> list[bm.Row]:
-    """End-to-end latency through the ROS node, when rclpy and the built messages are importable."""
+def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
+    """End-to-end latency through the ROS node next to the same model's in-process tracker time."""
     try:
         from ..node_latency import measure_node_latency
     except ImportError as exc:
         print(f"node rows skipped: ROS 2 is not importable here ({exc})", file=sys.stderr)
         return []
-    result = measure_node_latency(frames=args.node_frames, threads=args.threads)
-    tracker_row = next((r for r in rows if r.section == "tracker" and r.name == "bundled fast torch"), None)
-    extra = {"p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}", "received": str(result.received)}
-    if tracker_row is not None:
-        extra["overhead"] = f"{result.p50_ms / tracker_row.ms:.2f}x tracker"
-    return [bm.Row("node", "bundled publish->detections p50", result.p50_ms, extra)]
+    model = load_checkpoint(args.node_weights or None, variant=args.node_variant or None)
+    tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded")
+    result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=args.node_weights,
+                                  variant=args.node_variant)
+    label = model.cfg.name
+    return [
+        bm.Row("node", f"{label} tracker in-process (reference)", tracker_ms),
+        bm.Row("node", f"{label} publish->detections", result.p50_ms, {
+            "p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}",
+            "in-node p50": f"{result.node_p50_ms:.1f}", "frames": str(result.received),
+            "overhead": f"{result.p50_ms / tracker_ms:.2f}x tracker"}),
+    ]
 
 
 def format_table(rows: list[bm.Row]) -> str:

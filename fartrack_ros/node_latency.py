@@ -1,0 +1,129 @@
+"""End-to-end latency of the node: image published here -> detections received here, over rclpy.
+
+The node runs in its own process on an isolated ROS graph. Frames are sent closed-loop (the next
+one after the previous frame's detections arrived), so each figure is one frame's full path:
+serialisation, transport, conversion, tracking, publishing and transport back, with no queueing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from .demo import Child, child_env, executable
+
+NODE_NAME = "fartrack_bench"
+
+
+@dataclass
+class NodeLatency:
+    """Percentiles of publish -> detections latency, and of the node's own in-node time."""
+
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    node_p50_ms: float
+    received: int
+
+
+def _image_msg(frame: np.ndarray, stamp_ns: int):
+    from sensor_msgs.msg import Image
+
+    msg = Image()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.frame_id = "camera"
+    msg.height, msg.width = frame.shape[:2]
+    msg.encoding = "rgb8"
+    msg.step = frame.shape[1] * 3
+    msg.data = frame.tobytes()
+    return msg
+
+
+def _init_msg(box, stamp_ns: int, target_id: str):
+    from vision_msgs.msg import Detection2D, Detection2DArray
+
+    msg = Detection2DArray()
+    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    detection = Detection2D()
+    detection.id = target_id
+    x, y, w, h = (float(v) for v in box)
+    detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
+    detection.bbox.size_x, detection.bbox.size_y = w, h
+    msg.detections.append(detection)
+    return msg
+
+
+def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "", variant: str = "",
+                         seed: int = 1_000_000, timeout_s: float = 120.0) -> NodeLatency:
+    """Send ``frames`` generated frames through a fresh node process and time each round trip."""
+    import rclpy
+    from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+    from sensor_msgs.msg import Image
+    from vision_msgs.msg import Detection2DArray
+
+    from .data.synthetic import SyntheticConfig, generate_sequence
+    from .msg import TrackerStatus
+
+    env = child_env()
+    env["OMP_NUM_THREADS"] = str(threads)
+    sequence = generate_sequence(seed, SyntheticConfig(min_length=frames + 1, max_length=frames + 1))
+    argv = executable("fartrack_node", "fartrack_ros.node") + [
+        "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
+        "-p", "qos_reliability:=reliable", "-p", f"weights:={weights or chr(39) * 2}",
+        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu"]
+    rclpy.init()
+    node = rclpy.create_node("fartrack_latency_probe")
+    reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, f"/{NODE_NAME}_image", reliable)
+    init_pub = node.create_publisher(Detection2DArray, f"/{NODE_NAME}/init", reliable)
+    arrived: dict[int, int] = {}
+    node_ms: list[float] = []
+    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections",
+                             lambda m: arrived.setdefault(_stamp(m.header), time.perf_counter_ns()), reliable)
+    node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", lambda m: node_ms.append(m.total_ms), reliable)
+    child = Child("node", argv, env, echo=False)
+    latencies: list[float] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while image_pub.get_subscription_count() == 0 or init_pub.get_subscription_count() == 0:
+            _spin_or_fail(node, child, deadline)
+        stamp0 = time.time_ns()
+        image_pub.publish(_image_msg(sequence.frame(0), stamp0))
+        time.sleep(0.5)  # let the frame reach the node's cache before the init refers to it
+        init_pub.publish(_init_msg(sequence.boxes[0], stamp0, "bench"))
+        time.sleep(0.5)
+        for index in range(1, len(sequence)):
+            stamp = time.time_ns()
+            sent = time.perf_counter_ns()
+            image_pub.publish(_image_msg(sequence.frame(index), stamp))
+            frame_deadline = time.monotonic() + 5.0
+            while stamp not in arrived and time.monotonic() < frame_deadline:
+                _spin_or_fail(node, child, deadline, timeout_sec=0.001)
+            if stamp in arrived:
+                latencies.append((arrived[stamp] - sent) / 1e6)
+    finally:
+        child.stop()
+        node.destroy_node()
+        rclpy.try_shutdown()
+    if len(latencies) < 10:
+        raise RuntimeError(f"only {len(latencies)} detections came back from the node; see its log:\n"
+                           + "\n".join(child.lines[-20:]))
+    warm = np.array(latencies[5:])
+    return NodeLatency(float(np.percentile(warm, 50)), float(np.percentile(warm, 95)), float(np.percentile(warm, 99)),
+                       float(np.median(node_ms[5:])) if len(node_ms) > 5 else float("nan"), len(latencies))
+
+
+def _stamp(header) -> int:
+    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+
+
+def _spin_or_fail(node, child: Child, deadline: float, timeout_sec: float = 0.05) -> None:
+    import rclpy
+
+    if not child.running():
+        raise RuntimeError("fartrack_node exited:\n" + "\n".join(child.lines[-20:]))
+    if time.monotonic() > deadline:
+        raise TimeoutError("the node did not answer in time:\n" + "\n".join(child.lines[-20:]))
+    rclpy.spin_once(node, timeout_sec=timeout_sec)
