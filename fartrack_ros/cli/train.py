@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-DEFAULTS = {"steps": 1000, "batch_size": 8, "lr": 6e-4, "stage2_steps": 40, "checkpoint_every": 100}
+DEFAULTS = {"steps": 6000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 150, "checkpoint_every": 250}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -76,6 +76,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     from ..model import build_model, load_checkpoint, resolve_device
     from ..training import Trainer, latest_checkpoint, model_config
+    from ..training.configs import init_for_training
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -102,7 +103,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         else:
             name = args.variant or args.config or "bundled-s"
             try:
-                model = build_model(model_config(name))
+                model = init_for_training(build_model(model_config(name)))
             except ValueError as exc:
                 raise SystemExit(f"fartrack-train: {exc}") from None
             origin = f"scratch {name}"

@@ -130,3 +130,34 @@ def tracking_loss(
         iou = box_iou(pred, box_xyxy.float())[0].mean()
     total = ce_weight * ce + box_weight * siou
     return total, {"loss": float(total.detach()), "ce": float(ce.detach()), "siou": float(siou.detach()), "iou": float(iou)}
+
+
+def search_token_labels(box_xyxy: Tensor, cfg: ModelConfig) -> Tensor:
+    """(B, 4) crop-normalised boxes -> (B, G*G) 1.0 where a search patch centre lies inside the box."""
+    g = cfg.search_grid
+    centres = (torch.arange(g, device=box_xyxy.device, dtype=box_xyxy.dtype) + 0.5) / g
+    cy, cx = torch.meshgrid(centres, centres, indexing="ij")
+    cx, cy = cx.reshape(1, -1), cy.reshape(1, -1)
+    inside = (cx >= box_xyxy[:, :1]) & (cx <= box_xyxy[:, 2:3]) & (cy >= box_xyxy[:, 1:2]) & (cy <= box_xyxy[:, 3:4])
+    return inside.float()
+
+
+def objectness_loss(search_logits: Tensor, box_xyxy: Tensor, cfg: ModelConfig) -> Tensor:
+    """Mean BCE of per-search-token target scores against `search_token_labels` (positives reweighted
+    to count as much as negatives, since the target covers few tokens)."""
+    labels = search_token_labels(box_xyxy, cfg)
+    positives = labels.sum().clamp(min=1.0)
+    pos_weight = ((labels.numel() - positives) / positives).clamp(max=20.0)
+    return F.binary_cross_entropy_with_logits(search_logits.float(), labels, pos_weight=pos_weight)
+
+
+def attention_loss(attention: Tensor, box_xyxy: Tensor, cfg: ModelConfig) -> Tensor:
+    """-log of the attention mass (L, B, G*G) the command tokens put on the target's search tokens
+    (those whose centre lies in the box, or the one nearest the box centre), averaged."""
+    labels = search_token_labels(box_xyxy, cfg)
+    g = cfg.search_grid
+    centre = ((box_xyxy[:, :2] + box_xyxy[:, 2:]) / 2 * g).floor().clamp(0, g - 1).long()
+    nearest = centre[:, 1] * g + centre[:, 0]
+    labels = labels.scatter(1, nearest.unsqueeze(1), 1.0)
+    mass = (attention * labels.unsqueeze(0)).sum(dim=-1)
+    return -torch.log(mass + 1e-6).mean()

@@ -47,7 +47,7 @@ class SamplerConfig:
     """Jitter, pruning and pool sizes of stage 1 (defaults follow OSTrack's search jitter)."""
 
     search_scale_jitter: float = 0.25
-    search_center_jitter: float = 2.5
+    search_center_jitter: float = 2.0
     template_scale_jitter: float = 0.1
     template_center_jitter: float = 0.3
     prune_probability: float = 0.8  # chance that an older slot carries a prune mask

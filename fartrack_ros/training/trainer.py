@@ -28,7 +28,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..model import FARTrack, save_checkpoint
-from .objectives import tracking_loss
+from .objectives import attention_loss, objectness_loss, tracking_loss
 from .rollout import RolloutConfig, rollout_batch
 from .sampling import PairSampler, SamplerConfig, SequenceSource
 
@@ -40,19 +40,21 @@ class TrainConfig:
     """Hyper-parameters of a run; stored in every checkpoint so --resume continues the same run."""
 
     seed: int = 0
-    steps: int = 1000  # stage-1 optimizer steps
-    batch_size: int = 8
-    lr: float = 6e-4
+    steps: int = 6000  # stage-1 optimizer steps
+    batch_size: int = 16
+    lr: float = 8e-4
     weight_decay: float = 0.05
-    warmup_steps: int = 60
+    warmup_steps: int = 100
     min_lr_ratio: float = 0.02  # stage-1 cosine ends at lr * min_lr_ratio
     grad_clip: float = 1.0
     ce_weight: float = 1.0
     box_weight: float = 2.0
-    label_sigma_bins: float = 3.0  # Gaussian soft target over neighbouring bins; 0 = one-hot CE
-    stage2_steps: int = 40
+    label_sigma_bins: float = 1.0  # Gaussian soft target over neighbouring bins; 0 = one-hot CE
+    objectness_weight: float = 1.0  # auxiliary per-search-token target BCE (see forward_for_training)
+    attention_weight: float = 1.0  # auxiliary: command tokens' attention mass on the target tokens
+    stage2_steps: int = 150
     stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
-    checkpoint_every: int = 100
+    checkpoint_every: int = 250
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
@@ -115,6 +117,49 @@ def latest_checkpoint(out_dir: Path) -> Optional[Path]:
     return max(found)[1] if found else None
 
 
+def forward_for_training(model: FARTrack, template_embeds: torch.Tensor, template_keep: torch.Tensor,
+                         search: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The fast forward path (pruned tokens dropped, fused attention) with two extra outputs.
+
+    Returns the coordinate logits (B, 4, vocab), exactly as `FARTrack.forward_embedded`;
+    a per-search-token target score (B, G*G): the final-normed search state projected on the
+    padding id's row of the tied head (an existing, otherwise unused parameter, so checkpoints
+    keep the official keys); and the attention of the 4 command tokens to the search tokens in
+    every layer, averaged over heads and commands (L, B, G*G). The last two feed the auxiliary
+    losses, dense signals that make a small model trained from scratch look at the target long
+    before the 4-token head alone would.
+    """
+    cfg = model.cfg
+    batch = template_embeds.shape[0]
+    backbone = model.backbone
+    tokens = torch.cat([model._template_tokens(template_embeds), model._search_tokens(search),
+                        backbone.command_tokens(batch)], dim=1)
+    hidden, key_keep, _, _ = model._drop_pruned(tokens, template_keep.reshape(batch, -1))
+    search_slice = slice(hidden.shape[1] - 4 - cfg.search_tokens, hidden.shape[1] - 4)
+    attention = []
+    for block in backbone.layers():
+        attention.append(_command_attention(block, hidden, key_keep)[..., search_slice])
+        hidden, _ = block(hidden, key_keep=key_keep, fused=True)
+    logits = backbone.head(hidden[:, -4:])
+    pad = cfg.vocab_size - 1
+    search_states = backbone.norm(hidden[:, search_slice])
+    search_logits = search_states @ backbone.word_embeddings.weight[pad] + backbone.output_bias[pad]
+    return logits, search_logits, torch.stack(attention)
+
+
+def _command_attention(block, hidden: torch.Tensor, key_keep) -> torch.Tensor:
+    """Attention probabilities of the 4 command tokens in ``block``, averaged over heads and commands."""
+    attn = block.attn
+    batch, length, dim = hidden.shape
+    qkv = attn.qkv(block.masknorm1(hidden)).reshape(batch, length, 3, attn.num_heads, attn.head_dim)
+    q = qkv[:, -4:, 0].transpose(1, 2)  # (B, H, 4, hd)
+    k = qkv[:, :, 1].transpose(1, 2)  # (B, H, L, hd)
+    scores = (q @ k.transpose(-2, -1)) * attn.scale
+    if key_keep is not None:
+        scores = scores.masked_fill(~key_keep[:, None, None, :], float("-inf"))
+    return scores.softmax(dim=-1).mean(dim=(1, 2))
+
+
 def train_step(model: FARTrack, optimizer: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
                config: TrainConfig, lr: float) -> dict[str, float]:
     """One optimizer step on a batch; returns the loss parts."""
@@ -123,9 +168,18 @@ def train_step(model: FARTrack, optimizer: torch.optim.Optimizer, batch: dict[st
     templates = batch["templates"]
     b, s = templates.shape[:2]
     embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (b, s))
-    out = model.forward_embedded(embeds, batch["template_keep"], batch["search"], drop_pruned=True)
-    loss, parts = tracking_loss(out.logits, batch["target_xyxy"], model.cfg, config.ce_weight,
+    logits, search_logits, attention = forward_for_training(model, embeds, batch["template_keep"], batch["search"])
+    loss, parts = tracking_loss(logits, batch["target_xyxy"], model.cfg, config.ce_weight,
                                 config.box_weight, config.label_sigma_bins)
+    if config.objectness_weight > 0:
+        objectness = objectness_loss(search_logits, batch["target_xyxy"], model.cfg)
+        loss = loss + config.objectness_weight * objectness
+        parts["objectness"] = float(objectness.detach())
+    if config.attention_weight > 0:
+        focus = attention_loss(attention, batch["target_xyxy"], model.cfg)
+        loss = loss + config.attention_weight * focus
+        parts["attention"] = float(focus.detach())
+    parts["loss"] = float(loss.detach())
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
