@@ -51,7 +51,10 @@ def ros_env(domain_id: int) -> dict[str, str]:
 
 
 def weights_for_tests() -> Path:
-    """The bundled model when it exists, else the random-weights fixture (plumbing only)."""
+    """$FARTRACK_TEST_WEIGHTS if set, else the bundled model when it exists, else the
+    random-weights fixture (plumbing only)."""
+    if os.environ.get("FARTRACK_TEST_WEIGHTS"):
+        return Path(os.environ["FARTRACK_TEST_WEIGHTS"])
     return DEFAULT_WEIGHTS if DEFAULT_WEIGHTS.is_file() else FIXTURE_WEIGHTS
 
 
