@@ -1,4 +1,5 @@
-"""Training objectives: target ids against the official decode, soft targets, SIoU and GIoU by hand."""
+"""Training objectives: target ids against the official decode, soft targets, SIoU and GIoU by hand,
+the auxiliary losses and the training init."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import math
 import pytest
 import torch
 
-from fartrack_ros.model import ModelConfig, decode_terms
+from fartrack_ros.model import ModelConfig, build_model, decode_terms
+from fartrack_ros.model.decode import bin_values
 from fartrack_ros.training import (coordinate_bin_ids, coordinate_cross_entropy, expectation_boxes, giou_loss,
-                                   siou_loss, soft_targets)
+                                   model_config, siou_loss, soft_targets)
+from fartrack_ros.training.configs import init_for_training
+from fartrack_ros.training.objectives import attention_loss, search_token_labels
 
 CFG = ModelConfig()  # official 300 bins, range 2, 605 ids
 
@@ -89,3 +93,32 @@ def test_siou_loss_is_zero_for_identical_boxes_and_has_finite_gradients():
     assert loss[0].item() == pytest.approx(0.0, abs=1e-5)
     loss.sum().backward()
     assert torch.isfinite(pred.grad).all()
+
+
+def test_search_token_labels_mark_the_patches_whose_centres_lie_in_the_box():
+    cfg = ModelConfig(template_size=32, search_size=64, patch_size=16)  # 4x4 search grid, centres 1/8, 3/8, ...
+    labels = search_token_labels(torch.tensor([[0.3, 0.0, 0.7, 0.4]]), cfg).reshape(4, 4)
+    expected = torch.zeros(4, 4)
+    expected[0:2, 1:3] = 1  # rows with centre y in [0, 0.4], columns with centre x in [0.3, 0.7]
+    assert torch.equal(labels, expected)
+
+
+def test_attention_loss_is_zero_when_all_attention_is_on_the_target_and_log_n_when_uniform():
+    cfg = ModelConfig(template_size=32, search_size=64, patch_size=16)
+    box = torch.tensor([[0.3, 0.0, 0.7, 0.4]])  # 4 of 16 tokens
+    on_target = search_token_labels(box, cfg) / 4
+    uniform = torch.full((1, 16), 1 / 16)
+    assert attention_loss(on_target.unsqueeze(0), box, cfg).item() == pytest.approx(0.0, abs=1e-5)
+    assert attention_loss(uniform.unsqueeze(0), box, cfg).item() == pytest.approx(math.log(4), abs=1e-5)
+
+
+def test_training_init_makes_search_positions_readable_as_coordinates():
+    model = init_for_training(build_model(model_config("bundled-s")))
+    cfg = model.cfg
+    half = cfg.embed_dim // 2
+    pos = model.backbone.pos_embed_x[0]  # (G*G, D): x features in the first half
+    x_only = torch.cat([pos[:, :half], torch.zeros_like(pos[:, half:])], dim=-1)
+    scores = x_only @ model.backbone.word_embeddings.weight[: cfg.num_bins].t()
+    read = bin_values(cfg)[scores.argmax(dim=-1)].reshape(cfg.search_grid, cfg.search_grid)
+    centres = (torch.arange(cfg.search_grid) + 0.5) / cfg.search_grid
+    assert torch.allclose(read, centres.expand(cfg.search_grid, -1), atol=1.0 / cfg.bins)
