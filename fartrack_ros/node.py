@@ -51,6 +51,7 @@ from dataclasses import replace
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
@@ -225,14 +226,32 @@ class FarTrackNode(LifecycleNode):
 
     def _check_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
-            reason = params.validate(parameter.name, parameter.value) or params.change_allowed(
-                parameter.name, configured=self._configured, active=self._active)
+            reason = (params.validate(parameter.name, parameter.value)
+                      or params.change_allowed(parameter.name, configured=self._configured,
+                                               active=self._active)
+                      or self._model_refuses(parameter.name, parameter.value))
             if reason:
                 self.get_logger().warning(f"parameter change rejected: {reason}")
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
+    def _model_refuses(self, name: str, value) -> str | None:
+        """Why the loaded model cannot take ``value`` for ``name`` (None when it can)."""
+        loaded = self._loaded
+        if name == "template_memory_cap" and loaded is not None:
+            slots = loaded.tracker.cfg.num_template_slots
+            if value < slots:
+                return (f"template_memory_cap={value} is below the model's {slots} template slots "
+                        f"(use {slots} or more)")
+        return None
+
     def _apply_parameters(self, parameters) -> None:
+        try:
+            self._apply_parameters_now(parameters)
+        except Exception as exc:  # noqa: BLE001 - a post-set callback error would stop the node
+            self.get_logger().error(f"parameters set but not applied: {type(exc).__name__}: {exc}")
+
+    def _apply_parameters_now(self, parameters) -> None:
         names = {parameter.name for parameter in parameters}
         if "frame_cache_size" in names:
             self._cache.resize(self._param("frame_cache_size"))
@@ -318,11 +337,17 @@ class FarTrackNode(LifecycleNode):
             tracker = self._loaded.tracker
             for detection in msg.detections:
                 try:
-                    box = init_box(detection)
-                    target_id = tracker.add_target(rgb, box, detection.id or None)
+                    requested = init_box(detection)
+                    target_id = tracker.add_target(rgb, requested, detection.id or None)
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue
+                box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
+                if max(abs(a - b) for a, b in zip(box, requested)) > 1e-3:
+                    self._warn(
+                        f"init box for target {target_id!r} (x={requested[0]:.1f} y={requested[1]:.1f} "
+                        f"w={requested[2]:.1f} h={requested[3]:.1f}) extends beyond the "
+                        f"{rgb.shape[1]}x{rgb.shape[0]} image: clipped to it")
                 self.get_logger().info(
                     f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
@@ -341,6 +366,9 @@ class FarTrackNode(LifecycleNode):
             stamps = sorted(self._cache.stamps())
             held = (f"the cache holds {len(stamps)} frames from {format_stamp(stamps[0])} to "
                     f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
+            if stamps and stamp_ns < stamps[0]:
+                held += (f"; the stamp is older than every cached frame: raise frame_cache_size "
+                         f"(now {self._cache.size}) or send the init sooner")
             self._warn(f"init ignored: no cached frame has stamp {format_stamp(stamp_ns)} ({held}); "
                        "stamp the init with the header of a recent image, or use a zero stamp for "
                        "the latest frame")
@@ -420,7 +448,11 @@ def main(argv: list[str] | None = None) -> int:
     rclpy.init(args=argv)
     node = None
     try:
-        node = FarTrackNode(managed=options.managed)
+        try:
+            node = FarTrackNode(managed=options.managed)
+        except ParameterException as exc:  # a bad -p value or params file: say which, no traceback
+            rclpy.logging.get_logger("fartrack").error(f"not started: invalid parameter: {exc}")
+            return 2
         if not options.managed:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
                 return 1

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend
+from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
 WARMUP_FRAME_HW = (240, 320)
@@ -49,9 +50,16 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
+    requested = values["device"]
+    # An absent CUDA device is decided here, so the user gets one warning (ours) or one error.
+    reason = cuda_unavailable_reason(requested)
+    if reason is not None and values["device_strict"]:
+        raise RuntimeError(f"device {requested!r} requested but {reason} (device_strict is set)")
+    if reason is not None and log is not None:
+        log.warning(f"device {requested!r} requested but {reason}: running on CPU")
     started = time.perf_counter()
     model = _load_model(values["backend"], weights_path if weights else None, variant,
-                        values["device"], values["device_strict"])
+                        "cpu" if reason is not None else requested, values["device_strict"])
     load_s = time.perf_counter() - started
     cfg = model.cfg
     if values["num_templates"] and values["num_templates"] != cfg.num_template_slots:
@@ -60,8 +68,6 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
             f"{cfg.num_template_slots} template slots (set num_templates to 0 or "
             f"{cfg.num_template_slots})")
     device = str(_model_device(model))
-    if values["device"].startswith("cuda") and not device.startswith("cuda") and log is not None:
-        log.warning(f"device {values['device']!r} requested but CUDA is not available: running on CPU")
     tracker = Tracker(model, TrackerConfig(
         template_memory_cap=values["template_memory_cap"],
         lost_threshold=values["lost_threshold"],

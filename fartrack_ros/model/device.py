@@ -20,12 +20,22 @@ def resolve_device(device: str, strict: bool = False) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if text == "cpu":
         return torch.device("cpu")
-    index = int(text.split(":")[1]) if ":" in text else 0
-    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if index < available:
+    reason = cuda_unavailable_reason(text)
+    if reason is None:
         return torch.device(text)
-    reason = "no CUDA device is available" if available == 0 else f"only {available} CUDA device(s) exist"
     if strict:
         raise RuntimeError(f"device {device!r} requested but {reason} (device_strict is set)")
     _LOG.warning("device %r requested but %s: running on CPU", device, reason)
     return torch.device("cpu")
+
+
+def cuda_unavailable_reason(device: str) -> "str | None":
+    """Why the CUDA device named by ``device`` cannot be used (None if it can, or is not CUDA)."""
+    text = str(device).strip().lower()
+    if not _DEVICE_PATTERN.match(text) or not text.startswith("cuda"):
+        return None
+    index = int(text.split(":")[1]) if ":" in text else 0
+    available = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if index < available:
+        return None
+    return "no CUDA device is available" if available == 0 else f"only {available} CUDA device(s) exist"
