@@ -25,6 +25,9 @@ _LAYOUTS = {
     "mono8": (1, None),
 }
 SUPPORTED_ENCODINGS = tuple(_LAYOUTS)
+# A compressed frame whose header claims more pixels is refused before decoding (a few KB of PNG
+# can otherwise expand to gigabytes); 8K UHD is 33 Mpx.
+MAX_COMPRESSED_PIXELS = 64_000_000
 
 
 class ImageConversionError(ValueError):
@@ -51,7 +54,8 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str) -> np.nd
 
     ``data`` is anything with the buffer protocol (bytes, ``array.array('B')``, numpy). Row
     padding (``step`` larger than ``width * channels``) is skipped; the last row may omit its
-    padding. The result never shares memory with ``data``.
+    padding; data beyond ``step * height`` means the header is wrong and is an error. The result
+    never shares memory with ``data``.
     """
     name = _canonical_encoding(encoding)
     channels, rgb_index = _LAYOUTS[name]
@@ -70,6 +74,11 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str) -> np.nd
         raise ImageConversionError(
             f"image data has {buffer.size} bytes, a {width}x{height} {name} image with step {step} "
             f"needs at least {needed}"
+        )
+    if buffer.size > step * height:
+        raise ImageConversionError(
+            f"image data has {buffer.size} bytes, more than step*height = {step}*{height} = "
+            f"{step * height}: the header does not describe the data (wrong width, height or step?)"
         )
     pixels = np.lib.stride_tricks.as_strided(
         buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
@@ -125,13 +134,49 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageConversionError("compressed image has no data")
-    bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    size = compressed_size(buffer)
+    if size is not None and size[0] * size[1] > MAX_COMPRESSED_PIXELS:
+        raise ImageConversionError(
+            f"compressed image says it is {size[0]}x{size[1]} px, more than the "
+            f"{MAX_COMPRESSED_PIXELS} pixels this node decodes"
+        )
+    try:
+        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+    except cv2.error as exc:  # some corrupt streams make the decoder throw instead of failing
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
+        raise ImageConversionError(
+            f"could not decode compressed image ({buffer.size} bytes, format {image_format!r}): {detail}"
+        ) from None
     if bgr is None:
         raise ImageConversionError(
             f"could not decode compressed image ({buffer.size} bytes, format {image_format!r}); "
             "expected JPEG or PNG"
         )
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def compressed_size(data) -> tuple[int, int] | None:
+    """(width, height) from a PNG or JPEG header, without decoding; None for anything else."""
+    head = np.frombuffer(data, dtype=np.uint8)[:65536].tobytes()
+    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24 and head[12:16] == b"IHDR":
+        return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if not head.startswith(b"\xff\xd8"):
+        return None
+    pos = 2
+    while pos + 9 <= len(head):  # walk the JPEG segments up to a start-of-frame marker
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            return int.from_bytes(head[pos + 7:pos + 9], "big"), int.from_bytes(head[pos + 5:pos + 7], "big")
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+            pos += 2
+            continue
+        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+    return None
 
 
 def rgb_to_compressed(rgb: np.ndarray, image_format: str = "jpeg", jpeg_quality: int = 90) -> bytes:
