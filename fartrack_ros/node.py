@@ -101,6 +101,7 @@ class FarTrackNode(LifecycleNode):
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
 
+        self.add_pre_set_parameters_callback(self._log_rejected_parameters)
         self.add_on_set_parameters_callback(self._check_parameters)
         for spec in params.PARAMETERS:
             self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=managed))
@@ -224,14 +225,28 @@ class FarTrackNode(LifecycleNode):
     def _param(self, name: str):
         return self.get_parameter(name).value
 
+    def _rejection(self, name: str, value) -> str | None:
+        """Why setting ``name`` to ``value`` now is refused (None when it is not)."""
+        return (params.validate(name, value)
+                or params.change_allowed(name, configured=self._configured, active=self._active)
+                or self._model_refuses(name, value))
+
+    def _log_rejected_parameters(self, parameters) -> list:
+        """Pre-set hook: log every refused change with its reason, also the ones rclpy's own
+        descriptor checks (range, type, read-only) refuse before `_check_parameters` runs."""
+        try:
+            for parameter in parameters:
+                reason = self._rejection(parameter.name, parameter.value)
+                if reason:
+                    self.get_logger().warning(f"parameter change rejected: {reason}")
+        except Exception as exc:  # noqa: BLE001 - logging must not break the parameter service
+            self.get_logger().warning(f"parameter check failed: {type(exc).__name__}: {exc}")
+        return parameters
+
     def _check_parameters(self, parameters) -> SetParametersResult:
         for parameter in parameters:
-            reason = (params.validate(parameter.name, parameter.value)
-                      or params.change_allowed(parameter.name, configured=self._configured,
-                                               active=self._active)
-                      or self._model_refuses(parameter.name, parameter.value))
-            if reason:
-                self.get_logger().warning(f"parameter change rejected: {reason}")
+            reason = self._rejection(parameter.name, parameter.value)
+            if reason:  # logged by _log_rejected_parameters (at start: by main, with the reason)
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
