@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 
-import numpy as np
 import pytest
 
 from node_helpers import (
@@ -28,32 +27,12 @@ from node_helpers import (
     track_lockstep,
     weights_for_tests,
 )
+from robustness_helpers import ANCHOR_BOX, HEIGHT, WIDTH, Stamps, scene, wait_for_line, wait_for_log
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
-WIDTH, HEIGHT = 320, 240
 CACHE_SIZE = 4
 MAX_TARGETS = 3
-ANCHOR_BOX = (60.0, 80.0, 40.0, 40.0)
-
-
-def scene(shift: int = 0) -> np.ndarray:
-    """A textured background with a red and a blue object; the red one moves right by ``shift``."""
-    frame = np.random.default_rng(0).integers(60, 120, size=(HEIGHT, WIDTH, 3), dtype=np.uint8)
-    frame[80:120, 60 + shift:100 + shift] = (220, 40, 40)
-    frame[140:190, 200:240] = (40, 40, 220)
-    return frame
-
-
-class Stamps:
-    """Unique increasing stamps for the module."""
-
-    def __init__(self):
-        self.next_ns = 5_000 * 1_000_000_000
-
-    def __call__(self) -> int:
-        self.next_ns += 33_000_000
-        return self.next_ns
 
 
 @pytest.fixture(scope="module")
@@ -82,27 +61,6 @@ def ros_ok(ros):
     node = ros[0]
     assert node.alive(), node.log_text()[-4000:]
     assert "Traceback" not in node.log_text(), node.log_text()[-4000:]
-
-
-def wait_for_log(node, since: int, text: str, timeout: float = 5.0) -> bool:
-    """True once ``text`` appears in the node's output after character ``since``."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in node.log_text()[since:]:
-            return True
-        time.sleep(0.05)
-    return text in node.log_text()[since:]
-
-
-def wait_for_line(node, since: int, *parts: str, timeout: float = 5.0) -> bool:
-    """True once one line of the node's output after ``since`` contains every one of ``parts``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if any(all(part in line for part in parts) for line in node.log_text()[since:].splitlines()):
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(0.05)
 
 
 def publish_until_logged(node, probe, make_msg, text: str, attempts: int = 3) -> bool:
