@@ -1,0 +1,202 @@
+"""Faults at configure: weights missing, corrupt, of the wrong layout or the wrong variant, a
+checkpoint carrying a pickle payload, CUDA asked for where there is none, bad start parameters.
+
+A managed node (one process for the module) must refuse each bad configure, say why in its log and
+stay unconfigured; after all of them, good weights still configure, activate and track. The plain
+executable must exit non-zero with a one-line reason (no traceback, no hang). Checkpoints are
+untrusted: the payload's os.mkdir must never run (its marker folder must not appear).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+import torch
+from lifecycle_msgs.msg import State, Transition
+from lifecycle_msgs.srv import ChangeState, GetState
+
+from node_helpers import (
+    FIXTURE_WEIGHTS,
+    NodeProcess,
+    Probe,
+    pick_domain_id,
+    start_targets,
+    weights_for_tests,
+)
+from robustness_helpers import ANCHOR_BOX, Stamps, scene, wait_for_log
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+CUDA_WARNING = "device 'cuda' requested but no CUDA device is available: running on CPU"
+
+
+class Payload:
+    """Unpickling this calls os.mkdir(marker): the shape of every pickle exploit."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (self.marker,)
+
+
+@pytest.fixture(scope="module")
+def bad_weights(tmp_path_factory):
+    """name -> (weights path, variant, text the refusal must contain); plus the payload's marker."""
+    from fartrack_ros.model import load_checkpoint, save_checkpoint
+
+    folder = tmp_path_factory.mktemp("weights")
+    good = weights_for_tests()
+    state = torch.load(good, map_location="cpu", weights_only=True)
+    corrupt = folder / "truncated.pth"
+    corrupt.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    layout = folder / "no_net.pth"
+    torch.save({"state_dict": state["net"], "epoch": 3}, layout)
+    pico = folder / "pico6.pth"
+    save_checkpoint(load_checkpoint(FIXTURE_WEIGHTS, variant="pico"), pico)
+    marker = folder / "payload_ran"
+    evil = folder / "evil.pth"
+    torch.save({"net": state["net"], "settings": Payload(str(marker))}, evil)
+    cases = {
+        "missing": (folder / "missing.pth", "", f"weights file not found: {folder / 'missing.pth'}"),
+        "corrupt": (corrupt, "", f"weights file {corrupt} is corrupt or not a torch checkpoint"),
+        "wrong-layout": (layout, "", "is not in the FARTrack checkpoint layout: expected a dict with the "
+                                     "weights under 'net', found ['epoch', 'state_dict']"),
+        "wrong-variant": (pico, "tiny", "variant 'tiny' needs 15 layers but the checkpoint has only 6"),
+        "pickle-payload": (evil, "", f"refusing to load {evil}: checkpoint tries to call posix.mkdir"),
+    }
+    yield cases, marker
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def managed():
+    domain_id = pick_domain_id()
+    node = NodeProcess(domain_id, parameters={"weights": "/nonexistent/start.pth", "device": "cpu"},
+                       extra_args=["--managed"])
+    probe = None
+    try:
+        probe = Probe(domain_id)
+        yield node, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        code = node.stop()
+        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+
+
+def _state(probe) -> int:
+    return probe.call(GetState, "get_state", GetState.Request(), timeout=30.0).current_state.id
+
+
+def _transition(probe, transition_id: int) -> bool:
+    request = ChangeState.Request(transition=Transition(id=transition_id))
+    return probe.call(ChangeState, "change_state", request, timeout=60.0).success
+
+
+def _configure_refused(node, probe, reason: str, **parameters) -> None:
+    """Set ``parameters``, ask to configure: refused, the reason logged, still unconfigured."""
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert all(result.successful for result in probe.set_parameters(**parameters))
+    since = len(node.log_text())
+
+    assert not _transition(probe, Transition.TRANSITION_CONFIGURE)
+
+    assert wait_for_log(node, since, "configure failed: "), node.log_text()[-3000:]
+    assert reason in node.log_text()[since:], node.log_text()[since:]
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert node.alive() and "Traceback" not in node.log_text()
+
+
+@pytest.mark.parametrize("case", ["missing", "corrupt", "wrong-layout", "wrong-variant", "pickle-payload"])
+def test_bad_weights_are_refused_at_configure_and_the_node_stays_unconfigured(managed, bad_weights, case):
+    node, probe = managed
+    cases, marker = bad_weights
+    path, variant, reason = cases[case]
+
+    _configure_refused(node, probe, reason, weights=str(path), variant=variant, device="cpu")
+
+    assert not marker.exists(), "the checkpoint's pickled code ran"
+
+
+@no_cuda
+def test_cuda_with_device_strict_is_refused_at_configure(managed):
+    node, probe = managed
+
+    _configure_refused(node, probe, "device 'cuda' requested but no CUDA device is available "
+                       "(device_strict is set)", weights=str(weights_for_tests()), variant="",
+                       device="cuda", device_strict=True)
+
+
+@no_cuda
+def test_cuda_without_cuda_warns_once_then_configures_on_cpu_and_tracks(managed):
+    node, probe = managed
+    since = len(node.log_text())
+    assert all(r.successful for r in probe.set_parameters(
+        weights=str(weights_for_tests()), variant="", device="cuda", device_strict=False))
+
+    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()[-3000:]
+    assert _transition(probe, Transition.TRANSITION_ACTIVATE)
+    probe.wait_until_connected(node)
+    stamps = Stamps()
+    detections = start_targets(probe, scene(0), stamps(), [("anchor", ANCHOR_BOX)], scene(2), stamps())
+
+    log = node.log_text()[since:]
+    assert log.count("CUDA") == 1 and CUDA_WARNING in log, log
+    assert "[WARN]" in next(line for line in log.splitlines() if CUDA_WARNING in line)
+    assert " on cpu: loaded in" in log
+    assert detections is not None and [d.id for d in detections.detections] == ["anchor"]
+    status = probe.wait_for("status", lambda m: m.targets, timeout=5.0)
+    assert status is not None and status.device == "cpu"
+    assert _transition(probe, Transition.TRANSITION_DEACTIVATE)
+    assert _transition(probe, Transition.TRANSITION_CLEANUP)
+    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+
+
+# --- the plain executable -----------------------------------------------------------------------
+
+
+def _run_plain(parameters: dict, timeout: float = 90.0) -> tuple[int, str]:
+    node = NodeProcess(pick_domain_id(), parameters=parameters)
+    try:
+        code = node.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        node.stop()
+        pytest.fail(f"fartrack_node did not exit within {timeout} s:\n{node.log_text()}")
+    text = node.log_text()
+    node.stop()
+    return code, text
+
+
+@pytest.mark.parametrize("case, expected_code", [
+    ("missing", 1), ("pickle-payload", 1), ("invalid-parameter", 2), ("cuda-strict", 1),
+])
+def test_plain_executable_exits_non_zero_with_the_reason(bad_weights, case, expected_code):
+    cases, marker = bad_weights
+    if case == "cuda-strict":
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        parameters = {"device": "cuda", "device_strict": True, "weights": str(weights_for_tests())}
+        reason = "configure failed: device 'cuda' requested but no CUDA device is available"
+    elif case == "invalid-parameter":
+        parameters = {"device": "gpu", "weights": str(weights_for_tests())}
+        reason = "not started: invalid parameter: "
+    else:
+        path, _, refusal = cases[case]
+        parameters = {"device": "cpu", "weights": str(path)}
+        reason = "configure failed: " + refusal
+
+    started = time.monotonic()
+    code, output = _run_plain(parameters)
+
+    assert code == expected_code, output
+    assert reason in output, output
+    assert "Traceback" not in output, output
+    assert time.monotonic() - started < 60.0
+    assert not marker.exists()
+    if case == "invalid-parameter":
+        assert "device='gpu' is not valid: use auto, cpu, cuda or cuda:N" in output
