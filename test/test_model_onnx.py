@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import pytest
 import torch
 
-from fartrack_ros.model import ModelConfig, build_model, decode_boxes
+from fartrack_ros.model import ModelConfig, build_model, decode_boxes, load_checkpoint
 from fartrack_ros.model.onnx_backend import with_backend
+from fartrack_ros.tracker import Tracker, TrackerConfig
 
 pytest.importorskip("onnxruntime")
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
@@ -36,3 +40,20 @@ def test_onnx_backend_matches_torch_on_uniform_and_ragged_batches():
 def test_unknown_backend_is_rejected():
     with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
         with_backend(build_model(SMALL), "tensorrt")
+
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
+
+
+@pytest.mark.skipif(not (FIXTURES / "tracker_trace.npz").is_file(), reason="official fixtures not beside the repo")
+def test_tracker_boxes_are_the_same_with_onnxruntime():
+    """The exported graph, inside the real tracker, gives the torch boxes on the official trace."""
+    torch.set_num_threads(1)
+    trace = np.load(FIXTURES / "tracker_trace.npz")
+    model = load_checkpoint(FIXTURES / "fartrack_random_ckpt.pth", variant="pico")
+    boxes = {}
+    for backend in ("torch", "onnxruntime"):
+        tracker = Tracker(with_backend(model, backend), TrackerConfig(lost_threshold=0.0))
+        tracker.add_target(trace["frames"][0], trace["init_box"].tolist(), "t")
+        boxes[backend] = np.array([tracker.track(frame)[0].box_xywh for frame in trace["frames"][1:12]])
+    np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-3, rtol=0)

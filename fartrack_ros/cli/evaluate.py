@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default=None, choices=("tiny", "nano", "pico"),
                         help="FARTrack depth (default: all layers of the checkpoint)")
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
+    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
+                        help="FARTrack inference backend (default torch)")
     parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames per sequence")
     parser.add_argument("--max-sequences", type=int, default=None, help="use at most this many dataset sequences")
     parser.add_argument("--plot", metavar="PNG", default=None, help="write a success plot here")
@@ -69,7 +71,8 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --trackers is empty (give e.g. fartrack,csrt,kcf)", file=sys.stderr)
         return 2
     try:
-        runners = [make_runner(n, weights=args.weights, variant=args.variant, device=args.device) for n in names]
+        runners = [make_runner(n, weights=args.weights, variant=args.variant, device=args.device,
+                               backend=args.backend) for n in names]
         sequences, count = _sequences(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """fartrack-track: track one object through a video file or a folder of frames, offline.
 
-    fartrack-track INPUT --init x,y,w,h [--weights P] [--variant V] [--device D]
+    fartrack-track INPUT --init x,y,w,h [--weights P] [--variant V] [--device D] [--backend B]
                    [--memory bounded|official] [--out boxes.txt] [--save annotated.mp4]
 
 INPUT is a video file or a folder of images (read in name order). The output has one
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default="", choices=["", "tiny", "nano", "pico"],
                         help="use the first 15/10/6 layers of the checkpoint; empty keeps them all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                        help="inference backend (onnxruntime runs on the CPU; default torch)")
     parser.add_argument("--memory", default="bounded", choices=["bounded", "official"],
                         help="bounded: capped template memory with a confidence gate (default); "
                              "official: a template every frame, as the official tracker")
@@ -119,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # imported here so that --help stays fast
-    from ..model import CheckpointError, load_checkpoint
+    from ..model import CheckpointError, load_checkpoint, with_backend
     from ..tracker import Tracker, TrackerConfig
 
     try:
@@ -128,6 +130,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if first is None:
             raise InputError(f"{args.input} holds no frames")
         model = load_checkpoint(args.weights or None, variant=args.variant or None, device=args.device)
+        model = with_backend(model, args.backend)
         tracker = Tracker(model, TrackerConfig(memory=args.memory))
         tracker.add_target(first, args.init)
     except (InputError, CheckpointError, ValueError, RuntimeError) as exc:
