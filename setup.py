@@ -38,6 +38,8 @@ setup(
             "fartrack-make-data = fartrack_ros.cli.make_data:main",
             # training of the bundled default model
             "fartrack-train = fartrack_ros.cli.train:main",
+            # 10,000 frames through the node: RSS growth and template memory at its cap
+            "fartrack-soak = fartrack_ros.soak:main",
         ],
     },
 )

@@ -1,0 +1,54 @@
+"""A short soak (the long one is ``fartrack-soak``, 10,000 frames): frames through the node with
+two targets, closed loop; the node's RSS must grow less than 5 % after warm-up and every target's
+template memory must sit at its cap. A second run sends faster than the node can track: frames
+are dropped (and counted), memory still holds.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fartrack_ros.soak import SoakConfig, main, run_soak
+from node_helpers import FIXTURE_WEIGHTS, weights_for_tests
+
+pytestmark = [pytest.mark.ros, pytest.mark.slow]
+
+WEIGHTS = str(weights_for_tests())
+VARIANT = "pico" if weights_for_tests() == FIXTURE_WEIGHTS else ""  # the random fixture is slow as tiny
+
+
+@pytest.mark.timeout(300)
+def test_short_soak_holds_memory_and_the_template_cap(tmp_path, capsys):
+    figures = tmp_path / "soak.json"
+
+    code = main(["--frames", "600", "--warmup-frames", "200", "--sample-every", "50", "--template-cap", "8",
+                 "--node-threads", "1", "--weights", WEIGHTS, "--variant", VARIANT, "--quiet",
+                 "--json", str(figures)])
+
+    table = capsys.readouterr().out
+    result = json.loads(figures.read_text())
+    assert code == 0 and result["passed"], table
+    assert result["frames_sent"] == 600 and result["frames_answered"] >= 594, table
+    assert result["growth_pct"] < 5.0, table
+    assert result["templates_min"] == result["templates_max"] == 8, table
+    assert result["dropped_frames"] == 0, "closed loop: nothing to drop"
+    assert result["node_warnings"] == 0 and result["node_exit_code"] == 0, table
+    for label in ("throughput", "RSS after warm-up (frame 200)", "RSS growth after warm-up",
+                  "templates held per target", "min 8 / max 8 (cap 8)", "dropped frames", "PASS"):
+        assert label in table
+
+
+@pytest.mark.timeout(300)
+def test_a_camera_faster_than_the_node_drops_frames_and_memory_still_holds():
+    config = SoakConfig(frames=400, warmup_frames=150, sample_every=50, template_cap=6, weights=WEIGHTS,
+                        variant=VARIANT, rate_hz=400.0, node_threads=1)
+
+    result = run_soak(config)
+
+    assert result.frames_answered < result.frames_sent
+    assert result.dropped_frames > 0
+    assert result.growth_pct < 5.0
+    assert result.templates_min == result.templates_max == 6
+    assert result.node_exit_code == 0
