@@ -77,13 +77,17 @@ class NodeProcess:
                                         env=ros_env(domain_id), cwd=REPO)
 
     def log_text(self) -> str:
-        self._log.flush()
+        if not self.log_path.exists():
+            return getattr(self, "_text", "")
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text(errors="replace")
 
     def alive(self) -> bool:
         return self.process.poll() is None
 
     def stop(self, timeout: float = 15.0) -> int:
+        """SIGINT (then SIGKILL); the exit code. The log file is kept only after a failure."""
         if self.alive():
             self.process.send_signal(signal.SIGINT)
             try:
@@ -92,6 +96,9 @@ class NodeProcess:
                 self.process.kill()
                 self.process.wait(5)
         self._log.close()
+        if self.process.returncode == 0:
+            self._text = self.log_path.read_text(errors="replace")
+            self.log_path.unlink(missing_ok=True)
         return self.process.returncode
 
 
