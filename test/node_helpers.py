@@ -63,7 +63,9 @@ class NodeProcess:
 
     def __init__(self, domain_id: int, parameters: dict | None = None, extra_args: list[str] | None = None,
                  remaps: dict[str, str] | None = None):
-        self.log_path = Path(tempfile.mkstemp(prefix="fartrack_node_", suffix=".log")[1])
+        # In the run's private ROS_LOG_DIR when conftest.py set one (removed after the run).
+        log_dir = os.environ.get("ROS_LOG_DIR") or None
+        self.log_path = Path(tempfile.mkstemp(prefix="fartrack_node_", suffix=".log", dir=log_dir)[1])
         args = [sys.executable, str(node_executable()), *(extra_args or []), "--ros-args",
                 "--log-level", "info", "-r", f"__node:={NODE_NAME}"]
         for key, value in (remaps or {}).items():
