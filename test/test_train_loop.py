@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -112,6 +113,8 @@ def test_resumed_run_equals_an_uninterrupted_run(tmp_path, stop_after):
     assert resumed.step == stop_after
     resumed.run()
     assert_same_weights(full, weights(resumed))
+    logged = [json.loads(line)["step"] for line in (tmp_path / "cut" / "train_log.jsonl").read_text().splitlines()]
+    assert logged == list(range(1, RUN.total_steps + 1))  # each step logged once
 
 
 def test_checkpoints_load_with_weights_only_and_carry_the_official_keys(tmp_path):

@@ -1,7 +1,7 @@
 """fartrack-train: train a FARTrack model on generated sequences (default) or a GOT-10k/LaSOT folder.
 
 Examples:
-    fartrack-train --out out/run1                          # bundled-s from scratch, synthetic data
+    fartrack-train --out out/run1                          # bundled-m from scratch, synthetic data
     fartrack-train --out out/run1 --resume                 # continue from the latest checkpoint
     fartrack-train --out out/ft --init model.pth --steps 500 --dataset /data/GOT-10k/train
     fartrack-train --out out/tiny --variant tiny --device cuda --batch-size 64
@@ -19,7 +19,7 @@ from typing import Optional
 
 import torch
 
-DEFAULTS = {"steps": 6000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 150, "checkpoint_every": 250}
+DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      epilog="\n".join(__doc__.split("\n")[1:]))
     parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints/, final.pth, logs")
     model = parser.add_mutually_exclusive_group()
-    model.add_argument("--config", default=None, help="named model size (default bundled-s; test-xs for smoke runs)")
+    model.add_argument("--config", default=None, help="named model size: bundled-m (default, the shipped model), bundled-s, test-xs (smoke runs)")
     model.add_argument("--variant", choices=["tiny", "nano", "pico"], help="official FARTrack size, from scratch")
     model.add_argument("--init", type=Path, help="start from this checkpoint (its size and weights)")
     parser.add_argument("--resume", action="store_true",
@@ -101,7 +101,7 @@ def main(argv: Optional[list[str]] = None) -> int:
             model = load_checkpoint(args.init, device="cpu").train()
             origin = f"init {args.init}"
         else:
-            name = args.variant or args.config or "bundled-s"
+            name = args.variant or args.config or "bundled-m"
             try:
                 model = init_for_training(build_model(model_config(name)))
             except ValueError as exc:

@@ -40,7 +40,7 @@ class TrainConfig:
     """Hyper-parameters of a run; stored in every checkpoint so --resume continues the same run."""
 
     seed: int = 0
-    steps: int = 6000  # stage-1 optimizer steps
+    steps: int = 9000  # stage-1 optimizer steps
     batch_size: int = 16
     lr: float = 8e-4
     weight_decay: float = 0.05
@@ -52,9 +52,9 @@ class TrainConfig:
     label_sigma_bins: float = 1.0  # Gaussian soft target over neighbouring bins; 0 = one-hot CE
     objectness_weight: float = 1.0  # auxiliary per-search-token target BCE (see forward_for_training)
     attention_weight: float = 1.0  # auxiliary: command tokens' attention mass on the target tokens
-    stage2_steps: int = 150
+    stage2_steps: int = 200
     stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
-    checkpoint_every: int = 250
+    checkpoint_every: int = 500
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
@@ -231,6 +231,10 @@ class Trainer:
         torch.set_rng_state(checkpoint["torch_rng_state"])
         self.step = int(checkpoint["step"])
         self.wall_time_s = float(checkpoint.get("wall_time_s", 0.0))
+        log_path = self.out_dir / "train_log.jsonl"
+        if log_path.is_file():  # drop the steps the interrupted session logged after this checkpoint
+            lines = log_path.read_text().splitlines(keepends=True)
+            log_path.write_text("".join(line for line in lines if json.loads(line)["step"] <= self.step))
 
     # -- loop -----------------------------------------------------------------------------------
     def run(self, on_step: Optional[Callable[[int, dict[str, float]], None]] = None) -> dict[str, Any]:
