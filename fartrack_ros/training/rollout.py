@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..evaluation.metrics import iou_xywh
 from ..model.config import ModelConfig
 from ..tracker import Tracker, TrackerConfig
 from ..tracker.cropping import normalize_patches, sample_target
@@ -59,7 +60,7 @@ def track_clip(model, seq, start: int, length: int, tracker_config: TrackerConfi
                 slot_templates=[template_sources[i] for i in snapshot.slot_indices],
                 template_keep=snapshot.template_keep.copy(),
                 gt_xywh=seq.boxes[f].copy(),
-                tracked_iou=_iou_xywh(result.box_xywh, seq.boxes[f]),
+                tracked_iou=float(iou_xywh([result.box_xywh], seq.boxes[f:f + 1])[0]),
             ))
         num_added = max(tracker.inspect_target("target").held_indices) + 1
         if num_added > len(template_sources):  # this frame stored a template at the new state
@@ -116,12 +117,3 @@ def rollout_batch(model, source: SequenceSource, seed: int, iteration: int,
     batch = {name: torch.cat([b[name] for b in batches]) for name in batches[0]}
     return batch, float(np.mean(ious)) if ious else float("nan")
 
-
-def _iou_xywh(a, b) -> float:
-    ax, ay, aw, ah = (float(v) for v in a)
-    bx, by, bw, bh = (float(v) for v in b)
-    iw = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    ih = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    inter = iw * ih
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
