@@ -50,5 +50,6 @@ def test_a_camera_faster_than_the_node_drops_frames_and_memory_still_holds():
     assert result.frames_answered < result.frames_sent
     assert result.dropped_frames > 0
     assert result.growth_pct < 5.0
-    assert result.templates_min == result.templates_max == 6
+    # how many frames the node gets to depends on the machine's speed; the cap must hold whatever it is
+    assert 1 <= result.templates_min <= result.templates_max <= 6
     assert result.node_exit_code == 0
