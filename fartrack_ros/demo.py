@@ -31,12 +31,10 @@ STATUS_WAIT_NS = 500_000_000
 
 
 def _iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    w = max(0.0, min(ax + aw, bx + bw) - max(ax, bx))
-    h = max(0.0, min(ay + ah, by + bh) - max(ay, by))
-    union = aw * ah + bw * bh - w * h
-    return w * h / union if union > 0 else 0.0
+    """IoU of two xywh boxes (the evaluation's definition)."""
+    from fartrack_ros.evaluation.metrics import iou_xywh
+
+    return float(iou_xywh([a], [b])[0])
 
 
 def executable(name: str, module: str) -> list[str]:
