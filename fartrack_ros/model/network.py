@@ -220,13 +220,25 @@ class FARTrack(nn.Module):
 
         The score row (B,L) is the centre search token's attention, summed over layers and averaged
         over heads. The search block is found from the end, so the template block may be any length.
+        The layers compute in their weights' dtype (see `with_precision`); outputs are float32.
+        ``fused`` also trims the last block to the rows anyone reads (centre token and commands).
         """
         query = hidden.shape[1] - 4 - self.cfg.search_tokens + self.cfg.search_center_index
+        layers = self.backbone.layers()
+        hidden = hidden.to(self.compute_dtype)
         row_sum = None
-        for block in self.backbone.layers():
-            hidden, row = block(hidden, token_keep=token_keep, key_keep=key_keep, score_query=query, fused=fused)
-            row_sum = row if row_sum is None else row_sum + row
-        return hidden[:, -4:], row_sum
+        for index, block in enumerate(layers):
+            if fused and index == len(layers) - 1:
+                hidden, row = block.forward_rows(hidden, [slice(query, query + 1), slice(-4, None)], key_keep)
+            else:
+                hidden, row = block(hidden, token_keep=token_keep, key_keep=key_keep, score_query=query, fused=fused)
+            row_sum = row.float() if row_sum is None else row_sum + row.float()
+        return hidden[:, -4:].float(), row_sum
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """dtype the layer stack computes in: float32 unless `with_precision` lowered it."""
+        return self.backbone.layers()[0].attn.qkv.weight.dtype
 
     def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         """Fast path of the heavy part: fused attention over a gathered sequence -> (logits, score row).

@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .network import FARTrack
+from .precision import with_precision
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -89,13 +90,17 @@ class OnnxFARTrack(FARTrack):
         return torch.from_numpy(logits), torch.from_numpy(row)
 
 
-def with_backend(model: FARTrack, backend: str) -> FARTrack:
-    """The model to run for a backend name: the torch model itself, or its ONNX Runtime twin (CPU)."""
+def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> FARTrack:
+    """The model to run for a backend and precision: the torch model (lowered by `with_precision`
+    when asked), or its ONNX Runtime twin (CPU, float32)."""
     if backend == "torch":
-        return model
+        return with_precision(model, precision)
     if backend == "onnxruntime":
         if next(model.parameters()).device.type != "cpu":
             raise ValueError("backend 'onnxruntime' runs on the CPU here; use device 'cpu' or backend 'torch'")
+        if precision != "float32":
+            raise ValueError(f"backend 'onnxruntime' runs float32 only; use precision 'float32' or backend 'torch' "
+                             f"for {precision!r}")
         try:
             return OnnxFARTrack(model)
         except ImportError as exc:

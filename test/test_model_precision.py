@@ -1,0 +1,79 @@
+"""Reduced precision: a bfloat16 layer stack gives float32's outputs to bf16 rounding and tracks as well."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
+from fartrack_ros.evaluation.metrics import iou_xywh
+from fartrack_ros.model import ModelConfig, build_model, load_checkpoint, with_backend, with_precision
+from fartrack_ros.tracker import Tracker, TrackerConfig
+from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
+
+SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
+
+
+def test_lowering_returns_a_copy_and_keeps_embeddings_and_head_in_float32():
+    model = build_model(SMALL).eval()
+    lowered = with_precision(model, "bfloat16")
+    assert lowered is not model and model.compute_dtype == torch.float32
+    assert lowered.compute_dtype == torch.bfloat16
+    assert lowered.backbone.patch_embed.proj.weight.dtype == torch.float32
+    assert lowered.backbone.word_embeddings.weight.dtype == torch.float32
+    assert with_precision(model, "float32") is model
+
+
+def test_unknown_precision_and_onnxruntime_below_float32_are_refused():
+    model = build_model(SMALL).eval()
+    with pytest.raises(ValueError, match="unknown precision 'int4'"):
+        with_precision(model, "int4")
+    with pytest.raises(ValueError, match="runs float32 only"):
+        with_backend(model, "onnxruntime", "bfloat16")
+
+
+def test_bfloat16_outputs_are_float32_and_close_to_the_float32_model():
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(3)
+    embeds = torch.randn(2, cfg.num_template_slots, cfg.template_tokens, cfg.embed_dim, generator=gen)
+    search = torch.randn(2, 3, cfg.search_size, cfg.search_size, generator=gen)
+    keep = torch.ones(2, cfg.num_template_slots, cfg.template_tokens, dtype=torch.bool)
+    keep[0, :2, : cfg.num_pruned] = False  # ragged batch: padded keys must stay masked in bf16 too
+    with torch.inference_mode():
+        exact = model.forward_embedded(embeds, keep, search)
+        low = with_precision(model, "bfloat16").forward_embedded(embeds, keep, search)
+    assert low.logits.dtype == torch.float32 and low.template_scores.dtype == torch.float32
+    scale = exact.logits.abs().max()
+    assert (low.logits - exact.logits).abs().max() < 0.03 * scale
+    torch.testing.assert_close(low.template_scores, exact.template_scores, atol=5e-3, rtol=0.05)
+    assert torch.equal(low.template_scores == 0, exact.template_scores == 0)  # same pruned positions
+
+
+def _track(model, sequence) -> np.ndarray:
+    frames = [sequence.frame(i) for i in range(len(sequence))]
+    tracker = Tracker(model, TrackerConfig())
+    tracker.add_target(frames[0], sequence.boxes[0], "t")
+    return np.array([tracker.track(frame)[0].box_xywh for frame in frames[1:]])
+
+
+def _mean_iou(boxes_a, boxes_b) -> float:
+    return float(np.mean([iou_xywh(a, b) for a, b in zip(boxes_a, boxes_b)]))
+
+
+def test_bfloat16_tracks_held_out_sequences_as_well_as_float32():
+    model = load_checkpoint(None)
+    lowered = with_backend(model, "torch", "bfloat16")
+    ao, agreement = {"float32": [], "bfloat16": []}, []
+    for k in range(6):
+        sequence = generate_sequence(EVAL_SEED_BASE + k, SyntheticConfig(min_length=80, max_length=80))
+        exact, low = _track(model, sequence), _track(lowered, sequence)
+        ao["float32"].append(_mean_iou(exact, sequence.boxes[1:]))
+        ao["bfloat16"].append(_mean_iou(low, sequence.boxes[1:]))
+        agreement.append(_mean_iou(exact, low))
+    mean_ao = {p: float(np.mean(v)) for p, v in ao.items()}
+    assert mean_ao["float32"] > 0.6, ao  # the sequences are trackable, so the comparison means something
+    assert mean_ao["bfloat16"] > mean_ao["float32"] - 0.05, ao
+    assert float(np.median(agreement)) > 0.85, agreement
