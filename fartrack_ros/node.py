@@ -20,7 +20,9 @@ Threading. The image callback only stores the received message (no conversion): 
 cache, and, while targets exist, in a keep-last-1 slot. A worker thread takes the newest frame
 from the slot, converts it, tracks, publishes. A frame overwritten in the slot before the worker
 took it is counted as dropped, so a slow model never queues behind the camera. Init, remove and
-reset run in their own callback group and serialise with the worker on one tracker lock.
+reset run in their own callback group and serialise with the worker on one tracker lock. Every
+model call (loading, warm-up, new templates, tracking) runs in one compute thread: a second
+thread computing with PyTorch makes OpenMP stop spin-waiting and halves the model's speed.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
 stamp equals the init header stamp (zero stamp: the latest frame); an init for a stamp no longer
@@ -65,6 +67,7 @@ from diagnostic_msgs.msg import DiagnosticArray
 from fartrack_ros.msg import TrackerStatus
 
 from . import params
+from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
 from .frame_cache import CachedFrame, FrameCache, LatestSlot
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
@@ -96,7 +99,8 @@ class FarTrackNode(LifecycleNode):
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
         self._slot = LatestSlot()
-        self._worker: threading.Thread | None = None
+        self._worker: threading.Thread | None = None  # converts, hands frames to _compute, publishes
+        self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._image_subscription = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
@@ -112,7 +116,7 @@ class FarTrackNode(LifecycleNode):
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         values = {spec.name: self._param(spec.name) for spec in params.PARAMETERS}
         try:
-            self._loaded = load_tracker(values, log=self.get_logger())
+            self._loaded = self._compute.run(load_tracker, values, log=self.get_logger())
         except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -151,6 +155,7 @@ class FarTrackNode(LifecycleNode):
         """Stop the worker and free everything (for a clean exit without lifecycle services)."""
         self._stop_images()
         self._release()
+        self._compute.shutdown()
 
     def _create_interfaces(self) -> None:
         group = self._control_group
@@ -313,7 +318,7 @@ class FarTrackNode(LifecycleNode):
             loaded = self._loaded
             if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
                 return
-            results = loaded.tracker.track(rgb)
+            results = self._compute.run(loaded.tracker.track, rgb)
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
             started = time.perf_counter()
             header = frame.header
@@ -353,7 +358,7 @@ class FarTrackNode(LifecycleNode):
             for detection in msg.detections:
                 try:
                     requested = init_box(detection)
-                    target_id = tracker.add_target(rgb, requested, detection.id or None)
+                    target_id = self._compute.run(tracker.add_target, rgb, requested, detection.id or None)
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue

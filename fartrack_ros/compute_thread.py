@@ -1,0 +1,38 @@
+"""One thread for every model call of a process that also runs other threads (the ROS node).
+
+PyTorch's CPU kernels run on GNU OpenMP, which keeps a pool of helper threads for *each* thread
+that starts parallel work. Once the process holds more such threads than it has CPUs, every pool
+stops spin-waiting between parallel regions and sleeps instead, and a forward pass (hundreds of
+short parallel ops) runs about twice as slowly: measured 3.6 ms per frame for the bundled model
+on 2 cores with one computing thread, 7.1-7.5 ms once a second thread had also run the model.
+Loading, warm-up, template creation and tracking therefore all go through one thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
+
+
+class ComputeThread:
+    """A single long-lived thread that runs the callables given to `run`, one at a time."""
+
+    def __init__(self, name: str = "fartrack_compute") -> None:
+        self._ident: int | None = None
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._remember)
+
+    def _remember(self) -> None:
+        self._ident = threading.get_ident()
+
+    def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` in the compute thread; blocks for its result (or its exception)."""
+        if threading.get_ident() == self._ident:  # already there: a nested call must not wait on itself
+            return fn(*args, **kwargs)
+        return self._pool.submit(fn, *args, **kwargs).result()
+
+    def shutdown(self) -> None:
+        """Finish the running call, drop queued ones and end the thread."""
+        self._pool.shutdown(wait=True, cancel_futures=True)

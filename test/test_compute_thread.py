@@ -1,0 +1,33 @@
+"""ComputeThread runs every call in one long-lived thread, returns results and passes errors on."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from fartrack_ros.compute_thread import ComputeThread
+
+
+def test_calls_from_several_threads_all_run_in_the_same_other_thread():
+    compute = ComputeThread()
+    seen: list[int] = []
+    callers = [threading.Thread(target=lambda: seen.append(compute.run(threading.get_ident))) for _ in range(4)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+    seen.append(compute.run(threading.get_ident))
+    compute.shutdown()
+    assert len(set(seen)) == 1 and seen[0] != threading.get_ident()
+
+
+def test_result_and_exception_reach_the_caller_and_nested_calls_do_not_deadlock():
+    compute = ComputeThread()
+    assert compute.run(lambda a, b=0: a + b, 2, b=3) == 5
+    assert compute.run(lambda: compute.run(lambda: "inner")) == "inner"
+    with pytest.raises(KeyError, match="missing"):
+        compute.run(lambda: {}["missing"])
+    compute.shutdown()
+    with pytest.raises(RuntimeError):
+        compute.run(lambda: None)
