@@ -24,7 +24,7 @@ WARMUP_FRAME_HW = (240, 320)
 class LoadedTracker:
     tracker: Tracker
     device: str  # the device the model actually runs on, e.g. "cpu", "cuda:0"
-    model_name: str  # "<variant>/<backend>", e.g. "tiny/torch"
+    model_name: str  # "<variant>/<backend>[-<precision>]", e.g. "tiny/torch", "tiny/torch-bfloat16"
     weights: str  # the checkpoint file
     load_s: float
     warmup_s: float
@@ -58,7 +58,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     if reason is not None and log is not None:
         log.warning(f"device {requested!r} requested but {reason}: running on CPU")
     started = time.perf_counter()
-    model = _load_model(values["backend"], weights_path if weights else None, variant,
+    model = _load_model(values["backend"], values["precision"], weights_path if weights else None, variant,
                         "cpu" if reason is not None else requested, values["device_strict"])
     load_s = time.perf_counter() - started
     cfg = model.cfg
@@ -76,7 +76,8 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     ))
     started = time.perf_counter()
     warm_up(tracker)
-    return LoadedTracker(tracker, device, f"{cfg.name}/{values['backend']}", weights_path, load_s,
+    runtime = values["backend"] if values["precision"] == "float32" else f"{values['backend']}-{values['precision']}"
+    return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
                          time.perf_counter() - started)
 
 
@@ -91,10 +92,11 @@ def warm_up(tracker: Tracker) -> None:
         tracker.remove_target("__warmup__")
 
 
-def _load_model(backend: str, weights: str | None, variant: str | None, device: str, strict: bool):
-    """The torch model, or its ONNX Runtime twin (``with_backend`` says why when it cannot)."""
+def _load_model(backend: str, precision: str, weights: str | None, variant: str | None, device: str,
+                strict: bool):
+    """The torch model at ``precision``, or its ONNX Runtime twin (``with_backend`` says why when it cannot)."""
     model = load_checkpoint(weights, variant=variant, device=device, strict_device=strict)
-    return with_backend(model, backend)
+    return with_backend(model, backend, precision)
 
 
 def _model_device(model) -> str:

@@ -41,6 +41,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
     parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
                         help="FARTrack inference backend (default torch)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 2x faster on "
+                             "CPUs with native bf16; default float32)")
     parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames per sequence")
     parser.add_argument("--max-sequences", type=int, default=None, help="use at most this many dataset sequences")
     parser.add_argument("--plot", metavar="PNG", default=None, help="write a success plot here")
@@ -72,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         runners = [make_runner(n, weights=args.weights, variant=args.variant, device=args.device,
-                               backend=args.backend) for n in names]
+                               backend=args.backend, precision=args.precision) for n in names]
         sequences, count = _sequences(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)

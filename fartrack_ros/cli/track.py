@@ -1,6 +1,6 @@
 """fartrack-track: track one object through a video file or a folder of frames, offline.
 
-    fartrack-track INPUT --init x,y,w,h [--weights P] [--variant V] [--device D] [--backend B]
+    fartrack-track INPUT --init x,y,w,h [--weights P] [--variant V] [--device D] [--backend B] [--precision P]
                    [--memory bounded|official] [--out boxes.txt] [--save annotated.mp4]
 
 INPUT is a video file or a folder of images (read in name order). The output has one
@@ -110,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
+    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 2x faster on "
+                             "CPUs with native bf16; default float32)")
     parser.add_argument("--memory", default="bounded", choices=["bounded", "official"],
                         help="bounded: capped template memory with a confidence gate (default); "
                              "official: a template every frame, as the official tracker")
@@ -130,7 +133,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         if first is None:
             raise InputError(f"{args.input} holds no frames")
         model = load_checkpoint(args.weights or None, variant=args.variant or None, device=args.device)
-        model = with_backend(model, args.backend)
+        model = with_backend(model, args.backend, args.precision)
         tracker = Tracker(model, TrackerConfig(memory=args.memory))
         tracker.add_target(first, args.init)
     except (InputError, CheckpointError, ValueError, RuntimeError) as exc:

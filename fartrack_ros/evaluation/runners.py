@@ -64,20 +64,20 @@ class FARTrackRunner:
     """Our tracker (``fartrack_ros.tracker.Tracker``) with one target, as a runner.
 
     Give a loaded network (``model``) or let it load ``weights`` (None: the bundled model) with
-    ``variant`` on ``device``, run by ``backend`` (torch or onnxruntime). The tracker package is
+    ``variant`` on ``device``, run by ``backend`` (torch or onnxruntime) at ``precision``. The tracker package is
     imported only here, on demand.
     """
 
     name = "fartrack"
 
     def __init__(self, weights: str | None = None, variant: str | None = None, device: str = "cpu",
-                 model=None, tracker_config=None, backend: str = "torch") -> None:
+                 model=None, tracker_config=None, backend: str = "torch", precision: str = "float32") -> None:
         from fartrack_ros.model import load_checkpoint, with_backend
         from fartrack_ros.tracker import Tracker
 
         if model is None:
             model = load_checkpoint(weights, variant=variant, device=device)
-        model = with_backend(model, backend)
+        model = with_backend(model, backend, precision)
         self._tracker = Tracker(model, tracker_config)
 
     def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
@@ -90,11 +90,12 @@ class FARTrackRunner:
 
 
 def make_runner(name: str, weights: str | None = None, variant: str | None = None,
-                device: str = "cpu", backend: str = "torch") -> TrackerRunner:
+                device: str = "cpu", backend: str = "torch", precision: str = "float32") -> TrackerRunner:
     """A runner by name: ``fartrack``, ``csrt`` or ``kcf``."""
     key = name.strip().lower()
     if key == "fartrack":
-        return FARTrackRunner(weights=weights, variant=variant, device=device, backend=backend)
+        return FARTrackRunner(weights=weights, variant=variant, device=device, backend=backend,
+                              precision=precision)
     if key in ("csrt", "kcf"):
         return OpenCVRunner(key)
     raise ValueError(f"unknown tracker {name!r} (choose from fartrack, csrt, kcf)")
