@@ -17,8 +17,30 @@ import torch
 from .model import FARTrack, build_model, load_checkpoint, with_backend
 from .tracker import Tracker, TrackerConfig
 
-# Backend rows of the model table: (label, backend, fused attention).
-MODEL_BACKENDS = (("torch-eager", "torch", False), ("torch-fused", "torch", True), ("onnxruntime", "onnxruntime", True))
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How a model row runs: backend, fused fast path or the official eager arithmetic, precision."""
+
+    label: str
+    backend: str = "torch"
+    fused: bool = True
+    precision: str = "float32"
+
+
+def model_runtimes(device: str) -> tuple[Runtime, ...]:
+    """The model-table columns for a device: eager, fused and reduced precision; ORT on the CPU."""
+    eager, fused = Runtime("torch-eager", fused=False), Runtime("torch-fused")
+    if device.startswith("cuda"):
+        return eager, fused, Runtime("torch-fp16", precision="float16")
+    return eager, fused, Runtime("torch-bf16", precision="bfloat16"), Runtime("onnxruntime", "onnxruntime")
+
+
+def tracker_runtimes(device: str) -> tuple[Runtime, ...]:
+    """The fast tracker rows for a device (the baseline row is the masked eager float32 tracker)."""
+    return tuple(Runtime(f"fast {r.label.replace('torch-fused', 'torch')}", r.backend, True, r.precision)
+                 for r in model_runtimes(device) if r.fused)
 
 
 @dataclass
@@ -36,45 +58,51 @@ class Row:
 
 
 def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds."""
+    """Median wall time of fn() in milliseconds (CUDA work is waited for inside each timing)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - start)
     return 1000.0 * statistics.median(times)
 
 
-def load_variant(name: str) -> FARTrack:
+def load_variant(name: str, device: str = "cpu") -> FARTrack:
     """Official-size variants get random weights (speed does not depend on them); 'bundled' loads ours."""
     if name == "bundled":
-        return load_checkpoint(None)
+        return load_checkpoint(None, device=device)
     torch.manual_seed(0)
-    return build_model(name).eval()
+    return build_model(name).eval().to(device)
 
 
 def model_rows(model: FARTrack, label: str, repeats: int) -> list[Row]:
-    """Forward time at batch 1 for each backend x (masked, dropped) with steady-state pruning."""
+    """Forward time at batch 1 for each runtime x (masked, dropped) with steady-state pruning."""
     cfg = model.cfg
+    device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
     templates = torch.randn(1, cfg.num_template_slots, 3, cfg.template_size, cfg.template_size, generator=gen)
     search = torch.randn(1, 3, cfg.search_size, cfg.search_size, generator=gen)
-    keep = torch.ones(1, cfg.num_template_slots, cfg.template_tokens, dtype=torch.bool)
+    templates, search = templates.to(device), search.to(device)
+    keep = torch.ones(1, cfg.num_template_slots, cfg.template_tokens, dtype=torch.bool, device=device)
     keep[:, :-1, : cfg.num_pruned] = False  # every stored slot carries its prune mask, the newest none
     rows = []
     with torch.inference_mode():
-        for backend_label, backend, fused in MODEL_BACKENDS:
-            runner = with_backend(model, backend)
+        for runtime in model_runtimes(device.type):
+            runner = with_backend(model, runtime.backend, runtime.precision)
             for mode, drop in (("masked", False), ("dropped", True)):
-                if mode == "masked" and not fused:
+                if mode == "masked" and not runtime.fused:
                     # the official computation: all templates re-embedded, masked attention, every frame
                     fn = lambda: runner(templates, search, keep.flatten(1))  # noqa: E731
                 else:
                     embeds = runner.embed_template(templates[0]).unsqueeze(0)
-                    fn = lambda e=embeds, d=drop: runner.forward_embedded(e, keep, search, drop_pruned=d, fused=fused)  # noqa: E731
-                rows.append(Row("model", f"{label} {backend_label} {mode}", median_ms(fn, repeats)))
+                    fn = lambda e=embeds, d=drop, f=runtime.fused: runner.forward_embedded(  # noqa: E731
+                        e, keep, search, drop_pruned=d, fused=f)
+                rows.append(Row("model", f"{label} {runtime.label} {mode}", median_ms(fn, repeats)))
     return rows
 
 
@@ -87,9 +115,10 @@ def synthetic_frames(count: int, seed: int = 1_000_000) -> tuple[list[np.ndarray
 
 
 def tracker_ms(model: FARTrack, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
-               backend: str = "torch") -> tuple[float, dict[str, float]]:
+               backend: str = "torch", precision: str = "float32") -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode)."""
-    tracker = Tracker(with_backend(model, backend), TrackerConfig(memory=memory, max_targets=max(targets, 1)))
+    tracker = Tracker(with_backend(model, backend, precision),
+                      TrackerConfig(memory=memory, max_targets=max(targets, 1)))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
     totals, stages = [], {"crop": [], "model": [], "decode": []}

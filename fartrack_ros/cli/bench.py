@@ -10,7 +10,7 @@ from typing import Optional
 import torch
 
 from .. import benchmark as bm
-from ..model import load_checkpoint
+from ..model import load_checkpoint, resolve_device
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -18,14 +18,20 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--variants", default="tiny,nano,pico,bundled",
                         help="comma list of tiny, nano, pico (official sizes, random weights) and bundled")
     parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime CPU threads")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda or cuda:N for the model, tracker and scaling rows (default cpu)")
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per model row")
     parser.add_argument("--frames", type=int, default=40, help="frames of the generated sequence for tracker rows")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
     parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
+    parser.add_argument("--scaling-precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="precision of the multi-target rows (default float32)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
     parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
     parser.add_argument("--node-variant", default="", help="variant for the node rows ('' = as the checkpoint)")
+    parser.add_argument("--node-precision", default="float32", choices=("float32", "bfloat16", "float16"),
+                        help="precision the node rows run at (default float32)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
 
@@ -33,6 +39,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    device = resolve_device(args.device, strict=True)
     skip = {s for s in args.skip.split(",") if s}
     variants = [v for v in args.variants.split(",") if v]
     rows: list[bm.Row] = []
@@ -40,7 +47,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     loaded = {}
     for variant in variants:
         try:
-            loaded[variant] = bm.load_variant(variant)
+            loaded[variant] = bm.load_variant(variant, device)
         except Exception as exc:  # a missing bundled model must not stop the other rows
             print(f"skipping variant {variant}: {exc}", file=sys.stderr)
 
@@ -50,19 +57,23 @@ def main(argv: Optional[list[str]] = None) -> int:
         if "tracker" not in skip:
             base_ms, _ = bm.tracker_ms(model, frames, boxes, memory="official")
             rows.append(bm.Row("tracker", f"{variant} baseline (masked eager)", base_ms, {"speedup": "1.00x"}))
-            for backend in ("torch", "onnxruntime"):
-                ms, stages = bm.tracker_ms(model, frames, boxes, memory="bounded", backend=backend)
+            for runtime in bm.tracker_runtimes(device.type):
+                ms, stages = bm.tracker_ms(model, frames, boxes, memory="bounded", backend=runtime.backend,
+                                           precision=runtime.precision)
                 split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
-                rows.append(bm.Row("tracker", f"{variant} fast {backend}", ms,
+                rows.append(bm.Row("tracker", f"{variant} {runtime.label}", ms,
                                    {"speedup": f"{base_ms / ms:.2f}x", "stages ms": split}))
 
     if "scaling" not in skip and args.scaling_variant in loaded:
         model = loaded[args.scaling_variant]
         one_ms = None
         for count in (int(c) for c in args.targets.split(",")):
-            ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count)
+            ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count,
+                                  precision=args.scaling_precision)
             one_ms = one_ms or ms
-            rows.append(bm.Row("scaling", f"{args.scaling_variant} {count} targets", ms,
+            label = args.scaling_variant if args.scaling_precision == "float32" else \
+                f"{args.scaling_variant} {args.scaling_precision}"
+            rows.append(bm.Row("scaling", f"{label} {count} targets", ms,
                                {"ms/target": f"{ms / count:.1f}", "vs 1 target": f"{ms / one_ms:.2f}x"}))
 
     if "opencv" not in skip:
@@ -89,16 +100,17 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
         print(f"node rows skipped: ROS 2 is not importable here ({exc})", file=sys.stderr)
         return []
     model = load_checkpoint(args.node_weights or None, variant=args.node_variant or None)
-    tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded")
+    tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", precision=args.node_precision)
     result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=args.node_weights,
-                                  variant=args.node_variant)
-    label = model.cfg.name
+                                  variant=args.node_variant, precision=args.node_precision)
+    label = model.cfg.name if args.node_precision == "float32" else f"{model.cfg.name} {args.node_precision}"
+    stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
+    overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
     return [
         bm.Row("node", f"{label} tracker in-process (reference)", tracker_ms),
         bm.Row("node", f"{label} publish->detections", result.p50_ms, {
-            "p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}",
-            "in-node p50": f"{result.node_p50_ms:.1f}", "frames": str(result.received),
-            "overhead": f"{result.p50_ms / tracker_ms:.2f}x tracker"}),
+            "p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}", "frames": str(result.received),
+            "overhead": f"{overhead_pct:+.0f}% ({result.p50_ms - tracker_ms:+.2f} ms)", "in-node stages ms": stages}),
     ]
 
 

@@ -1,0 +1,28 @@
+"""fartrack-bench prints one table with every section asked for and writes the plot.
+
+No timing is asserted here (speed is read from the table, on a quiet machine); this checks that
+the rows are there and well-formed.
+"""
+
+from __future__ import annotations
+
+import re
+
+from fartrack_ros.cli import bench
+from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
+
+
+def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, capsys):
+    plot = tmp_path / "bench.png"
+    assert bench.main(["--variants", "bundled", "--skip", "node,opencv", "--threads", "1", "--repeats", "1",
+                       "--frames", "8", "--targets", "1,2", "--plot", str(plot)]) == 0
+    table = capsys.readouterr().out
+    for mode in ("masked", "dropped"):
+        for runtime in ("torch-eager", "torch-fused", "torch-bf16", "onnxruntime"):
+            assert re.search(rf"^model +bundled {runtime} {mode} +\d+\.\d+ +\d+\.\d", table, re.M), table
+    assert re.search(r"^tracker +bundled baseline \(masked eager\) .* speedup: 1\.00x", table, re.M), table
+    for runtime in ("torch", "torch-bf16", "onnxruntime"):
+        assert re.search(rf"^tracker +bundled fast {runtime} .* speedup: \d+\.\d\dx +stages ms: crop [\d.]+ "
+                         rf"model [\d.]+ decode [\d.]+$", table, re.M), table
+    assert re.search(r"^scaling +bundled 2 targets .* vs 1 target: \d+\.\d\dx", table, re.M), table
+    assert plot.stat().st_size > 1000
