@@ -24,5 +24,6 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     for runtime in ("torch", "torch-bf16", "onnxruntime"):
         assert re.search(rf"^tracker +bundled fast {runtime} .* speedup: \d+\.\d\dx +stages ms: crop [\d.]+ "
                          rf"model [\d.]+ decode [\d.]+$", table, re.M), table
-    assert re.search(r"^scaling +bundled 2 targets .* vs 1 target: \d+\.\d\dx", table, re.M), table
+    for precision in ("float32", "bfloat16"):
+        assert re.search(rf"^scaling +bundled {precision} 2 targets .* vs 1 target: \d+\.\d\dx", table, re.M), table
     assert plot.stat().st_size > 1000

@@ -24,8 +24,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--frames", type=int, default=40, help="frames of the generated sequence for tracker rows")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
     parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
-    parser.add_argument("--scaling-precision", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="precision of the multi-target rows (default float32)")
+    parser.add_argument("--scaling-precisions", default="",
+                        help="comma list of precisions for the multi-target rows (default: float32 and the "
+                             "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
     parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
@@ -66,15 +67,14 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if "scaling" not in skip and args.scaling_variant in loaded:
         model = loaded[args.scaling_variant]
-        one_ms = None
-        for count in (int(c) for c in args.targets.split(",")):
-            ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count,
-                                  precision=args.scaling_precision)
-            one_ms = one_ms or ms
-            label = args.scaling_variant if args.scaling_precision == "float32" else \
-                f"{args.scaling_variant} {args.scaling_precision}"
-            rows.append(bm.Row("scaling", f"{label} {count} targets", ms,
-                               {"ms/target": f"{ms / count:.1f}", "vs 1 target": f"{ms / one_ms:.2f}x"}))
+        reduced = "float16" if device.type == "cuda" else "bfloat16"
+        for precision in [p for p in (args.scaling_precisions or f"float32,{reduced}").split(",") if p]:
+            one_ms = None
+            for count in (int(c) for c in args.targets.split(",")):
+                ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count, precision=precision)
+                one_ms = one_ms or ms
+                rows.append(bm.Row("scaling", f"{args.scaling_variant} {precision} {count} targets", ms,
+                                   {"ms/target": f"{ms / count:.1f}", "vs 1 target": f"{ms / one_ms:.2f}x"}))
 
     if "opencv" not in skip:
         for kind in ("csrt", "kcf"):
