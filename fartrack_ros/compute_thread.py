@@ -11,7 +11,7 @@ Loading, warm-up, template creation and tracking therefore all go through one th
 from __future__ import annotations
 
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
@@ -22,6 +22,7 @@ class ComputeThread:
 
     def __init__(self, name: str = "fartrack_compute") -> None:
         self._ident: int | None = None
+        self._closed = False
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=name, initializer=self._remember)
 
     def _remember(self) -> None:
@@ -33,6 +34,17 @@ class ComputeThread:
             return fn(*args, **kwargs)
         return self._pool.submit(fn, *args, **kwargs).result()
 
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future:
+        """Queue ``fn(*args, **kwargs)`` for the compute thread and return at once."""
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def wait_idle(self) -> None:
+        """Return once every call queued so far has finished (at once after `shutdown`)."""
+        if self._closed or threading.get_ident() == self._ident:
+            return
+        self._pool.submit(lambda: None).result()
+
     def shutdown(self) -> None:
         """Finish the running call, drop queued ones and end the thread."""
+        self._closed = True
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -17,12 +17,13 @@ pub    ``~/debug_image``      ``sensor_msgs/Image``, drawn only while someone su
 =====  =====================  ==========================================================
 
 Threading. The image callback only stores the received message (no conversion): in the frame
-cache, and, while targets exist, in a keep-last-1 slot. A worker thread takes the newest frame
-from the slot, converts it, tracks, publishes. A frame overwritten in the slot before the worker
-took it is counted as dropped, so a slow model never queues behind the camera. Init, remove and
-reset serialise with the worker on one tracker lock. Every model call (loading, warm-up, new
-templates, tracking) runs in one compute thread: a second thread computing with PyTorch makes
-OpenMP stop spin-waiting and halves the model's speed. The executable spins a single-threaded
+cache, and, while targets exist, in a keep-last-1 slot, and asks the compute thread to track.
+The compute thread takes the newest frame from the slot, converts it, tracks, publishes. A frame
+overwritten in the slot before it was taken is counted as dropped, so a slow model never queues
+behind the camera. Everything that runs the model (loading, warm-up, new targets, tracking) runs
+in that one compute thread: a second thread computing with PyTorch makes OpenMP stop
+spin-waiting and halves the model's speed. Remove, reset and parameter changes take the tracker
+lock. The executable spins a single-threaded
 executor: with rclpy's MultiThreadedExecutor, closed-loop round trips on 2 cores stalled for
 0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread p50 8.7 ms, max 50 ms.
 The callback groups below still keep the node correct inside a multi-threaded executor.
@@ -102,8 +103,9 @@ class FarTrackNode(LifecycleNode):
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
         self._slot = LatestSlot()
-        self._worker: threading.Thread | None = None  # converts, hands frames to _compute, publishes
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
+        self._track_queued = False  # a _track_latest call is queued in the compute thread
+        self._queue_lock = threading.Lock()
         self._image_subscription = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
@@ -131,9 +133,7 @@ class FarTrackNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._subscribe_images()
         self._slot.reopen()
-        self._worker = threading.Thread(target=self._work, name="fartrack_worker", daemon=True)
         self._active = True
-        self._worker.start()
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -225,9 +225,7 @@ class FarTrackNode(LifecycleNode):
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
         self._slot.close()
-        if self._worker is not None:
-            self._worker.join(timeout=10.0)
-            self._worker = None
+        self._compute.wait_idle()  # a frame being tracked is finished and published
 
     # -- parameters -----------------------------------------------------------------------------
     def _param(self, name: str):
@@ -297,21 +295,29 @@ class FarTrackNode(LifecycleNode):
             return
         self._stats.record_received()
         self._cache.put(frame)
-        if self._num_targets and self._slot.put(frame):
+        if not self._num_targets or not self._active:
+            return
+        if self._slot.put(frame):
             self._stats.record_dropped()
+        with self._queue_lock:
+            if self._track_queued:
+                return  # the queued call will take this frame (the newest) from the slot
+            self._track_queued = True
+        self._compute.submit(self._track_latest)
 
-    def _work(self) -> None:
-        while self._active:
-            frame = self._slot.take(timeout=0.5)
-            if frame is None:
-                continue
-            try:
-                self._process(frame)
-            except Exception as exc:  # noqa: BLE001 - the worker must survive any one frame
-                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: "
-                           f"{type(exc).__name__}: {exc}")
-            finally:
-                frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
+    def _track_latest(self) -> None:
+        """Compute thread: track the newest waiting frame, if any."""
+        with self._queue_lock:
+            self._track_queued = False
+        frame = self._slot.take(timeout=0)
+        if frame is None or not self._active:
+            return
+        try:
+            self._process(frame)
+        except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+            self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {type(exc).__name__}: {exc}")
+        finally:
+            frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
     def _process(self, frame: CachedFrame) -> None:
         if frame.seq <= self._track_after_seq:
@@ -321,7 +327,7 @@ class FarTrackNode(LifecycleNode):
             loaded = self._loaded
             if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
                 return
-            results = self._compute.run(loaded.tracker.track, rgb)
+            results = loaded.tracker.track(rgb)
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
             started = time.perf_counter()
             header = frame.header
@@ -341,11 +347,12 @@ class FarTrackNode(LifecycleNode):
     # -- targets --------------------------------------------------------------------------------
     def _on_init(self, msg: Detection2DArray) -> None:
         try:
-            self._start_targets(msg)
+            self._compute.run(self._start_targets, msg)
         except Exception as exc:  # noqa: BLE001
             self._warn(f"init ignored: {type(exc).__name__}: {exc}")
 
     def _start_targets(self, msg: Detection2DArray) -> None:
+        """Compute thread (it runs the model): start a target per detection of an init."""
         if not msg.detections:
             self._warn("init ignored: the Detection2DArray has no detections")
             return
@@ -361,7 +368,7 @@ class FarTrackNode(LifecycleNode):
             for detection in msg.detections:
                 try:
                     requested = init_box(detection)
-                    target_id = self._compute.run(tracker.add_target, rgb, requested, detection.id or None)
+                    target_id = tracker.add_target(rgb, requested, detection.id or None)
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue

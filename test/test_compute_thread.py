@@ -29,5 +29,17 @@ def test_result_and_exception_reach_the_caller_and_nested_calls_do_not_deadlock(
     with pytest.raises(KeyError, match="missing"):
         compute.run(lambda: {}["missing"])
     compute.shutdown()
+    compute.wait_idle()  # returns at once once shut down
     with pytest.raises(RuntimeError):
         compute.run(lambda: None)
+
+
+def test_wait_idle_returns_after_the_queued_calls_finished():
+    compute = ComputeThread()
+    gate, done = threading.Event(), []
+    compute.submit(gate.wait, 5.0)
+    compute.submit(done.append, "second")
+    threading.Timer(0.05, gate.set).start()
+    compute.wait_idle()
+    assert done == ["second"]
+    compute.shutdown()
