@@ -5,7 +5,7 @@
     ros2 launch fartrack_ros fartrack.launch.py use_lifecycle:=true   # then: ros2 lifecycle set ...
 
 Parameters come from params_file (default: the package's config/fartrack.yaml); the device,
-weights and variant arguments override it when given (left empty they keep the file's values).
+weights, variant and precision arguments override it when given (left empty they keep the file's values).
 Topics (relative to the namespace): <namespace>/fartrack/{init,remove,reset,detections,status,
 debug_image}; the input is remapped from the `image` argument (`<image>/compressed` when the
 params file sets image_transport: compressed).
@@ -22,7 +22,7 @@ from launch_ros.substitutions import FindPackageShare
 PACKAGE = "fartrack_ros"
 EXECUTABLE = "fartrack_node"
 NODE_NAME = "fartrack"
-OVERRIDES = ("device", "weights", "variant")  # node parameters settable as launch arguments
+OVERRIDES = ("device", "weights", "variant", "precision")  # node parameters settable as launch arguments
 
 ARGUMENTS = (
     ("image", "/camera/image_raw",
@@ -31,6 +31,8 @@ ARGUMENTS = (
     ("weights", "", "Checkpoint file, official FARTrack .pth.tar or fartrack-train output "
                     "(empty: as in params_file, default the bundled model)"),
     ("variant", "", "Model depth: tiny, nano or pico (empty: as in params_file, default as the checkpoint)"),
+    ("precision", "", "Arithmetic of the layer stack: float32, bfloat16 (about 2x faster on CPUs with "
+                      "native bf16) or float16 (CUDA) (empty: as in params_file, default float32)"),
     ("namespace", "", "Namespace of the node (topics become <namespace>/fartrack/...)"),
     ("params_file", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fartrack.yaml"]),
      "YAML file with the node's parameters (see config/fartrack.yaml)"),
