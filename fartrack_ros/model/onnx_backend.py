@@ -77,6 +77,9 @@ class OnnxFARTrack(FARTrack):
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
+        # ORT's pool spinning after a run competes with torch's OpenMP pool, which spins too
+        # (token assembly and decoding stay in torch): with both, the forward time doubled at times.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
 
     def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
