@@ -8,6 +8,7 @@ conftest, a random domain is taken instead.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import signal
@@ -104,6 +105,29 @@ class NodeProcess:
         return self.process.returncode
 
 
+@contextlib.contextmanager
+def running_node(parameters: dict, *, extra_args: list[str] | None = None, remaps: dict[str, str] | None = None,
+                 image_topic: str = "/image", connect: str | None = "image"):
+    """A node process and a probe on this run's domain, for a module-scoped fixture.
+
+    ``connect``: wait until the node subscribes to "image" or "compressed" images (None: do not
+    wait, e.g. an unconfigured managed node). On exit the probe closes and the node must exit 0.
+    """
+    domain_id = pick_domain_id()
+    node = NodeProcess(domain_id, parameters=parameters, extra_args=extra_args, remaps=remaps)
+    probe = None
+    try:
+        probe = Probe(domain_id, image_topic=image_topic)
+        if connect is not None:
+            probe.wait_until_connected(node, compressed=connect == "compressed")
+        yield node, probe
+    finally:
+        if probe is not None:
+            probe.close()
+        code = node.stop()
+        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+
+
 class Probe:
     """A test-side rclpy node (own context, own spinning thread) around one FARTrack node."""
 
@@ -183,11 +207,13 @@ class Probe:
                     return None
                 self._cond.wait(remaining)
 
-    def wait_until_connected(self, node: NodeProcess, timeout: float = 30.0) -> None:
-        """Until the node subscribes to our image and init topics and offers reset."""
+    def wait_until_connected(self, node: NodeProcess, timeout: float = 30.0, compressed: bool = False) -> None:
+        """Until the node subscribes to our image (``compressed``: compressed image) and init topics
+        and offers reset."""
+        images = self.compressed_pub if compressed else self.image_pub
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if (self.image_pub.get_subscription_count() and self.init_pub.get_subscription_count()
+            if (images.get_subscription_count() and self.init_pub.get_subscription_count()
                     and self.reset_client.service_is_ready()):
                 return
             if not node.alive():

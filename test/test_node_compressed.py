@@ -6,10 +6,8 @@ import pytest
 
 from node_helpers import (
     FRAME_ID,
-    NodeProcess,
-    Probe,
     compressed_msg,
-    pick_domain_id,
+    running_node,
     stamp_ns_of,
     start_targets,
     track_lockstep,
@@ -23,35 +21,10 @@ CAMERA = "/camera/image_raw"
 
 @pytest.fixture(scope="module")
 def ros():
-    domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters={
-        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-        "image_transport": "compressed",
-    }, remaps={"image": CAMERA})
-    probe = None
-    try:
-        probe = Probe(domain_id, image_topic=CAMERA)
-        assert _wait_compressed_subscriber(probe, node), (
-            f"node did not subscribe to {CAMERA}/compressed:\n{node.log_text()}")
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
-
-
-def _wait_compressed_subscriber(probe, node, timeout=30.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if probe.compressed_pub.get_subscription_count() and probe.init_pub.get_subscription_count():
-            return True
-        if not node.alive():
-            return False
-        time.sleep(0.1)
-    return False
+    with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+                       "image_transport": "compressed"}, remaps={"image": CAMERA}, image_topic=CAMERA,
+                      connect="compressed") as pair:
+        yield pair
 
 
 def _frame(shift=0):

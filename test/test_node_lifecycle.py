@@ -13,7 +13,7 @@ import pytest
 from lifecycle_msgs.msg import State, Transition
 from lifecycle_msgs.srv import ChangeState, GetState
 
-from node_helpers import NodeProcess, Probe, pick_domain_id, start_targets, weights_for_tests
+from node_helpers import running_node, start_targets, weights_for_tests
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -21,19 +21,10 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def ros():
-    domain_id = pick_domain_id()
     # Started without usable weights: they are set over the parameter service before configure.
-    node = NodeProcess(domain_id, parameters={"weights": "/nonexistent/weights.pth", "device": "cpu"},
-                       extra_args=["--managed"])
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+    with running_node({"weights": "/nonexistent/weights.pth", "device": "cpu"}, extra_args=["--managed"],
+                      connect=None) as pair:
+        yield pair
 
 
 def _state(probe) -> int:

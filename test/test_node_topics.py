@@ -13,11 +13,9 @@ import pytest
 
 from node_helpers import (
     FRAME_ID,
-    NodeProcess,
-    Probe,
     image_msg,
     init_msg,
-    pick_domain_id,
+    running_node,
     stamp_ns_of,
     start_targets,
     track_lockstep,
@@ -55,21 +53,9 @@ class StampSource:
 
 @pytest.fixture(scope="module")
 def ros():
-    domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters={
-        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-        "diagnostics_period": 0.5, "frame_cache_size": 10,
-    })
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        probe.wait_until_connected(node)
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+    with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+                       "diagnostics_period": 0.5, "frame_cache_size": 10}) as pair:
+        yield pair
 
 
 @pytest.fixture

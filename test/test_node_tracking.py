@@ -14,18 +14,16 @@ import pytest
 
 from node_helpers import (
     DEFAULT_WEIGHTS,
-    weights_for_tests,
     FRAME_ID,
-    NodeProcess,
-    Probe,
     box_of,
     ground_truth_sequence,
     image_msg,
     iou,
-    pick_domain_id,
+    running_node,
     stamp_ns_of,
     start_targets,
     track_lockstep,
+    weights_for_tests,
 )
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -40,19 +38,9 @@ MIN_AO = 0.5
 
 @pytest.fixture(scope="module")
 def ros():
-    domain_id = pick_domain_id()
     # default parameters; the bundled weights once trained (the random fixture until then)
-    node = NodeProcess(domain_id, parameters={"device": "cpu", "weights": str(weights_for_tests())})
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        probe.wait_until_connected(node)
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+    with running_node({"device": "cpu", "weights": str(weights_for_tests())}) as pair:
+        yield pair
 
 
 def _track_sequence(probe, frames, first_box, base_ns):

@@ -14,11 +14,9 @@ import numpy as np
 import pytest
 
 from node_helpers import (
-    NodeProcess,
-    Probe,
     box_of,
     compressed_msg,
-    pick_domain_id,
+    running_node,
     stamp_ns_of,
     start_targets,
     track_lockstep,
@@ -31,26 +29,9 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 @pytest.fixture(scope="module")
 def ros():
-    import time
-
-    domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters={
-        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-        "image_transport": "compressed",
-    })
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        deadline = time.monotonic() + 30.0
-        while not (probe.compressed_pub.get_subscription_count() and probe.init_pub.get_subscription_count()):
-            assert node.alive() and time.monotonic() < deadline, node.log_text()
-            time.sleep(0.1)
+    with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+                       "image_transport": "compressed"}, connect="compressed") as (node, probe):
         yield node, probe, Stamps()
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 
 
 def _publish(probe):

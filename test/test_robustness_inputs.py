@@ -16,12 +16,10 @@ import time
 import pytest
 
 from node_helpers import (
-    NodeProcess,
-    Probe,
     box_of,
     image_msg,
     init_msg,
-    pick_domain_id,
+    running_node,
     stamp_ns_of,
     start_targets,
     track_lockstep,
@@ -37,21 +35,9 @@ MAX_TARGETS = 3
 
 @pytest.fixture(scope="module")
 def ros():
-    domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters={
-        "weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-        "frame_cache_size": CACHE_SIZE, "max_targets": MAX_TARGETS,
-    })
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        probe.wait_until_connected(node)
+    with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
+                       "frame_cache_size": CACHE_SIZE, "max_targets": MAX_TARGETS}) as (node, probe):
         yield node, probe, Stamps()
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from lifecycle_msgs.srv import ChangeState, GetState
 from node_helpers import (
     FIXTURE_WEIGHTS,
     NodeProcess,
-    Probe,
     pick_domain_id,
+    running_node,
     start_targets,
     weights_for_tests,
 )
@@ -75,18 +75,9 @@ def bad_weights(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def managed():
-    domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters={"weights": "/nonexistent/start.pth", "device": "cpu"},
-                       extra_args=["--managed"])
-    probe = None
-    try:
-        probe = Probe(domain_id)
-        yield node, probe
-    finally:
-        if probe is not None:
-            probe.close()
-        code = node.stop()
-        assert code == 0, f"fartrack_node exit code {code}:\n{node.log_text()}"
+    with running_node({"weights": "/nonexistent/start.pth", "device": "cpu"}, extra_args=["--managed"],
+                      connect=None) as pair:
+        yield pair
 
 
 def _state(probe) -> int:
