@@ -11,6 +11,7 @@ import torch
 
 from .. import benchmark as bm
 from ..model import load_checkpoint, resolve_device
+from .options import PRECISION_CHOICES
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -31,7 +32,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
     parser.add_argument("--node-variant", default="", help="variant for the node rows ('' = as the checkpoint)")
-    parser.add_argument("--node-precision", default="float32", choices=("float32", "bfloat16", "float16"),
+    parser.add_argument("--node-precision", default="float32", choices=PRECISION_CHOICES,
                         help="precision the node rows run at (default float32)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)

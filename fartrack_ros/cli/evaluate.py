@@ -20,6 +20,8 @@ from fartrack_ros.evaluation.metrics import sequence_ao
 from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
 
+from .options import add_runtime_options
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-eval", description=__doc__.split("\n\n")[0])
@@ -39,11 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default=None, choices=("tiny", "nano", "pico"),
                         help="FARTrack depth (default: all layers of the checkpoint)")
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
-    parser.add_argument("--backend", default="torch", choices=("torch", "onnxruntime"),
-                        help="FARTrack inference backend (default torch)")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 2x faster on "
-                             "CPUs with native bf16; default float32)")
+    add_runtime_options(parser)
     parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames per sequence")
     parser.add_argument("--max-sequences", type=int, default=None, help="use at most this many dataset sequences")
     parser.add_argument("--plot", metavar="PNG", default=None, help="write a success plot here")

@@ -20,6 +20,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .options import add_runtime_options
+
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
 COLOURS_BGR = {"TRACKING": (0, 220, 0), "LOST": (0, 0, 255)}
@@ -108,11 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", default="", choices=["", "tiny", "nano", "pico"],
                         help="use the first 15/10/6 layers of the checkpoint; empty keeps them all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
-                        help="inference backend (onnxruntime runs on the CPU; default torch)")
-    parser.add_argument("--precision", default="float32", choices=("float32", "bfloat16", "float16"),
-                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 2x faster on "
-                             "CPUs with native bf16; default float32)")
+    add_runtime_options(parser)
     parser.add_argument("--memory", default="bounded", choices=["bounded", "official"],
                         help="bounded: capped template memory with a confidence gate (default); "
                              "official: a template every frame, as the official tracker")
