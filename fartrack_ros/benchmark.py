@@ -18,7 +18,6 @@ from .model import FARTrack, build_model, load_checkpoint, with_backend
 from .tracker import Tracker, TrackerConfig
 
 
-
 @dataclass(frozen=True)
 class Runtime:
     """How a model row runs: backend, fused fast path or the official eager arithmetic, precision."""

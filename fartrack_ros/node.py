@@ -23,10 +23,10 @@ overwritten in the slot before it was taken is counted as dropped, so a slow mod
 behind the camera. Everything that runs the model (loading, warm-up, new targets, tracking) runs
 in that one compute thread: a second thread computing with PyTorch makes OpenMP stop
 spin-waiting and halves the model's speed. Remove, reset and parameter changes take the tracker
-lock. The executable spins a single-threaded
-executor: with rclpy's MultiThreadedExecutor, closed-loop round trips on 2 cores stalled for
-0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread p50 8.7 ms, max 50 ms.
-The callback groups below still keep the node correct inside a multi-threaded executor.
+lock. The executable spins a single-threaded executor: with rclpy's MultiThreadedExecutor,
+closed-loop round trips on 2 cores stalled for 0.1-2.6 s on a third of the frames (p50 15-26 ms),
+with one executor thread p50 8.7 ms, max 50 ms. The callback groups below still keep the node
+correct inside a multi-threaded executor.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
 stamp equals the init header stamp (zero stamp: the latest frame); an init for a stamp no longer
@@ -155,7 +155,7 @@ class FarTrackNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def stop(self) -> None:
-        """Stop the worker and free everything (for a clean exit without lifecycle services)."""
+        """Stop tracking, free everything and end the compute thread (a clean exit without lifecycle services)."""
         self._stop_images()
         self._release()
         self._compute.shutdown()

@@ -144,13 +144,12 @@ class Block(nn.Module):
         x = x + self.mlp(self.masknorm2(x, token_keep))
         return x, score_row
 
-    def forward_rows(self, x: Tensor, rows: slice | list[slice], key_keep: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
+    def forward_rows(self, x: Tensor, rows: list[slice], key_keep: Optional[Tensor] = None) -> tuple[Tensor, Tensor]:
         """The block's output at the token ``rows`` only (concatenated slices), and the first row's scores.
 
         Used for the last block, whose other outputs nobody reads: keys and values still come from
         every token, but the attention output, projection and MLP run for a handful of rows.
         """
-        rows = [rows] if isinstance(rows, slice) else rows
         normed = self.masknorm1(x)
         picked = torch.cat([x[:, r] for r in rows], dim=1)
         queries = torch.cat([normed[:, r] for r in rows], dim=1)

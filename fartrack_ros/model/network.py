@@ -238,7 +238,7 @@ class FARTrack(nn.Module):
     @property
     def compute_dtype(self) -> torch.dtype:
         """dtype the layer stack computes in: float32 unless `with_precision` lowered it."""
-        return self.backbone.layers()[0].attn.qkv.weight.dtype
+        return self.backbone.blocks[0].attn.qkv.weight.dtype
 
     def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         """Fast path of the heavy part: fused attention over a gathered sequence -> (logits, score row).
