@@ -114,14 +114,23 @@ def synthetic_frames(count: int, seed: int = 1_000_000) -> tuple[list[np.ndarray
 
 
 def tracker_ms(model: FARTrack, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
-               backend: str = "torch", precision: str = "float32") -> tuple[float, dict[str, float]]:
-    """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode)."""
+               backend: str = "torch", precision: str = "float32",
+               period_s: float = 0.0) -> tuple[float, dict[str, float]]:
+    """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).
+
+    ``period_s`` > 0 paces the frames like a camera: a frame starts no sooner than ``period_s``
+    after the previous one started, so the CPU idles between frames as it does in the node (on
+    this kind of machine an idle gap makes the next frame measurably slower than back to back).
+    """
     tracker = Tracker(with_backend(model, backend, precision),
                       TrackerConfig(memory=memory, max_targets=max(targets, 1)))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
     totals, stages = [], {"crop": [], "model": [], "decode": []}
+    start = time.perf_counter()
     for index, frame in enumerate(frames[1:]):
+        if period_s > 0:
+            time.sleep(max(0.0, start + period_s - time.perf_counter()))
         start = time.perf_counter()
         tracker.track(frame)
         elapsed = 1000.0 * (time.perf_counter() - start)

@@ -1,12 +1,14 @@
 """fartrack-bench prints one table with every section asked for and writes the plot.
 
 No timing is asserted here (speed is read from the table, on a quiet machine); this checks that
-the rows are there and well-formed.
+the rows are there and well-formed, the node rows included (a real node process over rclpy).
 """
 
 from __future__ import annotations
 
 import re
+
+import pytest
 
 from fartrack_ros.cli import bench
 from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
@@ -27,3 +29,20 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     for precision in ("float32", "bfloat16"):
         assert re.search(rf"^scaling +bundled {precision} 2 targets .* vs 1 target: \d+\.\d\dx", table, re.M), table
     assert plot.stat().st_size > 1000
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capsys):
+    pytest.importorskip("rclpy")
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40",
+                       "--plot", ""]) == 0
+    table = capsys.readouterr().out
+    for pace in ("back to back", "at 40 Hz"):
+        assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference$", table, re.M), table
+        row = re.search(rf"^node +pico publish->detections {pace} +\d+\.\d+ +\d+\.\d +p95: [\d.]+ +p99: [\d.]+ +"
+                        rf"frames: (\d+) +overhead: [+-]\d+% \([+-][\d.]+ ms\) +in-node stages ms: convert [\d.]+ "
+                        rf"crop [\d.]+ model [\d.]+ decode [\d.]+ publish [\d.]+ total [\d.]+$", table, re.M)
+        assert row, table
+        assert int(row.group(1)) >= 18, table  # of 23 frames sent (best effort, like a camera)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from .. import benchmark as bm
-from ..model import load_checkpoint, resolve_device
+from ..model import load_checkpoint, resolve_device, save_checkpoint
 from .options import PRECISION_CHOICES
 
 
@@ -31,9 +32,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
     parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
-    parser.add_argument("--node-variant", default="", help="variant for the node rows ('' = as the checkpoint)")
+    parser.add_argument("--node-variant", default="",
+                        help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "
+                             "--node-weights run that official size with random weights, as the model rows do")
     parser.add_argument("--node-precision", default="float32", choices=PRECISION_CHOICES,
                         help="precision the node rows run at (default float32)")
+    parser.add_argument("--node-rates", default="0,30",
+                        help="comma list of frame rates (Hz) for the node rows and their in-process reference; "
+                             "0 = back to back (default 0,30: also paced like a 30 Hz camera, as a robot runs it)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
 
@@ -94,33 +100,55 @@ def main(argv: Optional[list[str]] = None) -> int:
 
 
 def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
-    """End-to-end latency through the ROS node next to the same model's in-process tracker time."""
+    """End-to-end latency through the ROS node next to the same model's in-process tracker time,
+    both at each of ``--node-rates``: the node's overhead is their ratio at the same frame pacing."""
     try:
-        from ..node_latency import measure_node_latency
+        from .. import node_latency  # noqa: F401 - only whether ROS 2 is importable
     except ImportError as exc:
         print(f"node rows skipped: ROS 2 is not importable here ({exc})", file=sys.stderr)
         return []
-    model = load_checkpoint(args.node_weights or None, variant=args.node_variant or None)
-    tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", precision=args.node_precision)
-    result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=args.node_weights,
-                                  variant=args.node_variant, precision=args.node_precision)
+    with tempfile.TemporaryDirectory(prefix="fartrack_bench_") as folder:
+        weights, variant = args.node_weights, args.node_variant
+        if not weights and variant and variant != "bundled":  # an official size: random weights
+            model = bm.load_variant(variant)
+            weights, variant = str(Path(folder) / f"{variant}_random.pth"), ""
+            save_checkpoint(model, weights)
+        else:
+            model = load_checkpoint(weights or None, variant=variant or None)
+        return _node_rows_for(args, model, weights, variant, frames, boxes)
+
+
+def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, frames, boxes) -> list[bm.Row]:
+    """The node rows of one model (``weights``/``variant`` as the node is given them)."""
+    from ..node_latency import measure_node_latency
+
     label = model.cfg.name if args.node_precision == "float32" else f"{model.cfg.name} {args.node_precision}"
-    stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
-    overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
-    return [
-        bm.Row("node", f"{label} tracker in-process (reference)", tracker_ms),
-        bm.Row("node", f"{label} publish->detections", result.p50_ms, {
-            "p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}", "frames": str(result.received),
-            "overhead": f"{overhead_pct:+.0f}% ({result.p50_ms - tracker_ms:+.2f} ms)", "in-node stages ms": stages}),
-    ]
+    rows = []
+    for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
+        period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
+        pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
+        tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", precision=args.node_precision,
+                                      period_s=period_s)
+        result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
+                                      variant=variant, precision=args.node_precision, period_s=period_s)
+        stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
+        overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
+        rows += [
+            bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms, {"role": "reference"}),
+            bm.Row("node", f"{label} publish->detections {pace}", result.p50_ms, {
+                "p95": f"{result.p95_ms:.1f}", "p99": f"{result.p99_ms:.1f}", "frames": str(result.received),
+                "overhead": f"{overhead_pct:+.0f}% ({result.p50_ms - tracker_ms:+.2f} ms)",
+                "in-node stages ms": stages}),
+        ]
+    return rows
 
 
 def format_table(rows: list[bm.Row]) -> str:
     """Plain-text table: section, name, ms, FPS, then the row's extra columns."""
-    lines = [f"{'section':<9} {'name':<42} {'ms':>8} {'FPS':>8}  notes", "-" * 100]
+    lines = [f"{'section':<9} {'name':<48} {'ms':>8} {'FPS':>8}  notes", "-" * 100]
     for row in rows:
         notes = "  ".join(f"{k}: {v}" for k, v in row.extra.items())
-        lines.append(f"{row.section:<9} {row.name:<42} {row.ms:>8.2f} {row.fps:>8.1f}  {notes}")
+        lines.append(f"{row.section:<9} {row.name:<48} {row.ms:>8.2f} {row.fps:>8.1f}  {notes}")
     return "\n".join(lines)
 
 
