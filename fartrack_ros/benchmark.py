@@ -9,7 +9,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Hashable, Optional
 
 import numpy as np
 import torch
@@ -113,17 +113,16 @@ def synthetic_frames(count: int, seed: int = 1_000_000) -> tuple[list[np.ndarray
     return [sequence.frame(i) for i in range(len(sequence))], sequence.boxes
 
 
-def tracker_ms(model: FARTrack, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
-               backend: str = "torch", precision: str = "float32",
+def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
                period_s: float = 0.0) -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).
 
-    ``period_s`` > 0 paces the frames like a camera: a frame starts no sooner than ``period_s``
-    after the previous one started, so the CPU idles between frames as it does in the node (on
-    this kind of machine an idle gap makes the next frame measurably slower than back to back).
+    ``runner``: the model as `with_backend` prepares it. ``period_s`` > 0 paces the frames like a
+    camera: a frame starts no sooner than ``period_s`` after the previous one started, so the CPU
+    idles between frames as it does in the node (on this kind of machine an idle gap makes the
+    next frame measurably slower than back to back).
     """
-    tracker = Tracker(with_backend(model, backend, precision),
-                      TrackerConfig(memory=memory, max_targets=max(targets, 1)))
+    tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1)))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
     totals, stages = [], {"crop": [], "model": [], "decode": []}
@@ -139,6 +138,17 @@ def tracker_ms(model: FARTrack, frames: list[np.ndarray], boxes: np.ndarray, mem
             for stage, value in tracker.last_timings_ms.items():
                 stages[stage].append(value)
     return statistics.median(totals), {k: statistics.median(v) for k, v in stages.items()}
+
+
+def interleaved(measures: dict[Hashable, Callable[[], tuple[float, dict[str, float]]]],
+                rounds: int) -> dict[Hashable, tuple[float, dict[str, float]]]:
+    """Each ``measures`` entry run ``rounds`` times round-robin, so that the machine's drift over
+    the run (10-20 % on a shared VM) falls on every entry alike; per entry the median round."""
+    results: dict[Hashable, list[tuple[float, dict[str, float]]]] = {name: [] for name in measures}
+    for _ in range(max(rounds, 1)):
+        for name, measure in measures.items():
+            results[name].append(measure())
+    return {name: sorted(runs, key=lambda run: run[0])[len(runs) // 2] for name, runs in results.items()}
 
 
 def _spread_box(box: np.ndarray, k: int, shape: tuple[int, ...]) -> list[float]:

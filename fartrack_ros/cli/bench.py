@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from .. import benchmark as bm
-from ..model import load_checkpoint, resolve_device, save_checkpoint
+from ..model import load_checkpoint, resolve_device, save_checkpoint, with_backend
 from .options import PRECISION_CHOICES
 
 
@@ -25,6 +25,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--repeats", type=int, default=10, help="timed repeats per model row")
     parser.add_argument("--frames", type=int, default=40, help="frames of the generated sequence for tracker rows")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="tracker and scaling rows: rounds over all of a table's rows in turn, median "
+                             "round kept, so the machine's drift falls on every row of a ratio alike")
     parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
     parser.add_argument("--scaling-precisions", default="",
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
@@ -63,23 +66,19 @@ def main(argv: Optional[list[str]] = None) -> int:
         if "model" not in skip:
             rows += bm.model_rows(model, variant, args.repeats)
         if "tracker" not in skip:
-            base_ms, _ = bm.tracker_ms(model, frames, boxes, memory="official")
-            rows.append(bm.Row("tracker", f"{variant} baseline (masked eager)", base_ms, {"speedup": "1.00x"}))
-            for runtime in bm.tracker_runtimes(device.type):
-                ms, stages = bm.tracker_ms(model, frames, boxes, memory="bounded", backend=runtime.backend,
-                                           precision=runtime.precision)
-                split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
-                rows.append(bm.Row("tracker", f"{variant} {runtime.label}", ms,
-                                   {"speedup": f"{base_ms / ms:.2f}x", "stages ms": split}))
+            rows += _tracker_rows(model, variant, device.type, frames, boxes, args.rounds)
 
     if "scaling" not in skip and args.scaling_variant in loaded:
         model = loaded[args.scaling_variant]
         reduced = "float16" if device.type == "cuda" else "bfloat16"
+        counts = [int(c) for c in args.targets.split(",")]
         for precision in [p for p in (args.scaling_precisions or f"float32,{reduced}").split(",") if p]:
-            one_ms = None
-            for count in (int(c) for c in args.targets.split(",")):
-                ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", targets=count, precision=precision)
-                one_ms = one_ms or ms
+            runner = with_backend(model, "torch", precision)
+            measured = bm.interleaved({count: lambda c=count, r=runner: bm.tracker_ms(r, frames, boxes, "bounded", c)
+                                       for count in counts}, args.rounds)
+            one_ms = measured[counts[0]][0]
+            for count in counts:
+                ms = measured[count][0]
                 rows.append(bm.Row("scaling", f"{args.scaling_variant} {precision} {count} targets", ms,
                                    {"ms/target": f"{ms / count:.1f}", "vs 1 target": f"{ms / one_ms:.2f}x"}))
 
@@ -97,6 +96,22 @@ def main(argv: Optional[list[str]] = None) -> int:
         write_plot(rows, Path(args.plot))
         print(f"plot written to {args.plot}")
     return 0
+
+
+def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) -> list[bm.Row]:
+    """The masked eager baseline and each fast runtime, measured round-robin in the same rounds."""
+    baseline = f"{variant} baseline (masked eager)"
+    measures = {baseline: lambda r=with_backend(model, "torch"): bm.tracker_ms(r, frames, boxes, "official")}
+    for runtime in bm.tracker_runtimes(device):
+        runner = with_backend(model, runtime.backend, runtime.precision)
+        measures[f"{variant} {runtime.label}"] = lambda r=runner: bm.tracker_ms(r, frames, boxes, "bounded")
+    measured = bm.interleaved(measures, rounds)
+    base_ms = measured[baseline][0]
+    rows = [bm.Row("tracker", baseline, base_ms, {"speedup": "1.00x"})]
+    for name, (ms, stages) in list(measured.items())[1:]:
+        split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
+        rows.append(bm.Row("tracker", name, ms, {"speedup": f"{base_ms / ms:.2f}x", "stages ms": split}))
+    return rows
 
 
 def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
@@ -127,8 +142,8 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
         pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
-        tracker_ms, _ = bm.tracker_ms(model, frames, boxes, memory="bounded", precision=args.node_precision,
-                                      period_s=period_s)
+        tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", args.node_precision), frames, boxes,
+                                      "bounded", period_s=period_s)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
                                       variant=variant, precision=args.node_precision, period_s=period_s)
         stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
