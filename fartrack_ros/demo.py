@@ -181,8 +181,8 @@ def run(options) -> int:
         node.create_subscription(CompressedImage, "/image/compressed", on_image, reliable)
     else:
         node.create_subscription(Image, "/image", on_image, reliable)
-    node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
-    node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", on_status, reliable)
+    outputs = [node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable),
+               node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", on_status, reliable)]
     node.create_subscription(Detection2DArray, f"/{NODE_NAME}/init", on_init, reliable)
 
     started = time.monotonic()
@@ -190,8 +190,13 @@ def run(options) -> int:
     publisher = None
     exit_code = 0
     try:
-        publisher = Child("publisher", publisher_argv, env)
         deadline = started + options.timeout
+        # The sequence starts only once this listener hears the node's outputs: a detection sent
+        # before discovery has matched the two would be lost and the frame counted as untracked.
+        while fartrack.running() and time.monotonic() < deadline and not all(
+                sub.get_publisher_count() > 0 for sub in outputs):
+            rclpy.spin_once(node, timeout_sec=0.05)
+        publisher = Child("publisher", publisher_argv, env)
         publisher_done_at = None
         while time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.02)
