@@ -80,7 +80,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "precision", "float32",
         "Arithmetic of the model's layer stack: float32 (exact), bfloat16 (about 2x faster on CPUs "
-        "with native bf16, boxes within a pixel or so) or float16 (for CUDA). torch backend only.",
+        "with native bf16, boxes within a pixel or so) or float16 (for CUDA; on the CPU, where it is "
+        "emulated, the node runs bfloat16 or float32 instead and says so). torch backend only.",
         CONFIGURE, choices=("float32", "bfloat16", "float16"),
     ),
     ParamSpec(

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend
+from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, precision_for_device, with_backend
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
@@ -58,8 +58,9 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     if reason is not None and log is not None:
         log.warning(f"device {requested!r} requested but {reason}: running on CPU")
     started = time.perf_counter()
-    model = _load_model(values["backend"], values["precision"], weights_path if weights else None, variant,
-                        "cpu" if reason is not None else requested, values["device_strict"])
+    model, precision = _load_model(values["backend"], values["precision"], weights_path if weights else None,
+                                   variant, "cpu" if reason is not None else requested, values["device_strict"],
+                                   log)
     load_s = time.perf_counter() - started
     cfg = model.cfg
     if values["num_templates"] and values["num_templates"] != cfg.num_template_slots:
@@ -76,7 +77,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     ))
     started = time.perf_counter()
     warm_up(tracker)
-    runtime = values["backend"] if values["precision"] == "float32" else f"{values['backend']}-{values['precision']}"
+    runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
                          time.perf_counter() - started)
 
@@ -93,10 +94,15 @@ def warm_up(tracker: Tracker) -> None:
 
 
 def _load_model(backend: str, precision: str, weights: str | None, variant: str | None, device: str,
-                strict: bool):
-    """The torch model at ``precision``, or its ONNX Runtime twin (``with_backend`` says why when it cannot)."""
+                strict: bool, log=None):
+    """The torch model at the precision its device runs well (see `precision_for_device`; the
+    user is told when that differs), or its ONNX Runtime twin; and the precision it runs at."""
     model = load_checkpoint(weights, variant=variant, device=device, strict_device=strict)
-    return with_backend(model, backend, precision)
+    if backend == "torch":
+        precision, warning = precision_for_device(precision, _model_device(model).split(":")[0])
+        if warning and log is not None:
+            log.warning(warning)
+    return with_backend(model, backend, precision), precision
 
 
 def _model_device(model) -> str:

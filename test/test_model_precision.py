@@ -8,8 +8,13 @@ import torch
 
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
 from fartrack_ros.evaluation.metrics import iou_xywh
-from fartrack_ros.model import ModelConfig, build_model, load_checkpoint, with_backend, with_precision
+from fartrack_ros import params
+from fartrack_ros.model import (ModelConfig, build_model, load_checkpoint, precision_for_device, with_backend,
+                                with_precision)
+from fartrack_ros.model import precision as precision_module
 from fartrack_ros.tracker import Tracker, TrackerConfig
+from fartrack_ros.tracker_loading import load_tracker
+from node_helpers import weights_for_tests
 from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
 
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
@@ -77,3 +82,33 @@ def test_bfloat16_tracks_held_out_sequences_as_well_as_float32():
     assert mean_ao["float32"] > 0.6, ao  # the sequences are trackable, so the comparison means something
     assert mean_ao["bfloat16"] > mean_ao["float32"] - 0.05, ao
     assert float(np.median(agreement)) > 0.85, agreement
+
+
+@pytest.mark.parametrize("native, expected", [(True, "bfloat16"), (False, "float32"), (None, "float32")])
+def test_float16_on_the_cpu_runs_the_cpus_fast_precision_with_a_warning(monkeypatch, native, expected):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: native)
+    chosen, warning = precision_for_device("float16", "cpu")
+    assert chosen == expected and "emulated" in warning and expected in warning
+
+
+def test_precisions_the_device_runs_well_pass_unchanged(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: True)
+    assert precision_for_device("float32", "cpu") == ("float32", None)
+    assert precision_for_device("bfloat16", "cpu") == ("bfloat16", None)
+    assert precision_for_device("float16", "cuda") == ("float16", None)
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    chosen, warning = precision_for_device("bfloat16", "cpu")
+    assert chosen == "bfloat16" and "no native bfloat16" in warning
+    with pytest.raises(ValueError, match="unknown precision"):
+        precision_for_device("int8", "cpu")
+
+
+def test_the_node_loader_runs_float16_on_the_cpu_at_the_fast_cpu_precision_and_says_so(monkeypatch):
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    warnings = []
+    log = type("Log", (), {"warning": lambda self, text: warnings.append(text)})()
+    values = {spec.name: spec.default for spec in params.PARAMETERS}
+    values.update(weights=str(weights_for_tests()), precision="float16", device="cpu")
+    loaded = load_tracker(values, log=log)
+    assert loaded.model_name.endswith("/torch") and loaded.tracker.model.compute_dtype == torch.float32
+    assert any("float16" in w and "float32 instead" in w for w in warnings), warnings
