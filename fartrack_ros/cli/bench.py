@@ -11,7 +11,7 @@ from typing import Optional
 import torch
 
 from .. import benchmark as bm
-from ..model import load_checkpoint, resolve_device, save_checkpoint, with_backend
+from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
 from .options import PRECISION_CHOICES
 
 
@@ -137,12 +137,13 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     """The node rows of one model (``weights``/``variant`` as the node is given them)."""
     from ..node_latency import measure_node_latency
 
-    label = model.cfg.name if args.node_precision == "float32" else f"{model.cfg.name} {args.node_precision}"
+    runs_at, _ = precision_for_device(args.node_precision, "cpu")  # what the node runs (it warns)
+    label = model.cfg.name if runs_at == "float32" else f"{model.cfg.name} {runs_at}"
     rows = []
     for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
         pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
-        tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", args.node_precision), frames, boxes,
+        tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", runs_at), frames, boxes,
                                       "bounded", period_s=period_s)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
                                       variant=variant, precision=args.node_precision, period_s=period_s)
