@@ -63,9 +63,10 @@ def _init_msg(box, stamp_ns: int, target_id: str):
 
 def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "", variant: str = "",
                          precision: str = "float32", period_s: float = 0.0, seed: int = 1_000_000,
-                         timeout_s: float = 120.0) -> NodeLatency:
+                         timeout_s: float = 120.0, frame_timeout_s: float = 1.0) -> NodeLatency:
     """Send ``frames`` generated frames through a fresh node process and time each round trip
-    (``period_s``: the least time between two sends, 0 for back to back)."""
+    (``period_s``: the least time between two sends, 0 for back to back; a frame whose detections
+    take longer than ``frame_timeout_s`` counts as lost on the way, as best effort allows)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -131,7 +132,7 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
             awaited[0] = stamp
             sent = time.perf_counter_ns()
             image_pub.publish(message)
-            if answered.wait(1.0):  # else the frame was lost on the way (best effort)
+            if answered.wait(frame_timeout_s):
                 latencies.append((arrived[stamp] - sent) / 1e6)
     finally:
         child.stop()

@@ -146,7 +146,8 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", runs_at), frames, boxes,
                                       "bounded", period_s=period_s)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
-                                      variant=variant, precision=args.node_precision, period_s=period_s)
+                                      variant=variant, precision=args.node_precision, period_s=period_s,
+                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000))
         stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
         overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
         rows += [
