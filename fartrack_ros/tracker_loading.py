@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, precision_for_device, with_backend
+from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend_for_device
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
@@ -98,11 +98,10 @@ def _load_model(backend: str, precision: str, weights: str | None, variant: str 
     """The torch model at the precision its device runs well (see `precision_for_device`; the
     user is told when that differs), or its ONNX Runtime twin; and the precision it runs at."""
     model = load_checkpoint(weights, variant=variant, device=device, strict_device=strict)
-    if backend == "torch":
-        precision, warning = precision_for_device(precision, _model_device(model).split(":")[0])
-        if warning and log is not None:
-            log.warning(warning)
-    return with_backend(model, backend, precision), precision
+    runner, precision, warning = with_backend_for_device(model, backend, precision)
+    if warning and log is not None:
+        log.warning(warning)
+    return runner, precision
 
 
 def _model_device(model) -> str:

@@ -122,7 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     # imported here so that --help stays fast
-    from ..model import CheckpointError, load_checkpoint, precision_for_device, with_backend
+    from ..model import CheckpointError, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig
 
     try:
@@ -131,12 +131,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         if first is None:
             raise InputError(f"{args.input} holds no frames")
         model = load_checkpoint(args.weights or None, variant=args.variant or None, device=args.device)
-        precision = args.precision
-        if args.backend == "torch":
-            precision, warning = precision_for_device(precision, next(model.parameters()).device.type)
-            if warning:
-                print(f"fartrack-track: warning: {warning}", file=sys.stderr)
-        model = with_backend(model, args.backend, precision)
+        model, _, warning = with_backend_for_device(model, args.backend, args.precision)
+        if warning:
+            print(f"fartrack-track: warning: {warning}", file=sys.stderr)
         tracker = Tracker(model, TrackerConfig(memory=args.memory))
         tracker.add_target(first, args.init)
     except (InputError, CheckpointError, ValueError, RuntimeError) as exc:

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from .network import FARTrack
-from .precision import with_precision
+from .precision import precision_for_device, with_precision
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -109,3 +109,12 @@ def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> F
         except ImportError as exc:
             raise RuntimeError("backend 'onnxruntime' needs the onnxruntime and onnx packages installed") from exc
     raise ValueError(f"unknown backend {backend!r}: choose one of {list(BACKENDS)}")
+
+
+def with_backend_for_device(model: FARTrack, backend: str, precision: str) -> tuple[FARTrack, str, Optional[str]]:
+    """`with_backend` at the precision the model's device runs well (`precision_for_device`): the
+    runner, the precision it runs at, and a warning for the user when that differs or is slow."""
+    warning = None
+    if backend == "torch":
+        precision, warning = precision_for_device(precision, next(model.parameters()).device.type)
+    return with_backend(model, backend, precision), precision, warning
