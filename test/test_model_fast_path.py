@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from fartrack_ros.model import ModelConfig, build_model
+from tracker_helpers import random_embedded_inputs
 
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
 
@@ -44,8 +45,7 @@ def test_batched_forward_equals_each_sample_alone():
     model = build_model(SMALL).eval()
     cfg = model.cfg
     gen = torch.Generator().manual_seed(2)
-    embeds = torch.randn(3, cfg.num_template_slots, cfg.template_tokens, cfg.embed_dim, generator=gen)
-    search = torch.randn(3, 3, cfg.search_size, cfg.search_size, generator=gen)
+    embeds, search = random_embedded_inputs(cfg, 3, gen)
     keep = _random_keep(gen, 3, cfg, [4, 0, 3])
     with torch.inference_mode():
         together = model.forward_embedded(embeds, keep, search)

@@ -15,7 +15,7 @@ from fartrack_ros.model import precision as precision_module
 from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker_loading import load_tracker
 from node_helpers import weights_for_tests
-from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
+from tracker_helpers import one_torch_thread, random_embedded_inputs  # noqa: F401 - autouse fixture
 
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
 
@@ -43,8 +43,7 @@ def test_bfloat16_outputs_are_float32_and_close_to_the_float32_model():
     model = build_model(SMALL).eval()
     cfg = model.cfg
     gen = torch.Generator().manual_seed(3)
-    embeds = torch.randn(2, cfg.num_template_slots, cfg.template_tokens, cfg.embed_dim, generator=gen)
-    search = torch.randn(2, 3, cfg.search_size, cfg.search_size, generator=gen)
+    embeds, search = random_embedded_inputs(cfg, 2, gen)
     keep = torch.ones(2, cfg.num_template_slots, cfg.template_tokens, dtype=torch.bool)
     keep[0, :2, : cfg.num_pruned] = False  # ragged batch: padded keys must stay masked in bf16 too
     with torch.inference_mode():

@@ -32,6 +32,13 @@ MICRO_CONFIG = ModelConfig(embed_dim=16, depth=1, extension_depth=0, num_heads=1
                            template_size=16, search_size=32, name="micro-test")
 
 
+def random_embedded_inputs(cfg: ModelConfig, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random template embeddings (B,S,T,D) and search images (B,3,H,W) for ``forward_embedded``."""
+    embeds = torch.randn(batch, cfg.num_template_slots, cfg.template_tokens, cfg.embed_dim, generator=generator)
+    search = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=generator)
+    return embeds, search
+
+
 def random_model(cfg: ModelConfig = SMALL_CONFIG, seed: int = 0) -> FARTrack:
     """A network with weights drawn like the official random fixture: every weight matters and
     the coordinate logits are far from uniform, so argmax decisions are not near-ties."""
