@@ -16,6 +16,10 @@ pub    ``/diagnostics``       ``diagnostic_msgs/DiagnosticArray`` every ``diagno
 pub    ``~/debug_image``      ``sensor_msgs/Image``, drawn only while someone subscribes
 =====  =====================  ==========================================================
 
+Image QoS. ``qos_reliability`` auto subscribes reliable when every image publisher offers
+reliable, else best effort, and a 1 s timer follows publishers as they come and go
+(`fartrack_ros.image_qos` says why neither fixed choice is safe).
+
 Threading. The image callback only stores the received message (no conversion): in the frame
 cache, and, while targets exist, in a keep-last-1 slot, and asks the compute thread to track.
 The compute thread takes the newest frame from the slot, converts it, tracks, publishes. A frame
@@ -60,7 +64,8 @@ from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from rclpy.utilities import get_rmw_implementation_identifier
 from rcl_interfaces.msg import SetParametersResult
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
@@ -75,11 +80,14 @@ from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
 from .frame_cache import CachedFrame, FrameCache, LatestSlot
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
                             init_box, is_zero_stamp, stamp_to_ns, status_msg)
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
+PUBLISHER_CHECK_PERIOD_S = 1.0  # how often the image publishers' QoS and silence are looked at
+SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -107,6 +115,10 @@ class FarTrackNode(LifecycleNode):
         self._track_queued = False  # a _track_latest call is queued in the compute thread
         self._queue_lock = threading.Lock()
         self._image_subscription = None
+        self._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
+        self._last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
+        self._silence_reported = False
+        self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
 
@@ -203,24 +215,64 @@ class FarTrackNode(LifecycleNode):
         self._configured = False
 
     def _subscribe_images(self) -> None:
-        reliability = (QoSReliabilityPolicy.RELIABLE if self._param("qos_reliability") == "reliable"
-                       else QoSReliabilityPolicy.BEST_EFFORT)
-        qos = QoSProfile(history=QoSHistoryPolicy.KEEP_LAST, depth=self._param("qos_depth"),
-                         reliability=reliability, durability=QoSDurabilityPolicy.VOLATILE)
         if self._param("image_transport") == "compressed":
-            topic = self.resolve_topic_name("image") + "/compressed"
-            msg_type, convert = CompressedImage, compressed_msg_to_rgb
+            self._image_msg_type, self._convert = CompressedImage, compressed_msg_to_rgb
+            self._image_topic_name = self.resolve_topic_name("image") + "/compressed"
         else:
-            topic, msg_type, convert = "image", Image, image_msg_to_rgb
-        self._convert = convert
+            self._image_msg_type, self._convert = Image, image_msg_to_rgb
+            self._image_topic_name = self.resolve_topic_name("image")
+        self._create_image_subscription(self._wanted_reliability(self._image_publishers()))
+        self._publisher_check_timer = self.create_timer(
+            PUBLISHER_CHECK_PERIOD_S, self._check_image_publishers, callback_group=self._control_group)
+
+    def _create_image_subscription(self, reliability: QoSReliabilityPolicy) -> None:
+        """(Re)subscribe to the images with ``reliability``, replacing any current subscription."""
+        if self._image_subscription is not None:
+            self.destroy_subscription(self._image_subscription)
+        self._image_reliability = reliability
         self._image_subscription = self.create_subscription(
-            msg_type, topic, self._on_image, qos, callback_group=self._image_group)
+            self._image_msg_type, self._image_topic_name, self._on_image,
+            image_qos(reliability, self._param("qos_depth")), callback_group=self._image_group)
+        self._last_image_s = time.monotonic()
+        self._silence_reported = False
+        setting = self._param("qos_reliability")
+        chosen = reliability_name(reliability)
+        how = f"{chosen} (auto, as the current publishers offer)" if setting == "auto" else chosen
         self.get_logger().info(
-            f"subscribed to {self._image_subscription.topic_name} ({msg_type.__name__}, "
-            f"{self._param('qos_reliability')}, depth {self._param('qos_depth')})")
+            f"subscribed to {self._image_subscription.topic_name} ({self._image_msg_type.__name__}, "
+            f"{how}, depth {self._param('qos_depth')})")
+
+    def _image_publishers(self) -> list:
+        return self.get_publishers_info_by_topic(self._image_topic_name)
+
+    def _wanted_reliability(self, publishers: list) -> QoSReliabilityPolicy:
+        return choose_reliability(self._param("qos_reliability"),
+                                  [info.qos_profile.reliability for info in publishers])
+
+    def _check_image_publishers(self) -> None:
+        """Timer: follow the publishers' reliability (auto), and explain publishers that send nothing."""
+        try:
+            if self._image_subscription is None:
+                return
+            publishers = self._image_publishers()
+            wanted = self._wanted_reliability(publishers)
+            if wanted != self._image_reliability:
+                self._create_image_subscription(wanted)
+                return
+            silent_s = time.monotonic() - self._last_image_s
+            if (publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported
+                    and silent_s >= SILENT_PUBLISHERS_S):
+                self._silence_reported = True
+                self.get_logger().warning(silent_publishers_hint(
+                    self._image_topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
+        except Exception as exc:  # noqa: BLE001 - a graph query failing must not stop the node
+            self._warn(f"image publisher check failed: {type(exc).__name__}: {exc}")
 
     def _stop_images(self) -> None:
         self._active = False
+        if self._publisher_check_timer is not None:
+            self.destroy_timer(self._publisher_check_timer)
+            self._publisher_check_timer = None
         if self._image_subscription is not None:
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
@@ -294,6 +346,8 @@ class FarTrackNode(LifecycleNode):
             self._warn(f"image ignored: {exc}")
             return
         self._stats.record_received()
+        self._last_image_s = frame.received_s
+        self._silence_reported = False
         self._cache.put(frame)
         if not self._num_targets or not self._active:
             return
@@ -449,6 +503,7 @@ class FarTrackNode(LifecycleNode):
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,
             image_topic=self._image_topic(),
+            image_reliability=reliability_name(self._image_reliability) if self._image_subscription else "",
             state="active" if self._active else "inactive",
         )
         self._diagnostics_pub.publish(diagnostics_msg(

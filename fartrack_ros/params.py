@@ -114,10 +114,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         ACTIVATE, choices=("raw", "compressed"),
     ),
     ParamSpec(
-        "qos_reliability", "best_effort",
-        "Reliability of the image subscription: best_effort (sensor data, matches every camera) or "
-        "reliable (only matches reliable publishers).",
-        ACTIVATE, choices=("best_effort", "reliable"),
+        "qos_reliability", "auto",
+        "Reliability of the image subscription: auto (reliable when every image publisher offers "
+        "reliable, else best effort; re-checked as publishers come and go), best_effort (matches "
+        "every camera, but Fast DDS drops best-effort images over 512 KB) or reliable (only "
+        "matches reliable publishers).",
+        ACTIVATE, choices=("auto", "best_effort", "reliable"),
     ),
     ParamSpec(
         "qos_depth", 1,

@@ -336,11 +336,12 @@ def iou(a, b) -> float:
 # --- a ground-truth sequence -------------------------------------------------------------------
 
 
-def ground_truth_sequence(length: int = 40, seed: int = 1_000_003, difficulty: float = 0.1):
-    """(frames, boxes): an easy held-out synthetic sequence, 320x240."""
+def ground_truth_sequence(length: int = 40, seed: int = 1_000_003, difficulty: float = 0.1,
+                          width: int = 320, height: int = 240):
+    """(frames, boxes): an easy held-out synthetic sequence, 320x240 unless told."""
     from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 
-    config = SyntheticConfig(width=320, height=240, min_length=length, max_length=length,
+    config = SyntheticConfig(width=width, height=height, min_length=length, max_length=length,
                              difficulty=difficulty)
     sequence = generate_sequence(seed, config)
     return sequence.frames, sequence.boxes

@@ -221,6 +221,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
             assert f"latency_{stage}_{stat}_ms" in values
     assert float(values["latency_model_p50_ms"]) > 0
     assert values["device"] == "cpu"
+    assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
 
 
 def test_debug_image_is_published_while_subscribed(node, probe, stamps):
