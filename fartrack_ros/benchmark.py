@@ -105,11 +105,13 @@ def model_rows(model: FARTrack, label: str, repeats: int) -> list[Row]:
     return rows
 
 
-def synthetic_frames(count: int, seed: int = 1_000_000) -> tuple[list[np.ndarray], np.ndarray]:
-    """Frames and ground-truth boxes of one held-out generated sequence."""
+def synthetic_frames(count: int, seed: int = 1_000_000, size: tuple[int, int] = (320, 240)
+                     ) -> tuple[list[np.ndarray], np.ndarray]:
+    """Frames (``size`` = width, height) and ground-truth boxes of one held-out generated sequence."""
     from .data.synthetic import SyntheticConfig, generate_sequence
 
-    sequence = generate_sequence(seed, SyntheticConfig(min_length=count, max_length=count))
+    sequence = generate_sequence(seed, SyntheticConfig(width=size[0], height=size[1], min_length=count,
+                                                       max_length=count))
     return [sequence.frame(i) for i in range(len(sequence))], sequence.boxes
 
 

@@ -17,7 +17,7 @@ pub    ``~/debug_image``      ``sensor_msgs/Image``, drawn only while someone su
 =====  =====================  ==========================================================
 
 Image QoS. ``qos_reliability`` auto subscribes reliable when every image publisher offers
-reliable, else best effort, and a 1 s timer follows publishers as they come and go
+reliable, else best effort, and a 0.5 s timer follows publishers as they come and go
 (`fartrack_ros.image_qos` says why neither fixed choice is safe).
 
 Threading. The image callback only stores the received message (no conversion): in the frame
@@ -86,7 +86,7 @@ from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, fo
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
-PUBLISHER_CHECK_PERIOD_S = 1.0  # how often the image publishers' QoS and silence are looked at
+PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the image publishers' QoS and silence are looked at
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 

@@ -63,10 +63,15 @@ def _init_msg(box, stamp_ns: int, target_id: str):
 
 def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "", variant: str = "",
                          precision: str = "float32", period_s: float = 0.0, seed: int = 1_000_000,
-                         timeout_s: float = 120.0, frame_timeout_s: float = 1.0) -> NodeLatency:
-    """Send ``frames`` generated frames through a fresh node process and time each round trip
-    (``period_s``: the least time between two sends, 0 for back to back; a frame whose detections
-    take longer than ``frame_timeout_s`` counts as lost on the way, as best effort allows)."""
+                         timeout_s: float = 120.0, frame_timeout_s: float = 1.0,
+                         size: tuple[int, int] = (320, 240)) -> NodeLatency:
+    """Send ``frames`` generated frames (``size`` = width, height) through a fresh node process and
+    time each round trip (``period_s``: the least time between two sends, 0 for back to back; a
+    frame whose detections take longer than ``frame_timeout_s`` counts as lost on the way).
+
+    Images go best effort, as camera drivers send them, when a frame fits Fast DDS's shared-memory
+    segment, and reliable when it does not (best effort would lose every one: see image_qos); the
+    node's default ``qos_reliability`` (auto) follows either."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
@@ -74,11 +79,13 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     from vision_msgs.msg import Detection2DArray
 
     from .data.synthetic import SyntheticConfig, generate_sequence
+    from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
     from .msg import TrackerStatus
 
     env = child_env()
     env["OMP_NUM_THREADS"] = str(threads)
-    sequence = generate_sequence(seed, SyntheticConfig(min_length=frames + 1, max_length=frames + 1))
+    sequence = generate_sequence(seed, SyntheticConfig(width=size[0], height=size[1], min_length=frames + 1,
+                                                       max_length=frames + 1))
     argv = executable("fartrack_node", "fartrack_ros.node") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
         "-p", f"weights:={weights or chr(39) * 2}",
@@ -86,8 +93,10 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     rclpy.init()
     node = rclpy.create_node("fartrack_latency_probe")
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
-    # Images go as a camera driver sends them to the node's default (sensor-data) subscription.
-    image_pub = node.create_publisher(Image, f"/{NODE_NAME}_image", qos_profile_sensor_data)
+    fits_shm = size[0] * size[1] * 3 < FASTDDS_SHM_SEGMENT_BYTES - 64 * 1024  # room for the headers
+    image_qos = qos_profile_sensor_data if fits_shm else QoSProfile(
+        depth=1, reliability=QoSReliabilityPolicy.RELIABLE)
+    image_pub = node.create_publisher(Image, f"/{NODE_NAME}_image", image_qos)
     init_pub = node.create_publisher(Detection2DArray, f"/{NODE_NAME}/init", reliable)
     arrived: dict[int, int] = {}
     awaited = [0]  # stamp of the frame in flight
@@ -112,7 +121,10 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     latencies: list[float] = []
     try:
         deadline = time.monotonic() + timeout_s
-        while image_pub.get_subscription_count() == 0 or init_pub.get_subscription_count() == 0:
+        # Until the node subscribes, with our reliability (auto follows publishers within a second).
+        while (init_pub.get_subscription_count() == 0 or not any(
+                info.qos_profile.reliability == image_qos.reliability
+                for info in node.get_subscriptions_info_by_topic(image_pub.topic_name))):
             _check_child(child, deadline)
             time.sleep(0.05)
         stamp0 = time.time_ns()

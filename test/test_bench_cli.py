@@ -46,3 +46,23 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
                         rf"crop [\d.]+ model [\d.]+ decode [\d.]+ publish [\d.]+ total [\d.]+$", table, re.M)
         assert row, table
         assert int(row.group(1)) >= 18, table  # of 23 frames sent (best effort, like a camera)
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
+    pytest.importorskip("rclpy")
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
+                       "--plot", ""]) == 0
+    table = capsys.readouterr().out
+    row = re.search(r"^node +\S+ 640x480 publish->detections back to back .*frames: (\d+) ", table, re.M)
+    assert row, table
+    assert int(row.group(1)) == 16, table  # reliable: every frame sent (16 after the init frame) comes back
+
+
+@pytest.mark.parametrize("size", ["640", "640x", "axb", "32x32"])
+def test_bench_refuses_a_bad_node_size(size, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--node-size", size])
+    assert "--node-size" in capsys.readouterr().err

@@ -43,8 +43,21 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-rates", default="0,30",
                         help="comma list of frame rates (Hz) for the node rows and their in-process reference; "
                              "0 = back to back (default 0,30: also paced like a 30 Hz camera, as a robot runs it)")
+    parser.add_argument("--node-size", default="320x240", type=_size,
+                        help="WIDTHxHEIGHT of the rgb8 frames sent through the node and of its in-process "
+                             "reference (default 320x240; 640x480 is a common camera)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if width < 64 or height < 64:
+        raise argparse.ArgumentTypeError(f"frames of {text} are too small (at least 64x64)")
+    return width, height
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -89,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows.append(bm.Row("opencv", kind.upper(), ms))
 
     if "node" not in skip:
-        rows += _node_rows(args, frames, boxes)
+        rows += _node_rows(args, *bm.synthetic_frames(args.frames, size=args.node_size))
 
     print(format_table(rows))
     if args.plot:
@@ -139,6 +152,8 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
 
     runs_at, _ = precision_for_device(args.node_precision, "cpu")  # what the node runs (it warns)
     label = model.cfg.name if runs_at == "float32" else f"{model.cfg.name} {runs_at}"
+    if args.node_size != (320, 240):
+        label += " {}x{}".format(*args.node_size)
     rows = []
     for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
@@ -147,7 +162,7 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
                                       "bounded", period_s=period_s)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
                                       variant=variant, precision=args.node_precision, period_s=period_s,
-                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000))
+                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000), size=args.node_size)
         stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
         overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
         rows += [
