@@ -31,14 +31,18 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     assert plot.stat().st_size > 1000
 
 
+def _node_rows_table(capsys, *args: str) -> str:
+    """The table of a bench run with only the node rows (1 thread, 8 reference frames, no plot)."""
+    pytest.importorskip("rclpy")
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--plot", "", *args]) == 0
+    return capsys.readouterr().out
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capsys):
-    pytest.importorskip("rclpy")
-    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
-                       "--frames", "8", "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40",
-                       "--plot", ""]) == 0
-    table = capsys.readouterr().out
+    table = _node_rows_table(capsys, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
     for pace in ("back to back", "at 40 Hz"):
         assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference$", table, re.M), table
         row = re.search(rf"^node +pico publish->detections {pace} +\d+\.\d+ +\d+\.\d +p95: [\d.]+ +p99: [\d.]+ +"
@@ -51,11 +55,7 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
-    pytest.importorskip("rclpy")
-    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
-                       "--frames", "8", "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
-                       "--plot", ""]) == 0
-    table = capsys.readouterr().out
+    table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480")
     row = re.search(r"^node +\S+ 640x480 publish->detections back to back .*frames: (\d+) ", table, re.M)
     assert row, table
     assert int(row.group(1)) == 16, table  # reliable: every frame sent (16 after the init frame) comes back

@@ -28,6 +28,7 @@ from node_helpers import (
     track_lockstep,
     weights_for_tests,
 )
+from robustness_helpers import wait_for_log
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -78,15 +79,6 @@ def _wait_reliability(probe, wanted, timeout: float = 10.0) -> bool:
     return False
 
 
-def _wait_log(node, text: str, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if text in node.log_text():
-            return True
-        time.sleep(0.2)
-    return False
-
-
 def test_the_subscription_follows_the_reliability_the_cameras_offer(ros):
     from rclpy.qos import QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
@@ -99,7 +91,7 @@ def test_the_subscription_follows_the_reliability_the_cameras_offer(ros):
         assert _wait_reliability(probe, QoSReliabilityPolicy.BEST_EFFORT), \
             f"a best-effort camera joined, the node still subscribes reliable:\n{node.log_text()}"
         # Two publishers, nothing sent: the node says what may lose the images, once.
-        assert _wait_log(node, "but no image received for"), node.log_text()
+        assert wait_for_log(node, 0, "but no image received for", timeout=10.0), node.log_text()
         assert PROFILE.name in node.log_text()
     finally:
         probe.node.destroy_publisher(best_effort)
