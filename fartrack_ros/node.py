@@ -79,6 +79,7 @@ from . import params
 from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
 from .frame_cache import CachedFrame, FrameCache, LatestSlot
+from .heap import keep_freed_memory
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
@@ -530,6 +531,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--managed", action="store_true",
                         help="start unconfigured as a lifecycle node and wait for transitions")
     options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    keep_freed_memory()
     rclpy.init(args=argv)
     node = None
     try:

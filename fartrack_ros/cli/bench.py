@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 
 from .. import benchmark as bm
+from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
 from .options import PRECISION_CHOICES
 
@@ -62,6 +63,7 @@ def _size(text: str) -> tuple[int, int]:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    keep_freed_memory()
     torch.set_num_threads(args.threads)
     device = resolve_device(args.device, strict=True)
     skip = {s for s in args.skip.split(",") if s}

@@ -20,6 +20,7 @@ from fartrack_ros.evaluation.metrics import sequence_ao
 from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
 
+from ..heap import keep_freed_memory
 from .options import add_runtime_options
 
 
@@ -67,6 +68,7 @@ def _sequences(args):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
     if not names:
         print("error: --trackers is empty (give e.g. fartrack,csrt,kcf)", file=sys.stderr)

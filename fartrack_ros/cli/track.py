@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..heap import keep_freed_memory
 from .options import add_runtime_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
@@ -121,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    keep_freed_memory()
     # imported here so that --help stays fast
     from ..model import CheckpointError, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig

@@ -1,0 +1,43 @@
+"""keep_freed_memory: frame-sized blocks freed and allocated again stop faulting their pages back in."""
+
+import platform
+import subprocess
+import sys
+
+import pytest
+
+# Each "frame" allocates and touches three 15 MB blocks and frees them, as a tracker frame does
+# with its activations; the script prints the page faults per frame after the first.
+_FRAMES_SCRIPT = """
+import resource, sys
+import numpy as np
+if sys.argv[1] == "keep":
+    from fartrack_ros.heap import keep_freed_memory
+    if not keep_freed_memory():
+        sys.exit("keep_freed_memory() returned False")
+
+def frame():
+    blocks = [np.ones(15 * 2**20 // 8) for _ in range(3)]
+    return sum(float(b[-1]) for b in blocks)
+
+frame()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    frame()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def _faults_per_frame(mode: str) -> float:
+    done = subprocess.run([sys.executable, "-c", _FRAMES_SCRIPT, mode], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    return float(done.stdout.strip())
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="the thresholds are glibc's")
+def test_freed_frame_memory_is_reused_without_page_faults():
+    default = _faults_per_frame("default")
+    kept = _faults_per_frame("keep")
+    assert default > 500, f"the default heap no longer returns freed blocks ({default} faults per frame)"
+    assert kept < 0.05 * default, f"{kept} page faults per frame with keep_freed_memory, {default} without"
