@@ -500,6 +500,7 @@ class FarTrackNode(LifecycleNode):
         items = diagnostic_items(
             snapshot,
             device=loaded.device if loaded else "",
+            cpu_threads=loaded.cpu_threads if loaded else "",
             model=loaded.model_name if loaded else "",
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,

@@ -83,13 +83,13 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     from .msg import TrackerStatus
 
     env = child_env()
-    env["OMP_NUM_THREADS"] = str(threads)
     sequence = generate_sequence(seed, SyntheticConfig(width=size[0], height=size[1], min_length=frames + 1,
                                                        max_length=frames + 1))
     argv = executable("fartrack_node", "fartrack_ros.node") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
         "-p", f"weights:={weights or chr(39) * 2}",
-        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}"]
+        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
+        "-p", f"cpu_threads:={threads}"]
     rclpy.init()
     node = rclpy.create_node("fartrack_latency_probe")
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)

@@ -85,6 +85,13 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         CONFIGURE, choices=("float32", "bfloat16", "float16"),
     ),
     ParamSpec(
+        "cpu_threads", 0,
+        "CPU threads of the model's arithmetic (torch and ONNX Runtime). 0: PyTorch's default, one "
+        "per core (or OMP_NUM_THREADS). Fewer threads than cores leave the camera driver and the "
+        "ROS plumbing a core of their own: steadier latency for small models, slower large ones.",
+        CONFIGURE, low=0, high=1024,
+    ),
+    ParamSpec(
         "template_memory_cap", 64,
         "Most templates stored per target for the autoregressive template memory; past it a "
         "thinning rule keeps the picks close to the official schedule. Applies to targets added "

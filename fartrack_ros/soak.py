@@ -47,7 +47,7 @@ class SoakConfig:
     weights: str = ""  # empty: the bundled model
     variant: str = ""
     rate_hz: float = 0.0  # 0: closed loop
-    node_threads: int = 0  # OMP_NUM_THREADS of the node process; 0: its default
+    node_threads: int = 0  # the node's cpu_threads; 0: its default
     frame_timeout_s: float = 5.0
     max_growth_pct: float = 5.0
     sequence_length: int = 120
@@ -176,7 +176,7 @@ def _node_argv(config: SoakConfig) -> list[str]:
         "-p", "device:=cpu", "-p", f"weights:={config.weights or quoted_empty}",
         "-p", f"variant:={config.variant or quoted_empty}",
         "-p", f"template_memory_cap:={config.template_cap}", "-p", "lost_threshold:=0.0",
-        "-p", "qos_reliability:=reliable", "-p", "max_targets:=2",
+        "-p", "qos_reliability:=reliable", "-p", "max_targets:=2", "-p", f"cpu_threads:={config.node_threads}",
     ]
 
 
@@ -195,8 +195,6 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
         raise ValueError(f"template_cap must be >= 5 (the template slots), got {config.template_cap}")
     messages, targets = _image_msgs(config)
     env = child_env()
-    if config.node_threads:
-        env["OMP_NUM_THREADS"] = str(config.node_threads)
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node("fartrack_soak_driver", context=context)
@@ -353,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as in the checkpoint)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="send at this rate (default: closed loop)")
-    parser.add_argument("--node-threads", type=int, default=0, help="OMP_NUM_THREADS of the node process")
+    parser.add_argument("--node-threads", type=int, default=0, help="the node's cpu_threads parameter (0: one per core)")
     parser.add_argument("--max-growth-pct", type=float, default=defaults.max_growth_pct)
     parser.add_argument("--json", type=Path, help="also write the figures (and RSS samples) here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

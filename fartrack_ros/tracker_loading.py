@@ -12,12 +12,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend_for_device
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
 WARMUP_FRAME_HW = (240, 320)
+# The process's thread count before any cpu_threads was applied: what cpu_threads 0 restores.
+DEFAULT_CPU_THREADS = torch.get_num_threads()
 
 
 @dataclass
@@ -28,11 +31,13 @@ class LoadedTracker:
     weights: str  # the checkpoint file
     load_s: float
     warmup_s: float
+    cpu_threads: int  # threads of the model's CPU arithmetic
 
     def describe(self) -> str:
         cfg = self.tracker.cfg
+        threads = f", {self.cpu_threads} CPU thread{'s' if self.cpu_threads != 1 else ''}"
         return (f"model {self.model_name} ({cfg.num_layers} layers, {cfg.num_template_slots} template "
-                f"slots) from {self.weights} on {self.device}: loaded in {self.load_s:.2f} s, "
+                f"slots) from {self.weights} on {self.device}{threads}: loaded in {self.load_s:.2f} s, "
                 f"warm-up {self.warmup_s:.2f} s")
 
     def release(self) -> None:
@@ -46,7 +51,12 @@ class LoadedTracker:
 
 
 def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
-    """A warmed-up Tracker for the node's parameter ``values``; raises with the reason on failure."""
+    """A warmed-up Tracker for the node's parameter ``values``; raises with the reason on failure.
+
+    Call it from the thread that will run the model: the CPU thread count is set for the calling
+    thread (OpenMP keeps it per thread).
+    """
+    torch.set_num_threads(values["cpu_threads"] or DEFAULT_CPU_THREADS)
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
@@ -79,7 +89,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     warm_up(tracker)
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
-                         time.perf_counter() - started)
+                         time.perf_counter() - started, torch.get_num_threads())
 
 
 def warm_up(tracker: Tracker) -> None:

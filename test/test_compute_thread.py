@@ -5,8 +5,12 @@ from __future__ import annotations
 import threading
 
 import pytest
+import torch
 
+from fartrack_ros import params
 from fartrack_ros.compute_thread import ComputeThread
+from fartrack_ros.tracker_loading import DEFAULT_CPU_THREADS, load_tracker
+from node_helpers import weights_for_tests
 
 
 def test_calls_from_several_threads_all_run_in_the_same_other_thread():
@@ -43,3 +47,19 @@ def test_wait_idle_returns_after_the_queued_calls_finished():
     compute.wait_idle()
     assert done == ["second"]
     compute.shutdown()
+
+
+def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_restores_the_default():
+    compute = ComputeThread()
+    values = {**params.defaults(), "weights": str(weights_for_tests()), "device": "cpu"}
+    try:
+        one = compute.run(load_tracker, {**values, "cpu_threads": 1})
+        threads_with_one = compute.run(torch.get_num_threads)
+        default = compute.run(load_tracker, values)
+        threads_with_default = compute.run(torch.get_num_threads)
+    finally:
+        compute.run(torch.set_num_threads, DEFAULT_CPU_THREADS)
+        compute.shutdown()
+    assert (one.cpu_threads, threads_with_one) == (1, 1)
+    assert default.cpu_threads == threads_with_default == DEFAULT_CPU_THREADS
+    assert f", {DEFAULT_CPU_THREADS} CPU thread" in default.describe()

@@ -122,3 +122,14 @@ def test_cleanup_returns_to_unconfigured(ros):
     (device,) = probe.set_parameters(device="cpu")
     assert device.successful
     assert node.alive()
+
+
+def test_cpu_threads_apply_at_the_next_configure(ros):
+    node, probe = ros
+
+    (threads,) = probe.set_parameters(cpu_threads=1)
+    assert threads.successful, threads.reason
+    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()
+
+    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert ", 1 CPU thread:" in node.log_text(), node.log_text()

@@ -14,6 +14,7 @@ DESIGN_PARAMETERS = {
     "device", "device_strict", "weights", "variant", "num_templates", "template_memory_cap",
     "lost_threshold", "lost_frames", "max_targets", "image_transport", "qos_reliability", "qos_depth",
     "frame_cache_size", "publish_debug_image", "diagnostics_period", "backend", "precision",
+    "cpu_threads",
 }
 
 
@@ -42,6 +43,8 @@ def test_every_parameter_has_a_description_and_a_valid_default():
         ("lost_threshold", float("nan"), "must be finite"),
         ("lost_frames", 0, "out of range"),
         ("max_targets", "3", "must be a int"),
+        ("cpu_threads", -1, "out of range"),
+        ("cpu_threads", 1.5, "must be a int"),
         ("frame_cache_size", True, "must be a int"),
         ("diagnostics_period", 0.0, "out of range"),
         ("publish_debug_image", 1, "must be a bool"),

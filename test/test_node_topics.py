@@ -54,7 +54,7 @@ class StampSource:
 @pytest.fixture(scope="module")
 def ros():
     with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-                       "diagnostics_period": 0.5, "frame_cache_size": 10}) as pair:
+                       "diagnostics_period": 0.5, "frame_cache_size": 10, "cpu_threads": 1}) as pair:
         yield pair
 
 
@@ -220,7 +220,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
         for stat in ("p50", "p95", "max"):
             assert f"latency_{stage}_{stat}_ms" in values
     assert float(values["latency_model_p50_ms"]) > 0
-    assert values["device"] == "cpu"
+    assert values["device"] == "cpu" and values["cpu_threads"] == "1"
     assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
 
 
