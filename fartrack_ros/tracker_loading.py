@@ -35,7 +35,8 @@ class LoadedTracker:
 
     def describe(self) -> str:
         cfg = self.tracker.cfg
-        threads = f", {self.cpu_threads} CPU thread{'s' if self.cpu_threads != 1 else ''}"
+        plural = "s" if self.cpu_threads != 1 else ""
+        threads = f" ({self.cpu_threads} thread{plural})" if self.device == "cpu" else ""
         return (f"model {self.model_name} ({cfg.num_layers} layers, {cfg.num_template_slots} template "
                 f"slots) from {self.weights} on {self.device}{threads}: loaded in {self.load_s:.2f} s, "
                 f"warm-up {self.warmup_s:.2f} s")

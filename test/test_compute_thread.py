@@ -62,4 +62,4 @@ def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_res
         compute.shutdown()
     assert (one.cpu_threads, threads_with_one) == (1, 1)
     assert default.cpu_threads == threads_with_default == DEFAULT_CPU_THREADS
-    assert f", {DEFAULT_CPU_THREADS} CPU thread" in default.describe()
+    assert f" on cpu ({DEFAULT_CPU_THREADS} thread" in default.describe()

@@ -132,4 +132,4 @@ def test_cpu_threads_apply_at_the_next_configure(ros):
     assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()
 
     assert _state(probe) == State.PRIMARY_STATE_INACTIVE
-    assert ", 1 CPU thread:" in node.log_text(), node.log_text()
+    assert " on cpu (1 thread): loaded in" in node.log_text(), node.log_text()
