@@ -6,6 +6,7 @@ APIs (``load_checkpoint``, ``Tracker``) and no ROS.
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,8 +47,6 @@ class LoadedTracker:
         on_cuda = self.device.startswith("cuda")
         self.tracker = None
         if on_cuda:
-            import torch
-
             torch.cuda.empty_cache()
 
 
@@ -57,7 +56,12 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     Call it from the thread that will run the model: the CPU thread count is set for the calling
     thread (OpenMP keeps it per thread).
     """
-    torch.set_num_threads(values["cpu_threads"] or DEFAULT_CPU_THREADS)
+    threads = values["cpu_threads"]
+    usable = usable_cpus()
+    if threads > usable and log is not None:
+        log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: the model's threads "
+                    f"will wait on each other (set cpu_threads to {usable} or fewer, or 0)")
+    torch.set_num_threads(threads or DEFAULT_CPU_THREADS)
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
@@ -91,6 +95,14 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
                          time.perf_counter() - started, torch.get_num_threads())
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # no affinity API (macOS, Windows)
+        return os.cpu_count() or 1
 
 
 def warm_up(tracker: Tracker) -> None:

@@ -9,7 +9,7 @@ import torch
 
 from fartrack_ros import params
 from fartrack_ros.compute_thread import ComputeThread
-from fartrack_ros.tracker_loading import DEFAULT_CPU_THREADS, load_tracker
+from fartrack_ros.tracker_loading import DEFAULT_CPU_THREADS, load_tracker, usable_cpus
 from node_helpers import weights_for_tests
 
 
@@ -63,3 +63,20 @@ def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_res
     assert (one.cpu_threads, threads_with_one) == (1, 1)
     assert default.cpu_threads == threads_with_default == DEFAULT_CPU_THREADS
     assert f" on cpu ({DEFAULT_CPU_THREADS} thread" in default.describe()
+
+
+def test_more_cpu_threads_than_usable_cpus_are_applied_with_a_warning():
+    compute = ComputeThread()
+    warnings: list[str] = []
+    log = type("Log", (), {"warning": lambda self, text: warnings.append(text)})()
+    too_many = usable_cpus() + 1
+    values = {**params.defaults(), "weights": str(weights_for_tests()), "device": "cpu", "cpu_threads": too_many}
+    try:
+        loaded = compute.run(load_tracker, values, log)
+        quiet = compute.run(load_tracker, {**values, "cpu_threads": 0}, log)
+    finally:
+        compute.run(torch.set_num_threads, DEFAULT_CPU_THREADS)
+        compute.shutdown()
+    assert loaded.cpu_threads == too_many and quiet.cpu_threads == DEFAULT_CPU_THREADS
+    assert len(warnings) == 1 and f"cpu_threads={too_many}" in warnings[0], warnings
+    assert f"may use {usable_cpus()} CPUs" in warnings[0]
