@@ -151,3 +151,66 @@ def test_a_smaller_memory_cap_set_while_tracking_applies_from_the_next_frame(mod
 def test_a_memory_cap_below_the_template_slots_is_refused(model):
     with pytest.raises(ValueError, match="template_memory_cap must be >= the model's 5"):
         Tracker(model, TrackerConfig(template_memory_cap=4))
+
+
+def test_on_results_gets_the_results_before_the_frame_s_templates_are_embedded(model):
+    frames, _ = moving_target_video(8)
+    plain, early = Tracker(model, TrackerConfig(lost_threshold=0.0)), Tracker(model, TrackerConfig(lost_threshold=0.0))
+    embedded = []
+    early.model = _CountingEmbeddings(model, embedded)
+    for tracker in (plain, early):
+        tracker.add_target(frames[0], BOX, target_id="a")
+    for frame in frames[1:]:
+        expected = plain.track(frame)
+        seen = []
+        before = len(embedded)
+        returned = early.track(frame, on_results=lambda r: seen.append((r, len(embedded))))
+        assert len(embedded) == before + 1  # this frame's template, embedded after the callback
+        assert seen == [(returned, before)]
+        assert returned == expected  # same boxes, scores, states and templates_held as without it
+
+
+def test_an_exception_in_on_results_propagates_after_the_templates_are_stored(model):
+    frames, _ = moving_target_video(4)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frames[0], BOX, target_id="a")
+
+    def fail(results):
+        raise RuntimeError("publisher gone")
+
+    with pytest.raises(RuntimeError, match="publisher gone"):
+        tracker.track(frames[1], on_results=fail)
+    (result,) = tracker.track(frames[2])
+    assert result.templates_held == 3 and tracker.inspect_target("a").held_indices == (0, 1, 2)
+
+
+def test_a_template_that_cannot_be_embedded_is_not_left_in_the_memory(model, monkeypatch):
+    frames, _ = moving_target_video(4)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frames[0], BOX, target_id="a")
+    tracker.track(frames[1])
+
+    def out_of_memory(*args):
+        raise MemoryError("no room for the template")
+
+    monkeypatch.setattr(tracker, "_embed_templates", out_of_memory)
+    with pytest.raises(MemoryError):
+        tracker.track(frames[2])
+    monkeypatch.undo()
+    assert tracker.inspect_target("a").held_indices == (0, 1)
+    (result,) = tracker.track(frames[3])  # the memory is whole: the next frame tracks
+    assert result.templates_held == 3 and tracker.inspect_target("a").held_indices == (0, 1, 2)
+
+
+class _CountingEmbeddings:
+    """The model, with a record of each embed_template call."""
+
+    def __init__(self, model, calls: list):
+        self._model, self._calls = model, calls
+
+    def embed_template(self, z):
+        self._calls.append(z.shape[0])
+        return self._model.embed_template(z)
+
+    def __getattr__(self, name):
+        return getattr(self._model, name)

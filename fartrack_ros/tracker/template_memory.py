@@ -112,6 +112,11 @@ class TemplateMemory:
             self._thin(self.cap)
         return entry
 
+    def discard_newest(self) -> None:
+        """Undo the latest `add`, whose embedding could not be made (what it freed stays freed)."""
+        self._held.pop()
+        self.num_added -= 1
+
     def select(self) -> list[StoredTemplate]:
         """The held template for each slot, for the next forward."""
         targets = schedule_slots(self.num_added, self.num_slots)

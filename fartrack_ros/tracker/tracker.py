@@ -23,6 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from enum import Enum
+from typing import Callable
 
 import numpy as np
 import torch
@@ -193,12 +194,21 @@ class Tracker:
         )
 
     # -- tracking ------------------------------------------------------------------------------
-    def track(self, frame: np.ndarray) -> list[TrackResult]:
-        """Track every target in ``frame`` with one batched forward; one result per target."""
+    def track(self, frame: np.ndarray,
+              on_results: Callable[[list[TrackResult]], None] | None = None) -> list[TrackResult]:
+        """Track every target in ``frame`` with one batched forward; one result per target.
+
+        ``on_results`` gets the results as soon as the boxes are known, before this frame's new
+        templates are cropped and embedded for the next frame (0.5-2 ms), so a caller can send
+        them on sooner. Its time is not in `last_timings_ms`; an exception it raises propagates
+        once the templates are stored.
+        """
         _check_frame(frame)
         targets = list(self._targets.values())
         if not targets:
             self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
+            if on_results is not None:
+                on_results([])
             return []
         cfg = self.cfg
         official = self.config.memory == "official"
@@ -228,19 +238,22 @@ class Tracker:
                 target.memory.record_newest_keep(keep.clone())
                 if self._update_state(target, predicted, score):
                     new_templates.append(target)
+            # The memory's bookkeeping first, so the results count the new templates; their
+            # embeddings (what only the next frame reads) are filled in after on_results.
+            entries = [target.memory.add(None) for target in new_templates]
+            results = [self._result(t, s) for t, s in zip(targets, scores)]
             t3 = time.perf_counter()
             crop_s, model_s, decode_s = t1 - t0, t2 - t1, t3 - t2
-            if new_templates:
-                embeddings, template_crop_s = self._embed_templates(
-                    frame, [t.state_xywh for t in new_templates])
-                for target, embedding in zip(new_templates, embeddings):
-                    target.memory.add(embedding)
+            try:
+                if on_results is not None:
+                    on_results(results)
+            finally:
                 # template crops count as cropping, their patch embedding as model time
-                crop_s += template_crop_s
-                model_s += time.perf_counter() - t3 - template_crop_s
-        self.last_timings_ms = {"crop": 1e3 * crop_s, "model": 1e3 * model_s,
-                                "decode": 1e3 * decode_s}
-        return [self._result(t, s) for t, s in zip(targets, scores)]
+                template_crop_s, template_model_s = self._fill_templates(frame, new_templates, entries)
+                self.last_timings_ms = {"crop": 1e3 * (crop_s + template_crop_s),
+                                        "model": 1e3 * (model_s + template_model_s),
+                                        "decode": 1e3 * decode_s}
+        return results
 
     def _update_state(self, target: _Target, predicted: list[float], score: float) -> bool:
         """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template."""
@@ -280,6 +293,22 @@ class Tracker:
 
     def _memory_cap(self) -> int | None:
         return self.config.template_memory_cap if self.config.memory == "bounded" else None
+
+    def _fill_templates(self, frame: np.ndarray, targets: list[_Target], entries: list) -> tuple[float, float]:
+        """Embed the templates just added for ``targets`` (crop and embedding seconds); if that
+        fails, the adds are undone, so no target is left with a template it cannot use."""
+        if not entries:
+            return 0.0, 0.0
+        started = time.perf_counter()
+        try:
+            embeddings, crop_s = self._embed_templates(frame, [t.state_xywh for t in targets])
+        except BaseException:
+            for target in targets:
+                target.memory.discard_newest()
+            raise
+        for entry, embedding in zip(entries, embeddings):
+            entry.embedding = embedding
+        return crop_s, time.perf_counter() - started - crop_s
 
     def _embed_templates(self, frame: np.ndarray, boxes: list[list[float]]):
         """Crop a template around each box; one (T,D) patch embedding per box, and the crop time."""
