@@ -116,25 +116,31 @@ def synthetic_frames(count: int, seed: int = 1_000_000, size: tuple[int, int] = 
 
 
 def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
-               period_s: float = 0.0) -> tuple[float, dict[str, float]]:
+               period_s: float = 0.0, to_results: bool = False) -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).
 
     ``runner``: the model as `with_backend` prepares it. ``period_s`` > 0 paces the frames like a
     camera: a frame starts no sooner than ``period_s`` after the previous one started, so the CPU
     idles between frames as it does in the node (on this kind of machine an idle gap makes the
-    next frame measurably slower than back to back).
+    next frame measurably slower than back to back). ``to_results``: time each frame until its
+    results are handed out, where the node publishes them (before the frame's template step).
     """
     tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1)))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
     totals, stages = [], {"crop": [], "model": [], "decode": []}
+    results_at = [0.0]
+
+    def mark_results(results) -> None:
+        results_at[0] = time.perf_counter()
+
     start = time.perf_counter()
     for index, frame in enumerate(frames[1:]):
         if period_s > 0:
             time.sleep(max(0.0, start + period_s - time.perf_counter()))
         start = time.perf_counter()
-        tracker.track(frame)
-        elapsed = 1000.0 * (time.perf_counter() - start)
+        tracker.track(frame, on_results=mark_results)
+        elapsed = 1000.0 * ((results_at[0] if to_results else time.perf_counter()) - start)
         if index >= 2:  # warm-up frames
             totals.append(elapsed)
             for stage, value in tracker.last_timings_ms.items():

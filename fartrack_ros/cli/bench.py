@@ -160,8 +160,9 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
         pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
+        # frame -> boxes in process, the span the node's latency ends at (detections sent)
         tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", runs_at), frames, boxes,
-                                      "bounded", period_s=period_s)
+                                      "bounded", period_s=period_s, to_results=True)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
                                       variant=variant, precision=args.node_precision, period_s=period_s,
                                       frame_timeout_s=max(1.0, 20 * tracker_ms / 1000), size=args.node_size)
