@@ -26,6 +26,7 @@ import numpy as np
 
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
+FLUSH_TIMEOUT_S = 5.0  # at exit, for reliable subscribers to acknowledge the last frames
 
 
 class FrameSource:
@@ -206,6 +207,17 @@ class VideoPublisher:
         log.info(f"published {published} frames ({(published - 1) / elapsed:.1f} fps after the first)")
         return published
 
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> bool:
+        """Wait until every reliable subscriber has acknowledged what was sent; False on timeout.
+
+        A reliable sample still unacknowledged when the process exits is lost: without this the
+        last frame of a playback sometimes never arrived.
+        """
+        from rclpy.duration import Duration
+
+        timeout = Duration(nanoseconds=int(timeout_s * 1e9))
+        return all([publisher.wait_for_all_acked(timeout) for publisher in (self.image_pub, self.init_pub)])
+
 
 def main(argv: list[str] | None = None) -> int:
     import rclpy
@@ -233,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"{options.wait:.0f} s (is fartrack_node running, in this ROS domain?)")
             return 1
         player.play()
+        if not player.flush():
+            node.get_logger().warning(
+                f"a subscriber did not acknowledge every frame within {FLUSH_TIMEOUT_S:.0f} s; "
+                "the last frames may not have reached it")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:

@@ -86,6 +86,7 @@ def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_fr
     time.sleep(0.5)
     try:
         assert process.returncode == 0, process.stdout + process.stderr
+        assert "did not acknowledge" not in process.stdout + process.stderr  # flushed before exit
         images = list(probe.received["images"])
         init = probe.wait_for("init", timeout=2.0)
     finally:
