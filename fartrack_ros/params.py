@@ -86,9 +86,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "cpu_threads", 0,
-        "CPU threads of the model's arithmetic (torch and ONNX Runtime). 0: PyTorch's default, one "
-        "per core (or OMP_NUM_THREADS). Fewer threads than cores leave the camera driver and the "
-        "ROS plumbing a core of their own: steadier latency for small models, slower large ones.",
+        "CPU threads of the model's arithmetic (torch and ONNX Runtime). 0: automatic, "
+        "OMP_NUM_THREADS when set, else one less than the CPUs the node may use (at least 1), so "
+        "that the camera driver and the ROS plumbing keep a core; a thread per core is faster on "
+        "an idle computer but its latency collapses as soon as another process is busy.",
         CONFIGURE, low=0, high=1024,
     ),
     ParamSpec(

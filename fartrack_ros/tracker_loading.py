@@ -20,8 +20,8 @@ from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
 WARMUP_FRAME_HW = (240, 320)
-# The process's thread count before any cpu_threads was applied: what cpu_threads 0 restores.
-DEFAULT_CPU_THREADS = torch.get_num_threads()
+# The process's thread count before any cpu_threads was applied (it follows OMP_NUM_THREADS).
+STARTUP_CPU_THREADS = torch.get_num_threads()
 
 
 @dataclass
@@ -61,7 +61,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     if threads > usable and log is not None:
         log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: the model's threads "
                     f"will wait on each other (set cpu_threads to {usable} or fewer, or 0)")
-    torch.set_num_threads(threads or DEFAULT_CPU_THREADS)
+    torch.set_num_threads(threads or auto_cpu_threads())
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
@@ -95,6 +95,20 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
                          time.perf_counter() - started, torch.get_num_threads())
+
+
+def auto_cpu_threads() -> int:
+    """The model's CPU threads for cpu_threads 0: OMP_NUM_THREADS when set, else one less than
+    the usable CPUs (at least 1).
+
+    The spare core is for the camera driver, rclpy and Fast DDS. With a thread per core, any other
+    busy thread deschedules one of the model's lock-stepped OpenMP threads and the others wait for
+    it at every barrier: on 2 cores next to one busy process, node p99 was 170-220 ms with 2 model
+    threads and 14-36 ms with 1 (bundled and pico models).
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return STARTUP_CPU_THREADS
+    return max(1, usable_cpus() - 1)
 
 
 def usable_cpus() -> int:

@@ -9,7 +9,7 @@ import torch
 
 from fartrack_ros import params
 from fartrack_ros.compute_thread import ComputeThread
-from fartrack_ros.tracker_loading import DEFAULT_CPU_THREADS, load_tracker, usable_cpus
+from fartrack_ros.tracker_loading import STARTUP_CPU_THREADS, auto_cpu_threads, load_tracker, usable_cpus
 from node_helpers import weights_for_tests
 
 
@@ -49,7 +49,7 @@ def test_wait_idle_returns_after_the_queued_calls_finished():
     compute.shutdown()
 
 
-def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_restores_the_default():
+def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_picks_the_automatic_count():
     compute = ComputeThread()
     values = {**params.defaults(), "weights": str(weights_for_tests()), "device": "cpu"}
     try:
@@ -58,11 +58,11 @@ def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_res
         default = compute.run(load_tracker, values)
         threads_with_default = compute.run(torch.get_num_threads)
     finally:
-        compute.run(torch.set_num_threads, DEFAULT_CPU_THREADS)
+        compute.run(torch.set_num_threads, STARTUP_CPU_THREADS)
         compute.shutdown()
     assert (one.cpu_threads, threads_with_one) == (1, 1)
-    assert default.cpu_threads == threads_with_default == DEFAULT_CPU_THREADS
-    assert f" on cpu ({DEFAULT_CPU_THREADS} thread" in default.describe()
+    assert default.cpu_threads == threads_with_default == auto_cpu_threads()
+    assert f" on cpu ({auto_cpu_threads()} thread" in default.describe()
 
 
 def test_more_cpu_threads_than_usable_cpus_are_applied_with_a_warning():
@@ -75,8 +75,15 @@ def test_more_cpu_threads_than_usable_cpus_are_applied_with_a_warning():
         loaded = compute.run(load_tracker, values, log)
         quiet = compute.run(load_tracker, {**values, "cpu_threads": 0}, log)
     finally:
-        compute.run(torch.set_num_threads, DEFAULT_CPU_THREADS)
+        compute.run(torch.set_num_threads, STARTUP_CPU_THREADS)
         compute.shutdown()
-    assert loaded.cpu_threads == too_many and quiet.cpu_threads == DEFAULT_CPU_THREADS
+    assert loaded.cpu_threads == too_many and quiet.cpu_threads == auto_cpu_threads()
     assert len(warnings) == 1 and f"cpu_threads={too_many}" in warnings[0], warnings
     assert f"may use {usable_cpus()} CPUs" in warnings[0]
+
+
+def test_automatic_cpu_threads_leave_a_core_unless_omp_num_threads_is_set(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert auto_cpu_threads() == max(1, usable_cpus() - 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert auto_cpu_threads() == STARTUP_CPU_THREADS  # torch read OMP_NUM_THREADS at start
