@@ -351,7 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as in the checkpoint)")
     parser.add_argument("--rate-hz", type=float, default=0.0, help="send at this rate (default: closed loop)")
-    parser.add_argument("--node-threads", type=int, default=0, help="the node's cpu_threads parameter (0: one per core)")
+    parser.add_argument("--node-threads", type=int, default=0, help="the node's cpu_threads parameter (0: automatic)")
     parser.add_argument("--max-growth-pct", type=float, default=defaults.max_growth_pct)
     parser.add_argument("--json", type=Path, help="also write the figures (and RSS samples) here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")

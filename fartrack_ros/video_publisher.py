@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli.options import frame_size
+
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
 FLUSH_TIMEOUT_S = 5.0  # at exit, for reliable subscribers to acknowledge the last frames
@@ -101,7 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--synthetic", type=int, metavar="SEED", help="play the generated sequence of SEED")
     parser.add_argument("--frames", type=int, help="play at most this many frames (synthetic: the length)")
     parser.add_argument("--difficulty", type=float, help="synthetic: fixed difficulty in [0, 1]")
-    parser.add_argument("--size", default="320x240", help="synthetic: frame size WxH (default 320x240)")
+    parser.add_argument("--size", default="320x240", type=frame_size,
+                        help="synthetic: frame size WxH (default 320x240)")
     parser.add_argument("--rate", type=float, help="frames per second (default: the video's, else 10)")
     parser.add_argument("--loop", action="store_true", help="play again from the start until stopped")
     parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
@@ -227,8 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     try:
         if options.synthetic is not None:
-            width, height = (int(v) for v in options.size.lower().split("x"))
-            source = synthetic_source(options.synthetic, options.frames, width, height, options.difficulty)
+            source = synthetic_source(options.synthetic, options.frames, *options.size, options.difficulty)
         else:
             source = video_source(options.video, options.frames)
     except (ValueError, OSError) as exc:

@@ -13,7 +13,7 @@ import torch
 from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
-from .options import PRECISION_CHOICES
+from .options import PRECISION_CHOICES, frame_size
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -44,21 +44,11 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-rates", default="0,30",
                         help="comma list of frame rates (Hz) for the node rows and their in-process reference; "
                              "0 = back to back (default 0,30: also paced like a 30 Hz camera, as a robot runs it)")
-    parser.add_argument("--node-size", default="320x240", type=_size,
+    parser.add_argument("--node-size", default="320x240", type=frame_size,
                         help="WIDTHxHEIGHT of the rgb8 frames sent through the node and of its in-process "
                              "reference (default 320x240; 640x480 is a common camera)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
-    if width < 64 or height < 64:
-        raise argparse.ArgumentTypeError(f"frames of {text} are too small (at least 64x64)")
-    return width, height
 
 
 def main(argv: Optional[list[str]] = None) -> int:

@@ -8,6 +8,17 @@ BACKEND_CHOICES = ("torch", "onnxruntime")
 PRECISION_CHOICES = ("float32", "bfloat16", "float16")
 
 
+def frame_size(text: str) -> tuple[int, int]:
+    """argparse type for a frame size ``WIDTHxHEIGHT`` (at least 64x64): (width, height)."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 640x480, got {text!r}") from None
+    if width < 64 or height < 64:
+        raise argparse.ArgumentTypeError(f"frames of {text} are too small (at least 64x64)")
+    return width, height
+
+
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--backend`` and ``--precision``, with the library's defaults (torch, float32)."""
     parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
