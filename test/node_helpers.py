@@ -221,10 +221,20 @@ class Probe:
             time.sleep(0.1)
         raise TimeoutError(f"fartrack_node did not connect in {timeout} s:\n{node.log_text()}")
 
-    def reset(self, timeout: float = 10.0):
+    def reset(self, timeout: float = 10.0, attempts: int = 3):
+        """Call ~/reset; it is idempotent, so a call whose response is lost is sent again.
+
+        Right after discovery a service may already take requests while its response writer has
+        not yet matched this client's reader (a known DDS race): that response never arrives.
+        """
         from std_srvs.srv import Trigger
 
-        return self._call(self.reset_client, Trigger.Request(), timeout)
+        for attempt in range(attempts):
+            try:
+                return self._call(self.reset_client, Trigger.Request(), timeout / attempts)
+            except TimeoutError:
+                if attempt == attempts - 1:
+                    raise
 
     def call(self, srv_type, name: str, request, timeout: float = 10.0):
         """Call service ``name`` (relative names are under the node) and return the response."""
