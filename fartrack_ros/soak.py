@@ -21,6 +21,7 @@ import argparse
 import array
 import json
 import os
+import re
 import sys
 import threading
 import time
@@ -34,6 +35,10 @@ from .demo import Child, child_env, executable
 NODE_NAME = "fartrack_soak"
 IMAGE_TOPIC = f"/{NODE_NAME}_image"
 WIDTH, HEIGHT = 320, 240
+# The node's log lines in this form, so a warning's time can be read back (rcutils' own default).
+LOG_FORMAT = "[{severity}] [{time}] [{name}]: {message}"
+MAX_WARNINGS_SHOWN = 10
+_WARNING_LINE = re.compile(r"^\[(WARN|ERROR|FATAL)\] \[(\d+(?:\.\d+)?)\]")
 
 
 @dataclass
@@ -76,12 +81,14 @@ class SoakResult:
     templates_max: int
     template_cap: int
     dropped_frames: int
-    node_warnings: int
+    node_warnings: int  # logged after both targets started
+    startup_warnings: int  # logged before: a frame or init lost to discovery and sent again
     node_exit_code: int | None
     model: str
     device: str
     max_growth_pct: float
     samples: list[tuple[int, float]] = field(default_factory=list)  # (frame, RSS MiB)
+    warning_lines: list[str] = field(default_factory=list)  # the node's warnings and errors, as logged
 
     @property
     def cap_held(self) -> bool:
@@ -133,6 +140,20 @@ class _StatusWatch:
                     return False
                 self.cond.wait(remaining)
             return True
+
+
+def split_warnings(lines: list[str], started_s: float) -> tuple[list[str], list[str]]:
+    """The node's warning and error lines logged before and after ``started_s`` (epoch seconds);
+    a warning whose time cannot be read counts as after."""
+    before, after = [], []
+    for line in lines:
+        match = _WARNING_LINE.match(line)
+        if match is None:
+            if "[WARN]" in line or "[ERROR]" in line:
+                after.append(line)
+            continue
+        (before if float(match.group(2)) < started_s else after).append(line)
+    return before, after
 
 
 def _image_msgs(config: SoakConfig):
@@ -194,7 +215,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     if config.template_cap < 5:
         raise ValueError(f"template_cap must be >= 5 (the template slots), got {config.template_cap}")
     messages, targets = _image_msgs(config)
-    env = child_env()
+    env = dict(child_env(), RCUTILS_CONSOLE_OUTPUT_FORMAT=LOG_FORMAT)
     context = Context()
     rclpy.init(context=context)
     node = rclpy.create_node("fartrack_soak_driver", context=context)
@@ -214,6 +235,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     try:
         _wait_connected(child, image_pub, init_pub, status_sub, timeout_s=120.0)
         _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns)
+        started_epoch_s = time.time()
         started = time.monotonic()
         sent = 0
         for index in range(1, config.frames + 1):
@@ -244,7 +266,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
         node.destroy_node()
         rclpy.try_shutdown(context=context)
         spinner.join(timeout=5.0)
-    return _summarise(config, samples, watch, sent, wall_s, child)
+    return _summarise(config, samples, watch, sent, wall_s, child, started_epoch_s)
 
 
 def _wait_connected(child, image_pub, init_pub, status_sub, timeout_s: float) -> None:
@@ -259,19 +281,24 @@ def _wait_connected(child, image_pub, init_pub, status_sub, timeout_s: float) ->
 
 
 def _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns) -> None:
-    """Frame 0, the init on it, frame 1 until its status lists both targets (re-sent if lost)."""
+    """Frame 0, the init on it, frame 1 until its status lists both targets; what discovery lost
+    is sent again (the init only while no status has listed both targets)."""
+    def started() -> bool:
+        return watch.last is not None and len(watch.last.targets) == len(targets)
+
+    stamp = base_ns + period_ns
     for _ in range(5):
-        first = messages[0]
-        first.header.stamp.sec, first.header.stamp.nanosec = divmod(base_ns, 1_000_000_000)
-        image_pub.publish(first)
-        time.sleep(0.3)
-        init_pub.publish(_init_msg(base_ns, targets))
-        time.sleep(0.3)
-        stamp = base_ns + period_ns
+        if not started():
+            first = messages[0]
+            first.header.stamp.sec, first.header.stamp.nanosec = divmod(base_ns, 1_000_000_000)
+            image_pub.publish(first)
+            time.sleep(0.3)
+            init_pub.publish(_init_msg(base_ns, targets))
+            time.sleep(0.3)
         second = messages[1]
         second.header.stamp.sec, second.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
         image_pub.publish(second)
-        if watch.wait(lambda: stamp in watch.answered and len(watch.last.targets) == len(targets), 5.0):
+        if watch.wait(lambda: stamp in watch.answered and started(), 10.0):
             return
         if child.process.poll() is not None:
             break
@@ -279,7 +306,7 @@ def _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns
 
 
 def _summarise(config: SoakConfig, samples, watch: _StatusWatch, sent: int, wall_s: float,
-               child) -> SoakResult:
+               child, started_epoch_s: float) -> SoakResult:
     warm = next((rss for frame, rss in samples if frame >= config.warmup), samples[0][1])
     after = [(frame, rss) for frame, rss in samples if frame >= config.warmup]
     end = samples[-1][1]
@@ -288,7 +315,7 @@ def _summarise(config: SoakConfig, samples, watch: _StatusWatch, sent: int, wall
         frames, rss = np.array(after, dtype=np.float64).T
         slope = float(np.polyfit(frames, rss, 1)[0]) * 1000.0
     last = watch.last
-    warnings = sum(1 for line in child.lines if "[WARN]" in line or "[ERROR]" in line)
+    startup, after_start = split_warnings(child.lines, started_epoch_s)
     return SoakResult(
         frames_sent=sent,
         frames_answered=len(watch.answered) - 1,  # frame 1 answered at the init
@@ -304,12 +331,14 @@ def _summarise(config: SoakConfig, samples, watch: _StatusWatch, sent: int, wall
         templates_max=watch.templates_max if watch.templates_max is not None else 0,
         template_cap=config.template_cap,
         dropped_frames=int(last.dropped_frames) if last is not None else 0,
-        node_warnings=warnings,
+        node_warnings=len(after_start),
+        startup_warnings=len(startup),
         node_exit_code=child.process.returncode,
         model=last.model if last is not None else "",
         device=last.device if last is not None else "",
         max_growth_pct=config.max_growth_pct,
         samples=samples,
+        warning_lines=startup + after_start,
     )
 
 
@@ -327,7 +356,8 @@ def format_result(result: SoakResult) -> str:
         ("templates held per target", f"min {result.templates_min} / max {result.templates_max} "
                                       f"(cap {result.template_cap})"),
         ("dropped frames (node)", str(result.dropped_frames)),
-        ("node warnings/errors", str(result.node_warnings)),
+        ("node warnings/errors", f"{result.node_warnings} (and {result.startup_warnings} while starting "
+                                 "the targets)"),
         ("node exit code", str(result.node_exit_code)),
         ("verdict", "PASS" if result.passed else
          f"FAIL (growth < {result.max_growth_pct:g} %: {result.growth_pct < result.max_growth_pct}, "
@@ -336,7 +366,13 @@ def format_result(result: SoakResult) -> str:
     width = max(len(name) for name, _ in rows)
     head = (f"fartrack_node soak: 2 targets, {WIDTH}x{HEIGHT}, model {result.model or '?'} "
             f"on {result.device or '?'}")
-    return "\n".join([head] + [f"  {name:<{width}}  {value}" for name, value in rows])
+    shown = result.warning_lines[:MAX_WARNINGS_SHOWN]
+    more = len(result.warning_lines) - len(shown)
+    lines = [head] + [f"  {name:<{width}}  {value}" for name, value in rows]
+    if shown:
+        lines += ["  the node's warnings/errors:"] + [f"    {line}" for line in shown]
+        lines += [f"    ... and {more} more"] if more else []
+    return "\n".join(lines)
 
 
 def build_parser() -> argparse.ArgumentParser:

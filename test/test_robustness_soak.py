@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from fartrack_ros.soak import SoakConfig, main, run_soak
+from fartrack_ros.soak import SoakConfig, main, run_soak, split_warnings
 from node_helpers import FIXTURE_WEIGHTS, weights_for_tests
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
@@ -35,6 +35,8 @@ def test_short_soak_holds_memory_and_the_template_cap(tmp_path, capsys):
     assert result["templates_min"] == result["templates_max"] == 8, table
     assert result["dropped_frames"] == 0, "closed loop: nothing to drop"
     assert result["node_warnings"] == 0 and result["node_exit_code"] == 0, table
+    startup = result["warning_lines"][:result["startup_warnings"]]
+    assert all("init ignored" in line for line in startup), "only a lost first frame may be warned of"
     for label in ("throughput", "RSS after warm-up (frame 200)", "RSS growth after warm-up",
                   "templates held per target", "min 8 / max 8 (cap 8)", "dropped frames", "PASS"):
         assert label in table
@@ -53,3 +55,15 @@ def test_a_camera_faster_than_the_node_drops_frames_and_memory_still_holds():
     # how many frames the node gets to depends on the machine's speed; the cap must hold whatever it is
     assert 1 <= result.templates_min <= result.templates_max <= 6
     assert result.node_exit_code == 0
+
+
+def test_warnings_are_split_at_the_start_of_the_soak_by_their_log_time():
+    lines = ["[WARN] [100.5] [fartrack_soak]: init ignored: no image received yet",
+             "[INFO] [101.0] [fartrack_soak]: target 'target' started",
+             "[ERROR] [102.25] [fartrack_soak]: frame 102.2 not tracked",
+             "a traceback line mentioning [WARN] with no time"]
+
+    before, after = split_warnings(lines, started_s=101.0)
+
+    assert before == lines[:1]
+    assert after == [lines[2], lines[3]]
