@@ -221,23 +221,22 @@ class Probe:
             time.sleep(0.1)
         raise TimeoutError(f"fartrack_node did not connect in {timeout} s:\n{node.log_text()}")
 
-    def reset(self, timeout: float = 10.0, attempts: int = 3):
-        """Call ~/reset; it is idempotent, so a call whose response is lost is sent again.
+    # Right after discovery a service may already take a request while its response writer has
+    # not yet matched this client's reader (a known DDS race: the server logs "failed to send
+    # response"), so that response never comes. Idempotent requests are therefore sent again
+    # after RESEND_AFTER_S without an answer; a lifecycle transition, which is not idempotent,
+    # is settled by asking the state instead (`transition`).
+    RESEND_AFTER_S = 3.0
 
-        Right after discovery a service may already take requests while its response writer has
-        not yet matched this client's reader (a known DDS race): that response never arrives.
-        """
+    def reset(self, timeout: float = 10.0):
+        """Call ~/reset (idempotent: sent again when its answer does not come)."""
         from std_srvs.srv import Trigger
 
-        for attempt in range(attempts):
-            try:
-                return self._call(self.reset_client, Trigger.Request(), timeout / attempts)
-            except TimeoutError:
-                if attempt == attempts - 1:
-                    raise
+        return self._call(self.reset_client, Trigger.Request(), timeout, resend_after=self.RESEND_AFTER_S)
 
-    def call(self, srv_type, name: str, request, timeout: float = 10.0):
-        """Call service ``name`` (relative names are under the node) and return the response."""
+    def call(self, srv_type, name: str, request, timeout: float = 10.0, idempotent: bool = True):
+        """Call service ``name`` (relative names are under the node) and return the response;
+        an ``idempotent`` request is sent again while its answer does not come."""
         if not name.startswith("/"):
             name = f"{self.prefix}/{name}"
         client = self._clients.get(name)
@@ -245,7 +244,7 @@ class Probe:
             client = self._clients[name] = self.node.create_client(srv_type, name)
         if not client.wait_for_service(timeout_sec=timeout):
             raise TimeoutError(f"service {name} is not available")
-        return self._call(client, request, timeout)
+        return self._call(client, request, timeout, resend_after=self.RESEND_AFTER_S if idempotent else None)
 
     def set_parameters(self, **values):
         """SetParameters on the node; one rcl_interfaces/SetParametersResult per value."""
@@ -263,15 +262,51 @@ class Probe:
         response = self.call(GetParameters, "get_parameters", GetParameters.Request(names=list(names)))
         return [parameter_value_to_python(value) for value in response.values]
 
+    def lifecycle_state(self, timeout: float = 30.0) -> int:
+        """The managed node's current lifecycle state id (``~/get_state``)."""
+        from lifecycle_msgs.srv import GetState
+
+        return self.call(GetState, "get_state", GetState.Request(), timeout).current_state.id
+
+    def transition(self, transition_id: int, timeout: float = 60.0, settle_after: float = 5.0) -> bool:
+        """Ask the managed node for a lifecycle transition (``~/change_state``); whether it succeeded.
+
+        No answer after ``settle_after`` s: the node answers ``get_state`` only once the transition
+        has run (both services share its executor), so the state then tells whether it reached
+        the transition's goal (its answer may have been lost, see RESEND_AFTER_S).
+        """
+        from lifecycle_msgs.msg import State, Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        goals = {Transition.TRANSITION_CONFIGURE: State.PRIMARY_STATE_INACTIVE,
+                 Transition.TRANSITION_ACTIVATE: State.PRIMARY_STATE_ACTIVE,
+                 Transition.TRANSITION_DEACTIVATE: State.PRIMARY_STATE_INACTIVE,
+                 Transition.TRANSITION_CLEANUP: State.PRIMARY_STATE_UNCONFIGURED}
+        request = ChangeState.Request(transition=Transition(id=transition_id))
+        started = time.monotonic()
+        try:
+            return self.call(ChangeState, "change_state", request, min(settle_after, timeout),
+                             idempotent=False).success
+        except TimeoutError:
+            if transition_id not in goals:
+                raise
+        state = self.lifecycle_state(timeout=max(timeout - (time.monotonic() - started), 1.0))
+        return state == goals[transition_id]
+
     @staticmethod
-    def _call(client, request, timeout: float):
-        future = client.call_async(request)
+    def _call(client, request, timeout: float, resend_after: float | None = None):
         deadline = time.monotonic() + timeout
-        while not future.done() and time.monotonic() < deadline:
+        futures = [client.call_async(request)]
+        sent_at = time.monotonic()
+        while time.monotonic() < deadline:
+            for future in futures:
+                if future.done():
+                    return future.result()
+            if resend_after is not None and time.monotonic() - sent_at >= resend_after:
+                futures.append(client.call_async(request))
+                sent_at = time.monotonic()
             time.sleep(0.01)
-        if not future.done():
-            raise TimeoutError(f"no response from {client.srv_name} in {timeout} s")
-        return future.result()
+        raise TimeoutError(f"no response from {client.srv_name} in {timeout} s")
 
     def close(self) -> None:
         import rclpy

@@ -11,7 +11,6 @@ import time
 import numpy as np
 import pytest
 from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
 
 from node_helpers import running_node, start_targets, weights_for_tests
 
@@ -27,15 +26,6 @@ def ros():
         yield pair
 
 
-def _state(probe) -> int:
-    return probe.call(GetState, "get_state", GetState.Request()).current_state.id
-
-
-def _transition(probe, transition_id: int) -> bool:
-    request = ChangeState.Request(transition=Transition(id=transition_id))
-    return probe.call(ChangeState, "change_state", request, timeout=60.0).success
-
-
 def _image_subscribers(probe, timeout: float = 3.0, expect: int = 1) -> int:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and probe.image_pub.get_subscription_count() != expect:
@@ -46,16 +36,16 @@ def _image_subscribers(probe, timeout: float = 3.0, expect: int = 1) -> int:
 def test_a_managed_node_starts_unconfigured_and_not_subscribed(ros):
     node, probe = ros
 
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED, node.log_text()
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED, node.log_text()
     assert _image_subscribers(probe, timeout=1.0, expect=0) == 0
 
 
 def test_configure_fails_with_the_reason_and_stays_unconfigured(ros):
     node, probe = ros
 
-    assert not _transition(probe, Transition.TRANSITION_CONFIGURE)
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
 
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
     assert "configure failed" in node.log_text() and "/nonexistent/weights.pth" in node.log_text()
 
 
@@ -70,9 +60,9 @@ def test_model_parameters_may_change_while_unconfigured(ros):
 def test_configure_loads_the_model_without_subscribing(ros):
     node, probe = ros
 
-    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()
+    assert probe.transition(Transition.TRANSITION_CONFIGURE), node.log_text()
 
-    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_INACTIVE
     assert "warm-up" in node.log_text()
     assert _image_subscribers(probe, timeout=1.0, expect=0) == 0
 
@@ -91,9 +81,9 @@ def test_model_parameters_are_refused_once_configured(ros):
 def test_activate_subscribes_and_tracks(ros):
     node, probe = ros
 
-    assert _transition(probe, Transition.TRANSITION_ACTIVATE)
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
 
-    assert _state(probe) == State.PRIMARY_STATE_ACTIVE
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_ACTIVE
     assert _image_subscribers(probe, expect=1) == 1
     (transport,) = probe.set_parameters(image_transport="compressed")
     assert not transport.successful and "deactivate" in transport.reason
@@ -107,18 +97,18 @@ def test_activate_subscribes_and_tracks(ros):
 def test_deactivate_unsubscribes(ros):
     _, probe = ros
 
-    assert _transition(probe, Transition.TRANSITION_DEACTIVATE)
+    assert probe.transition(Transition.TRANSITION_DEACTIVATE)
 
-    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_INACTIVE
     assert _image_subscribers(probe, expect=0) == 0
 
 
 def test_cleanup_returns_to_unconfigured(ros):
     node, probe = ros
 
-    assert _transition(probe, Transition.TRANSITION_CLEANUP)
+    assert probe.transition(Transition.TRANSITION_CLEANUP)
 
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
     (device,) = probe.set_parameters(device="cpu")
     assert device.successful
     assert node.alive()
@@ -129,7 +119,7 @@ def test_cpu_threads_apply_at_the_next_configure(ros):
 
     (threads,) = probe.set_parameters(cpu_threads=1)
     assert threads.successful, threads.reason
-    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()
+    assert probe.transition(Transition.TRANSITION_CONFIGURE), node.log_text()
 
-    assert _state(probe) == State.PRIMARY_STATE_INACTIVE
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_INACTIVE
     assert " on cpu (1 thread): loaded in" in node.log_text(), node.log_text()

@@ -18,7 +18,6 @@ import time
 import pytest
 import torch
 from lifecycle_msgs.msg import State, Transition
-from lifecycle_msgs.srv import ChangeState, GetState
 
 from node_helpers import (
     FIXTURE_WEIGHTS,
@@ -81,26 +80,17 @@ def managed():
         yield pair
 
 
-def _state(probe) -> int:
-    return probe.call(GetState, "get_state", GetState.Request(), timeout=30.0).current_state.id
-
-
-def _transition(probe, transition_id: int) -> bool:
-    request = ChangeState.Request(transition=Transition(id=transition_id))
-    return probe.call(ChangeState, "change_state", request, timeout=60.0).success
-
-
 def _configure_refused(node, probe, reason: str, **parameters) -> None:
     """Set ``parameters``, ask to configure: refused, the reason logged, still unconfigured."""
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
     assert all(result.successful for result in probe.set_parameters(**parameters))
     since = len(node.log_text())
 
-    assert not _transition(probe, Transition.TRANSITION_CONFIGURE)
+    assert not probe.transition(Transition.TRANSITION_CONFIGURE)
 
     assert wait_for_log(node, since, "configure failed: "), node.log_text()[-3000:]
     assert reason in node.log_text()[since:], node.log_text()[since:]
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
     assert node.alive() and "Traceback" not in node.log_text()
 
 
@@ -131,8 +121,8 @@ def test_cuda_without_cuda_warns_once_then_configures_on_cpu_and_tracks(managed)
     assert all(r.successful for r in probe.set_parameters(
         weights=str(weights_for_tests()), variant="", device="cuda", device_strict=False))
 
-    assert _transition(probe, Transition.TRANSITION_CONFIGURE), node.log_text()[-3000:]
-    assert _transition(probe, Transition.TRANSITION_ACTIVATE)
+    assert probe.transition(Transition.TRANSITION_CONFIGURE), node.log_text()[-3000:]
+    assert probe.transition(Transition.TRANSITION_ACTIVATE)
     probe.wait_until_connected(node)
     stamps = Stamps()
     detections = start_targets(probe, scene(0), stamps(), [("anchor", ANCHOR_BOX)], scene(2), stamps())
@@ -144,9 +134,9 @@ def test_cuda_without_cuda_warns_once_then_configures_on_cpu_and_tracks(managed)
     assert detections is not None and [d.id for d in detections.detections] == ["anchor"]
     status = probe.wait_for("status", lambda m: m.targets, timeout=5.0)
     assert status is not None and status.device == "cpu"
-    assert _transition(probe, Transition.TRANSITION_DEACTIVATE)
-    assert _transition(probe, Transition.TRANSITION_CLEANUP)
-    assert _state(probe) == State.PRIMARY_STATE_UNCONFIGURED
+    assert probe.transition(Transition.TRANSITION_DEACTIVATE)
+    assert probe.transition(Transition.TRANSITION_CLEANUP)
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
 
 
 # --- the plain executable -----------------------------------------------------------------------
