@@ -1,10 +1,11 @@
 """Image messages <-> HxWx3 uint8 RGB numpy arrays, without cv_bridge.
 
-The tracker takes RGB frames; cameras publish ``sensor_msgs/Image`` in several 8-bit encodings,
-with rows that may be padded (``step`` > ``width * channels``), or ``sensor_msgs/CompressedImage``
-(JPEG/PNG, decoded with OpenCV). The pure functions (`raw_to_rgb`, `rgb_to_raw`,
-`compressed_to_rgb`, `rgb_to_compressed`) know no ROS; the ``*_msg`` helpers read and build the
-messages (``sensor_msgs`` is imported only when a message is built).
+The tracker takes RGB frames; cameras publish ``sensor_msgs/Image`` in many encodings (packed
+8- and 16-bit RGB/BGR/mono, Bayer mosaics, YUV 4:2:2 and 4:2:0), with rows that may be padded
+(``step`` > the row's pixel bytes), or ``sensor_msgs/CompressedImage`` (JPEG/PNG, decoded with
+OpenCV). The pure functions (`raw_to_rgb`, `rgb_to_raw`, `compressed_to_rgb`,
+`rgb_to_compressed`) know no ROS; the ``*_msg`` helpers read and build the messages
+(``sensor_msgs`` is imported only when a message is built).
 
 Every malformed input raises `ImageConversionError` (a ``ValueError``) whose text names the bad
 value, so a node can log it and carry on with the next frame.
@@ -13,18 +14,65 @@ value, so a node can log it and carry on with the next frame.
 from __future__ import annotations
 
 import array
+from dataclasses import dataclass
 
 import numpy as np
 
-# encoding -> (channels, index of R, G, B in a pixel; None for mono)
-_LAYOUTS = {
-    "rgb8": (3, (0, 1, 2)),
-    "bgr8": (3, (2, 1, 0)),
-    "rgba8": (4, (0, 1, 2)),
-    "bgra8": (4, (2, 1, 0)),
-    "mono8": (1, None),
+
+@dataclass(frozen=True)
+class _Layout:
+    """How an encoding lays out its pixels.
+
+    ``samples`` per pixel (1 mono or Bayer, 3-4 colour, 2 bytes per pixel of YUV 4:2:2), each of
+    ``sample_bytes`` (16-bit samples are read by their high byte, as cv_bridge scales 16 to 8 bit);
+    ``to_rgb`` names OpenCV's conversion of the 8-bit samples to RGB (empty: R, G, B come first).
+    For writing: where packed colour puts R, G, B (``rgb``), the Bayer 2x2 ``pattern`` and the
+    ``yuv`` layout; ``yuv420`` data holds a chroma plane of half the rows after the luma rows.
+    """
+
+    samples: int
+    sample_bytes: int = 1
+    to_rgb: str = ""
+    rgb: slice | None = None
+    pattern: str = ""
+    yuv: str = ""
+    yuv420: bool = False
+
+    @property
+    def pixel_bytes(self) -> int:
+        return self.samples * self.sample_bytes
+
+
+# OpenCV names a Bayer conversion after the second row's pattern: sensor_msgs' rggb is its BG.
+_OPENCV_BAYER = {"rggb": "BG", "bggr": "RG", "gbrg": "GR", "grbg": "GB"}
+_RGB, _BGR = slice(0, 3), slice(2, None, -1)
+
+
+def _packed(sample_bytes: int) -> dict[str, _Layout]:
+    bits = 8 * sample_bytes
+    return {
+        f"rgb{bits}": _Layout(3, sample_bytes, rgb=_RGB),
+        f"bgr{bits}": _Layout(3, sample_bytes, "BGR2RGB", rgb=_BGR),
+        f"rgba{bits}": _Layout(4, sample_bytes, "RGBA2RGB", rgb=_RGB),
+        f"bgra{bits}": _Layout(4, sample_bytes, "BGRA2RGB", rgb=_BGR),
+        f"mono{bits}": _Layout(1, sample_bytes, "GRAY2RGB"),
+        **{f"bayer_{pattern}{bits}": _Layout(1, sample_bytes, f"Bayer{code}2RGB", pattern=pattern)
+           for pattern, code in _OPENCV_BAYER.items()},
+    }
+
+
+_LAYOUTS: dict[str, _Layout] = {
+    **_packed(1), **_packed(2),
+    "uyvy": _Layout(2, to_rgb="YUV2RGB_UYVY", yuv="UYVY"),
+    "yuyv": _Layout(2, to_rgb="YUV2RGB_YUY2", yuv="YUY2"),
+    "nv12": _Layout(1, to_rgb="YUV2RGB_NV12", yuv="NV12", yuv420=True),
+    "nv21": _Layout(1, to_rgb="YUV2RGB_NV21", yuv="NV21", yuv420=True),
 }
-SUPPORTED_ENCODINGS = tuple(_LAYOUTS)
+# Other names of the same layouts: sensor_msgs' deprecated YUV names, and OpenCV matrix types as
+# cv_bridge reads them (a 3- or 4-channel 8-bit matrix is BGR / BGRA).
+_ALIASES = {"yuv422": "uyvy", "yuv422_yuy2": "yuyv", "8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}
+_BY_LOWER_NAME = {**{name: name for name in _LAYOUTS}, **{alias.lower(): name for alias, name in _ALIASES.items()}}
+SUPPORTED_ENCODINGS = tuple(_LAYOUTS) + tuple(_ALIASES)
 # A compressed frame whose header claims more pixels is refused before decoding (a few KB of PNG
 # can otherwise expand to gigabytes); 8K UHD is 33 Mpx.
 MAX_COMPRESSED_PIXELS = 64_000_000
@@ -35,8 +83,8 @@ class ImageConversionError(ValueError):
 
 
 def _canonical_encoding(encoding: str) -> str:
-    name = str(encoding).strip().lower()
-    if name not in _LAYOUTS:
+    name = _BY_LOWER_NAME.get(str(encoding).strip().lower())
+    if name is None:
         raise ImageConversionError(
             f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)}; "
             "publish one of these or use image_transport:=compressed)"
@@ -44,76 +92,129 @@ def _canonical_encoding(encoding: str) -> str:
     return name
 
 
-def channels_of(encoding: str) -> int:
-    """Bytes per pixel of a supported encoding."""
-    return _LAYOUTS[_canonical_encoding(encoding)][0]
+def row_layout(encoding: str, width: int, height: int) -> tuple[int, int]:
+    """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image in ``encoding``;
+    4:2:0 YUV holds 1.5 rows of data per image row."""
+    layout = _LAYOUTS[_canonical_encoding(encoding)]
+    rows = height * 3 // 2 if layout.yuv420 else height
+    return width * layout.pixel_bytes, rows
 
 
-def raw_to_rgb(data, height: int, width: int, step: int, encoding: str) -> np.ndarray:
+def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
+               is_bigendian: bool = False) -> np.ndarray:
     """Pixel buffer of a ``sensor_msgs/Image`` -> C-contiguous HxWx3 uint8 RGB array.
 
     ``data`` is anything with the buffer protocol (bytes, ``array.array('B')``, numpy). Row
-    padding (``step`` larger than ``width * channels``) is skipped; the last row may omit its
-    padding; data beyond ``step * height`` means the header is wrong and is an error. The result
-    never shares memory with ``data``.
+    padding (``step`` larger than the row's pixel bytes) is skipped; the last row may omit its
+    padding; data beyond ``step`` times the rows means the header is wrong and is an error.
+    ``is_bigendian`` matters for 16-bit encodings only. The result never shares memory with
+    ``data``.
     """
     name = _canonical_encoding(encoding)
-    channels, rgb_index = _LAYOUTS[name]
+    layout = _LAYOUTS[name]
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image has no pixels: {width}x{height}")
-    row_bytes = width * channels
+    if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
+        raise ImageConversionError(
+            f"a {name} image needs an even {'width' if width % 2 else 'height'}, got {width}x{height}")
+    row_bytes, rows = row_layout(name, width, height)
     if step < row_bytes:
         raise ImageConversionError(
-            f"image step {step} is smaller than width*channels = {width}*{channels} = {row_bytes} "
-            f"for encoding {name!r}"
+            f"image step {step} is smaller than width*bytes per pixel = {width}*{layout.pixel_bytes} = "
+            f"{row_bytes} for encoding {name!r}"
         )
     buffer = np.frombuffer(data, dtype=np.uint8)
-    needed = step * (height - 1) + row_bytes
+    needed = step * (rows - 1) + row_bytes
     if buffer.size < needed:
         raise ImageConversionError(
             f"image data has {buffer.size} bytes, a {width}x{height} {name} image with step {step} "
             f"needs at least {needed}"
         )
-    if buffer.size > step * height:
+    if buffer.size > step * rows:
         raise ImageConversionError(
-            f"image data has {buffer.size} bytes, more than step*height = {step}*{height} = "
-            f"{step * height}: the header does not describe the data (wrong width, height or step?)"
+            f"image data has {buffer.size} bytes, more than step*rows = {step}*{rows} = "
+            f"{step * rows}: the header does not describe the data (wrong width, height or step?)"
         )
-    pixels = np.lib.stride_tricks.as_strided(
-        buffer, shape=(height, width, channels), strides=(step, channels, 1), writeable=False
+    # One byte per sample: a 16-bit sample's high byte is its first byte when big-endian.
+    high_byte = 1 if layout.sample_bytes == 2 and not is_bigendian else 0
+    samples = np.lib.stride_tricks.as_strided(
+        buffer[high_byte:], shape=(rows, width, layout.samples),
+        strides=(step, layout.pixel_bytes, layout.sample_bytes), writeable=False,
     )
-    if rgb_index is None:
-        rgb = np.empty((height, width, 3), dtype=np.uint8)
-        rgb[...] = pixels  # broadcast the one channel to three
-        return rgb
-    if rgb_index == (0, 1, 2):
-        return np.array(pixels[:, :, :3], dtype=np.uint8, order="C", copy=True)
-    return np.array(pixels[:, :, 2::-1], dtype=np.uint8, order="C", copy=True)
+    if not layout.to_rgb:
+        return np.array(samples[:, :, :3], dtype=np.uint8, order="C", copy=True)
+    return _opencv_to_rgb(samples, layout.to_rgb)
+
+
+def _opencv_to_rgb(samples: np.ndarray, conversion: str) -> np.ndarray:
+    """HxWxC 8-bit samples (rows may be padded) -> RGB by OpenCV's ``COLOR_<conversion>``: its
+    channel shuffles are 10-40x faster than numpy's strided copies (bgr8 640x480: 0.03 ms)."""
+    import cv2
+
+    if samples.strides[1:] != (samples.shape[2], 1):  # 16-bit high bytes: OpenCV needs them packed
+        samples = np.ascontiguousarray(samples)
+    try:
+        return cv2.cvtColor(samples[:, :, 0] if samples.shape[2] == 1 else samples,
+                            getattr(cv2, f"COLOR_{conversion}"))
+    except cv2.error as exc:
+        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
+        raise ImageConversionError(f"could not convert a {samples.shape[1]}x{samples.shape[0]} image "
+                                   f"to RGB: {detail}") from None
 
 
 def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None) -> tuple[bytes, int]:
-    """HxWx3 uint8 RGB array -> (pixel bytes, step) in ``encoding``; ``step`` may add padding."""
+    """HxWx3 uint8 RGB array -> (pixel bytes, step) in ``encoding``; ``step`` may add padding.
+
+    What a camera of that encoding would send: little-endian (``is_bigendian`` 0) 16-bit samples
+    of value ``v * 257`` (the 8-bit value in both bytes), a Bayer mosaic of the pattern's colour
+    at each pixel, YUV as OpenCV converts it (BT.601, video range), grey as BT.601 luma.
+    """
     rgb = _check_rgb(rgb)
     name = _canonical_encoding(encoding)
-    channels, rgb_index = _LAYOUTS[name]
+    layout = _LAYOUTS[name]
     height, width = rgb.shape[:2]
-    if rgb_index is None:
-        # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses.
-        luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        pixels = np.clip(np.rint(luma), 0, 255).astype(np.uint8)[:, :, None]
-    else:
-        pixels = np.full((height, width, channels), 255, dtype=np.uint8)
-        pixels[:, :, list(rgb_index)] = rgb
-    row_bytes = width * channels
+    if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
+        raise ImageConversionError(f"a {name} image needs an even width and height, got {width}x{height}")
+    row_bytes, rows = row_layout(name, width, height)
+    pixels = _samples_of(rgb, layout).reshape(rows, -1)
+    if layout.sample_bytes == 2:
+        pixels = (pixels.astype("<u2") * 257).view(np.uint8)
     step = row_bytes if step is None else int(step)
     if step < row_bytes:
-        raise ImageConversionError(f"step {step} is smaller than width*channels = {row_bytes}")
+        raise ImageConversionError(f"step {step} is smaller than width*bytes per pixel = {row_bytes}")
     if step == row_bytes:
         return pixels.tobytes(), step
-    padded = np.zeros((height, step), dtype=np.uint8)
-    padded[:, :row_bytes] = pixels.reshape(height, row_bytes)
+    padded = np.zeros((rows, step), dtype=np.uint8)
+    padded[:, :row_bytes] = pixels
     return padded.tobytes(), step
+
+
+def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
+    """The 8-bit samples of ``rgb`` in ``layout``, row by row."""
+    height, width = rgb.shape[:2]
+    if layout.rgb is not None:
+        pixels = np.full((height, width, layout.samples), 255, dtype=np.uint8)
+        pixels[:, :, layout.rgb] = rgb
+        return pixels
+    if layout.pattern:
+        mosaic = np.empty((height, width), dtype=np.uint8)
+        for k, colour in enumerate(layout.pattern):
+            dy, dx = divmod(k, 2)
+            mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(colour)]
+        return mosaic
+    if layout.yuv:
+        import cv2
+
+        if not layout.yuv420:
+            return cv2.cvtColor(rgb, getattr(cv2, f"COLOR_RGB2YUV_{layout.yuv}"))
+        planar = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)  # Y plane, U plane, V plane
+        luma, chroma = planar[:height * width], planar[height * width:].reshape(2, -1)
+        first, second = chroma if layout.yuv == "NV12" else chroma[::-1]  # NV21: V before U
+        return np.concatenate([luma, np.stack([first, second], axis=1).reshape(-1)])
+    # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses.
+    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
 
 
 def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
@@ -211,7 +312,7 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 
 def image_msg_to_rgb(msg) -> np.ndarray:
     """``sensor_msgs/Image`` -> HxWx3 uint8 RGB array."""
-    return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding)
+    return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
 
 
 def compressed_msg_to_rgb(msg) -> np.ndarray:

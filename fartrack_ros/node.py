@@ -4,7 +4,8 @@ A thin adapter over `fartrack_ros.tracker.Tracker` (DESIGN §4). Names are relat
 launch file can namespace and remap them:
 
 =====  =====================  ==========================================================
-sub    ``image``              ``sensor_msgs/Image`` (rgb8, bgr8, rgba8, bgra8, mono8)
+sub    ``image``              ``sensor_msgs/Image``: 8/16-bit RGB, BGR, mono, Bayer, YUV 4:2:2 and
+                              NV12/NV21 (`image_conversion.SUPPORTED_ENCODINGS`)
 sub    ``image/compressed``   ``sensor_msgs/CompressedImage`` when ``image_transport:=compressed``
                               (the resolved ``image`` name + ``/compressed``, as image_transport)
 sub    ``~/init``             ``vision_msgs/Detection2DArray``: one detection per new target

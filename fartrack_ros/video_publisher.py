@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli.options import frame_size
+from .image_conversion import SUPPORTED_ENCODINGS
 
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
@@ -107,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="synthetic: frame size WxH (default 320x240)")
     parser.add_argument("--rate", type=float, help="frames per second (default: the video's, else 10)")
     parser.add_argument("--loop", action="store_true", help="play again from the start until stopped")
-    parser.add_argument("--encoding", default="rgb8", choices=["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+    parser.add_argument("--encoding", default="rgb8", choices=SUPPORTED_ENCODINGS, metavar="ENCODING",
+                        help="raw images' encoding, as a camera would send them (default rgb8; any of "
+                             + ", ".join(SUPPORTED_ENCODINGS) + ")")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"],
                         help="raw: sensor_msgs/Image on 'image'; compressed: JPEG on 'image/compressed'")
     parser.add_argument("--frame-id", default="camera", help="header.frame_id of the images")

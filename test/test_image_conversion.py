@@ -1,4 +1,5 @@
-"""Image conversion: every supported encoding, row padding, compressed JPEG/PNG, clear errors."""
+"""Image conversion: every supported encoding (packed, 16-bit either endianness, Bayer, YUV), row
+padding, compressed JPEG/PNG, clear errors."""
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ from fartrack_ros.image_conversion import (
     raw_to_rgb,
     rgb_to_compressed,
     rgb_to_raw,
+    row_layout,
 )
 
 
@@ -82,18 +84,111 @@ def test_encoding_names_are_case_insensitive():
     np.testing.assert_array_equal(raw_to_rgb(rgb.tobytes(), 7, 5, 15, "RGB8"), rgb)
 
 
-@pytest.mark.parametrize("encoding", SUPPORTED_ENCODINGS)
+LOSSLESS = [e for e in SUPPORTED_ENCODINGS if not e.startswith(("bayer", "nv", "uyvy", "yuyv", "yuv"))]
+
+
+@pytest.mark.parametrize("encoding", LOSSLESS)
 @pytest.mark.parametrize("padding", [0, 2])
 def test_rgb_to_raw_round_trips_through_raw_to_rgb(encoding, padding):
     rgb = _random_rgb()
-    if encoding == "mono8":
+    if "mono" in encoding or encoding == "8UC1":
         rgb = np.repeat(rgb[:, :, :1], 3, axis=2)  # only grey survives a mono round trip
-    natural_step = rgb.shape[1] * {"mono8": 1, "rgb8": 3, "bgr8": 3}.get(encoding, 4)
+    natural_step, rows = row_layout(encoding, rgb.shape[1], rgb.shape[0])
 
     data, step = rgb_to_raw(rgb, encoding, natural_step + padding)
 
-    assert step == natural_step + padding and len(data) == step * rgb.shape[0]
+    assert step == natural_step + padding and len(data) == step * rows
     np.testing.assert_array_equal(raw_to_rgb(data, *rgb.shape[:2], step, encoding), rgb)
+
+
+@pytest.mark.parametrize("encoding, samples, order", [
+    ("rgb16", 3, [0, 1, 2]), ("bgr16", 3, [2, 1, 0]), ("bgra16", 4, [2, 1, 0]), ("mono16", 1, [0, 0, 0])])
+@pytest.mark.parametrize("big_endian", [False, True])
+def test_16_bit_images_keep_the_high_byte_in_either_byte_order(encoding, samples, order, big_endian):
+    wire = np.random.default_rng(3).integers(0, 65536, size=(7, 5, samples), dtype=np.uint16)
+    step = 5 * samples * 2 + 4
+    data = _pack(wire.astype(">u2" if big_endian else "<u2").view(np.uint8), step)
+
+    decoded = raw_to_rgb(data, 7, 5, step, encoding, is_bigendian=big_endian)
+
+    np.testing.assert_array_equal(decoded, (wire[:, :, order] >> 8).astype(np.uint8))
+
+
+def _smooth_colours(height=24, width=32):
+    """A colourful image without edges: demosaicing and chroma subsampling keep it nearly exact."""
+    yy, xx = np.mgrid[0:height, 0:width]
+    return np.stack([40 + 4 * xx, 60 + 3 * yy, 200 - 2 * xx], axis=-1).clip(0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("pattern", ["rggb", "bggr", "gbrg", "grbg"])
+@pytest.mark.parametrize("bits", [8, 16])
+def test_bayer_mosaics_demosaic_to_the_colours_of_their_pattern(pattern, bits):
+    rgb = _smooth_colours()
+    mosaic = np.empty(rgb.shape[:2], np.uint8)  # the pattern names the top-left 2x2 block, row by row
+    for k, colour in enumerate(pattern):
+        dy, dx = divmod(k, 2)
+        mosaic[dy::2, dx::2] = rgb[dy::2, dx::2, "rgb".index(colour)]
+    wire = mosaic if bits == 8 else mosaic.astype("<u2") * 257
+
+    decoded = raw_to_rgb(wire.tobytes(), *rgb.shape[:2], wire.shape[1] * wire.itemsize, f"bayer_{pattern}{bits}")
+
+    inner = (slice(2, -2), slice(2, -2))  # demosaicing guesses at the border
+    assert np.abs(decoded[inner].astype(int) - rgb[inner]).max() <= 2
+
+
+def _bt601_video_range(rgb: np.ndarray) -> np.ndarray:
+    """Y, Cb, Cr per pixel (ITU-R BT.601, Y in 16-235, chroma in 16-240), as float."""
+    r, g, b = (rgb[..., k].astype(np.float64) for k in range(3))
+    y = 16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255
+    cb = 128 + (-37.797 * r - 74.203 * g + 112.0 * b) / 255
+    cr = 128 + (112.0 * r - 93.786 * g - 18.214 * b) / 255
+    return np.stack([y, cb, cr], axis=-1)
+
+
+@pytest.mark.parametrize("encoding, order", [
+    ("uyvy", "uyvy"), ("yuv422", "uyvy"), ("yuyv", "yuyv"), ("yuv422_yuy2", "yuyv")])
+def test_yuv422_decodes_in_its_byte_order(encoding, order):
+    rgb = _smooth_colours()
+    ycc = _bt601_video_range(rgb)
+    pairs = ycc.reshape(rgb.shape[0], -1, 2, 3)  # two pixels share one Cb and one Cr
+    chroma = pairs[..., 1:].mean(axis=2)
+    planes = {"y0": pairs[..., 0, 0], "y1": pairs[..., 1, 0], "u": chroma[..., 0], "v": chroma[..., 1]}
+    sequence = ["u", "y0", "v", "y1"] if order == "uyvy" else ["y0", "u", "y1", "v"]
+    wire = np.rint(np.stack([planes[name] for name in sequence], axis=-1)).astype(np.uint8)
+
+    decoded = raw_to_rgb(wire.tobytes(), *rgb.shape[:2], rgb.shape[1] * 2, encoding)
+
+    assert np.abs(decoded.astype(int) - rgb).max() <= 4
+
+
+@pytest.mark.parametrize("encoding", ["nv12", "nv21"])
+def test_nv12_and_nv21_decode_their_interleaved_chroma_plane(encoding):
+    rgb = _smooth_colours()
+    ycc = _bt601_video_range(rgb)
+    height, width = rgb.shape[:2]
+    chroma = ycc[..., 1:].reshape(height // 2, 2, width // 2, 2, 2).mean(axis=(1, 3))  # 2x2 blocks
+    if encoding == "nv21":
+        chroma = chroma[..., ::-1]  # Cr before Cb
+    wire = np.concatenate([ycc[..., 0].reshape(-1), chroma.reshape(-1)])
+    wire = np.rint(wire).astype(np.uint8)
+
+    decoded = raw_to_rgb(wire.tobytes(), height, width, width, encoding)
+
+    assert np.abs(decoded.astype(int) - rgb).max() <= 4
+
+
+@pytest.mark.parametrize("alias, encoding", [("8UC1", "mono8"), ("8UC3", "bgr8"), ("8UC4", "bgra8")])
+def test_opencv_matrix_types_read_as_cv_bridge_reads_them(alias, encoding):
+    rgb = np.repeat(_random_rgb()[:, :, :1], 3, axis=2) if encoding == "mono8" else _random_rgb()
+    data, step = rgb_to_raw(rgb, encoding)
+
+    np.testing.assert_array_equal(raw_to_rgb(data, *rgb.shape[:2], step, alias), rgb)
+
+
+@pytest.mark.parametrize("encoding", ["uyvy", "nv12"])
+def test_subsampled_yuv_with_an_odd_size_is_rejected(encoding):
+    with pytest.raises(ImageConversionError, match=r"needs an even"):
+        raw_to_rgb(bytes(4096), 7, 5, 10, encoding)
 
 
 def test_unsupported_encoding_is_rejected_with_the_supported_list():
@@ -102,7 +197,7 @@ def test_unsupported_encoding_is_rejected_with_the_supported_list():
 
 
 def test_step_smaller_than_a_row_is_rejected():
-    with pytest.raises(ImageConversionError, match=r"step 14 is smaller than width\*channels"):
+    with pytest.raises(ImageConversionError, match=r"step 14 is smaller than width\*bytes per pixel"):
         raw_to_rgb(bytes(200), 7, 5, 14, "rgb8")
 
 

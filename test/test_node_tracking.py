@@ -4,7 +4,7 @@ model) they overlap the ground truth.
 
 Frames go in lock-step (the next after the previous one's detections), so no frame is dropped
 and the result does not depend on the machine's speed. The images are bgr8, so the conversion
-is part of what is checked.
+is part of what is checked; cameras' other raw encodings (Bayer, YUV) are tracked as well.
 """
 
 import os
@@ -43,12 +43,12 @@ def ros():
         yield pair
 
 
-def _track_sequence(probe, frames, first_box, base_ns):
+def _track_sequence(probe, frames, first_box, base_ns, encoding="bgr8"):
     """Init on frame 0 and track the rest in lock-step; the detections per frame 1.."""
     stamps = [base_ns + i * 50_000_000 for i in range(len(frames))]
 
     def publish(rgb, stamp):
-        probe.image_pub.publish(image_msg(rgb, stamp, encoding="bgr8"))
+        probe.image_pub.publish(image_msg(rgb, stamp, encoding=encoding))
 
     probe.reset()
     first = start_targets(probe, frames[0], stamps[0], [("target", tuple(first_box))], frames[1], stamps[1],
@@ -98,3 +98,16 @@ def test_published_boxes_follow_the_ground_truth(ros):
             for i, r in enumerate(results, start=1)]
     ao = float(np.mean(ious))
     assert ao >= MIN_AO, f"AO {ao:.3f} over {len(ious)} frames; IoU per frame {np.round(ious, 2).tolist()}"
+
+
+@needs_bundled_model
+@pytest.mark.parametrize("encoding", ["bayer_rggb8", "yuyv", "nv12", "bgra16"])
+def test_cameras_raw_encodings_are_tracked(ros, encoding):
+    node, probe = ros
+    frames, boxes = ground_truth_sequence(12, SEED, difficulty=0.1)
+
+    results = _track_sequence(probe, frames, boxes[0], 4_000_000_000_000, encoding=encoding)
+
+    ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
+            for i, r in enumerate(results, start=1)]
+    assert np.mean(ious) >= MIN_AO, f"{encoding}: IoU per frame {np.round(ious, 2).tolist()}"

@@ -111,13 +111,13 @@ def _bad_image(stamps, **changes):
 
 @pytest.mark.parametrize("changes, logged", [
     ({"encoding": "16UC1"}, "unsupported image encoding '16UC1'"),
-    ({"encoding": "yuv422_yuy2"}, "unsupported image encoding 'yuv422_yuy2'"),
-    ({"step": WIDTH * 3 - 1}, f"image step {WIDTH * 3 - 1} is smaller than width*channels"),
-    ({"width": WIDTH // 2, "step": WIDTH // 2 * 3}, "more than step*height"),  # half the data's width
+    ({"encoding": "32FC1"}, "unsupported image encoding '32FC1'"),
+    ({"step": WIDTH * 3 - 1}, f"image step {WIDTH * 3 - 1} is smaller than width*bytes per pixel"),
+    ({"width": WIDTH // 2, "step": WIDTH // 2 * 3}, "more than step*rows"),  # half the data's width
     ({"height": HEIGHT * 2}, "needs at least"),  # header says twice the rows the data has
     ({"height": 0, "width": 0, "step": 0, "data": b""}, "image has no pixels: 0x0"),
     ({"height": 1, "width": 1, "step": 3, "data": b"\x01\x02\x03"}, "frame is too small to track in: 1x1"),
-], ids=["encoding-16UC1", "encoding-yuv", "step-too-small", "size-mismatch", "truncated-rows",
+], ids=["encoding-16UC1", "encoding-32FC1", "step-too-small", "size-mismatch", "truncated-rows",
         "zero-size", "one-pixel"])
 def test_bad_image_is_logged_and_the_next_good_frame_is_tracked(ros_ok, changes, logged):
     node, probe, stamps = ros_ok
@@ -148,14 +148,14 @@ def test_init_on_an_unconvertible_frame_is_ignored_with_the_reason(ros_ok):
     anchor(probe, stamps)
     bad_stamp = stamps()
     msg = image_msg(scene(4), bad_stamp)
-    msg.encoding = "bayer_rggb8"
+    msg.encoding = "32FC1"
     probe.image_pub.publish(msg)
     time.sleep(0.3)
     since = len(node.log_text())
 
     probe.init_pub.publish(init_msg(bad_stamp, [("on_bad_frame", ANCHOR_BOX)]))
 
-    assert wait_for_log(node, since, "init ignored: ImageConversionError: unsupported image encoding 'bayer_rggb8'")
+    assert wait_for_log(node, since, "init ignored: ImageConversionError: unsupported image encoding '32FC1'")
     assert_still_tracking(node, probe, stamps)
 
 
