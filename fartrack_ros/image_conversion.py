@@ -193,6 +193,8 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None)
 def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
     """The 8-bit samples of ``rgb`` in ``layout``, row by row."""
     height, width = rgb.shape[:2]
+    if layout.rgb == _RGB and layout.samples == 3:
+        return rgb  # already rgb8's samples (the debug image: no extra pass over the frame)
     if layout.rgb is not None:
         pixels = np.full((height, width, layout.samples), 255, dtype=np.uint8)
         pixels[:, :, layout.rgb] = rgb
