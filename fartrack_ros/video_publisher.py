@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli.options import frame_size
-from .image_conversion import SUPPORTED_ENCODINGS
+from .image_conversion import SUPPORTED_ENCODINGS, rgb_to_raw
 
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
@@ -236,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
             source = synthetic_source(options.synthetic, options.frames, *options.size, options.difficulty)
         else:
             source = video_source(options.video, options.frames)
+        if options.transport == "raw":
+            rgb_to_raw(source.frames[0], options.encoding)  # e.g. YUV needs even sizes: say so now
     except (ValueError, OSError) as exc:
         print(f"video_publisher: {exc}", file=sys.stderr)
         return 2

@@ -99,3 +99,15 @@ def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_fr
     assert [d.id for d in init.detections] == ["car"]
     gaps = np.diff(stamps[1:]) / 1e9
     assert np.median(gaps) == pytest.approx(0.05, abs=0.02)
+
+
+@pytest.mark.ros
+def test_an_encoding_the_frames_cannot_take_is_refused_before_publishing():
+    process = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "video_publisher"), "--synthetic", "1000000", "--frames", "3",
+         "--size", "321x240", "--encoding", "yuyv", "--wait", "0"],
+        env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
+
+    assert process.returncode == 2
+    assert "video_publisher: a yuyv image needs an even width and height, got 321x240" in process.stderr
+    assert "Traceback" not in process.stderr
