@@ -127,6 +127,7 @@ class FarTrackNode(LifecycleNode):
         self._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
         self._last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self._silence_reported = False
+        self._frame_size: tuple[int, int] | None = None  # width, height of the last tracked frame
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
@@ -391,6 +392,7 @@ class FarTrackNode(LifecycleNode):
             if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
                 return
             header = frame.header
+            self._note_frame_size(rgb.shape[1], rgb.shape[0])
             publish_s = [0.0]
 
             def publish_detections(results) -> None:
@@ -413,6 +415,15 @@ class FarTrackNode(LifecycleNode):
         if frame.stamp_ns:
             delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._stats.record_processed(stage_ms, delay_ms)
+
+    def _note_frame_size(self, width: int, height: int) -> None:
+        """Warn when the camera's frame size changes under tracked targets (the tracker scales
+        their boxes to it)."""
+        previous, self._frame_size = self._frame_size, (width, height)
+        if previous is not None and previous != self._frame_size:
+            self._warn(f"image size changed from {previous[0]}x{previous[1]} to {width}x{height}: the "
+                       "targets' boxes are scaled to it (same field of view assumed; re-init them if "
+                       "the camera now crops instead)")
 
     # -- targets --------------------------------------------------------------------------------
     def _on_init(self, msg: Detection2DArray) -> None:

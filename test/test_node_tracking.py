@@ -25,6 +25,7 @@ from node_helpers import (
     track_lockstep,
     weights_for_tests,
 )
+from robustness_helpers import wait_for_log
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 needs_bundled_model = pytest.mark.skipif(
@@ -111,3 +112,23 @@ def test_cameras_raw_encodings_are_tracked(ros, encoding):
     ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
             for i, r in enumerate(results, start=1)]
     assert np.mean(ious) >= MIN_AO, f"{encoding}: IoU per frame {np.round(ious, 2).tolist()}"
+
+
+@needs_bundled_model
+def test_a_camera_switching_resolution_is_followed_with_a_warning(ros):
+    import cv2
+
+    node, probe = ros
+    frames, boxes = ground_truth_sequence(20, SEED, difficulty=0.1)
+    switch_at = 8
+    for k in range(switch_at, len(frames)):  # the same view at twice the resolution
+        frames[k] = cv2.resize(frames[k], (640, 480), interpolation=cv2.INTER_LINEAR)
+        boxes[k] = np.asarray(boxes[k], dtype=float) * 2
+    since = len(node.log_text())
+
+    results = _track_sequence(probe, frames, boxes[0], 5_000_000_000_000)
+
+    ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
+            for i, r in enumerate(results, start=1)]
+    assert np.mean(ious[switch_at - 1:]) >= MIN_AO, f"IoU per frame {np.round(ious, 2).tolist()}"
+    assert wait_for_log(node, since, "image size changed from 320x240 to 640x480: the targets' boxes are scaled")

@@ -107,6 +107,7 @@ class _Target:
     state_xywh: list[float]  # where the next search crop is centred (the official `state`)
     memory: TemplateMemory
     last_confident_xywh: list[float]
+    frame_hw: tuple[int, int]  # size of the frames the boxes above are in
     frames_below: int = 0
     status: TrackState = TrackState.TRACKING
 
@@ -164,7 +165,7 @@ class Tracker:
         memory = TemplateMemory(self.cfg.num_template_slots, self._memory_cap())
         with torch.inference_mode():
             memory.add(self._embed_templates(frame, [box])[0][0])
-        self._targets[target_id] = _Target(target_id, box, memory, list(box))
+        self._targets[target_id] = _Target(target_id, box, memory, list(box), frame.shape[:2])
         return target_id
 
     def remove_target(self, target_id: str) -> None:
@@ -202,9 +203,16 @@ class Tracker:
         templates are cropped and embedded for the next frame (0.5-2 ms), so a caller can send
         them on sooner. Its time is not in `last_timings_ms`; an exception it raises propagates
         once the templates are stored.
+
+        A frame of another size than a target was last seen in (a camera that switched its
+        resolution) scales that target's boxes to it: the same field of view is assumed. The
+        templates need nothing, being crops resized to the model's template size.
         """
         _check_frame(frame)
         targets = list(self._targets.values())
+        for target in targets:
+            if target.frame_hw != frame.shape[:2]:
+                _rescale(target, frame.shape[:2])
         if not targets:
             self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
             if on_results is not None:
@@ -323,6 +331,18 @@ class Tracker:
     def _sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
+
+
+def _rescale(target: _Target, frame_hw: tuple[int, int]) -> None:
+    """Scale ``target``'s boxes from the frame size it was seen in to ``frame_hw``."""
+    scale_y, scale_x = (new / old for new, old in zip(frame_hw, target.frame_hw))
+
+    def scaled(box: list[float]) -> list[float]:  # a new list: the two boxes may be one object
+        return [box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y]
+
+    target.state_xywh = scaled(target.state_xywh)
+    target.last_confident_xywh = scaled(target.last_confident_xywh)
+    target.frame_hw = tuple(frame_hw)
 
 
 def _check_frame(frame) -> None:

@@ -1,0 +1,67 @@
+"""A camera that switches its resolution mid-track: the targets' boxes follow to the new size."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+from fartrack_ros.model import DEFAULT_WEIGHTS_PATH, load_checkpoint
+from fartrack_ros.tracker import Tracker
+from tracker_helpers import iou_xywh, one_torch_thread  # noqa: F401
+
+SEED = 1_000_006  # held-out range
+SWITCH_AT = 12
+
+
+def _switching_sequence(scale: float):
+    """A held-out 320x240 sequence whose frames from SWITCH_AT on are resized by ``scale`` (as a
+    camera switching resolution, same field of view); (frames, ground-truth boxes)."""
+    config = SyntheticConfig(width=320, height=240, min_length=30, max_length=30, difficulty=0.1)
+    sequence = generate_sequence(SEED, config)
+    frames, boxes = list(sequence.frames), [tuple(map(float, b)) for b in sequence.boxes]
+    size = (round(320 * scale), round(240 * scale))
+    for k in range(SWITCH_AT, len(frames)):
+        frames[k] = cv2.resize(frames[k], size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        boxes[k] = tuple(v * s for v, s in zip(boxes[k], (size[0] / 320, size[1] / 240) * 2))
+    return frames, boxes
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_WEIGHTS_PATH.is_file(), reason="the bundled default model is not trained yet")
+@pytest.mark.parametrize("scale", [2.0, 0.5])  # mean IoU after the switch here: 0.88 either way
+def test_boxes_follow_a_change_of_frame_size(scale):
+    frames, boxes = _switching_sequence(scale)
+    tracker = Tracker(load_checkpoint(None))
+    tracker.add_target(frames[0], boxes[0], "t")
+
+    results = [tracker.track(frame)[0] for frame in frames[1:]]
+
+    after = [iou_xywh(r.box_xywh, boxes[k]) for k, r in enumerate(results, start=1) if k >= SWITCH_AT]
+    assert np.mean(after) >= 0.7, f"IoU per frame after the switch: {np.round(after, 2).tolist()}"
+
+
+@pytest.mark.parametrize("new_hw, expected", [
+    ((240, 320), (80.0, 60.0, 40.0, 20.0)),  # twice the size: the box doubles
+    ((60, 40), (10.0, 15.0, 5.0, 5.0)),  # another aspect ratio: x and y scale apart
+])
+def test_the_search_is_centred_on_the_box_scaled_to_the_new_frame_size(monkeypatch, new_hw, expected):
+    import fartrack_ros.tracker.tracker as tracker_module
+    from tracker_helpers import MICRO_CONFIG, random_model
+
+    sample_target = tracker_module.sample_target
+    searched = []
+
+    def recording_sample_target(frame, box, factor, size):
+        if size == MICRO_CONFIG.search_size:
+            searched.append((frame.shape[:2], tuple(box)))
+        return sample_target(frame, box, factor, size)
+
+    monkeypatch.setattr(tracker_module, "sample_target", recording_sample_target)
+    tracker = Tracker(random_model(MICRO_CONFIG))
+    tracker.add_target(np.zeros((120, 160, 3), np.uint8), (40.0, 30.0, 20.0, 10.0), "t")
+
+    tracker.track(np.zeros((*new_hw, 3), np.uint8))
+
+    assert searched == [(new_hw, pytest.approx(expected))]
