@@ -100,6 +100,14 @@ def row_layout(encoding: str, width: int, height: int) -> tuple[int, int]:
     return width * layout.pixel_bytes, rows
 
 
+def _check_subsampled_size(name: str, width: int, height: int) -> None:
+    """YUV shares chroma between 2 pixels of a row (and 2 rows for 4:2:0): sizes must be even."""
+    layout = _LAYOUTS[name]
+    if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
+        raise ImageConversionError(
+            f"a {name} image needs an even {'width' if width % 2 else 'height'}, got {width}x{height}")
+
+
 def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
                is_bigendian: bool = False) -> np.ndarray:
     """Pixel buffer of a ``sensor_msgs/Image`` -> C-contiguous HxWx3 uint8 RGB array.
@@ -115,9 +123,7 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image has no pixels: {width}x{height}")
-    if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
-        raise ImageConversionError(
-            f"a {name} image needs an even {'width' if width % 2 else 'height'}, got {width}x{height}")
+    _check_subsampled_size(name, width, height)
     row_bytes, rows = row_layout(name, width, height)
     if step < row_bytes:
         raise ImageConversionError(
@@ -174,8 +180,7 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None)
     name = _canonical_encoding(encoding)
     layout = _LAYOUTS[name]
     height, width = rgb.shape[:2]
-    if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
-        raise ImageConversionError(f"a {name} image needs an even width and height, got {width}x{height}")
+    _check_subsampled_size(name, width, height)
     row_bytes, rows = row_layout(name, width, height)
     pixels = _samples_of(rgb, layout).reshape(rows, -1)
     if layout.sample_bytes == 2:

@@ -109,5 +109,5 @@ def test_an_encoding_the_frames_cannot_take_is_refused_before_publishing():
         env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
 
     assert process.returncode == 2
-    assert "video_publisher: a yuyv image needs an even width and height, got 321x240" in process.stderr
+    assert "video_publisher: a yuyv image needs an even width, got 321x240" in process.stderr
     assert "Traceback" not in process.stderr
