@@ -14,6 +14,8 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, TypeVar
 
+from .cpu_pinning import name_this_thread
+
 T = TypeVar("T")
 
 
@@ -27,6 +29,7 @@ class ComputeThread:
 
     def _remember(self) -> None:
         self._ident = threading.get_ident()
+        name_this_thread()  # before any model call: the OpenMP helpers it starts take the name
 
     def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """``fn(*args, **kwargs)`` in the compute thread; blocks for its result (or its exception)."""

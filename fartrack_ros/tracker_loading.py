@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .cpu_pinning import named_threads, pin_model_team
 from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend_for_device
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
@@ -33,11 +34,13 @@ class LoadedTracker:
     load_s: float
     warmup_s: float
     cpu_threads: int  # threads of the model's CPU arithmetic
+    pinned_cpus: list[int]  # CPUs the model's threads are pinned to, one each ([] = not pinned)
 
     def describe(self) -> str:
         cfg = self.tracker.cfg
         plural = "s" if self.cpu_threads != 1 else ""
-        threads = f" ({self.cpu_threads} thread{plural})" if self.device == "cpu" else ""
+        pinned = f", pinned to CPUs {','.join(map(str, self.pinned_cpus))}" if self.pinned_cpus else ""
+        threads = f" ({self.cpu_threads} thread{plural}{pinned})" if self.device == "cpu" else ""
         return (f"model {self.model_name} ({cfg.num_layers} layers, {cfg.num_template_slots} template "
                 f"slots) from {self.weights} on {self.device}{threads}: loaded in {self.load_s:.2f} s, "
                 f"warm-up {self.warmup_s:.2f} s")
@@ -62,6 +65,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
         log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: the model's threads "
                     f"will wait on each other (set cpu_threads to {usable} or fewer, or 0)")
     torch.set_num_threads(threads or auto_cpu_threads())
+    named_before = named_threads()  # the model's OpenMP helpers are the ones that appear after this
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
@@ -92,9 +96,13 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     ))
     started = time.perf_counter()
     warm_up(tracker)
+    warmup_s = time.perf_counter() - started
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
-    return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s,
-                         time.perf_counter() - started, torch.get_num_threads())
+    # the warm-up has started the model's threads; 1 (CUDA, or pinning off) undoes earlier pinning
+    pinning = device == "cpu" and values["pin_cpu_threads"]
+    pinned = pin_model_team(named_before, torch.get_num_threads() if pinning else 1)
+    return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s, warmup_s,
+                         torch.get_num_threads(), pinned)
 
 
 def auto_cpu_threads() -> int:
@@ -103,8 +111,8 @@ def auto_cpu_threads() -> int:
 
     The spare core is for the camera driver, rclpy and Fast DDS. With a thread per core, any other
     busy thread deschedules one of the model's lock-stepped OpenMP threads and the others wait for
-    it at every barrier: on 2 cores next to one busy process, node p99 was 170-220 ms with 2 model
-    threads and 14-36 ms with 1 (bundled and pico models).
+    it at every barrier: on 2 cores next to one busy process, node p99 was 170-220 ms with 2
+    unpinned model threads, 21-32 ms with 2 pinned ones and 14-36 ms with 1 (bundled and pico).
     """
     if os.environ.get("OMP_NUM_THREADS"):
         return STARTUP_CPU_THREADS

@@ -14,7 +14,7 @@ DESIGN_PARAMETERS = {
     "device", "device_strict", "weights", "variant", "num_templates", "template_memory_cap",
     "lost_threshold", "lost_frames", "max_targets", "image_transport", "qos_reliability", "qos_depth",
     "frame_cache_size", "publish_debug_image", "diagnostics_period", "backend", "precision",
-    "cpu_threads",
+    "cpu_threads", "pin_cpu_threads",
 }
 
 
