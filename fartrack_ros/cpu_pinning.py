@@ -44,16 +44,16 @@ def named_threads(name: str = TEAM_NAME) -> set[int]:
 
 def pin_model_team(named_before: set[int], threads: int) -> list[int]:
     """Pin the calling (compute) thread and its OpenMP helpers, one CPU each, the process's last
-    CPUs first; returns the CPUs used.
+    CPUs first; returns the CPUs used. Called from the main thread it does nothing.
 
     ``named_before``: `named_threads` before the model first ran in this thread; ``threads``: the
     model's thread count, 1 or less to pin nothing. Where nothing is pinned (one thread, more
     threads than CPUs, helpers not found, not Linux) the result is [] and any earlier pinning of
     the team is undone.
     """
-    if not hasattr(os, "sched_setaffinity"):
-        return []
     me = threading.get_native_id()
+    if not hasattr(os, "sched_setaffinity") or me == os.getpid():
+        return []  # the main thread is the process's CPU set: it is never pinned
     named = named_threads()
     helpers = _helpers.setdefault(me, set())
     helpers.update(named - named_before - {me})
