@@ -1,18 +1,19 @@
-"""Pin the model's threads one per CPU, so that none of them waits for a CPU its team-mate holds.
+"""Pin the model's threads one per CPU when they take every CPU, so none waits for a busy one.
 
 PyTorch runs its CPU kernels on a team of OpenMP threads: the thread that calls the model and the
 helpers it started. Between frames the helpers sleep; at the next frame's first parallel operation
-the caller wakes them and spins until they arrive. Unpinned, a helper is sometimes woken on the CPU
-where its caller spins and waits there for the kernel's load balancing, about 10 ms: in the node on
-2 cores with 2 model threads at 30 Hz, 8-12 % of the frames took 10-30 ms longer (p95 19 ms against
-a p50 of 10 ms). Pinned one per CPU, each wakes on its own CPU; the other threads of the process
-(rclpy, Fast DDS) stay free to run anywhere.
+the caller wakes them and spins until they arrive. When the team has as many threads as the
+process has CPUs, a woken helper is sometimes queued on the CPU where its caller spins, and waits
+there for the kernel's load balancing, about 10 ms: in the node on 2 cores with 2 model threads at
+30 Hz, 8-12 % of the frames took 10-30 ms longer (p95 19 ms against a p50 of 10 ms). Pinned one per
+CPU, each wakes on its own CPU. With a CPU to spare the kernel wakes a helper on the idle CPU, and
+nothing is pinned: several nodes on one computer then never pin onto the same CPUs.
 
 The helpers are found by name and by when they appear: a thread started by the compute thread
 inherits its name (Linux copies it at thread creation), and the OpenMP helpers are the named
 threads that appear while the compute thread first runs the model (``torch.set_num_threads``
-starts an idle thread pool of its own before that; it is left alone). Linux only (``/proc`` and
-``sched_setaffinity``); elsewhere nothing happens.
+starts an idle thread pool of its own before that; it is left alone). Other threads (rclpy, Fast
+DDS) are never pinned. Linux only (``/proc`` and ``sched_setaffinity``); elsewhere nothing happens.
 """
 
 from __future__ import annotations
@@ -43,13 +44,14 @@ def named_threads(name: str = TEAM_NAME) -> set[int]:
 
 
 def pin_model_team(named_before: set[int], threads: int) -> list[int]:
-    """Pin the calling (compute) thread and its OpenMP helpers, one CPU each, the process's last
-    CPUs first; returns the CPUs used. Called from the main thread it does nothing.
+    """Pin the calling (compute) thread and its OpenMP helpers one per CPU when they are as many
+    as the process's CPUs (2 or more); returns the CPUs used. Called from the main thread it does
+    nothing.
 
     ``named_before``: `named_threads` before the model first ran in this thread; ``threads``: the
-    model's thread count, 1 or less to pin nothing. Where nothing is pinned (one thread, more
-    threads than CPUs, helpers not found, not Linux) the result is [] and any earlier pinning of
-    the team is undone.
+    model's thread count, 1 or less to pin nothing. Where nothing is pinned (one thread, fewer or
+    more threads than CPUs, helpers not found, not Linux) the result is [] and any earlier pinning
+    of the team is undone.
     """
     me = threading.get_native_id()
     if not hasattr(os, "sched_setaffinity") or me == os.getpid():
@@ -64,7 +66,7 @@ def pin_model_team(named_before: set[int], threads: int) -> list[int]:
         cpus = sorted(os.sched_getaffinity(os.getpid()))  # the main thread's: never pinned here
     except OSError:
         return []
-    chosen = cpus[-len(team):] if 1 < len(team) == threads <= len(cpus) else []
+    chosen = cpus if 1 < len(team) == threads == len(cpus) else []
     masks = {tid: {cpu} for tid, cpu in zip(team, chosen)}
     try:
         for tid in everyone:

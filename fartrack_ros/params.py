@@ -94,10 +94,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "pin_cpu_threads", True,
-        "Pin the model's CPU threads one per CPU (Linux, with 2 or more cpu_threads and no more than "
-        "the CPUs the node may use; other threads stay free). An unpinned OpenMP thread is sometimes "
-        "woken where its team-mate spins and waits ~10 ms for the kernel to move it: 2 threads on 2 "
-        "cores at 30 Hz, p99 24 ms unpinned, 14 ms pinned. false leaves placement to the OS.",
+        "Pin the model's CPU threads one per CPU when they take every CPU the node may use (Linux; "
+        "cpu_threads equal to those CPUs, 2 or more; other threads stay free). Then a woken OpenMP "
+        "thread sometimes waits ~10 ms for the kernel to move it off its team-mate's CPU: 2 threads "
+        "on 2 cores at 30 Hz, p99 24 ms unpinned, 15 ms pinned. With a CPU to spare nothing is "
+        "pinned. false leaves placement to the OS.",
         CONFIGURE,
     ),
     ParamSpec(

@@ -1,4 +1,5 @@
-"""The model's threads are pinned one per CPU after loading (Linux), and unpinned on request."""
+"""The model's threads are pinned one per CPU after loading when they take every CPU (Linux), and
+never otherwise or when asked not to."""
 
 from __future__ import annotations
 
@@ -27,21 +28,21 @@ def _load(compute: ComputeThread, **overrides):
     return compute.run(load_tracker, values)
 
 
-def test_two_model_threads_get_a_cpu_each_and_the_rest_of_the_process_stays_free():
+def test_a_thread_per_cpu_gets_a_cpu_each_and_the_rest_of_the_process_stays_free():
     compute = ComputeThread()
     try:
-        loaded = _load(compute, cpu_threads=2)
+        loaded = _load(compute, cpu_threads=len(CPUS))
         compute_tid = compute.run(threading.get_native_id)
-        team = named_threads()  # the compute thread, its OpenMP helper and torch's idle pool
+        team = named_threads()  # the compute thread, its OpenMP helpers and torch's idle pool
 
-        assert loaded.pinned_cpus == CPUS[-2:]
-        assert f"(2 threads, pinned to CPUs {CPUS[-2]},{CPUS[-1]})" in loaded.describe()
+        assert loaded.pinned_cpus == CPUS
+        assert f"({len(CPUS)} threads, pinned to CPUs {','.join(map(str, CPUS))})" in loaded.describe()
         pinned = {tid: cpus for tid, cpus in _affinities(team).items() if len(cpus) == 1}
-        assert pinned[compute_tid] == [CPUS[-2]] and sorted(pinned.values()) == [[CPUS[-2]], [CPUS[-1]]]
+        assert pinned[compute_tid] == [CPUS[0]] and sorted(pinned.values()) == [[cpu] for cpu in CPUS]
         assert sorted(os.sched_getaffinity(os.getpid())) == CPUS  # the main thread is not touched
         assert all(cpus == CPUS for tid, cpus in _affinities(team).items() if tid not in pinned)
 
-        unpinned = _load(compute, cpu_threads=2, pin_cpu_threads=False)
+        unpinned = _load(compute, cpu_threads=len(CPUS), pin_cpu_threads=False)
 
         assert unpinned.pinned_cpus == [] and "pinned" not in unpinned.describe()
         assert all(cpus == CPUS for cpus in _affinities(named_threads()).values())
@@ -49,10 +50,10 @@ def test_two_model_threads_get_a_cpu_each_and_the_rest_of_the_process_stays_free
         compute.shutdown()
 
 
-def test_one_thread_or_more_threads_than_cpus_are_not_pinned():
+def test_with_a_cpu_to_spare_or_too_many_threads_nothing_is_pinned():
     compute = ComputeThread()
     try:
-        assert _load(compute, cpu_threads=1).pinned_cpus == []
+        assert _load(compute, cpu_threads=len(CPUS) - 1).pinned_cpus == []  # one thread on 2 CPUs
         assert _load(compute, cpu_threads=len(CPUS) + 1).pinned_cpus == []
         assert all(cpus == CPUS for cpus in _affinities(named_threads()).values())
     finally:
