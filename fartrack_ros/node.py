@@ -527,6 +527,7 @@ class FarTrackNode(LifecycleNode):
             snapshot,
             device=loaded.device if loaded else "",
             cpu_threads=loaded.cpu_threads if loaded else "",
+            pinned_cpus=(",".join(map(str, loaded.pinned_cpus)) or "none") if loaded else "",
             model=loaded.model_name if loaded else "",
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,

@@ -221,6 +221,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
             assert f"latency_{stage}_{stat}_ms" in values
     assert float(values["latency_model_p50_ms"]) > 0
     assert values["device"] == "cpu" and values["cpu_threads"] == "1"
+    assert values["pinned_cpus"] == "none"  # one thread: nothing to pin
     assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
 
 
