@@ -127,7 +127,6 @@ class FarTrackNode(LifecycleNode):
         self._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
         self._last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self._silence_reported = False
-        self._frame_size: tuple[int, int] | None = None  # width, height of the last tracked frame
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
@@ -392,7 +391,6 @@ class FarTrackNode(LifecycleNode):
             if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
                 return
             header = frame.header
-            self._note_frame_size(rgb.shape[1], rgb.shape[0])
             publish_s = [0.0]
 
             def publish_detections(results) -> None:
@@ -402,6 +400,8 @@ class FarTrackNode(LifecycleNode):
                 publish_s[0] = time.perf_counter() - started
 
             results = loaded.tracker.track(rgb, on_results=publish_detections)
+            if loaded.tracker.last_rescaled:
+                self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
             started = time.perf_counter()
             if self._param("publish_debug_image") and self._debug_pub.get_subscription_count() > 0:
@@ -416,14 +416,13 @@ class FarTrackNode(LifecycleNode):
             delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._stats.record_processed(stage_ms, delay_ms)
 
-    def _note_frame_size(self, width: int, height: int) -> None:
-        """Warn when the camera's frame size changes under tracked targets (the tracker scales
+    def _warn_rescaled(self, old_hw: dict[str, tuple[int, int]], width: int, height: int) -> None:
+        """The camera's frame size changed under tracked targets: say so (the tracker has scaled
         their boxes to it)."""
-        previous, self._frame_size = self._frame_size, (width, height)
-        if previous is not None and previous != self._frame_size:
-            self._warn(f"image size changed from {previous[0]}x{previous[1]} to {width}x{height}: the "
-                       "targets' boxes are scaled to it (same field of view assumed; re-init them if "
-                       "the camera now crops instead)")
+        sizes = ", ".join(sorted({f"{w}x{h}" for h, w in old_hw.values()}))
+        self._warn(f"image size changed from {sizes} to {width}x{height}: the boxes of "
+                   f"{', '.join(sorted(old_hw))} are scaled to it (same field of view assumed; "
+                   "re-init them if the camera now crops instead)")
 
     # -- targets --------------------------------------------------------------------------------
     def _on_init(self, msg: Detection2DArray) -> None:

@@ -131,4 +131,4 @@ def test_a_camera_switching_resolution_is_followed_with_a_warning(ros):
     ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
             for i, r in enumerate(results, start=1)]
     assert np.mean(ious[switch_at - 1:]) >= MIN_AO, f"IoU per frame {np.round(ious, 2).tolist()}"
-    assert wait_for_log(node, since, "image size changed from 320x240 to 640x480: the targets' boxes are scaled")
+    assert wait_for_log(node, since, "image size changed from 320x240 to 640x480: the boxes of target are scaled")

@@ -65,3 +65,20 @@ def test_the_search_is_centred_on_the_box_scaled_to_the_new_frame_size(monkeypat
     tracker.track(np.zeros((*new_hw, 3), np.uint8))
 
     assert searched == [(new_hw, pytest.approx(expected))]
+    assert tracker.last_rescaled == {"t": (120, 160)}
+    tracker.track(np.zeros((*new_hw, 3), np.uint8))
+    assert tracker.last_rescaled == {}
+
+
+def test_a_target_started_on_the_new_size_is_not_rescaled():
+    from tracker_helpers import MICRO_CONFIG, random_model
+
+    tracker = Tracker(random_model(MICRO_CONFIG))
+    tracker.add_target(np.zeros((120, 160, 3), np.uint8), (40.0, 30.0, 20.0, 10.0), "old")
+    tracker.track(np.zeros((120, 160, 3), np.uint8))
+    tracker.reset()
+    tracker.add_target(np.zeros((240, 320, 3), np.uint8), (40.0, 30.0, 20.0, 10.0), "new")
+
+    tracker.track(np.zeros((240, 320, 3), np.uint8))
+
+    assert tracker.last_rescaled == {}

@@ -126,6 +126,8 @@ class Tracker:
         self._targets: dict[str, _Target] = {}
         self._auto_ids = itertools.count(1)
         self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
+        # targets whose boxes the last `track` scaled to a new frame size -> their old (h, w)
+        self.last_rescaled: dict[str, tuple[int, int]] = {}
         self._all_keep = torch.ones(self.cfg.template_tokens, dtype=torch.bool, device=self.device)
 
     @property
@@ -210,8 +212,9 @@ class Tracker:
         """
         _check_frame(frame)
         targets = list(self._targets.values())
+        self.last_rescaled = {t.target_id: t.frame_hw for t in targets if t.frame_hw != frame.shape[:2]}
         for target in targets:
-            if target.frame_hw != frame.shape[:2]:
+            if target.target_id in self.last_rescaled:
                 _rescale(target, frame.shape[:2])
         if not targets:
             self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
