@@ -61,10 +61,20 @@ def _init_msg(box, stamp_ns: int, target_id: str):
     return msg
 
 
+def node_argv(threads: int, weights: str = "", variant: str = "", precision: str = "float32",
+              pin_cpu_threads: bool = True) -> list[str]:
+    """Command line of the node the latency is measured through (CPU, its image on a bench topic)."""
+    return executable("fartrack_node", "fartrack_ros.node") + [
+        "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
+        "-p", f"weights:={weights or chr(39) * 2}",
+        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
+        "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}"]
+
+
 def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "", variant: str = "",
                          precision: str = "float32", period_s: float = 0.0, seed: int = 1_000_000,
                          timeout_s: float = 120.0, frame_timeout_s: float = 1.0,
-                         size: tuple[int, int] = (320, 240)) -> NodeLatency:
+                         size: tuple[int, int] = (320, 240), pin_cpu_threads: bool = True) -> NodeLatency:
     """Send ``frames`` generated frames (``size`` = width, height) through a fresh node process and
     time each round trip (``period_s``: the least time between two sends, 0 for back to back; a
     frame whose detections take longer than ``frame_timeout_s`` counts as lost on the way).
@@ -85,11 +95,7 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     env = child_env()
     sequence = generate_sequence(seed, SyntheticConfig(width=size[0], height=size[1], min_length=frames + 1,
                                                        max_length=frames + 1))
-    argv = executable("fartrack_node", "fartrack_ros.node") + [
-        "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
-        "-p", f"weights:={weights or chr(39) * 2}",
-        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
-        "-p", f"cpu_threads:={threads}"]
+    argv = node_argv(threads, weights, variant, precision, pin_cpu_threads)
     rclpy.init()
     node = rclpy.create_node("fartrack_latency_probe")
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)

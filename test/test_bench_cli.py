@@ -55,10 +55,22 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
 @pytest.mark.ros
 @pytest.mark.slow
 def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
-    table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480")
-    row = re.search(r"^node +\S+ 640x480 publish->detections back to back .*frames: (\d+) ", table, re.M)
+    table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
+                             "--node-unpinned")
+    row = re.search(r"^node +\S+ 640x480 unpinned publish->detections back to back .*frames: (\d+) ", table, re.M)
     assert row, table
     assert int(row.group(1)) == 16, table  # reliable: every frame sent (16 after the init frame) comes back
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("pin", [True, False])
+def test_the_node_measured_gets_the_pinning_asked_for(pin):
+    from fartrack_ros.node_latency import node_argv
+
+    argv = node_argv(2, pin_cpu_threads=pin)
+
+    assert argv[argv.index("cpu_threads:=2") - 1] == "-p"
+    assert f"pin_cpu_threads:={str(pin).lower()}" in argv
 
 
 @pytest.mark.parametrize("size", ["640", "640x", "axb", "32x32"])

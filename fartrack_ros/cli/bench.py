@@ -47,6 +47,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-size", default="320x240", type=frame_size,
                         help="WIDTHxHEIGHT of the rgb8 frames sent through the node and of its in-process "
                              "reference (default 320x240; 640x480 is a common camera)")
+    parser.add_argument("--node-unpinned", action="store_true",
+                        help="run the node with pin_cpu_threads false (by default the model's threads are "
+                             "pinned one per CPU when --threads equals the CPUs)")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
 
@@ -146,6 +149,8 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     label = model.cfg.name if runs_at == "float32" else f"{model.cfg.name} {runs_at}"
     if args.node_size != (320, 240):
         label += " {}x{}".format(*args.node_size)
+    if args.node_unpinned:
+        label += " unpinned"
     rows = []
     for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
@@ -155,7 +160,8 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
                                       "bounded", period_s=period_s, to_results=True)
         result = measure_node_latency(frames=args.node_frames, threads=args.threads, weights=weights,
                                       variant=variant, precision=args.node_precision, period_s=period_s,
-                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000), size=args.node_size)
+                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000), size=args.node_size,
+                                      pin_cpu_threads=not args.node_unpinned)
         stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
         overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
         rows += [
