@@ -53,8 +53,11 @@ class StampSource:
 
 @pytest.fixture(scope="module")
 def ros():
+    # qos_depth 16: a burst of frames reaches the node's image callback whole, so the frames it
+    # drops are its own (newest kept, the others counted), not replaced in the DDS reader's history
     with running_node({"weights": str(weights_for_tests()), "device": "cpu", "lost_threshold": 0.0,
-                       "diagnostics_period": 0.5, "frame_cache_size": 10, "cpu_threads": 1}) as pair:
+                       "diagnostics_period": 0.5, "frame_cache_size": 10, "cpu_threads": 1,
+                       "qos_depth": 16}) as pair:
         yield pair
 
 
