@@ -42,6 +42,10 @@ class _Layout:
     def pixel_bytes(self) -> int:
         return self.samples * self.sample_bytes
 
+    def data_rows(self, height: int) -> int:
+        """Rows of data of an image ``height`` rows high (4:2:0 YUV: 1.5 per image row)."""
+        return height * 3 // 2 if self.yuv420 else height
+
 
 # OpenCV names a Bayer conversion after the second row's pattern: sensor_msgs' rggb is its BG.
 _OPENCV_BAYER = {"rggb": "BG", "bggr": "RG", "gbrg": "GR", "grbg": "GB"}
@@ -96,13 +100,11 @@ def row_layout(encoding: str, width: int, height: int) -> tuple[int, int]:
     """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image in ``encoding``;
     4:2:0 YUV holds 1.5 rows of data per image row."""
     layout = _LAYOUTS[_canonical_encoding(encoding)]
-    rows = height * 3 // 2 if layout.yuv420 else height
-    return width * layout.pixel_bytes, rows
+    return width * layout.pixel_bytes, layout.data_rows(height)
 
 
-def _check_subsampled_size(name: str, width: int, height: int) -> None:
+def _check_subsampled_size(name: str, layout: _Layout, width: int, height: int) -> None:
     """YUV shares chroma between 2 pixels of a row (and 2 rows for 4:2:0): sizes must be even."""
-    layout = _LAYOUTS[name]
     if (layout.yuv and width % 2) or (layout.yuv420 and height % 2):
         raise ImageConversionError(
             f"a {name} image needs an even {'width' if width % 2 else 'height'}, got {width}x{height}")
@@ -123,8 +125,8 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
     height, width, step = int(height), int(width), int(step)
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image has no pixels: {width}x{height}")
-    _check_subsampled_size(name, width, height)
-    row_bytes, rows = row_layout(name, width, height)
+    _check_subsampled_size(name, layout, width, height)
+    row_bytes, rows = width * layout.pixel_bytes, layout.data_rows(height)
     if step < row_bytes:
         raise ImageConversionError(
             f"image step {step} is smaller than width*bytes per pixel = {width}*{layout.pixel_bytes} = "
@@ -180,8 +182,8 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None)
     name = _canonical_encoding(encoding)
     layout = _LAYOUTS[name]
     height, width = rgb.shape[:2]
-    _check_subsampled_size(name, width, height)
-    row_bytes, rows = row_layout(name, width, height)
+    _check_subsampled_size(name, layout, width, height)
+    row_bytes, rows = width * layout.pixel_bytes, layout.data_rows(height)
     pixels = _samples_of(rgb, layout).reshape(rows, -1)
     if layout.sample_bytes == 2:
         pixels = (pixels.astype("<u2") * 257).view(np.uint8)

@@ -212,9 +212,10 @@ class Tracker:
         """
         _check_frame(frame)
         targets = list(self._targets.values())
-        self.last_rescaled = {t.target_id: t.frame_hw for t in targets if t.frame_hw != frame.shape[:2]}
+        self.last_rescaled = {}
         for target in targets:
-            if target.target_id in self.last_rescaled:
+            if target.frame_hw != frame.shape[:2]:
+                self.last_rescaled[target.target_id] = target.frame_hw
                 _rescale(target, frame.shape[:2])
         if not targets:
             self.last_timings_ms = {"crop": 0.0, "model": 0.0, "decode": 0.0}
@@ -345,7 +346,7 @@ def _rescale(target: _Target, frame_hw: tuple[int, int]) -> None:
 
     target.state_xywh = scaled(target.state_xywh)
     target.last_confident_xywh = scaled(target.last_confident_xywh)
-    target.frame_hw = tuple(frame_hw)
+    target.frame_hw = frame_hw
 
 
 def _check_frame(frame) -> None:
