@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fartrack_ros.model import ModelConfig, build_model
+from fartrack_ros.model import ModelConfig, build_model, layers
 from tracker_helpers import random_embedded_inputs
 
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
@@ -35,6 +35,28 @@ def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fuse
         masked = model(templates, search, keep.flatten(1))
         embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (batch, cfg.num_template_slots))
         fast = model.forward_embedded(embeds, keep, search, drop_pruned=drop_pruned, fused=fused)
+    torch.testing.assert_close(fast.logits, masked.logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(fast.template_scores, masked.template_scores, atol=1e-5, rtol=0)
+    assert torch.equal(fast.prune_keep, masked.prune_keep)
+
+
+@pytest.mark.parametrize("gemm", [True, False], ids=["batched-gemm", "fused-kernel"])
+@pytest.mark.parametrize("pruned_slots", [[4, 4], [0, 4, 2]], ids=["uniform", "ragged"])
+def test_both_fast_attention_kernels_equal_masked_computation(monkeypatch, gemm, pruned_slots):
+    """The fast path picks batched GEMMs or PyTorch's fused kernel by shape; both give the official outputs."""
+    monkeypatch.setattr(layers, "_batched_gemm_is_faster", lambda q: gemm)
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    cfg = model.cfg
+    gen = torch.Generator().manual_seed(3)
+    batch = len(pruned_slots)
+    templates = torch.randn(batch, cfg.num_template_slots, 3, cfg.template_size, cfg.template_size, generator=gen)
+    search = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=gen)
+    keep = _random_keep(gen, batch, cfg, pruned_slots)
+    with torch.inference_mode():
+        masked = model(templates, search, keep.flatten(1))
+        embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (batch, cfg.num_template_slots))
+        fast = model.forward_embedded(embeds, keep, search, drop_pruned=True, fused=True)
     torch.testing.assert_close(fast.logits, masked.logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast.template_scores, masked.template_scores, atol=1e-5, rtol=0)
     assert torch.equal(fast.prune_keep, masked.prune_keep)

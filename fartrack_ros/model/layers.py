@@ -63,15 +63,18 @@ class Attention(nn.Module):
         """x (B,N,D); key_keep (B,N) bool or None; score_query the row index to report, or None.
 
         Returns the projected output and, when score_query is given, the (B,N) attention row of
-        that query averaged over heads. ``fused`` selects PyTorch's fused attention kernel; the
-        unfused path is the official arithmetic, kept for bit-level parity.
+        that query averaged over heads. ``fused`` selects the fast kernels (PyTorch's fused attention
+        or batched GEMMs, whichever is faster at this shape); the unfused path is the official
+        arithmetic, kept for bit-level parity.
         """
         batch, tokens, dim = x.shape
         qkv = self.qkv(x).reshape(batch, tokens, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]
         key_mask = None if key_keep is None else key_keep[:, None, None, :]
         score_row = None
-        if fused and not _explicit_attention_is_faster(x):
+        if fused and _batched_gemm_is_faster(q):
+            out, score_row = _gemm_attention(q, k, v, self.scale, key_keep, score_query)
+        elif fused:
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask)
             if score_query is not None:
                 q_row = q[:, :, score_query : score_query + 1]
@@ -102,13 +105,49 @@ class Attention(nn.Module):
         return self.proj(out), attn[:, :, 0].mean(dim=1)
 
 
-def _explicit_attention_is_faster(x: Tensor) -> bool:
-    """On the CPU, two bf16/fp16 matmuls beat PyTorch's fused attention kernel at tracker sizes.
+# Above this many attention scores (batch x heads x tokens^2) the explicit map outgrows the caches
+# and the fused kernel, which never builds it, wins again in float32 (8 x 3 x 385^2 = 3.6 M:
+# fused 7.4 ms, explicit 12.4 ms; 8 x 3 x 300^2 = 2.2 M: fused 6.3 ms, explicit 4.7 ms).
+_GEMM_ATTENTION_MAX_SCORES = 3_000_000
 
-    Measured at 385 tokens x 3 heads x 64, one thread: fused 1.7 ms, explicit 1.0 ms in bf16
-    (fused 1.5 ms in fp32, where it is the faster one).
+
+def _batched_gemm_is_faster(q: Tensor) -> bool:
+    """Whether `_gemm_attention` beats PyTorch's fused attention kernel for queries q (B,H,N,d).
+
+    On the CPU at tracker sizes it does in bf16/fp16 (tiny's 3 x 385 x 64, 2 threads: 0.61 against
+    1.22 ms with the score row), and in float32 for short heads or several targets (the bundled
+    model's 4 x 132 x 32: 0.15 against 0.25 ms; 8 targets 0.71 against 1.58 ms). One float32
+    target of an official size is the fused kernel's case (tiny: 1.05 against 1.39 ms).
     """
-    return x.device.type == "cpu" and x.dtype != torch.float32
+    if q.device.type != "cpu":
+        return False
+    if q.dtype != torch.float32:
+        return True
+    batch, heads, tokens, head_dim = q.shape
+    return (head_dim <= 32 or batch > 1) and batch * heads * tokens * tokens <= _GEMM_ATTENTION_MAX_SCORES
+
+
+def _gemm_attention(q: Tensor, k: Tensor, v: Tensor, scale: float, key_keep: Optional[Tensor],
+                    score_query: Optional[int]) -> tuple[Tensor, Optional[Tensor]]:
+    """Attention as two batched GEMMs, the scale and the key mask folded into the first one.
+
+    Returns the (B,H,N,d) output and, for ``score_query``, its head-averaged (B,N) attention row.
+    """
+    batch, heads, tokens, head_dim = q.shape
+    q2, k2, v2 = (t.reshape(batch * heads, tokens, head_dim) for t in (q, k, v))
+    if key_keep is None:
+        scores = torch.baddbmm(q2.new_zeros(1, 1, 1), q2, k2.transpose(1, 2), beta=0, alpha=scale)
+    else:
+        bias = torch.zeros(batch, 1, 1, tokens, dtype=q.dtype, device=q.device)
+        bias = bias.masked_fill(~key_keep[:, None, None, :], float("-inf"))
+        bias = bias.expand(batch, heads, 1, tokens).reshape(batch * heads, 1, tokens)
+        scores = torch.baddbmm(bias, q2, k2.transpose(1, 2), alpha=scale)
+    attn = scores.softmax(dim=-1)
+    out = torch.bmm(attn, v2).view(batch, heads, tokens, head_dim)
+    score_row = None
+    if score_query is not None:
+        score_row = attn.view(batch, heads, tokens, tokens)[:, :, score_query].mean(dim=1)
+    return out, score_row
 
 
 def _softmax_scores(q: Tensor, k: Tensor, scale: float, key_mask: Optional[Tensor]) -> Tensor:
