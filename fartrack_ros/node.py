@@ -103,6 +103,10 @@ _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 class FarTrackNode(LifecycleNode):
     """FARTrack tracking node (see the module docstring for its interface)."""
 
+    # rclpy has pre- and post-set parameter hooks since Iron; Humble's has the on-set hook only.
+    PRE_POST_SET_HOOKS = all(hasattr(LifecycleNode, f"add_{when}_set_parameters_callback")
+                             for when in ("pre", "post"))
+
     def __init__(self, node_name: str = "fartrack", *, managed: bool = False, **kwargs):
         super().__init__(node_name, enable_communication_interface=managed, **kwargs)
         # Lifecycle and parameter services, init/remove/reset and diagnostics all run in the
@@ -131,12 +135,18 @@ class FarTrackNode(LifecycleNode):
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
 
-        self.add_pre_set_parameters_callback(self._log_rejected_parameters)
-        self.add_on_set_parameters_callback(self._check_parameters)
+        self._parameters_declared = False
+        if self.PRE_POST_SET_HOOKS:
+            self.add_pre_set_parameters_callback(self._log_rejected_parameters)
+            self.add_on_set_parameters_callback(self._check_parameters)
+        else:
+            self.add_on_set_parameters_callback(self._check_log_and_apply_parameters)
         for spec in params.PARAMETERS:
             self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=managed))
-        self.add_post_set_parameters_callback(self._apply_parameters)
+        if self.PRE_POST_SET_HOOKS:
+            self.add_post_set_parameters_callback(self._apply_parameters)
         self._cache = FrameCache(self._param("frame_cache_size"))
+        self._parameters_declared = True
 
     # -- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -199,12 +209,13 @@ class FarTrackNode(LifecycleNode):
         ]
         self._start_diagnostics_timer()
 
-    def _start_diagnostics_timer(self) -> None:
+    def _start_diagnostics_timer(self, period_s: float | None = None) -> None:
+        """(Re)start the diagnostics timer, every ``period_s`` (default: the parameter's value)."""
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
         self._diagnostics_timer = self.create_timer(
-            self._param("diagnostics_period"), self._publish_diagnostics,
-            callback_group=self._control_group)
+            self._param("diagnostics_period") if period_s is None else period_s,
+            self._publish_diagnostics, callback_group=self._control_group)
 
     def _release(self) -> None:
         if self._diagnostics_timer is not None:
@@ -317,6 +328,18 @@ class FarTrackNode(LifecycleNode):
                 return SetParametersResult(successful=False, reason=reason)
         return SetParametersResult(successful=True)
 
+    def _check_log_and_apply_parameters(self, parameters) -> SetParametersResult:
+        """The on-set hook where rclpy has no pre- and post-set hooks (Humble): log a refusal, and
+        apply an accepted change from the values given, which rclpy stores once this returns.
+
+        Only rclpy's own descriptor refusals (range, read-only) go unlogged there: rclpy refuses
+        those before any hook runs, and the caller still gets its reason."""
+        self._log_rejected_parameters(parameters)
+        result = self._check_parameters(parameters)
+        if result.successful and self._parameters_declared:
+            self._apply_parameters(parameters)
+        return result
+
     def _model_refuses(self, name: str, value) -> str | None:
         """Why the loaded model cannot take ``value`` for ``name`` (None when it can)."""
         loaded = self._loaded
@@ -334,18 +357,23 @@ class FarTrackNode(LifecycleNode):
             self.get_logger().error(f"parameters set but not applied: {type(exc).__name__}: {exc}")
 
     def _apply_parameters_now(self, parameters) -> None:
-        names = {parameter.name for parameter in parameters}
-        if "frame_cache_size" in names:
-            self._cache.resize(self._param("frame_cache_size"))
-        if "diagnostics_period" in names and self._configured:
-            self._start_diagnostics_timer()
+        """Put changed parameters into effect, reading their values from ``parameters`` (the
+        on-set hook of Humble runs before rclpy stores them)."""
+        changed = {parameter.name: parameter.value for parameter in parameters}
+
+        def value(name: str):
+            return changed[name] if name in changed else self._param(name)
+
+        if "frame_cache_size" in changed:
+            self._cache.resize(changed["frame_cache_size"])
+        if "diagnostics_period" in changed and self._configured:
+            self._start_diagnostics_timer(changed["diagnostics_period"])
         tracker_names = {"template_memory_cap", "lost_threshold", "lost_frames", "max_targets"}
-        if names & tracker_names:
+        if changed.keys() & tracker_names:
             with self._tracker_lock:
                 if self._loaded is not None:
                     tracker = self._loaded.tracker
-                    tracker.config = replace(tracker.config, **{
-                        name: self._param(name) for name in tracker_names})
+                    tracker.config = replace(tracker.config, **{name: value(name) for name in tracker_names})
 
     # -- images ---------------------------------------------------------------------------------
     def _on_image(self, msg) -> None:

@@ -1,0 +1,77 @@
+"""Parameter changes are checked, logged and put into effect alike on every rclpy: with the pre-,
+on- and post-set hooks of Iron and later, and with the on-set hook alone, as Humble's rclpy has."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.usefixtures("rclpy_context")
+
+
+class _RecordingLogger:
+    """Stands in for the node's logger: keeps what the node says."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def __getattr__(self, level: str):
+        return lambda message, **_: self.lines.append(f"{level}: {message}")
+
+
+@pytest.fixture(params=[True, False], ids=["pre-on-post-set-hooks", "on-set-hook-only"])
+def node(request, rclpy_context):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fartrack_ros.node import FarTrackNode
+
+    hooks = request.param
+
+    class Node(FarTrackNode):
+        PRE_POST_SET_HOOKS = hooks
+
+        if not hooks:  # as on Humble: these hooks do not exist
+            def add_pre_set_parameters_callback(self, callback):
+                raise AttributeError("add_pre_set_parameters_callback")
+
+            def add_post_set_parameters_callback(self, callback):
+                raise AttributeError("add_post_set_parameters_callback")
+
+    node = Node(context=rclpy_context, managed=True)
+    log = _RecordingLogger()
+    node.get_logger = lambda: log
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    yield node, log
+    node.stop()
+    node.destroy_node()
+
+
+def test_an_accepted_change_takes_effect_with_the_new_values(node):
+    from rclpy.parameter import Parameter
+
+    node, _ = node
+    results = node.set_parameters([
+        Parameter("lost_threshold", value=0.3),
+        Parameter("frame_cache_size", value=7),
+        Parameter("diagnostics_period", value=0.25),
+    ])
+
+    assert [r.successful for r in results] == [True, True, True], [r.reason for r in results]
+    assert node._loaded.tracker.config.lost_threshold == 0.3
+    assert node._loaded.tracker.config.lost_frames == node.get_parameter("lost_frames").value
+    assert node._cache.size == 7
+    assert node._diagnostics_timer.timer_period_ns == 250_000_000
+
+
+def test_a_refused_change_is_logged_with_its_reason_and_changes_nothing(node):
+    from rclpy.parameter import Parameter
+
+    node, log = node
+    before = node.get_parameter("device").value
+
+    (result,) = node.set_parameters([Parameter("device", value="cuda")])
+
+    assert not result.successful
+    assert "device is read when the model is configured" in result.reason
+    assert any(line.startswith("warning: parameter change rejected: device is read when the model is "
+                               "configured") for line in log.lines), log.lines
+    assert node.get_parameter("device").value == before
