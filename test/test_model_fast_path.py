@@ -20,13 +20,12 @@ def _random_keep(generator: torch.Generator, batch: int, cfg: ModelConfig, prune
     return keep
 
 
-@pytest.mark.parametrize("drop_pruned,fused", [(True, True), (True, False), (False, True)])
-@pytest.mark.parametrize("pruned_slots", [[4, 4], [0, 4], [4, 0, 2]], ids=["uniform", "ragged", "three"])
-def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fused):
+def _masked_and_fast(pruned_slots: list[int], seed: int, drop_pruned: bool, fused: bool):
+    """The official masked forward and the fast path's, on random inputs with some slots pruned."""
     torch.manual_seed(0)
     model = build_model(SMALL).eval()
     cfg = model.cfg
-    gen = torch.Generator().manual_seed(1)
+    gen = torch.Generator().manual_seed(seed)
     batch = len(pruned_slots)
     templates = torch.randn(batch, cfg.num_template_slots, 3, cfg.template_size, cfg.template_size, generator=gen)
     search = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=gen)
@@ -35,9 +34,20 @@ def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fuse
         masked = model(templates, search, keep.flatten(1))
         embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (batch, cfg.num_template_slots))
         fast = model.forward_embedded(embeds, keep, search, drop_pruned=drop_pruned, fused=fused)
+    return masked, fast
+
+
+def _assert_same_outputs(fast, masked) -> None:
     torch.testing.assert_close(fast.logits, masked.logits, atol=1e-5, rtol=0)
     torch.testing.assert_close(fast.template_scores, masked.template_scores, atol=1e-5, rtol=0)
     assert torch.equal(fast.prune_keep, masked.prune_keep)
+
+
+@pytest.mark.parametrize("drop_pruned,fused", [(True, True), (True, False), (False, True)])
+@pytest.mark.parametrize("pruned_slots", [[4, 4], [0, 4], [4, 0, 2]], ids=["uniform", "ragged", "three"])
+def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fused):
+    masked, fast = _masked_and_fast(pruned_slots, 1, drop_pruned, fused)
+    _assert_same_outputs(fast, masked)
 
 
 @pytest.mark.parametrize("gemm", [True, False], ids=["batched-gemm", "fused-kernel"])
@@ -45,21 +55,8 @@ def test_dropped_tokens_equal_masked_computation(pruned_slots, drop_pruned, fuse
 def test_both_fast_attention_kernels_equal_masked_computation(monkeypatch, gemm, pruned_slots):
     """The fast path picks batched GEMMs or PyTorch's fused kernel by shape; both give the official outputs."""
     monkeypatch.setattr(layers, "_batched_gemm_is_faster", lambda q: gemm)
-    torch.manual_seed(0)
-    model = build_model(SMALL).eval()
-    cfg = model.cfg
-    gen = torch.Generator().manual_seed(3)
-    batch = len(pruned_slots)
-    templates = torch.randn(batch, cfg.num_template_slots, 3, cfg.template_size, cfg.template_size, generator=gen)
-    search = torch.randn(batch, 3, cfg.search_size, cfg.search_size, generator=gen)
-    keep = _random_keep(gen, batch, cfg, pruned_slots)
-    with torch.inference_mode():
-        masked = model(templates, search, keep.flatten(1))
-        embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (batch, cfg.num_template_slots))
-        fast = model.forward_embedded(embeds, keep, search, drop_pruned=True, fused=True)
-    torch.testing.assert_close(fast.logits, masked.logits, atol=1e-5, rtol=0)
-    torch.testing.assert_close(fast.template_scores, masked.template_scores, atol=1e-5, rtol=0)
-    assert torch.equal(fast.prune_keep, masked.prune_keep)
+    masked, fast = _masked_and_fast(pruned_slots, 3, drop_pruned=True, fused=True)
+    _assert_same_outputs(fast, masked)
 
 
 def test_batched_forward_equals_each_sample_alone():
