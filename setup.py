@@ -17,7 +17,9 @@ setup(
     # The bundled default model; other checkpoints under fartrack_ros/ are not shipped.
     package_data={"fartrack_ros": ["weights/default.*"]},
     install_requires=[
-        "torch>=2.1",
+        # Capped at the version tested here: an open range lets pip pull a newer (multi-GB CUDA)
+        # torch over an installed one; a torch of 2.1 or later that is already there is kept.
+        "torch>=2.1,<=2.13.0",
         "numpy>=1.24",
         "opencv-contrib-python-headless>=4.8",
         "tqdm",
