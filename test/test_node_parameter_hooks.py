@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.usefixtures("rclpy_context")
-
 
 class _RecordingLogger:
     """Stands in for the node's logger: keeps what the node says."""
