@@ -42,9 +42,10 @@ class _Layout:
     def pixel_bytes(self) -> int:
         return self.samples * self.sample_bytes
 
-    def data_rows(self, height: int) -> int:
-        """Rows of data of an image ``height`` rows high (4:2:0 YUV: 1.5 per image row)."""
-        return height * 3 // 2 if self.yuv420 else height
+    def rows(self, width: int, height: int) -> tuple[int, int]:
+        """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image; 4:2:0 YUV
+        holds 1.5 rows of data per image row."""
+        return width * self.pixel_bytes, height * 3 // 2 if self.yuv420 else height
 
 
 # OpenCV names a Bayer conversion after the second row's pattern: sensor_msgs' rggb is its BG.
@@ -97,10 +98,8 @@ def _canonical_encoding(encoding: str) -> str:
 
 
 def row_layout(encoding: str, width: int, height: int) -> tuple[int, int]:
-    """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image in ``encoding``;
-    4:2:0 YUV holds 1.5 rows of data per image row."""
-    layout = _LAYOUTS[_canonical_encoding(encoding)]
-    return width * layout.pixel_bytes, layout.data_rows(height)
+    """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image in ``encoding``."""
+    return _LAYOUTS[_canonical_encoding(encoding)].rows(width, height)
 
 
 def _check_subsampled_size(name: str, layout: _Layout, width: int, height: int) -> None:
@@ -126,7 +125,7 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
     if height <= 0 or width <= 0:
         raise ImageConversionError(f"image has no pixels: {width}x{height}")
     _check_subsampled_size(name, layout, width, height)
-    row_bytes, rows = width * layout.pixel_bytes, layout.data_rows(height)
+    row_bytes, rows = layout.rows(width, height)
     if step < row_bytes:
         raise ImageConversionError(
             f"image step {step} is smaller than width*bytes per pixel = {width}*{layout.pixel_bytes} = "
@@ -183,7 +182,7 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None)
     layout = _LAYOUTS[name]
     height, width = rgb.shape[:2]
     _check_subsampled_size(name, layout, width, height)
-    row_bytes, rows = width * layout.pixel_bytes, layout.data_rows(height)
+    row_bytes, rows = layout.rows(width, height)
     pixels = _samples_of(rgb, layout).reshape(rows, -1)
     if layout.sample_bytes == 2:
         pixels = (pixels.astype("<u2") * 257).view(np.uint8)
