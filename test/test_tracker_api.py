@@ -184,6 +184,28 @@ def test_an_exception_in_on_results_propagates_after_the_templates_are_stored(mo
     assert result.templates_held == 3 and tracker.inspect_target("a").held_indices == (0, 1, 2)
 
 
+def test_a_failed_template_embedding_leaves_a_full_memory_as_it_was(model, monkeypatch):
+    """At the cap, adding a template thins the memory; a failed embedding undoes that too."""
+    frames, _ = moving_target_video(16)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0, template_memory_cap=5))
+    tracker.add_target(frames[0], BOX, target_id="a")
+    embed = tracker._embed_templates
+
+    def out_of_memory(*args):
+        raise MemoryError("no room for the template")
+
+    for frame in frames[1:]:  # every frame fails once, then tracks
+        before = tracker.inspect_target("a").held_indices
+        monkeypatch.setattr(tracker, "_embed_templates", out_of_memory)
+        with pytest.raises(MemoryError):
+            tracker.track(frame)
+        monkeypatch.setattr(tracker, "_embed_templates", embed)
+        assert tracker.inspect_target("a").held_indices == before
+        (result,) = tracker.track(frame)
+        assert result.templates_held == len(tracker.inspect_target("a").held_indices) <= 5
+    assert tracker.inspect_target("a").held_indices[-1] == 15
+
+
 def test_a_template_that_cannot_be_embedded_is_not_left_in_the_memory(model, monkeypatch):
     frames, _ = moving_target_video(4)
     tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))

@@ -100,6 +100,17 @@ def test_memory_stays_bounded_over_5000_templates(cap):
     assert memory.held_indices[0] == 0 and memory.held_indices[-1] == 5000
 
 
+@pytest.mark.parametrize("cap", [5, 8, None])
+def test_discarding_the_newest_undoes_its_add_whole(cap):
+    for n in range(1, 200):
+        memory = _memory_after(n, cap)
+        held, picks = memory.held_indices, [t.index for t in memory.select()]
+        memory.add(embedding=None)
+        memory.discard_newest()
+        assert memory.num_added == n and memory.held_indices == held
+        assert [t.index for t in memory.select()] == picks
+
+
 def test_cap_below_the_slot_count_is_rejected():
     with pytest.raises(ValueError, match="template_memory_cap"):
         TemplateMemory(num_slots=5, cap=3)

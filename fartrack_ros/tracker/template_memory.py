@@ -79,6 +79,7 @@ class TemplateMemory:
         self.num_slots = num_slots
         self.num_added = 0
         self._held: list[StoredTemplate] = []  # sorted by index
+        self._before_add: tuple[list[StoredTemplate], int] | None = None  # what `add` changed
         self.cap = None
         self.set_cap(cap)
 
@@ -104,6 +105,7 @@ class TemplateMemory:
 
     def add(self, embedding: Any) -> StoredTemplate:
         """Store a new template (it becomes the newest) and shrink the memory."""
+        self._before_add = (list(self._held), self.num_added)
         entry = StoredTemplate(index=self.num_added, embedding=embedding)
         self._held.append(entry)
         self.num_added += 1
@@ -113,9 +115,12 @@ class TemplateMemory:
         return entry
 
     def discard_newest(self) -> None:
-        """Undo the latest `add`, whose embedding could not be made (what it freed stays freed)."""
-        self._held.pop()
-        self.num_added -= 1
+        """Undo the latest `add` whole, whose embedding could not be made: the templates it freed
+        or thinned come back too, since the schedule without the new one may pick them again."""
+        if self._before_add is None:
+            raise RuntimeError("discard_newest() without an add() to undo")
+        self._held, self.num_added = self._before_add
+        self._before_add = None
 
     def select(self) -> list[StoredTemplate]:
         """The held template for each slot, for the next forward."""
