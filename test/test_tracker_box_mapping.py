@@ -48,3 +48,11 @@ def test_clip_box_larger_than_image_becomes_the_image():
 
 def test_clip_negative_size_box_gets_the_minimum_size():
     assert clip_box([50.0, 60.0, -5.0, -3.0], 240, 320) == [50.0, 60.0, 10.0, 10.0]
+
+
+@pytest.mark.parametrize("height,width", [(8, 8), (40, 5), (5, 40)])
+def test_clip_box_stays_inside_a_frame_smaller_than_the_margin(height, width):
+    for box in ([-3.0, -3.0, 4.0, 4.0], [30.0, 30.0, 20.0, 20.0], [1.0, 1.0, 2.0, 2.0]):
+        x, y, w, h = clip_box(box, height, width, margin=10)
+        assert 0 <= x and 0 <= y and x + w <= width and y + h <= height
+        assert w >= min(10, width) and h >= min(10, height)

@@ -43,14 +43,16 @@ def clip_box(box_xywh, height: int, width: int, margin: float = 10) -> list[floa
     """Official ``clip_box``: keep at least ``margin`` px of the box inside the image.
 
     The far corner is taken from the unclipped top-left, as in the official code, and the size
-    is at least ``margin`` in each direction.
+    is at least ``margin`` in each direction. In a frame narrower or lower than ``margin`` the
+    margin is that side (officially the box would stick out of the image).
     """
     x1, y1, w, h = box_xywh
     x2, y2 = x1 + w, y1 + h
-    x1 = min(max(0, x1), width - margin)
-    x2 = min(max(margin, x2), width)
-    y1 = min(max(0, y1), height - margin)
-    y2 = min(max(margin, y2), height)
-    w = max(margin, x2 - x1)
-    h = max(margin, y2 - y1)
+    margin_x, margin_y = min(margin, width), min(margin, height)
+    x1 = min(max(0, x1), width - margin_x)
+    x2 = min(max(margin_x, x2), width)
+    y1 = min(max(0, y1), height - margin_y)
+    y2 = min(max(margin_y, y2), height)
+    w = max(margin_x, x2 - x1)
+    h = max(margin_y, y2 - y1)
     return [float(x1), float(y1), float(w), float(h)]
