@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
-from fartrack_ros.evaluation.runners import FARTrackRunner, OpenCVRunner, make_runner, run_sequence
+from fartrack_ros.evaluation.runners import FARTrackRunner, OpenCVRunner, clipped_rect, make_runner, run_sequence
 from fartrack_ros.model import FARTrack, ModelConfig
 
 torch.set_num_threads(1)
@@ -51,3 +51,13 @@ def test_unknown_names_are_rejected_with_the_choices():
         make_runner("mosse")
     with pytest.raises(ValueError, match="unknown OpenCV tracker 'boosting'"):
         OpenCVRunner("boosting")
+
+
+@pytest.mark.parametrize("box,rect", [
+    ((10.4, 20.6, 30.0, 40.0), (10, 21, 30, 40)),      # inside: rounded
+    ((-50.0, -10.0, 100.0, 30.0), (0, 0, 50, 20)),     # left and top: the visible part only
+    ((300.0, 230.0, 50.0, 50.0), (300, 230, 20, 10)),  # right and bottom
+    ((400.0, 300.0, 10.0, 10.0), (319, 239, 1, 1)),    # wholly outside: a pixel at the corner
+])
+def test_opencv_trackers_start_from_the_part_of_the_box_inside_the_image(box, rect):
+    assert clipped_rect(box, 240, 320) == rect

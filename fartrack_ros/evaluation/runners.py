@@ -47,9 +47,7 @@ class OpenCVRunner:
     def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
         self._tracker = self._factory()
         height, width = frame_rgb.shape[:2]
-        x, y, w, h = (float(v) for v in box_xywh)
-        x0, y0 = int(round(max(0.0, x))), int(round(max(0.0, y)))
-        rect = (x0, y0, max(1, min(int(round(w)), width - x0)), max(1, min(int(round(h)), height - y0)))
+        rect = clipped_rect(box_xywh, height, width)
         self._tracker.init(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), rect)
         self._box = np.array(box_xywh, dtype=np.float64)
 
@@ -58,6 +56,14 @@ class OpenCVRunner:
         if ok and rect[2] > 0 and rect[3] > 0:
             self._box = np.array(rect, dtype=np.float64)
         return self._box.copy()
+
+
+def clipped_rect(box_xywh, height: int, width: int) -> tuple[int, int, int, int]:
+    """The part of a box inside the image as OpenCV's integer (x, y, w, h), at least 1x1 px."""
+    x, y, w, h = (float(v) for v in box_xywh)
+    x0, y0 = min(max(0, round(x)), width - 1), min(max(0, round(y)), height - 1)
+    x1, y1 = min(round(x + w), width), min(round(y + h), height)
+    return x0, y0, max(1, x1 - x0), max(1, y1 - y0)
 
 
 class FARTrackRunner:
