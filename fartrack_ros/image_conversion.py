@@ -229,8 +229,9 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     """JPEG/PNG bytes of a ``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array.
 
     ``image_format`` is the message's ``format`` field (``"jpeg"``, ``"png"``,
-    ``"bgr8; jpeg compressed bgr8"``, ...). OpenCV reads the actual codec from the bytes; the
-    field is only checked for depth formats we cannot use. Colour images come out of
+    ``"bgr8; jpeg compressed bgr8"``, ...). The codec is read from the bytes, JPEG or PNG only,
+    whose headers give the size to check before decoding; the field is only checked for depth
+    formats we cannot use. Colour images come out of
     image_transport's encoder in BGR order, which this turns into RGB; grey images become three
     equal channels; an alpha channel is dropped.
     """
@@ -243,48 +244,60 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     buffer = np.frombuffer(data, dtype=np.uint8)
     if buffer.size == 0:
         raise ImageConversionError("compressed image has no data")
+    what = f"compressed image ({buffer.size} bytes, format {image_format!r})"
     size = compressed_size(buffer)
-    if size is not None and size[0] * size[1] > MAX_COMPRESSED_PIXELS:
+    if size is None:  # other codecs are refused: their size could not be checked before decoding
+        raise ImageConversionError(f"could not decode {what}: no JPEG or PNG header with the image size")
+    if size[0] * size[1] > MAX_COMPRESSED_PIXELS:
         raise ImageConversionError(
             f"compressed image says it is {size[0]}x{size[1]} px, more than the "
             f"{MAX_COMPRESSED_PIXELS} pixels this node decodes"
         )
+    # EXIF orientation is ignored, as image_transport's decoder ignores it: boxes stay in the
+    # pixel frame that the camera and every other subscriber see
+    flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
     try:
-        bgr = cv2.imdecode(buffer, cv2.IMREAD_COLOR)
+        bgr = cv2.imdecode(buffer, flags)
     except cv2.error as exc:  # some corrupt streams make the decoder throw instead of failing
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
-        raise ImageConversionError(
-            f"could not decode compressed image ({buffer.size} bytes, format {image_format!r}): {detail}"
-        ) from None
+        raise ImageConversionError(f"could not decode {what}: {detail}") from None
     if bgr is None:
-        raise ImageConversionError(
-            f"could not decode compressed image ({buffer.size} bytes, format {image_format!r}); "
-            "expected JPEG or PNG"
-        )
+        raise ImageConversionError(f"could not decode {what}; expected JPEG or PNG")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def compressed_size(data) -> tuple[int, int] | None:
     """(width, height) from a PNG or JPEG header, without decoding; None for anything else."""
-    head = np.frombuffer(data, dtype=np.uint8)[:65536].tobytes()
+    buffer = np.frombuffer(data, dtype=np.uint8)
+    head = buffer[:24].tobytes()
     if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24 and head[12:16] == b"IHDR":
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if not head.startswith(b"\xff\xd8"):
         return None
-    pos = 2
-    while pos + 9 <= len(head):  # walk the JPEG segments up to a start-of-frame marker
-        if head[pos] != 0xFF:
+    return _jpeg_frame_size(buffer)
+
+
+def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
+    """Walk the JPEG segments, whatever their total length, to the frame header (SOFn)."""
+    pos, end = 2, buffer.size
+    while pos + 4 <= end:
+        if buffer[pos] != 0xFF:
             return None
-        marker = head[pos + 1]
+        marker = int(buffer[pos + 1])
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            return int.from_bytes(head[pos + 7:pos + 9], "big"), int.from_bytes(head[pos + 5:pos + 7], "big")
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
             pos += 2
             continue
-        pos += 2 + int.from_bytes(head[pos + 2:pos + 4], "big")
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > end:
+                return None
+            head = buffer[pos + 5:pos + 9].tobytes()
+            return int.from_bytes(head[2:4], "big"), int.from_bytes(head[0:2], "big")
+        pos += 2 + (int(buffer[pos + 2]) << 8 | int(buffer[pos + 3]))
     return None
 
 

@@ -248,6 +248,45 @@ def test_undecodable_compressed_data_is_rejected(data):
         compressed_to_rgb(data, "jpeg")
 
 
+def _jpeg_with_segment(rgb: np.ndarray, segment: bytes) -> bytes:
+    """A JPEG of ``rgb`` with ``segment`` (marker, length and payload) right after its SOI."""
+    jpeg = rgb_to_compressed(rgb, "jpeg")
+    return jpeg[:2] + segment + jpeg[2:]
+
+
+def _app_segment(marker: int, payload: bytes) -> bytes:
+    return bytes([0xFF, marker]) + (len(payload) + 2).to_bytes(2, "big") + payload
+
+
+def test_a_jpeg_size_after_64_kb_of_other_segments_is_still_checked():
+    jpeg = _jpeg_with_segment(_random_rgb(16, 16), _app_segment(0xEF, bytes(65_000)) * 2)
+    sof = jpeg.index(b"\xff\xc0")  # claim 12000 x 12000 px in the frame header
+    bomb = jpeg[:sof + 5] + (12_000).to_bytes(2, "big") * 2 + jpeg[sof + 9:]
+    with pytest.raises(ImageConversionError, match="says it is 12000x12000 px"):
+        compressed_to_rgb(bomb, "jpeg")
+    assert compressed_to_rgb(jpeg, "jpeg").shape == (16, 16, 3)  # the padding alone is fine
+
+
+def test_exif_orientation_is_ignored_as_image_transport_does():
+    rgb = _random_rgb(20, 40)
+    # Exif, little-endian TIFF header, one IFD entry: Orientation (0x0112) = 6 (rotate 90)
+    exif = b"Exif\x00\x00II*\x00" + (8).to_bytes(4, "little") + (1).to_bytes(2, "little") + \
+        bytes.fromhex("1201") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little") + \
+        (6).to_bytes(2, "little") + bytes(2) + bytes(4)
+    decoded = compressed_to_rgb(_jpeg_with_segment(rgb, _app_segment(0xE1, exif)), "jpeg")
+    assert decoded.shape == (20, 40, 3)
+    np.testing.assert_array_equal(decoded, compressed_to_rgb(rgb_to_compressed(rgb, "jpeg")))
+
+
+def test_codecs_other_than_jpeg_and_png_are_refused_before_decoding():
+    import cv2
+
+    ok, bmp = cv2.imencode(".bmp", _random_rgb(8, 8))
+    assert ok
+    with pytest.raises(ImageConversionError, match="no JPEG or PNG header"):
+        compressed_to_rgb(bmp.tobytes(), "bmp")
+
+
 def test_compressed_depth_is_rejected():
     with pytest.raises(ImageConversionError, match="depth"):
         compressed_to_rgb(b"\x00" * 20, "16UC1; compressedDepth png")
