@@ -57,3 +57,19 @@ def test_tracker_boxes_are_the_same_with_onnxruntime():
         tracker.add_target(trace["frames"][0], trace["init_box"].tolist(), "t")
         boxes[backend] = np.array([tracker.track(frame)[0].box_xywh for frame in trace["frames"][1:12]])
     np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-3, rtol=0)
+
+
+@pytest.mark.skipif(not (FIXTURES / "model_io.npz").is_file(), reason="official fixtures not beside the repo")
+def test_a_freshly_loaded_checkpoint_exports_the_renormed_command_rows():
+    """Quirk Q1: the graph's head must see the command rows renormed, though no torch forward ran."""
+    io = np.load(FIXTURES / "model_io.npz")
+    path = FIXTURES / "fartrack_random_ckpt.pth"
+    onnx_model = with_backend(load_checkpoint(path, variant="pico"), "onnxruntime")  # export first
+    model = load_checkpoint(path, variant="pico")
+    templates = torch.from_numpy(io["template"])[0]
+    keep = torch.from_numpy(io["A_token_keep"][:245]).reshape(1, 5, 49)
+    with torch.inference_mode():
+        embeds = model.embed_template(templates)[None]
+        ref = model.forward_embedded(embeds, keep, torch.from_numpy(io["search"])).logits
+        got = onnx_model.forward_embedded(embeds, keep, torch.from_numpy(io["search"])).logits
+    torch.testing.assert_close(got, ref, atol=1e-4, rtol=0)

@@ -34,9 +34,15 @@ class _EncoderHead(nn.Module):
 
 
 def export_onnx(model: FARTrack, path: "str | Path") -> Path:
-    """Export the fast path's layer stack and head of ``model`` to an ONNX file."""
+    """Export the fast path's layer stack and head of ``model`` to an ONNX file.
+
+    The head's word embeddings become a constant of the graph, so the command rows are renormed
+    first, as torch's first forward does in place (quirk Q1); a checkpoint stores them unrenormed.
+    """
     path = Path(path)
     cfg = model.cfg
+    with torch.no_grad():
+        model.backbone.command_tokens(1)
     length = cfg.num_template_slots * cfg.template_tokens + cfg.search_tokens + 4
     tokens = torch.zeros(1, length, cfg.embed_dim)
     key_keep = torch.ones(1, length, dtype=torch.bool)
