@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-from collections import OrderedDict
+import pickle
+import zipfile
+from collections import Counter, OrderedDict
 from pathlib import Path
 
 import numpy as np
@@ -191,6 +193,31 @@ def test_checkpoint_with_a_reduce_payload_is_refused_and_not_run(tmp_path):
     with pytest.raises(CheckpointError, match="refusing"):
         load_checkpoint(tmp_path / "evil.pth")
     assert not marker.exists()
+
+
+def _text(value: str) -> bytes:
+    return pickle.BINUNICODE + len(value).to_bytes(4, "little") + value.encode()
+
+
+def test_checkpoint_setting_attributes_of_a_class_is_refused(tmp_path):
+    """pickle's BUILD on a class object (here Counter.elements = set) would patch it process-wide."""
+    torch.save({"net": {}, "settings": OrderedDict()}, tmp_path / "build.pth")
+    with zipfile.ZipFile(tmp_path / "build.pth") as archive:
+        records = {name: archive.read(name) for name in archive.namelist()}
+    # {'net': {}, 'x': Counter built with the slot state {'elements': set}}
+    records[next(n for n in records if n.endswith("data.pkl"))] = b"".join([
+        pickle.PROTO, b"\x02", pickle.EMPTY_DICT, pickle.MARK,
+        _text("net"), pickle.EMPTY_DICT, _text("x"), pickle.GLOBAL, b"collections\nCounter\n",
+        pickle.NONE, pickle.EMPTY_DICT, _text("elements"), pickle.GLOBAL, b"__builtin__\nset\n", pickle.SETITEM,
+        pickle.TUPLE2, pickle.BUILD, pickle.SETITEMS, pickle.STOP,
+    ])
+    with zipfile.ZipFile(tmp_path / "build.pth", "w") as archive:
+        for name, data in records.items():
+            archive.writestr(name, data)
+    elements = Counter.elements
+    with pytest.raises(CheckpointError, match="set the state of <class 'collections.Counter'>"):
+        load_checkpoint(tmp_path / "build.pth")
+    assert Counter.elements is elements
 
 
 def test_device_resolution_falls_back_to_cpu_or_fails_when_strict(caplog):

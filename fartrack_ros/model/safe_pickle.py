@@ -7,7 +7,9 @@ refuses. For those, :func:`load_untrusted` reads the archive with a restricted u
 * torch's own allowlist of safe globals (tensor rebuilders, dtypes, OrderedDict, ...) is used as is;
 * any other class becomes an inert placeholder that only stores the state it is given, so an object
   such as ``settings`` loads as data and nothing from its module is imported;
-* *calling* such an unknown global (the ``__reduce__`` trick behind every pickle exploit) is refused.
+* *calling* such an unknown global (the ``__reduce__`` trick behind every pickle exploit) is refused;
+* setting state (pickle's BUILD) works on placeholders and on instances of allowed types only, never
+  on a class, function or module: otherwise a checkpoint could rewrite, say, ``Counter.elements``.
 """
 
 from __future__ import annotations
@@ -82,13 +84,28 @@ def _numpy_data_globals() -> dict[str, Any]:
     return names
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler (its opcodes can be overridden; the C one's cannot)."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
     def __init__(self, data: bytes, archive: zipfile.ZipFile, prefix: str) -> None:
         super().__init__(io.BytesIO(data))
         self._archive = archive
         self._prefix = prefix
         self._allowed = {**_weights_only_unpickler._get_allowed_globals(), **_numpy_data_globals()}
+        self._buildable = tuple(v for v in self._allowed.values() if isinstance(v, type))
         self._storages: dict[str, Any] = {}
+
+    def _load_build(self) -> None:
+        inst = self.stack[-2]  # under the state
+        if not isinstance(inst, InertObject) and (isinstance(inst, type) or not isinstance(inst, self._buildable)):
+            raise UnsafeCheckpointError(
+                f"checkpoint tries to set the state of {inst!r:.80}; only data objects may be built"
+            )
+        pickle._Unpickler.load_build(self)
+
+    dispatch[pickle.BUILD[0]] = _load_build
 
     def find_class(self, module: str, name: str) -> Any:
         full_name = f"{module}.{name}"
