@@ -138,10 +138,62 @@ def test_corrupt_file_is_refused_with_a_clear_error(tmp_path):
             load_checkpoint(tmp_path / name)
 
 
-def test_wrong_layout_names_the_expected_key(tmp_path):
-    torch.save(_small_model().state_dict(), tmp_path / "bare.pth")
-    with pytest.raises(CheckpointError, match="weights under 'net'"):
-        load_checkpoint(tmp_path / "bare.pth")
+def test_damage_inside_a_record_is_caught_by_its_crc(tmp_path):
+    save_checkpoint(_small_model(), tmp_path / "m.pth")
+    with zipfile.ZipFile(tmp_path / "m.pth") as archive:  # overwrite bytes inside the largest tensor
+        info = max(archive.infolist(), key=lambda i: i.file_size)
+    data = bytearray((tmp_path / "m.pth").read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 64
+    data[start:start + 256] = b"\xff" * 256
+    (tmp_path / "damaged.pth").write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="fails its CRC check"):
+        load_checkpoint(tmp_path / "damaged.pth")
+
+
+def test_weights_with_nan_are_refused(tmp_path):
+    state = _small_model().state_dict()
+    state["backbone.norm.weight"][3] = float("nan")
+    torch.save({"net": state, "model_config": SMALL.to_dict()}, tmp_path / "nan.pth")
+    with pytest.raises(CheckpointError, match="NaN or infinite values \\(backbone.norm.weight\\)"):
+        load_checkpoint(tmp_path / "nan.pth")
+
+
+@needs_fixture
+def test_a_bare_state_dict_loads_as_the_weights(tmp_path):
+    torch.save(torch.load(FIXTURE_CKPT, weights_only=False)["net"], tmp_path / "bare.pth")
+    model = load_checkpoint(tmp_path / "bare.pth", variant="pico")
+    torch.testing.assert_close(_forward_logits(model), _forward_logits(load_checkpoint(FIXTURE_CKPT, variant="pico")),
+                               atol=0, rtol=0)
+
+
+def test_wrong_layout_names_the_expected_key_and_a_few_found_ones(tmp_path):
+    torch.save({f"model_{i}": {"w": torch.zeros(1)} for i in range(300)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="weights under 'net'") as err:
+        load_checkpoint(tmp_path / "other.pth")
+    assert len(str(err.value)) < 400
+
+
+@needs_fixture
+def test_unused_parameters_load_whatever_their_size(tmp_path):
+    """pos_embed, cls_token and the trajectory embeddings are never read (quirk Q3): their sizes,
+    which follow the training set-up, must not stop a checkpoint from loading."""
+    checkpoint = torch.load(FIXTURE_CKPT, weights_only=False)
+    reference = load_checkpoint(FIXTURE_CKPT, variant="pico")
+    net = checkpoint["net"]
+    net["backbone.pos_embed"] = torch.zeros(1, 257, 192)
+    net["backbone.prev_position_embeddings.weight"] = torch.zeros(28, 192)
+    torch.save({"net": net}, tmp_path / "sizes.pth")
+    model = load_checkpoint(tmp_path / "sizes.pth", variant="pico")
+    assert model.backbone.prev_position_embeddings.num_embeddings == 28
+    torch.testing.assert_close(_forward_logits(model), _forward_logits(reference), atol=0, rtol=0)
+
+
+def test_a_used_parameter_of_another_size_is_a_checkpoint_error(tmp_path):
+    state = _small_model().state_dict()
+    state["backbone.output_bias"] = torch.zeros(7)
+    torch.save({"net": state, "model_config": SMALL.to_dict()}, tmp_path / "size.pth")
+    with pytest.raises(CheckpointError, match="does not fit.*backbone.output_bias"):
+        load_checkpoint(tmp_path / "size.pth")
 
 
 def test_strict_key_check_lists_missing_and_unexpected_keys(tmp_path):

@@ -65,7 +65,8 @@ def bad_weights(tmp_path_factory):
         "missing": (folder / "missing.pth", "", f"weights file not found: {folder / 'missing.pth'}"),
         "corrupt": (corrupt, "", f"weights file {corrupt} is corrupt or not a torch checkpoint"),
         "wrong-layout": (layout, "", "is not in the FARTrack checkpoint layout: expected a dict with the "
-                                     "weights under 'net', found ['epoch', 'state_dict']"),
+                                     "weights under 'net' (or a bare state dict of tensors), found keys "
+                                     "['epoch', 'state_dict']"),
         "wrong-variant": (pico, "tiny", "variant 'tiny' needs 15 layers but the checkpoint has only 6"),
         "pickle-payload": (evil, "", f"refusing to load {evil}: checkpoint tries to call posix.mkdir"),
     }

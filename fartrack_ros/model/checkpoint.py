@@ -32,18 +32,62 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
             "file, or leave it empty for the bundled model)"
         )
     try:
+        _check_archive(path)
         checkpoint = load_checkpoint_file(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: {exc}") from exc
     except (zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
         raise CheckpointError(f"weights file {path} is corrupt or not a torch checkpoint: {exc}") from exc
+    if isinstance(checkpoint, dict) and "net" not in checkpoint and checkpoint and all(
+            isinstance(value, torch.Tensor) for value in checkpoint.values()):
+        return {"net": checkpoint}  # a bare state dict (torch.save(model.state_dict()))
     if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("net"), dict):
-        keys = sorted(map(str, checkpoint)) if isinstance(checkpoint, dict) else type(checkpoint).__name__
+        if isinstance(checkpoint, dict):
+            keys = sorted(map(str, checkpoint))
+            found = f"keys {keys[:8]}{' ...' if len(keys) > 8 else ''}"
+        else:
+            found = f"a {type(checkpoint).__name__}"
         raise CheckpointError(
             f"{path} is not in the FARTrack checkpoint layout: expected a dict with the weights under "
-            f"'net', found {keys}"
+            f"'net' (or a bare state dict of tensors), found {found}"
         )
     return checkpoint
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse a zip checkpoint whose records fail their CRC: torch.load does not check them, and
+    damage in the middle of a file would load as wrong (often NaN) weights."""
+    if not zipfile.is_zipfile(path):
+        return  # torch's legacy format: torch.load judges it
+    with zipfile.ZipFile(path) as archive:
+        bad = archive.testzip()
+    if bad is not None:
+        raise zipfile.BadZipFile(f"record {bad!r} fails its CRC check")
+
+
+def _check_finite(path: "str | Path", state_dict: dict[str, torch.Tensor]) -> None:
+    bad = [key for key, value in state_dict.items()
+           if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+    if bad:
+        raise CheckpointError(f"{path}: weights hold NaN or infinite values ({', '.join(bad[:4])}"
+                              f"{', ...' if len(bad) > 4 else ''}); the file is damaged or the training diverged")
+
+
+# Parameters every official checkpoint has and inference never reads (fixture README, quirk Q3);
+# their sizes depend on how the checkpoint was trained (pos_embed comes from the 224 px ViT).
+_UNUSED_PARAMETERS = ("backbone.pos_embed", "backbone.cls_token", "backbone.prev_position_embeddings.weight")
+
+
+def _adopt_unused_shapes(model: FARTrack, state_dict: dict[str, torch.Tensor]) -> None:
+    """Give the unused parameters the checkpoint's shapes, so they load whatever their size."""
+    for key in _UNUSED_PARAMETERS:
+        if key in state_dict:
+            owner_name, name = key.rsplit(".", 1)
+            owner = model.get_submodule(owner_name)
+            if getattr(owner, name).shape != state_dict[key].shape:
+                setattr(owner, name, torch.nn.Parameter(torch.zeros_like(state_dict[key])))
+                if isinstance(owner, torch.nn.Embedding):
+                    owner.num_embeddings = state_dict[key].shape[0]
 
 
 def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
@@ -120,6 +164,7 @@ def load_checkpoint(
     state_dict = {k: v for k, v in checkpoint["net"].items() if isinstance(v, torch.Tensor)}
     if len(state_dict) != len(checkpoint["net"]):
         raise CheckpointError(f"{path}: 'net' holds entries that are not tensors; not a state dict")
+    _check_finite(path, state_dict)
     if any(k.startswith("module.") for k in state_dict):
         raise CheckpointError(
             f"{path}: keys start with 'module.' (a DataParallel wrapper); save model.state_dict() of the bare network"
@@ -136,7 +181,12 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: {exc}") from exc
         state_dict = _truncate_state_dict(state_dict, cfg)
     model = FARTrack(cfg)
-    result = model.load_state_dict(state_dict, strict=False)
+    _adopt_unused_shapes(model, state_dict)
+    try:
+        result = model.load_state_dict(state_dict, strict=False)
+    except RuntimeError as exc:  # size mismatches
+        detail = " ".join(str(exc).split())  # torch's message spans lines; a log line should not
+        raise CheckpointError(f"{path} does not fit a FARTrack {cfg.name} network: {detail}") from exc
     if result.missing_keys or result.unexpected_keys:
         raise CheckpointError(
             f"{path} does not match a FARTrack {cfg.name} network ({cfg.num_layers} layers, dim {cfg.embed_dim}): "
