@@ -257,13 +257,13 @@ class FARTrack(nn.Module):
         """
         num_template = template_keep.shape[1]
         counts = template_keep.sum(dim=1)
-        kept_len = int(counts.max())
+        fewest, kept_len = torch.stack(torch.aminmax(counts)).tolist()  # one device sync
         order = torch.argsort((~template_keep).to(torch.int8), dim=1, stable=True)[:, :kept_len]
         valid = torch.arange(kept_len, device=tokens.device).unsqueeze(0) < counts.unsqueeze(1)
         gathered = torch.gather(tokens[:, :num_template], 1, order.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
         hidden = torch.cat([gathered, tokens[:, num_template:]], dim=1)
         key_keep = None
-        if bool((counts != kept_len).any()):
+        if fewest != kept_len:
             rest = torch.ones(tokens.shape[0], tokens.shape[1] - num_template, dtype=torch.bool, device=tokens.device)
             key_keep = torch.cat([valid, rest], dim=1)
         return hidden, key_keep, order, valid
