@@ -20,6 +20,9 @@ STAGES = ("convert", "crop", "model", "decode", "publish")
 
 # diagnostic_msgs/DiagnosticStatus levels (bytes in the message; ints here).
 OK, WARN, ERROR, STALE = 0, 1, 2, 3
+# No image (or, with targets, no tracked frame) for this long, and for 3 diagnostics periods, is a
+# warning: a slow camera or a period shorter than the frame interval must not make it flap.
+SILENCE_WARN_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,8 @@ class StatisticsSnapshot:
     processed_total: int
     dropped_total: int
     dropped_in_period: int
+    since_received_s: float = 0.0  # since the last image (or since subscribing)
+    since_processed_s: float = 0.0  # since the last tracked frame (or since targets were added)
     stage_latency: dict[str, LatencySummary] = field(default_factory=dict)
     total_latency: LatencySummary | None = None
     delay_from_stamp: LatencySummary | None = None
@@ -89,10 +94,22 @@ class NodeStatistics:
         self._delay = RollingWindow(window)
         self._received = self._processed = self._dropped = 0
         self._mark = (self._clock(), 0, 0, 0)  # time, received, processed, dropped at last snapshot
+        self._last_received_s = self._last_processed_s = self._clock()
+
+    def note_subscribed(self) -> None:
+        """Images are awaited from now on: silence is counted from here."""
+        with self._lock:
+            self._last_received_s = self._last_processed_s = self._clock()
+
+    def note_tracking_started(self) -> None:
+        """Targets were added to an idle tracker: a tracked frame is awaited from now on."""
+        with self._lock:
+            self._last_processed_s = self._clock()
 
     def record_received(self) -> None:
         with self._lock:
             self._received += 1
+            self._last_received_s = self._clock()
 
     def record_dropped(self, count: int = 1) -> None:
         with self._lock:
@@ -102,6 +119,7 @@ class NodeStatistics:
         """One tracked frame: milliseconds per stage (unknown stage names are ignored)."""
         with self._lock:
             self._processed += 1
+            self._last_processed_s = self._clock()
             total = 0.0
             for name, value in stage_ms.items():
                 window = self._stages.get(name)
@@ -132,6 +150,8 @@ class NodeStatistics:
                 processed_total=self._processed,
                 dropped_total=self._dropped,
                 dropped_in_period=self._dropped - dropped,
+                since_received_s=now - self._last_received_s,
+                since_processed_s=now - self._last_processed_s,
                 stage_latency={name: window.summary() for name, window in self._stages.items()},
                 total_latency=self._total.summary(),
                 delay_from_stamp=self._delay.summary(),
@@ -172,15 +192,18 @@ def diagnostic_items(snapshot: StatisticsSnapshot, **extra: object) -> list[tupl
 def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bool) -> tuple[int, str]:
     """(level, message) for the node's ``DiagnosticStatus``.
 
-    OK while frames arrive; WARN when the node is active but no image arrived in the period (a
-    wrong topic or QoS is the usual cause), or when targets are tracked but no frame was processed.
+    OK while frames arrive; WARN when the node is active but no image arrived for a while (a
+    wrong topic or QoS is the usual cause), or when targets are tracked but no frame was processed
+    for a while: `SILENCE_WARN_S` and at least 3 periods.
     """
     if not active:
         return OK, "inactive (not subscribed to images)"
-    if snapshot.fps_in == 0.0:
-        return WARN, "no images received in the last period (check the image topic and its QoS)"
-    if tracking and snapshot.fps_out == 0.0:
-        return WARN, "targets active but no frame was tracked in the last period"
+    silence_s = max(SILENCE_WARN_S, 3.0 * snapshot.period_s)
+    if snapshot.since_received_s >= silence_s:
+        return WARN, (f"no images received for {snapshot.since_received_s:.1f} s "
+                      "(check the image topic and its QoS)")
+    if tracking and snapshot.since_processed_s >= silence_s:
+        return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
     state = "tracking" if tracking else "idle (no targets)"
     return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
 

@@ -254,6 +254,7 @@ class FarTrackNode(LifecycleNode):
             self._image_msg_type, self._image_topic_name, self._on_image,
             image_qos(reliability, self._param("qos_depth")), callback_group=self._image_group)
         self._last_image_s = time.monotonic()
+        self._stats.note_subscribed()
         self._silence_reported = False
         setting = self._param("qos_reliability")
         chosen = reliability_name(reliability)
@@ -489,6 +490,8 @@ class FarTrackNode(LifecycleNode):
                 self.get_logger().info(
                     f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
+            if tracker.target_ids and not self._num_targets:
+                self._stats.note_tracking_started()
             self._num_targets = len(tracker.target_ids)
             self._track_after_seq = max(self._track_after_seq, frame.seq)
 

@@ -106,12 +106,15 @@ def test_diagnostic_items_name_every_stage_and_extra_fields():
     assert {"fps_in", "fps_out"} <= set(keys)
 
 
-def test_level_warns_when_active_without_images():
+def test_level_warns_when_active_without_images_for_three_seconds():
     clock = FakeClock()
     stats = NodeStatistics(clock=clock)
-    clock.now += 1.0
-    level, message = diagnostic_level(stats.snapshot(), active=True, tracking=False)
-    assert level == WARN and "no images" in message
+    levels = []
+    for _ in range(4):
+        clock.now += 1.0
+        levels.append(diagnostic_level(stats.snapshot(), active=True, tracking=False))
+    assert [level for level, _ in levels] == [OK, OK, WARN, WARN]
+    assert "no images received for 4.0 s" in levels[-1][1]
 
 
 def test_level_is_ok_while_images_arrive():
@@ -120,6 +123,35 @@ def test_level_is_ok_while_images_arrive():
     stats.record_received()
     clock.now += 1.0
     assert diagnostic_level(stats.snapshot(), active=True, tracking=False)[0] == OK
+
+
+@pytest.mark.parametrize("period_s,frame_interval_s", [(1.0, 2.0), (0.05, 0.1), (1.0, 2.9)])
+def test_level_does_not_flap_with_a_camera_slower_than_the_period(period_s, frame_interval_s):
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.note_tracking_started()
+    next_frame_s, levels = clock.now, []
+    for _ in range(int(20 / period_s)):
+        clock.now += period_s
+        while next_frame_s <= clock.now:
+            stats.record_received()
+            stats.record_processed({"model": 1.0})
+            next_frame_s += frame_interval_s
+        levels.append(diagnostic_level(stats.snapshot(), active=True, tracking=True)[0])
+    assert set(levels) == {OK}
+
+
+def test_level_warns_when_images_arrive_but_targets_are_not_tracked():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.note_tracking_started()
+    for _ in range(5):
+        clock.now += 1.0
+        stats.record_received()
+        level, message = diagnostic_level(stats.snapshot(), active=True, tracking=True)
+    assert level == WARN and "no frame was tracked for 5.0 s" in message
+    stats.note_tracking_started()  # targets added anew: counted from there
+    assert diagnostic_level(stats.snapshot(), active=True, tracking=True)[0] == OK
 
 
 def test_counters_are_thread_safe():
