@@ -104,8 +104,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "template_memory_cap", 64,
         "Most templates stored per target for the autoregressive template memory; past it a "
-        "thinning rule keeps the picks close to the official schedule. Applies to targets added "
-        "after a change.",
+        "thinning rule keeps the picks close to the official schedule. A change applies to every "
+        "target from the next frame (a lower cap thins their memories at once).",
         LIVE, low=5, high=100000,
     ),
     ParamSpec(
