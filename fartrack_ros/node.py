@@ -119,7 +119,7 @@ class FarTrackNode(LifecycleNode):
         self._loaded: LoadedTracker | None = None
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
-        self._track_after_seq = -1  # frames up to this arrival number precede the latest init
+        self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
@@ -412,12 +412,17 @@ class FarTrackNode(LifecycleNode):
             frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
     def _process(self, frame: CachedFrame) -> None:
-        if frame.seq <= self._track_after_seq:
-            return  # the init frame itself, or an older one
+        if self._init_seq and frame.seq <= min(self._init_seq.values()):
+            return  # every target started on this frame or a newer one
         rgb = frame.rgb()
         with self._tracker_lock:
             loaded = self._loaded
-            if loaded is None or not self._num_targets or frame.seq <= self._track_after_seq:
+            if loaded is None or not self._num_targets:
+                return
+            # each target from the frame after its init frame on
+            target_ids = [target_id for target_id in loaded.tracker.target_ids
+                          if frame.seq > self._init_seq.get(target_id, -1)]
+            if not target_ids:
                 return
             header = frame.header
             publish_s = [0.0]
@@ -428,7 +433,7 @@ class FarTrackNode(LifecycleNode):
                 self._detections_pub.publish(detections_msg(header, results))
                 publish_s[0] = time.perf_counter() - started
 
-            results = loaded.tracker.track(rgb, on_results=publish_detections)
+            results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
@@ -481,6 +486,7 @@ class FarTrackNode(LifecycleNode):
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue
+                self._init_seq[target_id] = frame.seq
                 box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
                 if max(abs(a - b) for a, b in zip(box, requested)) > 1e-3:
                     self._warn(
@@ -493,7 +499,7 @@ class FarTrackNode(LifecycleNode):
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
             self._num_targets = len(tracker.target_ids)
-            self._track_after_seq = max(self._track_after_seq, frame.seq)
+            self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
 
     def _init_frame(self, stamp) -> CachedFrame | None:
         if is_zero_stamp(stamp):

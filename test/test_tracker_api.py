@@ -64,6 +64,22 @@ def test_removed_and_reset_targets_are_no_longer_tracked(model, frame):
     assert tracker.track(frame) == []
 
 
+def test_track_can_be_limited_to_some_targets(model):
+    frames, _ = moving_target_video(3)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frames[0], BOX, target_id="a")
+    tracker.add_target(frames[0], (60.0, 40.0, 30.0, 30.0), target_id="b")
+    a_before = tracker.inspect_target("a")
+
+    results = tracker.track(frames[1], target_ids=["b", "unknown"])
+
+    assert [r.target_id for r in results] == ["b"]
+    a_after = tracker.inspect_target("a")  # untouched: no new box, no new template
+    assert (a_after.search_box_xywh, a_after.held_indices) == (a_before.search_box_xywh, a_before.held_indices)
+    assert tracker.inspect_target("b").held_indices == (0, 1)
+    assert [r.target_id for r in tracker.track(frames[2])] == ["a", "b"]
+
+
 def test_removing_an_unknown_target_names_the_known_ones(model, frame):
     tracker = Tracker(model)
     tracker.add_target(frame, BOX, target_id="a")

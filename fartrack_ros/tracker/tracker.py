@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
+from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -198,8 +198,12 @@ class Tracker:
 
     # -- tracking ------------------------------------------------------------------------------
     def track(self, frame: np.ndarray,
-              on_results: Callable[[list[TrackResult]], None] | None = None) -> list[TrackResult]:
+              on_results: Callable[[list[TrackResult]], None] | None = None,
+              target_ids: Iterable[str] | None = None) -> list[TrackResult]:
         """Track every target in ``frame`` with one batched forward; one result per target.
+
+        ``target_ids`` limits this to those targets (unknown ids are ignored): a caller whose
+        targets started on different frames tracks each only in frames after its own init frame.
 
         ``on_results`` gets the results as soon as the boxes are known, before this frame's new
         templates are cropped and embedded for the next frame (0.5-2 ms), so a caller can send
@@ -212,6 +216,9 @@ class Tracker:
         """
         _check_frame(frame)
         targets = list(self._targets.values())
+        if target_ids is not None:
+            wanted = set(target_ids)
+            targets = [target for target in targets if target.target_id in wanted]
         self.last_rescaled = {}
         for target in targets:
             if target.frame_hw != frame.shape[:2]:

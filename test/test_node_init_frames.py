@@ -1,0 +1,41 @@
+"""Targets started on different frames: each is tracked from the frame after its own init frame,
+so an init for one target never makes the others skip a frame."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from node_helpers import box_of, ground_truth_sequence, image_msg, init_msg, iou, stamp_ns_of
+
+STAMPS_NS = [1_000_000_000 + k * 33_000_000 for k in range(3)]
+
+
+def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(rclpy_context):
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        frames, boxes = ground_truth_sequence(3)
+        for frame, stamp_ns in zip(frames, STAMPS_NS):  # no targets yet: frames are only cached
+            node._on_image(image_msg(frame, stamp_ns))
+        published = []
+        node._detections_pub = SimpleNamespace(publish=published.append)
+
+        node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+        node._start_targets(init_msg(STAMPS_NS[1], [("b", boxes[1])]))  # while frame 1 waits
+        for stamp_ns in STAMPS_NS[1:]:
+            node._process(node._cache.find(stamp_ns))
+
+        assert [stamp_ns_of(msg.header) for msg in published] == STAMPS_NS[1:]
+        frame1, frame2 = ({d.id: box_of(d) for d in msg.detections} for msg in published)
+        assert list(frame1) == ["a"]  # b starts on frame 1: tracked from frame 2
+        assert sorted(frame2) == ["a", "b"]
+        assert iou(frame1["a"], boxes[1]) > 0.5
+        assert min(iou(box, boxes[2]) for box in frame2.values()) > 0.5
+    finally:
+        node.stop()
+        node.destroy_node()
