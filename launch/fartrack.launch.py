@@ -38,7 +38,7 @@ ARGUMENTS = (
      "YAML file with the node's parameters (see config/fartrack.yaml)"),
     ("use_lifecycle", "false",
      "true: start a managed (lifecycle) node that waits unconfigured for configure and activate"),
-    ("rviz", "false", "true: also start rviz2 showing the debug image"),
+    ("rviz", "false", "true: also start rviz2 showing the debug image (rviz2 must be installed)"),
 )
 
 
