@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli.options import int_at_least, non_negative_float, positive_float
+
 NODE_NAME = "fartrack"
 TARGET_ID = "target"
 STATUS_WAIT_NS = 500_000_000
@@ -323,8 +325,8 @@ def recorder_span(recorder: DemoRecorder) -> float:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-demo", description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=60, help="sequence length (default 60)")
-    parser.add_argument("--rate", type=float, default=10.0, help="frames per second published (default 10)")
+    parser.add_argument("--frames", type=int_at_least(2), default=60, help="sequence length (default 60)")
+    parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second published (default 10)")
     parser.add_argument("--seed", type=int, default=1_000_000,
                         help="synthetic sequence seed (default 1000000, the first held-out sequence)")
     parser.add_argument("--difficulty", type=float, default=None,
@@ -333,17 +335,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="", help="checkpoint for the node (default: bundled model)")
     parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as the checkpoint)")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"])
-    parser.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
-    parser.add_argument("--grace", type=float, default=3.0,
+    parser.add_argument("--timeout", type=positive_float, default=120.0, help="give up after this many seconds")
+    parser.add_argument("--grace", type=non_negative_float, default=3.0,
                         help="seconds to wait for the last detections after the publisher ends")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(argv)
-    if options.frames < 2:
-        print("demo: --frames must be at least 2", file=sys.stderr)
-        return 2
     try:
         return run(options)
     except KeyboardInterrupt:

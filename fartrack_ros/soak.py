@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int
 from .demo import Child, child_env, executable
 
 NODE_NAME = "fartrack_soak"
@@ -378,17 +379,17 @@ def format_result(result: SoakResult) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-soak", description=__doc__.split("\n\n")[0])
     defaults = SoakConfig()
-    parser.add_argument("--frames", type=int, default=defaults.frames)
-    parser.add_argument("--warmup-frames", type=int, default=0,
+    parser.add_argument("--frames", type=positive_int, default=defaults.frames)
+    parser.add_argument("--warmup-frames", type=non_negative_int, default=0,
                         help="frames before the RSS baseline is taken (default: a tenth of --frames)")
-    parser.add_argument("--sample-every", type=int, default=defaults.sample_every, help="RSS sample period in frames")
-    parser.add_argument("--template-cap", type=int, default=defaults.template_cap,
+    parser.add_argument("--sample-every", type=positive_int, default=defaults.sample_every, help="RSS sample period in frames")
+    parser.add_argument("--template-cap", type=int_at_least(5), default=defaults.template_cap,
                         help="the node's template_memory_cap (small, so it is reached early)")
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as in the checkpoint)")
-    parser.add_argument("--rate-hz", type=float, default=0.0, help="send at this rate (default: closed loop)")
-    parser.add_argument("--node-threads", type=int, default=0, help="the node's cpu_threads parameter (0: automatic)")
-    parser.add_argument("--max-growth-pct", type=float, default=defaults.max_growth_pct)
+    parser.add_argument("--rate-hz", type=non_negative_float, default=0.0, help="send at this rate (default: closed loop)")
+    parser.add_argument("--node-threads", type=non_negative_int, default=0, help="the node's cpu_threads parameter (0: automatic)")
+    parser.add_argument("--max-growth-pct", type=non_negative_float, default=defaults.max_growth_pct)
     parser.add_argument("--json", type=Path, help="also write the figures (and RSS samples) here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser

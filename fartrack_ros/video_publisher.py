@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli.options import frame_size
+from .cli.options import box_xywh, frame_size, non_negative_float, positive_float, positive_int
 from .image_conversion import SUPPORTED_ENCODINGS, rgb_to_raw
 
 FIRST_FRAME_REPEATS = 3
@@ -57,14 +57,17 @@ def synthetic_source(seed: int, frames: int | None = None, width: int = 320, hei
 
 
 def video_source(path: str | Path, frames: int | None = None) -> FrameSource:
-    """A video file (OpenCV) or a folder of images (sorted by name), read into memory."""
+    """A video file (OpenCV) or a folder of images (in natural order of their names), read into
+    memory as RGB."""
     import cv2
+
+    from .data.files import IMAGE_SUFFIXES, image_files
 
     path = Path(path)
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png", ".bmp"))
+        files = image_files(path)
         if not files:
-            raise ValueError(f"no .jpg/.png images in {path}")
+            raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {path}")
         images = [cv2.imread(str(p), cv2.IMREAD_COLOR) for p in files[:frames]]
         rate = None
     else:
@@ -83,18 +86,8 @@ def video_source(path: str | Path, frames: int | None = None) -> FrameSource:
         capture.release()
     if not images or any(image is None for image in images):
         raise ValueError(f"could not read frames from {path}")
-    rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB) for image in images]
+    rgb = [cv2.cvtColor(image, cv2.COLOR_BGR2RGB, dst=image) for image in images]  # in place: one copy held
     return FrameSource(rgb, len(rgb), rate_hz=rate)
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    try:
-        values = tuple(float(v) for v in text.replace(" ", "").split(","))
-    except ValueError:
-        values = ()
-    if len(values) != 4 or values[2] <= 0 or values[3] <= 0:
-        raise argparse.ArgumentTypeError(f"init box must be x,y,w,h in pixels with w,h > 0, got {text!r}")
-    return values
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -102,11 +95,11 @@ def build_parser() -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="video file or folder of images to play")
     source.add_argument("--synthetic", type=int, metavar="SEED", help="play the generated sequence of SEED")
-    parser.add_argument("--frames", type=int, help="play at most this many frames (synthetic: the length)")
+    parser.add_argument("--frames", type=positive_int, help="play at most this many frames (synthetic: the length)")
     parser.add_argument("--difficulty", type=float, help="synthetic: fixed difficulty in [0, 1]")
     parser.add_argument("--size", default="320x240", type=frame_size,
                         help="synthetic: frame size WxH (default 320x240)")
-    parser.add_argument("--rate", type=float, help="frames per second (default: the video's, else 10)")
+    parser.add_argument("--rate", type=positive_float, help="frames per second (default: the video's, else 10)")
     parser.add_argument("--loop", action="store_true", help="play again from the start until stopped")
     parser.add_argument("--encoding", default="rgb8", choices=SUPPORTED_ENCODINGS, metavar="ENCODING",
                         help="raw images' encoding, as a camera would send them (default rgb8; any of "
@@ -114,14 +107,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"],
                         help="raw: sensor_msgs/Image on 'image'; compressed: JPEG on 'image/compressed'")
     parser.add_argument("--frame-id", default="camera", help="header.frame_id of the images")
-    parser.add_argument("--init-box", type=parse_box, help="x,y,w,h of the target in the first frame "
+    parser.add_argument("--init-box", type=box_xywh, help="x,y,w,h of the target in the first frame "
                         "(synthetic: the ground truth when not given)")
     parser.add_argument("--no-init", action="store_true", help="publish no init box")
     parser.add_argument("--init-id", default="target", help="id of the target in the init (empty: automatic)")
     parser.add_argument("--init-topic", default="/fartrack/init")
-    parser.add_argument("--wait", type=float, default=30.0,
+    parser.add_argument("--wait", type=non_negative_float, default=30.0,
                         help="seconds to wait for the node to subscribe before playing (0: do not wait)")
-    parser.add_argument("--subscribers", type=int, default=1,
+    parser.add_argument("--subscribers", type=positive_int, default=1,
                         help="image subscribers to wait for (e.g. 2: the node and a recorder)")
     return parser
 

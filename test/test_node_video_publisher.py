@@ -10,32 +10,51 @@ import pytest
 
 from node_helpers import REPO, ros_env, pick_domain_id, stamp_ns_of
 
-from fartrack_ros.video_publisher import parse_box, synthetic_source, video_source
+from fartrack_ros.cli.options import box_xywh
+from fartrack_ros.video_publisher import build_parser, synthetic_source, video_source
 
 
-def test_parse_box_reads_four_numbers():
-    assert parse_box("10, 20,30.5,40") == (10.0, 20.0, 30.5, 40.0)
+def test_init_box_reads_four_numbers():
+    assert box_xywh("10, 20,30.5,40") == (10.0, 20.0, 30.5, 40.0)
 
 
-@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,0,4", "1,2,3,-1"])
-def test_parse_box_rejects_bad_boxes(text):
-    with pytest.raises(argparse.ArgumentTypeError, match="x,y,w,h"):
-        parse_box(text)
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d", "1,2,0,4", "1,2,3,-1", "nan,0,10,10", "0,0,inf,10"])
+def test_init_box_rejects_bad_boxes(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="x,y,w,h|width and height"):
+        box_xywh(text)
+
+
+@pytest.mark.parametrize("args", [["--rate", "nan"], ["--rate", "-5"], ["--rate", "0"], ["--frames", "0"],
+                                  ["--frames", "-3"], ["--wait", "-1"], ["--subscribers", "0"]])
+def test_bad_counts_and_rates_are_refused(args, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--synthetic", "1", *args])
+    assert f"argument {args[0]}: expected" in capsys.readouterr().err
+
+
+def _write_frames(folder, names):
+    import cv2
+
+    for index, name in enumerate(names):
+        image = np.zeros((24, 32, 3), np.uint8)
+        image[:, :, 2] = 10 * (index + 1)  # red, in OpenCV's BGR order
+        cv2.imwrite(str(folder / name), image)
 
 
 def test_a_folder_of_images_is_read_in_name_order_as_rgb(tmp_path):
-    import cv2
-
-    for index in range(3):
-        image = np.zeros((24, 32, 3), np.uint8)
-        image[:, :, 2] = 10 * (index + 1)  # red, in OpenCV's BGR order
-        cv2.imwrite(str(tmp_path / f"{index:04d}.png"), image)
+    _write_frames(tmp_path, [f"{index:04d}.png" for index in range(3)])
 
     source = video_source(tmp_path)
 
     assert len(source) == 3
     assert [int(frame[0, 0, 0]) for frame in source.frames] == [10, 20, 30]
     assert source.first_box is None
+
+
+def test_unpadded_frame_numbers_are_read_in_numeric_order(tmp_path):
+    _write_frames(tmp_path, ["frame_1.png", "frame_2.png", "frame_10.png"])
+
+    assert [int(frame[0, 0, 0]) for frame in video_source(tmp_path).frames] == [10, 20, 30]
 
 
 def test_a_video_file_is_read_with_its_frame_rate(tmp_path):

@@ -13,20 +13,20 @@ import torch
 from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
-from .options import PRECISION_CHOICES, frame_size
+from .options import PRECISION_CHOICES, frame_size, positive_int
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="fartrack-bench", description=__doc__)
     parser.add_argument("--variants", default="tiny,nano,pico,bundled",
                         help="comma list of tiny, nano, pico (official sizes, random weights) and bundled")
-    parser.add_argument("--threads", type=int, default=2, help="torch / ONNX Runtime CPU threads")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch / ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N for the model, tracker and scaling rows (default cpu)")
-    parser.add_argument("--repeats", type=int, default=10, help="timed repeats per model row")
-    parser.add_argument("--frames", type=int, default=40, help="frames of the generated sequence for tracker rows")
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model row")
+    parser.add_argument("--frames", type=positive_int, default=40, help="frames of the generated sequence for tracker rows")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
-    parser.add_argument("--rounds", type=int, default=3,
+    parser.add_argument("--rounds", type=positive_int, default=3,
                         help="tracker and scaling rows: rounds over all of a table's rows in turn, median "
                              "round kept, so the machine's drift falls on every row of a ratio alike")
     parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
@@ -34,7 +34,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
-    parser.add_argument("--node-frames", type=int, default=150, help="frames sent through the node")
+    parser.add_argument("--node-frames", type=positive_int, default=150, help="frames sent through the node")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
     parser.add_argument("--node-variant", default="",
                         help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "

@@ -21,14 +21,14 @@ from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
 
 from ..heap import keep_freed_memory
-from .options import add_runtime_options
+from .options import add_runtime_options, positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-eval", description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", metavar="ROOT", help="a GOT-10k split folder or a LaSOT root")
-    source.add_argument("--synthetic", metavar="N", type=int, default=None,
+    source.add_argument("--synthetic", metavar="N", type=positive_int, default=None,
                         help="generate N held-out sequences (default 50 when no --dataset)")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="layout of --dataset (default: detect)")
     parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="FARTrack depth (default: all layers of the checkpoint)")
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
     add_runtime_options(parser)
-    parser.add_argument("--max-frames", type=int, default=None, help="track at most this many frames per sequence")
-    parser.add_argument("--max-sequences", type=int, default=None, help="use at most this many dataset sequences")
+    parser.add_argument("--max-frames", type=positive_int, default=None, help="track at most this many frames per sequence")
+    parser.add_argument("--max-sequences", type=positive_int, default=None, help="use at most this many dataset sequences")
     parser.add_argument("--plot", metavar="PNG", default=None, help="write a success plot here")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the scores (and per-sequence AO) as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each sequence's AO per tracker to stderr")

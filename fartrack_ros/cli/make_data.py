@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from fartrack_ros.cli.options import positive_int
 from fartrack_ros.data.got10k import write_got10k
 from fartrack_ros.data.lasot import write_lasot
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
@@ -19,7 +20,7 @@ from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generat
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-make-data", description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output folder (a GOT-10k split folder or a LaSOT root)")
-    parser.add_argument("--count", type=int, required=True, help="number of sequences")
+    parser.add_argument("--count", type=positive_int, required=True, help="number of sequences")
     parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
                         help=f"seed of the first sequence (default {EVAL_SEED_BASE}, the held-out set)")
     parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k")
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=SyntheticConfig.max_length)
     parser.add_argument("--difficulty", type=float, default=None,
                         help="fix the difficulty in [0, 1] (default: drawn per sequence from its seed)")
-    parser.add_argument("--jpeg-quality", type=int, default=95)
+    parser.add_argument("--jpeg-quality", type=int, default=95, choices=range(101), metavar="0..100")
     return parser
 
 

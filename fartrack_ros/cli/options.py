@@ -3,9 +3,50 @@
 from __future__ import annotations
 
 import argparse
+import math
+from typing import Callable
 
 BACKEND_CHOICES = ("torch", "onnxruntime")
 PRECISION_CHOICES = ("float32", "bfloat16", "float16")
+
+
+def _number(kind: type, what: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not math.isfinite(value) or not accept(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in its messages
+    return parse
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """argparse type for an integer >= ``low``."""
+    return _number(int, f"an integer >= {low}", lambda v: v >= low)
+
+
+# argparse types for counts, rates and durations
+positive_int = int_at_least(1)
+non_negative_int = int_at_least(0)
+positive_float = _number(float, "a number > 0", lambda v: v > 0)
+non_negative_float = _number(float, "a number >= 0", lambda v: v >= 0)
+
+
+def box_xywh(text: str) -> tuple[float, float, float, float]:
+    """argparse type for a box 'x,y,w,h' in pixels: four finite numbers with w, h > 0."""
+    try:
+        values = tuple(float(v) for v in text.replace(" ", "").split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise argparse.ArgumentTypeError(f"expected x,y,w,h as four numbers, got {text!r}")
+    if values[2] <= 0 or values[3] <= 0:
+        raise argparse.ArgumentTypeError(f"width and height must be > 0, got {text!r}")
+    return values
 
 
 def frame_size(text: str) -> tuple[int, int]:

@@ -11,7 +11,6 @@ it goes to ``--out`` or, without it, to stdout. A progress bar runs on stderr.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 from typing import Iterator, Optional
@@ -20,30 +19,16 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from ..data.files import IMAGE_SUFFIXES, image_files
 from ..heap import keep_freed_memory
-from .options import add_runtime_options
+from .options import add_runtime_options, box_xywh
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm"}
 FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
 COLOURS_BGR = {"TRACKING": (0, 220, 0), "LOST": (0, 0, 255)}
 
 
 class InputError(ValueError):
     """INPUT cannot be read as a video or a folder of frames."""
-
-
-def parse_box(text: str) -> tuple[float, float, float, float]:
-    """'x,y,w,h' -> four finite floats with w, h > 0 (argparse type)."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise argparse.ArgumentTypeError(f"expected x,y,w,h as four numbers, got {text!r}")
-    if values[2] <= 0 or values[3] <= 0:
-        raise argparse.ArgumentTypeError(f"width and height must be > 0, got {text!r}")
-    return values
 
 
 def format_box(box) -> str:
@@ -53,7 +38,7 @@ def format_box(box) -> str:
 def open_frames(path: Path) -> tuple[Iterator[np.ndarray], Optional[int], float]:
     """RGB uint8 frames of a video file or an image folder, their count (if known) and fps."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        files = image_files(path)
         if not files:
             raise InputError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in folder {path}")
         return _read_images(files), len(files), FOLDER_FPS
@@ -103,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Track one object through a video or a folder of frames with FARTrack; "
                     "writes one x,y,w,h line per frame (the first is the init box).")
     parser.add_argument("input", type=Path, help="video file, or folder of frames read in name order")
-    parser.add_argument("--init", required=True, type=parse_box, metavar="x,y,w,h",
+    parser.add_argument("--init", required=True, type=box_xywh, metavar="x,y,w,h",
                         help="the target's box in the first frame, in pixels "
                              "(write --init=-5,10,40,30 when x starts with a minus)")
     parser.add_argument("--weights", default="",
@@ -166,6 +151,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     finally:
         if writer is not None:
             writer.release()
+    if count is not None and len(lines) < count:
+        print(f"fartrack-track: warning: the video ended after {len(lines)} frames; its header says "
+              f"{count} (a damaged or truncated file?)", file=sys.stderr)
 
     text = "\n".join(lines) + "\n"
     if args.out is not None:

@@ -19,6 +19,8 @@ from typing import Optional
 
 import torch
 
+from .options import non_negative_int, positive_float, positive_int
+
 DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500}
 
 
@@ -35,16 +37,16 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in --out from its latest checkpoint (its stored settings win)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default 0)")
-    parser.add_argument("--steps", type=int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
-    parser.add_argument("--batch-size", type=int, help=f"samples per step (default {DEFAULTS['batch_size']})")
-    parser.add_argument("--lr", type=float, help=f"peak learning rate (default {DEFAULTS['lr']})")
-    parser.add_argument("--stage2-steps", type=int,
+    parser.add_argument("--steps", type=positive_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--batch-size", type=positive_int, help=f"samples per step (default {DEFAULTS['batch_size']})")
+    parser.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {DEFAULTS['lr']})")
+    parser.add_argument("--stage2-steps", type=non_negative_int,
                         help=f"sequence-level steps after stage 1, tracking with the template memory (default {DEFAULTS['stage2_steps']})")
-    parser.add_argument("--checkpoint-every", type=int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
+    parser.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
     parser.add_argument("--dataset", type=Path,
                         help="GOT-10k or LaSOT root to train on instead of generated sequences")
-    parser.add_argument("--workers", type=int, default=0, help="threads preparing the next batch (default 0)")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
+    parser.add_argument("--workers", type=non_negative_int, default=0, help="threads preparing the next batch (default 0)")
+    parser.add_argument("--threads", type=non_negative_int, default=0, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 

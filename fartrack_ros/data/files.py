@@ -11,6 +11,17 @@ import numpy as np
 from fartrack_ros.data.sequence import TrackingSequence
 
 FRAME_PATTERN = re.compile(r"^\d+\.(jpg|jpeg|png)$", re.IGNORECASE)
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
+
+
+def natural_key(path: Path) -> tuple:
+    """Sort key comparing the digit runs of a file name as numbers: frame_2 before frame_10."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", path.name))
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The images of a folder (``IMAGE_SUFFIXES``), in natural order of their names."""
+    return sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=natural_key)
 
 
 def read_boxes(path: Path) -> np.ndarray:

@@ -1,0 +1,50 @@
+"""Argument checks shared by the command-line tools: a bad count, rate or box is an argparse
+error naming the option, never a traceback or a silently different run."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from fartrack_ros import demo, soak
+from fartrack_ros.cli import bench, evaluate, make_data, train
+from fartrack_ros.cli.options import int_at_least, non_negative_float, positive_float, positive_int
+
+
+@pytest.mark.parametrize("parse,good,bad", [
+    (positive_int, {"1": 1, "250": 250}, ["0", "-3", "1.5", "x"]),
+    (int_at_least(5), {"5": 5}, ["4"]),
+    (positive_float, {"0.5": 0.5, "30": 30.0}, ["0", "-5", "nan", "inf", "fast"]),
+    (non_negative_float, {"0": 0.0, "2.5": 2.5}, ["-0.1", "nan"]),
+])
+def test_number_types_accept_their_range_only(parse, good, bad):
+    assert {text: parse(text) for text in good} == good
+    for text in bad:
+        with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+            parse(text)
+
+
+@pytest.mark.parametrize("parser,args", [
+    (demo.build_parser(), ["--frames", "1"]),
+    (demo.build_parser(), ["--rate", "0"]),
+    (demo.build_parser(), ["--grace", "-1"]),
+    (soak.build_parser(), ["--frames", "0"]),
+    (soak.build_parser(), ["--sample-every", "0"]),
+    (soak.build_parser(), ["--template-cap", "4"]),
+    (evaluate.build_parser(), ["--max-frames", "0"]),
+    (make_data.build_parser(), ["out", "--count", "2", "--jpeg-quality", "101"]),
+    (make_data.build_parser(), ["out", "--count", "-1"]),
+    (train.build_parser(), ["--out", "run", "--lr", "nan"]),
+])
+def test_tools_refuse_bad_values_naming_the_option(parser, args, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parser.parse_args(args)
+    assert exit_info.value.code == 2
+    assert f"argument {args[-2]}" in capsys.readouterr().err  # the last option given is the bad one
+
+
+def test_bench_refuses_zero_rounds(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--rounds", "0"])
+    assert "argument --rounds: expected an integer >= 1" in capsys.readouterr().err
