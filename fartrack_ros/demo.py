@@ -108,8 +108,9 @@ class FrameResult:
 class DemoRecorder:
     """What the demo process receives, matched by image stamp.
 
-    Frames are numbered from the init's stamp (frame 0) and the order of the later stamps, so a
-    frame this process happened to miss cannot shift the numbering of the others.
+    Frames are numbered from the init's stamp (frame 0) and the order of the later stamps heard
+    here: an image heard late still takes its place, one never heard would shift those after it
+    (the summary says so and fails).
     """
 
     first_stamp: int | None = None  # the init's stamp = frame 0
@@ -314,6 +315,11 @@ def _summarise(recorder: DemoRecorder, truth, options, wall_s: float) -> bool:
     if status is not None:
         print(f"model       {status.model} on {status.device}")
     print(f"wall time   {wall_s:.1f} s")
+    if published < options.frames:
+        # frames are numbered by the order of the stamps heard here: a missed one shifts the rest
+        print(f"demo: this process heard {published} of the {options.frames} images, so frame numbers "
+              "(and the accuracy above) may be shifted against the ground truth", flush=True)
+        return False
     return True
 
 
