@@ -330,7 +330,7 @@ def recorder_span(recorder: DemoRecorder) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fartrack-demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m fartrack_ros.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int_at_least(2), default=60, help="sequence length (default 60)")
     parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second published (default 10)")
     parser.add_argument("--seed", type=int, default=1_000_000,

@@ -73,14 +73,15 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "backend", "torch",
-        "Inference backend: torch, or onnxruntime (needs the onnxruntime backend module; configure "
-        "fails with the reason when it is absent).",
+        "Inference backend: torch, or onnxruntime (CPU and float32 only; needs the onnxruntime "
+        "module; configure fails with the reason otherwise).",
         CONFIGURE, choices=("torch", "onnxruntime"),
     ),
     ParamSpec(
         "precision", "float32",
-        "Arithmetic of the model's layer stack: float32 (exact), bfloat16 (about 2x faster on CPUs "
-        "with native bf16, boxes within a pixel or so) or float16 (for CUDA; on the CPU, where it is "
+        "Arithmetic of the model's layer stack: float32 (exact), bfloat16 (1.5-1.7x faster than "
+        "float32 for the official sizes on CPUs with native bf16, little for the bundled model; "
+        "boxes within a pixel or so) or float16 (for CUDA; on the CPU, where it is "
         "emulated, the node runs bfloat16 or float32 instead and says so). torch backend only.",
         CONFIGURE, choices=("float32", "bfloat16", "float16"),
     ),
@@ -110,7 +111,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "lost_threshold", 0.15,
-        "Confidence below which a frame counts towards declaring a target LOST.",
+        "Confidence below which a frame counts towards declaring a target LOST and adds no template "
+        "to its memory.",
         LIVE, low=0.0, high=1.0,
     ),
     ParamSpec(

@@ -65,5 +65,5 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
     parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
-                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 2x faster on "
-                             "CPUs with native bf16; default float32)")
+                        help="arithmetic of the layer stack (torch backend; bfloat16 is 1.5-1.7x faster than "
+                             "float32 for the official sizes on CPUs with native bf16; default float32)")

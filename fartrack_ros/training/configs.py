@@ -10,7 +10,7 @@ from ..model.config import VARIANT_LAYERS, ModelConfig, variant_config
 from ..model.decode import bin_values
 from ..model.network import FARTrack
 
-# bundled-s: the shipped default model. 4 layers of dim 128 over 5x9 template + 36 search + 4
+# bundled-s: a smaller sibling of the shipped bundled-m. 4 layers of dim 128 over 5x9 template + 36 search + 4
 # command tokens (85 in all): small enough to train on a shared 2-core CPU within the hour and
 # to track at CPU frame rates. Crops keep the official context factors (2 and 4) and the
 # official equal scale of template and search (48/2 = 96/4 px per target side). 64 bins per crop
@@ -31,7 +31,7 @@ MODEL_CONFIGS = {
 
 
 def model_config(name: str) -> ModelConfig:
-    """A named training config (bundled-s, test-xs) or an official variant (tiny, nano, pico)."""
+    """A named training config (bundled-m, bundled-s, test-xs) or an official variant (tiny, nano, pico)."""
     if name in MODEL_CONFIGS:
         return MODEL_CONFIGS[name]
     if name in VARIANT_LAYERS:
