@@ -56,9 +56,17 @@ class Row:
         return 1000.0 / self.ms if self.ms > 0 else float("inf")
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2) -> float:
-    """Median wall time of fn() in milliseconds (CUDA work is waited for inside each timing)."""
-    sync = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+def device_sync(device: torch.device) -> Callable[[], None]:
+    """What waits for ``device``'s queued work before a clock is read (nothing on the CPU)."""
+    if device.type == "cuda":
+        return lambda: torch.cuda.synchronize(device)
+    return lambda: None
+
+
+def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
+              device: torch.device = torch.device("cpu")) -> float:
+    """Median wall time of fn() in milliseconds (``device``'s work is waited for inside each timing)."""
+    sync = device_sync(device)
     for _ in range(warmup):
         fn()
     sync()
@@ -101,7 +109,7 @@ def model_rows(model: FARTrack, label: str, repeats: int) -> list[Row]:
                     embeds = runner.embed_template(templates[0]).unsqueeze(0)
                     fn = lambda e=embeds, d=drop, f=runtime.fused: runner.forward_embedded(  # noqa: E731
                         e, keep, search, drop_pruned=d, fused=f)
-                rows.append(Row("model", f"{label} {runtime.label} {mode}", median_ms(fn, repeats)))
+                rows.append(Row("model", f"{label} {runtime.label} {mode}", median_ms(fn, repeats, device=device)))
     return rows
 
 
@@ -119,27 +127,35 @@ def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str,
                period_s: float = 0.0, to_results: bool = False) -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).
 
-    ``runner``: the model as `with_backend` prepares it. ``period_s`` > 0 paces the frames like a
-    camera: a frame starts no sooner than ``period_s`` after the previous one started, so the CPU
-    idles between frames as it does in the node (on this kind of machine an idle gap makes the
-    next frame measurably slower than back to back). ``to_results``: time each frame until its
-    results are handed out, where the node publishes them (before the frame's template step).
+    ``runner``: the model as `with_backend` prepares it. Every frame adds a template
+    (``lost_threshold`` 0), as a confidently tracked target does: a gated target that is lost
+    (random weights, or a box on background) would skip the template step and look cheaper.
+    ``period_s`` > 0 paces the frames like a camera: a frame starts no sooner than ``period_s``
+    after the previous one started, so the CPU idles between frames as it does in the node (on
+    this kind of machine an idle gap makes the next frame measurably slower than back to back).
+    ``to_results``: time each frame until its results are handed out, where the node publishes
+    them (before the frame's template step); back to back, a frame's time then starts when the
+    previous results were handed out, as the next camera frame would reach the node while it
+    still embeds the previous frame's templates.
     """
-    tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1)))
+    tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1), lost_threshold=0.0))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
+    sync = device_sync(next(runner.parameters()).device)
     totals, stages = [], {"crop": [], "model": [], "decode": []}
     results_at = [0.0]
 
     def mark_results(results) -> None:
+        sync()
         results_at[0] = time.perf_counter()
 
     start = time.perf_counter()
     for index, frame in enumerate(frames[1:]):
         if period_s > 0:
             time.sleep(max(0.0, start + period_s - time.perf_counter()))
-        start = time.perf_counter()
+        start = results_at[0] if to_results and period_s <= 0 and index > 0 else time.perf_counter()
         tracker.track(frame, on_results=mark_results)
+        sync()
         elapsed = 1000.0 * ((results_at[0] if to_results else time.perf_counter()) - start)
         if index >= 2:  # warm-up frames
             totals.append(elapsed)

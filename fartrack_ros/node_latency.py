@@ -20,18 +20,21 @@ NODE_NAME = "fartrack_bench"
 
 
 STAGES = ("convert", "crop", "model", "decode", "publish", "total")
+WARMUP_FRAMES = 5  # the first frames sent are left out of the figures
 
 
 @dataclass
 class NodeLatency:
-    """Percentiles of publish -> detections latency, and medians of the node's own stage times."""
+    """Percentiles of publish -> detections latency over the answered frames after warm-up, how
+    many frames were sent and never answered, and medians of the node's own stage times."""
 
     p50_ms: float
     p95_ms: float
     p99_ms: float
     stage_p50_ms: dict[str, float]  # from ~/status: convert, crop, model, decode, publish, total
-    received: int
-    samples_ms: list[float]  # every round trip, in order (the first 5 are warm-up)
+    sent: int  # frames sent after the init frame, warm-up included
+    lost: int  # of those, frames whose detections did not come back within the frame timeout
+    samples_ms: list[float]  # every answered round trip, in order, warm-up included
 
 
 def _image_msg(frame: np.ndarray, stamp_ns: int):
@@ -62,22 +65,24 @@ def _init_msg(box, stamp_ns: int, target_id: str):
 
 
 def node_argv(threads: int, weights: str = "", variant: str = "", precision: str = "float32",
-              pin_cpu_threads: bool = True) -> list[str]:
-    """Command line of the node the latency is measured through (CPU, its image on a bench topic)."""
+              pin_cpu_threads: bool = True, lost_threshold: float = 0.0) -> list[str]:
+    """Command line of the node the latency is measured through (CPU, its image on a bench topic;
+    ``lost_threshold`` 0: a template every frame, as the bench's in-process reference runs)."""
     return executable("fartrack_node", "fartrack_ros.node") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
         "-p", f"weights:={weights or chr(39) * 2}",
         "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
-        "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}"]
+        "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}",
+        "-p", f"lost_threshold:={float(lost_threshold)}"]
 
 
-def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "", variant: str = "",
-                         precision: str = "float32", period_s: float = 0.0, seed: int = 1_000_000,
+def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, weights: str = "",
+                         variant: str = "", precision: str = "float32", period_s: float = 0.0,
                          timeout_s: float = 120.0, frame_timeout_s: float = 1.0,
-                         size: tuple[int, int] = (320, 240), pin_cpu_threads: bool = True) -> NodeLatency:
-    """Send ``frames`` generated frames (``size`` = width, height) through a fresh node process and
-    time each round trip (``period_s``: the least time between two sends, 0 for back to back; a
-    frame whose detections take longer than ``frame_timeout_s`` counts as lost on the way).
+                         pin_cpu_threads: bool = True) -> NodeLatency:
+    """Start a target on ``frames[0]`` (``first_box``), send the other frames through a fresh node
+    process and time each round trip (``period_s``: the least time between two sends, 0 for back
+    to back; a frame whose detections take longer than ``frame_timeout_s`` counts as lost).
 
     Images go best effort, as camera drivers send them, when a frame fits Fast DDS's shared-memory
     segment, and reliable when it does not (best effort would lose every one: see image_qos); the
@@ -88,13 +93,11 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
-    from .data.synthetic import SyntheticConfig, generate_sequence
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
     from .msg import TrackerStatus
 
     env = child_env()
-    sequence = generate_sequence(seed, SyntheticConfig(width=size[0], height=size[1], min_length=frames + 1,
-                                                       max_length=frames + 1))
+    size = (frames[0].shape[1], frames[0].shape[0])
     argv = node_argv(threads, weights, variant, precision, pin_cpu_threads)
     rclpy.init()
     node = rclpy.create_node("fartrack_latency_probe")
@@ -107,7 +110,7 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     arrived: dict[int, int] = {}
     awaited = [0]  # stamp of the frame in flight
     answered = threading.Event()
-    stage_ms: list[tuple[float, ...]] = []
+    stage_ms: dict[int, tuple[float, ...]] = {}  # image stamp -> the node's stage times
 
     def on_detections(msg) -> None:
         stamp = _stamp(msg.header)
@@ -117,7 +120,8 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
 
     node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
     node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status",
-                             lambda m: stage_ms.append(tuple(getattr(m, f"{s}_ms") for s in STAGES)), reliable)
+                             lambda m: stage_ms.setdefault(_stamp(m.header), tuple(getattr(m, f"{s}_ms") for s in STAGES)),
+                             reliable)
     # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
     # would keep one of the machine's cores busy and slow the node it measures.
     executor = SingleThreadedExecutor()
@@ -125,6 +129,9 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
     threading.Thread(target=executor.spin, name="latency_probe_spin", daemon=True).start()
     child = Child("node", argv, env, echo=False)
     latencies: list[float] = []
+    warm_ms: list[float] = []  # answered frames after warm-up
+    answered_stamps: list[int] = []  # their stamps
+    sent_count = lost = 0
     try:
         deadline = time.monotonic() + timeout_s
         # Until the node subscribes, with our reliability (auto follows publishers within a second).
@@ -135,14 +142,13 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
             time.sleep(0.05)
         stamp0 = time.time_ns()
         for _ in range(3):  # best effort: one copy of the init frame must reach the node's cache
-            image_pub.publish(_image_msg(sequence.frame(0), stamp0))
+            image_pub.publish(_image_msg(frames[0], stamp0))
             time.sleep(0.2)
-        init_pub.publish(_init_msg(sequence.boxes[0], stamp0, "bench"))
+        init_pub.publish(_init_msg(first_box, stamp0, "bench"))
         time.sleep(0.5)
         sent = time.perf_counter_ns()
-        for index in range(1, len(sequence)):
+        for index, image in enumerate(frames[1:]):
             _check_child(child, deadline)
-            image = sequence.frame(index)
             time.sleep(max(0.0, period_s - (time.perf_counter_ns() - sent) / 1e9))
             stamp = time.time_ns()
             message = _image_msg(image, stamp)
@@ -150,21 +156,27 @@ def measure_node_latency(frames: int = 150, threads: int = 2, weights: str = "",
             awaited[0] = stamp
             sent = time.perf_counter_ns()
             image_pub.publish(message)
+            sent_count += 1
             if answered.wait(frame_timeout_s):
                 latencies.append((arrived[stamp] - sent) / 1e6)
+                if index >= WARMUP_FRAMES:
+                    warm_ms.append(latencies[-1])
+                    answered_stamps.append(stamp)
+            else:
+                lost += 1
     finally:
         child.stop()
         executor.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
-    if len(latencies) < 10:
-        raise RuntimeError(f"only {len(latencies)} detections came back from the node; see its log:\n"
-                           + "\n".join(child.lines[-20:]))
-    warm = np.array(latencies[5:])
-    stages = np.array(stage_ms[5:]).reshape(-1, len(STAGES))
+    if len(warm_ms) < 5:
+        raise RuntimeError(f"only {len(latencies)} of {sent_count} frames got detections back from the node; "
+                           "see its log:\n" + "\n".join(child.lines[-20:]))
+    warm = np.array(warm_ms)
+    stages = np.array([stage_ms[s] for s in answered_stamps if s in stage_ms]).reshape(-1, len(STAGES))
     medians = {name: float(np.median(stages[:, k])) if len(stages) else float("nan") for k, name in enumerate(STAGES)}
     return NodeLatency(float(np.percentile(warm, 50)), float(np.percentile(warm, 95)), float(np.percentile(warm, 99)),
-                       medians, len(latencies), latencies)
+                       medians, sent_count, lost, latencies)
 
 
 def _stamp(header) -> int:
