@@ -87,6 +87,21 @@ def test_got10k_test_split_with_only_the_first_box_marks_later_frames_absent(tmp
     assert read.attributes["annotated_frames"] == 1
 
 
+def test_got10k_groundtruth_shorter_than_the_frames_is_an_error_outside_a_test_split(tmp_path, sequences):
+    folder = write_got10k(sequences[0], tmp_path)
+    lines = (folder / "groundtruth.txt").read_text().splitlines()
+    (folder / "groundtruth.txt").write_text("\n".join(lines[:3]) + "\n")
+    with pytest.raises(ValueError, match=f"has 3 boxes for {len(lines)} frames"):
+        load_got10k(tmp_path)
+
+
+def test_a_gap_in_the_frame_numbers_is_an_error_naming_the_missing_frame(tmp_path, sequences):
+    folder = write_got10k(sequences[0], tmp_path)
+    (folder / "00000002.jpg").unlink()
+    with pytest.raises(ValueError, match="frame 2 is missing .* found 00000003.jpg next"):
+        load_got10k(tmp_path)
+
+
 def test_frames_load_lazily_from_paths(tmp_path, sequences):
     write_got10k(sequences[0], tmp_path)
     (read,) = load_dataset(tmp_path, layout="got10k")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from fartrack_ros.cli.train import main
@@ -47,3 +48,24 @@ def test_cli_trains_from_a_checkpoint_on_a_got10k_folder(tmp_path):
             "--stage2-steps", "0", "--batch-size", "2", "--no-progress"]
     assert main(argv) == 0
     assert load_checkpoint(out / "final.pth").cfg.name == "test-xs"
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path):
+    assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
+    before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    with pytest.raises(SystemExit, match="already holds a run .* continue it with --resume"):
+        main(["--out", str(tmp_path), "--steps", "1", "--stage2-steps", "0", *SMOKE])
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
+
+
+def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path):
+    data = tmp_path / "got10k_test_split"
+    sequence = generate_sequence(5, SyntheticConfig(width=96, height=80, min_length=6, max_length=6))
+    write_got10k(sequence, data)
+    for folder in data.iterdir():  # a test split: the first box only, no labels
+        if folder.is_dir():
+            (folder / "groundtruth.txt").write_text((folder / "groundtruth.txt").read_text().splitlines()[0] + "\n")
+            for label in folder.glob("*.label"):
+                label.unlink()
+    with pytest.raises(SystemExit, match="nothing to train on"):
+        main(["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0", *SMOKE])

@@ -123,3 +123,16 @@ def test_checkpoints_load_with_weights_only_and_carry_the_official_keys(tmp_path
     assert {"net", "epoch", "step", "optimizer", "net_type", "actor_type", "model_config"} <= set(checkpoint)
     assert checkpoint["step"] == RUN.total_steps
     assert not any(k.startswith("module.") for k in checkpoint["net"])
+
+
+def test_stage2_replays_the_init_template_at_the_box_the_tracker_cropped():
+    """A ground-truth box crossing the image border is clipped by the tracker before its crop."""
+    from fartrack_ros.data.synthetic import generate_sequence
+    from fartrack_ros.training.rollout import track_clip
+
+    seq = generate_sequence(3, SMALL_SEQUENCES)
+    x, y, w, h = seq.boxes[0]
+    seq.boxes[0] = [-w / 2, y, w, h]  # half of it left of the image
+    torch.manual_seed(0)
+    records, _ = track_clip(build_model(CFG).eval(), seq, 0, 4)
+    assert records and records[0].slot_templates[0] == (0, (0.0, float(y), float(w / 2), float(h)))

@@ -13,7 +13,7 @@ from fartrack_ros.model.decode import bin_values
 from fartrack_ros.training import (coordinate_bin_ids, coordinate_cross_entropy, expectation_boxes, giou_loss,
                                    model_config, siou_loss, soft_targets)
 from fartrack_ros.training.configs import init_for_training
-from fartrack_ros.training.objectives import attention_loss, search_token_labels
+from fartrack_ros.training.objectives import attention_loss, search_token_labels, tracking_loss
 
 CFG = ModelConfig()  # official 300 bins, range 2, 605 ids
 
@@ -122,3 +122,14 @@ def test_training_init_makes_search_positions_readable_as_coordinates():
     read = bin_values(cfg)[scores.argmax(dim=-1)].reshape(cfg.search_grid, cfg.search_grid)
     centres = (torch.arange(cfg.search_grid) + 0.5) / cfg.search_grid
     assert torch.allclose(read, centres.expand(cfg.search_grid, -1), atol=1.0 / cfg.bins)
+
+
+def test_box_loss_targets_are_clamped_to_the_reachable_coordinate_range():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, CFG.vocab_size)
+    reach = 0.5 * (CFG.coord_range - 1)
+    beyond = torch.tensor([[-0.9, 0.2, 0.6, 2.4], [0.1, -3.0, 1.7, 0.8]])
+    at_limit = beyond.clamp(-reach, 1 + reach)
+    _, parts_beyond = tracking_loss(logits, beyond, CFG)
+    _, parts_limit = tracking_loss(logits, at_limit, CFG)
+    assert parts_beyond["siou"] == pytest.approx(parts_limit["siou"])

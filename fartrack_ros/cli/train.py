@@ -58,10 +58,15 @@ def _sequence_source(dataset: Optional[Path], seed: int):
         return SequenceSource.synthetic(seed)
     from ..data.readers import load_dataset
 
+    from ..training.sampling import usable
+
     try:
         sequences = load_dataset(dataset)
     except (FileNotFoundError, ValueError) as exc:
         raise SystemExit(f"fartrack-train: {exc}") from None
+    if not any(len(s) > 1 and usable(s, 0) and any(usable(s, k) for k in range(1, len(s))) for s in sequences):
+        raise SystemExit(f"fartrack-train: no sequence in {dataset} shows its target in frame 0 and a later "
+                         "frame (a test split has only first-frame boxes): nothing to train on")
     return SequenceSource.from_list(sequences, seed, f"{dataset} ({len(sequences)} sequences)")
 
 
@@ -84,9 +89,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
     resume_path = latest_checkpoint(args.out) if args.resume else None
+    log_path = args.out / "train_log.jsonl"
     if args.resume and resume_path is None:
         print(f"fartrack-train: --resume: no checkpoint under {args.out / 'checkpoints'}; starting a new run",
               file=sys.stderr)
+        log_path.unlink(missing_ok=True)  # what an attempt that never reached a checkpoint logged
+    elif not args.resume and (latest_checkpoint(args.out) is not None or log_path.is_file()):
+        raise SystemExit(f"fartrack-train: {args.out} already holds a run (checkpoints or train_log.jsonl): "
+                         "continue it with --resume, or give a new --out")
     stored = None
     if resume_path is not None:
         stored = torch.load(resume_path, map_location="cpu", weights_only=True)

@@ -44,10 +44,15 @@ def read_flags(path: Path) -> np.ndarray:
 
 
 def frame_files(folder: Path) -> list[Path]:
-    """Numbered image files of a sequence, in ``img/`` if that exists, else in the folder itself."""
+    """Numbered image files of a sequence, in ``img/`` if that exists, else in the folder itself;
+    ValueError when the numbers are not 1, 2, ... n (a missing frame would shift the boxes)."""
     image_dir = folder / "img" if (folder / "img").is_dir() else folder
-    files = [p for p in image_dir.iterdir() if FRAME_PATTERN.match(p.name)]
-    return sorted(files, key=lambda p: int(p.stem))
+    files = sorted((p for p in image_dir.iterdir() if FRAME_PATTERN.match(p.name)), key=lambda p: int(p.stem))
+    for expected, path in enumerate(files, start=1):
+        if int(path.stem) != expected:
+            raise ValueError(f"{image_dir}: frame {expected} is missing (frames are numbered from 1 with no "
+                             f"gap; found {path.name} next)")
+    return files
 
 
 def write_frames(sequence: TrackingSequence, image_dir: Path, jpeg_quality: int) -> None:

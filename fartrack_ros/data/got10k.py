@@ -19,7 +19,12 @@ from fartrack_ros.data.sequence import TrackingSequence, cover_to_ratio
 
 
 def is_got10k_sequence(folder: Path) -> bool:
-    return (folder / "groundtruth.txt").is_file() and bool(frame_files(folder))
+    if not (folder / "groundtruth.txt").is_file():
+        return False
+    try:
+        return bool(frame_files(folder))
+    except ValueError:  # numbered frames with a gap: reading the sequence says which is missing
+        return True
 
 
 def read_got10k_sequence(folder: str | Path) -> TrackingSequence:
@@ -31,10 +36,13 @@ def read_got10k_sequence(folder: str | Path) -> TrackingSequence:
     boxes = read_boxes(folder / "groundtruth.txt")
     n = len(paths)
     attributes = {"annotated_frames": len(boxes)}
-    if len(boxes) < n:  # the official test split annotates only the first frame
+    test_split = len(boxes) == 1 and not any((folder / name).is_file() for name in ("absence.label", "cover.label"))
+    if len(boxes) < n and test_split:  # the official test split annotates only the first frame
         boxes = np.vstack([boxes, np.zeros((n - len(boxes), 4))])
-    elif len(boxes) > n:
-        raise ValueError(f"{folder}: groundtruth.txt has {len(boxes)} boxes for {n} frames")
+    elif len(boxes) != n:
+        raise ValueError(f"{folder}: groundtruth.txt has {len(boxes)} boxes for {n} frames"
+                         + (" (only a test split's sequences have just the first box, and no absence/cover labels)"
+                            if len(boxes) < n else ""))
     boxes = np.nan_to_num(boxes, nan=0.0)
     absent = (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
     absent[attributes["annotated_frames"]:] = True

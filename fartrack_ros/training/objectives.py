@@ -122,12 +122,17 @@ def tracking_loss(
     box_weight: float = 2.0,
     sigma_bins: float = 0.0,
 ) -> tuple[Tensor, dict[str, float]]:
-    """The FARTrack objective on a batch: ce_weight * CE + box_weight * SIoU, and its parts."""
+    """The FARTrack objective on a batch: ce_weight * CE + box_weight * SIoU, and its parts.
+
+    Both terms see the target clamped to the coordinate range the bins cover (as the CE's ids
+    are): beyond it SIoU would pull towards a box no expectation over the bins can reach."""
     ce = coordinate_cross_entropy(logits, box_xyxy, cfg, sigma_bins)
     pred = expectation_boxes(logits, cfg)
-    siou = siou_loss(pred, box_xyxy.float()).mean()
+    reach = 0.5 * (cfg.coord_range - 1)
+    target = box_xyxy.float().clamp(-reach, 1.0 + reach)
+    siou = siou_loss(pred, target).mean()
     with torch.no_grad():
-        iou = box_iou(pred, box_xyxy.float())[0].mean()
+        iou = box_iou(pred, target)[0].mean()
     total = ce_weight * ce + box_weight * siou
     return total, {"loss": float(total.detach()), "ce": float(ce.detach()), "siou": float(siou.detach()), "iou": float(iou)}
 

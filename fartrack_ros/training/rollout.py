@@ -47,7 +47,8 @@ def track_clip(model, seq, start: int, length: int, tracker_config: TrackerConfi
     frames = {start: seq.frame(start)}
     tracker = Tracker(model, tracker_config)
     tracker.add_target(frames[start], seq.boxes[start], "target")
-    template_sources = [(start, tuple(float(v) for v in seq.boxes[start]))]  # logical index -> crop source
+    # logical index -> crop source; the init template is cropped at the box clipped to the image
+    template_sources = [(start, tuple(tracker.inspect_target("target").search_box_xywh))]
     records = []
     for f in range(start + 1, min(start + length, len(seq))):
         snapshot = tracker.inspect_target("target")
