@@ -212,6 +212,8 @@ class WarningThrottle:
     """Rate limit for repeated warnings, per kind: the first of a kind passes, then at most one
     every ``every_s`` seconds, reporting how many were held back in between."""
 
+    MAX_KINDS = 1024  # past this many, kinds not seen for ``every_s`` are forgotten
+
     def __init__(self, every_s: float = 5.0, clock=time.monotonic):
         self._every_s = every_s
         self._clock = clock
@@ -223,6 +225,10 @@ class WarningThrottle:
         """(log it now?, how many of this kind were held back since the last one logged)."""
         with self._lock:
             now = self._clock()
+            if len(self._last) > self.MAX_KINDS:
+                for old in [k for k, t in self._last.items() if now - t >= self._every_s]:
+                    del self._last[old]
+                    self._held.pop(old, None)
             last = self._last.get(kind)
             if last is not None and now - last < self._every_s:
                 self._held[kind] = self._held.get(kind, 0) + 1

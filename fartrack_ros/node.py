@@ -55,6 +55,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import re
+import signal
 import sys
 import threading
 import time
@@ -151,10 +152,14 @@ class FarTrackNode(LifecycleNode):
     # -- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
         values = {spec.name: self._param(spec.name) for spec in params.PARAMETERS}
+        self.get_logger().info(f"configuring: loading {values['weights'] or 'the bundled model'} "
+                               f"for device {values['device']}")
         try:
             self._loaded = self._compute.run(load_tracker, values, log=self.get_logger())
         except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
             self.get_logger().error(f"configure failed: {exc}")
+            return TransitionCallbackReturn.FAILURE
+        if not self.context.ok():  # a signal stopped ROS while the model loaded
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(self._loaded.describe())
         self._create_interfaces()
@@ -395,19 +400,24 @@ class FarTrackNode(LifecycleNode):
             if self._track_queued:
                 return  # the queued call will take this frame (the newest) from the slot
             self._track_queued = True
-        self._compute.submit(self._track_latest)
+        try:
+            self._compute.submit(self._track_latest)
+        except RuntimeError:  # the compute thread was stopped under this callback (node stopping)
+            with self._queue_lock:
+                self._track_queued = False
 
     def _track_latest(self) -> None:
         """Compute thread: track the newest waiting frame, if any."""
         with self._queue_lock:
             self._track_queued = False
         frame = self._slot.take(timeout=0)
-        if frame is None or not self._active:
+        if frame is None or not self._active or not self.context.ok():
             return
         try:
             self._process(frame)
         except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
-            self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {type(exc).__name__}: {exc}")
+            if self.context.ok():  # else ROS was shut down under the frame: nothing to say
+                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {type(exc).__name__}: {exc}")
         finally:
             frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
@@ -581,8 +591,9 @@ class FarTrackNode(LifecycleNode):
         return self.resolve_topic_name("image")
 
     def _warn(self, text: str) -> None:
-        """Log a warning; the same warning (numbers aside) at most every WARN_EVERY_S seconds."""
-        admit, held = self._throttle.admit(re.sub(r"\d+", "#", text))
+        """Log a warning; the same warning (numbers and quoted names such as target ids aside) at
+        most every WARN_EVERY_S seconds."""
+        admit, held = self._throttle.admit(re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "#", text))
         if admit:
             suffix = f" ({held} similar warnings held back)" if held else ""
             self.get_logger().warning(text + suffix)
@@ -596,6 +607,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="start unconfigured as a lifecycle node and wait for transitions")
     options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     keep_freed_memory()
+    # the executable's start-up handlers (see scripts/fartrack_node) give way to Python's and rclpy's
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     rclpy.init(args=argv)
     node = None
     try:
@@ -606,7 +620,9 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         if not options.managed:
             if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 1
+                return 1 if rclpy.ok() else 0  # a signal while the model loaded: a clean stop
+            if not rclpy.ok():
+                return 0
             node.trigger_activate()
         executor = SingleThreadedExecutor()
         executor.add_node(node)

@@ -37,3 +37,24 @@ def test_a_running_node_exits_zero_promptly_on_one_signal(signum):
         assert exit_s < 3.0, f"{exit_s:.1f} s to exit"
     finally:
         node.stop()
+
+
+@pytest.mark.parametrize("when", ["importing", "loading the model", "loading + 0.3 s"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_the_node_starts_is_a_clean_stop(signum, when):
+    """A signal at any moment of the start (imports, model loading, configure) exits 0 with no
+    traceback: launch and systemd would report anything else as a crash."""
+    node = NodeProcess(pick_domain_id(), parameters={"weights": str(weights_for_tests()), "device": "cpu"})
+    try:
+        if when == "importing":
+            time.sleep(0.3)
+        else:
+            assert wait_for_log(node, 0, "configuring: loading", timeout=60.0), node.log_text()
+            time.sleep(0.3 if when.endswith("0.3 s") else 0.0)
+        node.process.send_signal(signum)
+        code = node.process.wait(timeout=15.0)
+        output = node.log_text()
+        assert code == 0, output
+        assert "Traceback" not in output, output  # (rclpy may log that the transition was cut short)
+    finally:
+        node.stop()

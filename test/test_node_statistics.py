@@ -184,3 +184,12 @@ def test_warning_throttle_passes_the_first_then_one_per_period_per_kind():
     clock.now += 5.0
     assert throttle.admit("image") == (True, 2)
     assert throttle.admit("image") == (False, 0)
+
+
+def test_warning_throttle_forgets_kinds_not_seen_for_a_period_once_it_holds_many():
+    clock = FakeClock()
+    throttle = WarningThrottle(every_s=5.0, clock=clock)
+    for k in range(3 * WarningThrottle.MAX_KINDS):
+        throttle.admit(f"kind {k}")
+        clock.now += 0.01  # 10 s of distinct kinds
+    assert len(throttle._last) <= WarningThrottle.MAX_KINDS + 5.0 / 0.01 + 1
