@@ -102,7 +102,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     print(format_table(rows))
     if args.plot:
-        write_plot(rows, Path(args.plot))
+        write_plot(rows, Path(args.plot), str(device))
         print(f"plot written to {args.plot}")
     return 0
 
@@ -191,8 +191,10 @@ def format_table(rows: list[bm.Row]) -> str:
     return "\n".join(lines)
 
 
-def write_plot(rows: list[bm.Row], path: Path) -> None:
-    """Horizontal bar chart of FPS per row, one colour per section."""
+def write_plot(rows: list[bm.Row], path: Path, device: str = "cpu") -> None:
+    """Horizontal bar chart of milliseconds per row, one colour per section: one unit for every
+    row, throughput and latency alike (a paced latency has no meaningful FPS); a log scale when
+    the rows span more than 20x."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,9 +204,13 @@ def write_plot(rows: list[bm.Row], path: Path) -> None:
                "node": "tab:red"}
     fig, ax = plt.subplots(figsize=(10, 0.28 * len(rows) + 1.5))
     names = [f"{r.section}: {r.name}" for r in rows][::-1]
-    ax.barh(names, [r.fps for r in rows][::-1], color=[colours.get(r.section, "k") for r in rows][::-1])
-    ax.set_xlabel("frames per second (higher is better)")
-    ax.set_title(f"fartrack-bench, {torch.get_num_threads()} CPU threads")
+    ax.barh(names, [r.ms for r in rows][::-1], color=[colours.get(r.section, "k") for r in rows][::-1])
+    shortest, longest = min(r.ms for r in rows), max(r.ms for r in rows)
+    if longest > 20 * shortest:
+        ax.set_xscale("log")
+        ax.set_xlim(left=shortest / 2)
+    ax.set_xlabel("milliseconds per frame; node rows: p50 latency (lower is better)")
+    ax.set_title(f"fartrack-bench on {device}, {torch.get_num_threads()} CPU threads")
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
