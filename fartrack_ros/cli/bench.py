@@ -205,7 +205,7 @@ def write_plot(rows: list[bm.Row], path: Path, device: str = "cpu") -> None:
     fig, ax = plt.subplots(figsize=(10, 0.28 * len(rows) + 1.5))
     names = [f"{r.section}: {r.name}" for r in rows][::-1]
     ax.barh(names, [r.ms for r in rows][::-1], color=[colours.get(r.section, "k") for r in rows][::-1])
-    shortest, longest = min(r.ms for r in rows), max(r.ms for r in rows)
+    shortest, longest = min((r.ms for r in rows), default=1.0), max((r.ms for r in rows), default=1.0)
     if longest > 20 * shortest:
         ax.set_xscale("log")
         ax.set_xlim(left=shortest / 2)
