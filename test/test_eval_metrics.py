@@ -95,3 +95,9 @@ def test_fps_is_update_frames_over_update_time():
 def test_scoring_nothing_is_an_error():
     with pytest.raises(ValueError, match="no sequence results"):
         score_results([])
+
+
+def test_iou_of_a_box_with_itself_is_exactly_one_despite_rounding():
+    boxes = np.array([[0.1, 0.7, 33.3, 17.9], [1e6 + 0.3, 2.2, 0.7, 0.1], [5.0, 5.0, 1e-9, 3.0]])
+    assert np.all(iou_xywh(boxes, boxes) <= 1.0)
+    assert iou_xywh(boxes[:1], boxes[:1])[0] == 1.0

@@ -133,7 +133,8 @@ def test_corrupt_file_is_refused_with_a_clear_error(tmp_path):
     data = (tmp_path / "m.pth").read_bytes()
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.pth").write_text("not a checkpoint")
-    for name in ("cut.pth", "text.pth"):
+    (tmp_path / "list.txt").write_text("seq1\nseq2\n")  # made torch's reader raise IndexError
+    for name in ("cut.pth", "text.pth", "list.txt"):
         with pytest.raises(CheckpointError, match="corrupt or not a torch checkpoint"):
             load_checkpoint(tmp_path / name)
 

@@ -57,9 +57,11 @@ def clip_to_image(boxes, width: float, height: float) -> np.ndarray:
 
 
 def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
-    """Per-row IoU of two (N, 4) xywh arrays; 0 where the union is empty.
+    """Per-row IoU of two (N, 4) xywh arrays in [0, 1]; 0 where the union is empty.
 
-    ``bound=(width, height)`` clips both to the image first. Negative sizes count as empty.
+    ``bound=(width, height)`` clips both to the image first. Negative sizes count as empty. The
+    result is clipped to [0, 1], as the GOT-10k toolkit does: rounding in (x + w) - x could
+    otherwise put a box's IoU with itself above 1 and count it a success at threshold 1.
     """
     a, b = _as_boxes(pred), _as_boxes(gt)
     if a.shape != b.shape:
@@ -73,7 +75,7 @@ def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
     inter = iw * ih
     union = aw * ah + bw * bh - inter
     with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
+        return np.clip(np.where(union > 0, inter / union, 0.0), 0.0, 1.0)
 
 
 def centre_error(pred, gt) -> np.ndarray:
