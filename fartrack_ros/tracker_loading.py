@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from .cpu_pinning import named_threads, pin_model_team
@@ -20,7 +19,6 @@ from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend_for_devic
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
-WARMUP_FRAME_HW = (240, 320)
 # The process's thread count before any cpu_threads was applied (it follows OMP_NUM_THREADS).
 STARTUP_CPU_THREADS = torch.get_num_threads()
 
@@ -95,7 +93,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
         max_targets=values["max_targets"],
     ))
     started = time.perf_counter()
-    warm_up(tracker)
+    tracker.warm_up()
     warmup_s = time.perf_counter() - started
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     # the warm-up has started the model's threads; 1 (CUDA, or pinning off) undoes earlier pinning
@@ -126,16 +124,6 @@ def usable_cpus() -> int:
     except AttributeError:  # no affinity API (macOS, Windows)
         return os.cpu_count() or 1
 
-
-def warm_up(tracker: Tracker) -> None:
-    """One add + track on a blank frame, so the first real frame is not slowed by lazy setup."""
-    frame = np.full((*WARMUP_FRAME_HW, 3), 127, np.uint8)
-    height, width = WARMUP_FRAME_HW
-    tracker.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), "__warmup__")
-    try:
-        tracker.track(frame)
-    finally:
-        tracker.remove_target("__warmup__")
 
 
 def _load_model(backend: str, precision: str, weights: str | None, variant: str | None, device: str,

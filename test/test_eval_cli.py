@@ -43,3 +43,37 @@ def test_eval_rejects_an_unknown_tracker_with_the_choices(capsys):
 def test_eval_warns_when_the_synthetic_seeds_are_training_seeds(capsys):
     assert evaluate.main(["--synthetic", "1", "--seed-base", "5", "--trackers", "kcf", "--max-frames", "3"]) == 0
     assert "not held out" in capsys.readouterr().err
+
+
+def _got10k_set(tmp_path, capsys):
+    root = tmp_path / "got10k"
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
+    capsys.readouterr()
+    return root, next(p for p in root.iterdir() if p.is_dir())
+
+
+def test_a_set_with_nothing_to_score_is_an_error_not_a_table_of_zeros(tmp_path, capsys):
+    root, sequence = _got10k_set(tmp_path, capsys)
+    first = (sequence / "groundtruth.txt").read_text().splitlines()[0]
+    (sequence / "groundtruth.txt").write_text(first + "\n")  # a test split: the first box only
+    for label in sequence.glob("*.label"):
+        label.unlink()
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--json", str(tmp_path / "s.json")]) == 1
+    assert "can be scored" in capsys.readouterr().err
+    assert not (tmp_path / "s.json").exists()
+
+
+def test_an_unreadable_frame_is_a_one_line_error(tmp_path, capsys):
+    root, sequence = _got10k_set(tmp_path, capsys)
+    (sequence / "00000005.jpg").write_bytes(b"")
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "00000005.jpg" in err and "Traceback" not in err
+
+
+def test_outputs_are_checked_first_and_json_folders_are_made(tmp_path, capsys):
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--json", str(tmp_path)]) == 2
+    assert "is a folder" in capsys.readouterr().err
+    report = tmp_path / "new" / "deeper" / "s.json"
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "6", "--json", str(report)]) == 0
+    assert json.loads(report.read_text())["trackers"]["kcf"]["ao"] >= 0.0

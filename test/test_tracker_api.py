@@ -80,6 +80,18 @@ def test_track_can_be_limited_to_some_targets(model):
     assert [r.target_id for r in tracker.track(frames[2])] == ["a", "b"]
 
 
+def test_warm_up_leaves_the_targets_as_they_were(model, frame):
+    tracker = Tracker(model)
+    tracker.add_target(frame, BOX, target_id="a")
+    before = tracker.inspect_target("a")
+
+    tracker.warm_up()
+
+    assert tracker.target_ids == ["a"]
+    after = tracker.inspect_target("a")
+    assert (after.search_box_xywh, after.held_indices) == (before.search_box_xywh, before.held_indices)
+
+
 def test_removing_an_unknown_target_names_the_known_ones(model, frame):
     tracker = Tracker(model)
     tracker.add_target(frame, BOX, target_id="a")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from pathlib import Path
@@ -73,6 +74,13 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print("error: --trackers is empty (give e.g. fartrack,csrt,kcf)", file=sys.stderr)
         return 2
+    if not args.dataset and (args.max_sequences or args.layout != "auto"):
+        print("warning: --max-sequences and --layout apply to --dataset only (--synthetic N sets the count)",
+              file=sys.stderr)
+    for output in (args.json, args.plot):  # before minutes of tracking, not after
+        if output and Path(output).is_dir():
+            print(f"error: {output} is a folder; give a file path", file=sys.stderr)
+            return 2
     try:
         runners = [make_runner(n, weights=args.weights, variant=args.variant, device=args.device,
                                backend=args.backend, precision=args.precision) for n in names]
@@ -87,24 +95,46 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{sequence.name}: {aos}", file=sys.stderr, flush=True)
 
     started = time.perf_counter()
-    scores, results = evaluate_trackers(runners, sequences, args.max_frames, progress)
+    try:
+        scores, results = evaluate_trackers(runners, sequences, args.max_frames, progress)
+    except (ValueError, OSError, RuntimeError) as exc:  # an unreadable frame, an unusable first box
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     source = args.dataset or f"synthetic seeds {args.seed_base}..{args.seed_base + count - 1}"
     scored = next(iter(scores.values())).frames
     used = len(next(iter(results.values())))
+    if scored == 0:
+        print(f"error: no frame of {source} can be scored: none after the first shows the target "
+              "(a GOT-10k test split has only first-frame boxes)", file=sys.stderr)
+        return 1
     print(f"{used} sequences from {source}; {scored} frames scored per tracker "
           f"({time.perf_counter() - started:.0f} s)")
     print(format_table(scores))
-    if args.plot:
-        from fartrack_ros.evaluation.plots import plot_success
+    print("AO, SR: GOT-10k rules (frames after the first, pooled); AUC, Prec@20: OTB rules (every frame, "
+          "per-sequence mean); frames without the target are left out of all")
+    try:
+        if args.plot:
+            from fartrack_ros.evaluation.plots import plot_success
 
-        print(f"success plot: {plot_success(scores, args.plot, title=f'Success plot ({used} sequences)')}")
-    if args.json:
-        report = {name: {"ao": s.ao, "sr50": s.sr50, "sr75": s.sr75, "success_auc": s.success_auc,
-                         "precision": s.precision, "fps": s.fps, "success_curve": s.success_curve.tolist(),
-                         "sequence_ao": {r.name: sequence_ao(r) for r in results[name]}}
-                  for name, s in scores.items()}
-        Path(args.json).write_text(json.dumps({"source": source, "trackers": report}, indent=2))
+            print(f"success plot: {plot_success(scores, args.plot, title=f'Success plot ({used} sequences)')}")
+        if args.json:
+            report = {name: {"ao": s.ao, "sr50": s.sr50, "sr75": s.sr75, "success_auc": s.success_auc,
+                             "precision": s.precision, "fps": _finite_or_none(s.fps),
+                             "success_curve": s.success_curve.tolist(),
+                             "sequence_ao": {r.name: _finite_or_none(sequence_ao(r)) for r in results[name]}}
+                      for name, s in scores.items()}
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps({"source": source, "trackers": report}, indent=2,
+                                                  allow_nan=False))
+    except OSError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _finite_or_none(value: float) -> float | None:
+    """JSON has no NaN: a figure that could not be computed (no frame timed or scored) is null."""
+    return value if math.isfinite(value) else None
 
 
 if __name__ == "__main__":

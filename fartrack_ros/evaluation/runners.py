@@ -85,6 +85,7 @@ class FARTrackRunner:
             model = load_checkpoint(weights, variant=variant, device=device)
         model = with_backend(model, backend, precision)
         self._tracker = Tracker(model, tracker_config)
+        self._tracker.warm_up()  # lazy set-up is not tracking speed: kept out of the timed updates
 
     def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
         self._tracker.reset()

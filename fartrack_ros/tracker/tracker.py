@@ -180,6 +180,17 @@ class Tracker:
         """Drop all targets."""
         self._targets.clear()
 
+    def warm_up(self, frame_hw: tuple[int, int] = (240, 320)) -> None:
+        """One add and track of a throwaway target on a blank frame, so that the first real frame
+        is not slowed by lazy set-up (kernel selection, allocations); other targets are untouched."""
+        height, width = frame_hw
+        frame = np.full((height, width, 3), 127, np.uint8)
+        target_id = self.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), "__warmup__")
+        try:
+            self.track(frame, target_ids=[target_id])
+        finally:
+            self.remove_target(target_id)
+
     def inspect_target(self, target_id: str) -> TargetSnapshot:
         """The state, slot picks and token keep vector the next forward will use for a target."""
         if str(target_id) not in self._targets:
