@@ -61,7 +61,9 @@ class SoakConfig:
 
     @property
     def warmup(self) -> int:
-        return self.warmup_frames or max(1, self.frames // 10)
+        """Frames before the RSS baseline: a tenth of the run, and at least twice the cap, by
+        which every target's memory has filled (frames below lost_threshold add no template)."""
+        return self.warmup_frames or max(self.frames // 10, 2 * self.template_cap)
 
 
 @dataclass
@@ -381,12 +383,14 @@ def build_parser() -> argparse.ArgumentParser:
     defaults = SoakConfig()
     parser.add_argument("--frames", type=positive_int, default=defaults.frames)
     parser.add_argument("--warmup-frames", type=non_negative_int, default=0,
-                        help="frames before the RSS baseline is taken (default: a tenth of --frames)")
+                        help="frames before the RSS baseline is taken (default: a tenth of --frames, at least "
+                             "twice --template-cap)")
     parser.add_argument("--sample-every", type=positive_int, default=defaults.sample_every, help="RSS sample period in frames")
     parser.add_argument("--template-cap", type=int_at_least(5), default=defaults.template_cap,
                         help="the node's template_memory_cap (small, so it is reached early)")
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
-    parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as in the checkpoint)")
+    parser.add_argument("--variant", default="", choices=("", "tiny", "nano", "pico"),
+                        help="tiny, nano or pico (default: as in the checkpoint)")
     parser.add_argument("--rate-hz", type=non_negative_float, default=0.0, help="send at this rate (default: closed loop)")
     parser.add_argument("--node-threads", type=non_negative_int, default=0, help="the node's cpu_threads parameter (0: automatic)")
     parser.add_argument("--max-growth-pct", type=non_negative_float, default=defaults.max_growth_pct)
@@ -397,13 +401,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """``fartrack-soak [--frames N] [--template-cap C] ...``: run, print the table, exit 0 on PASS."""
-    options = build_parser().parse_args(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    options = parser.parse_args(sys.argv[1:] if argv is None else argv)
     config = SoakConfig(frames=options.frames, warmup_frames=options.warmup_frames,
                         sample_every=options.sample_every, template_cap=options.template_cap,
                         weights=options.weights, variant=options.variant, rate_hz=options.rate_hz,
                         node_threads=options.node_threads, max_growth_pct=options.max_growth_pct)
+    if config.warmup >= config.frames:
+        parser.error(f"the warm-up ({config.warmup} frames{'' if options.warmup_frames else ', by default'}) "
+                     f"must be shorter than --frames {config.frames}")
     progress = None if options.quiet else (lambda line: print(line, flush=True))
-    result = run_soak(config, progress)
+    try:
+        result = run_soak(config, progress)
+    except (RuntimeError, TimeoutError, OSError) as exc:  # the node would not start or answer
+        print(f"fartrack-soak: error: {exc}", file=sys.stderr)
+        return 1
     print(format_result(result), flush=True)
     if options.json is not None:
         options.json.parent.mkdir(parents=True, exist_ok=True)

@@ -48,3 +48,17 @@ def test_bench_refuses_zero_rounds(capsys):
     with pytest.raises(SystemExit):
         bench.parse_args(["--rounds", "0"])
     assert "argument --rounds: expected an integer >= 1" in capsys.readouterr().err
+
+
+def test_soak_refuses_a_warm_up_as_long_as_the_run(capsys):
+    with pytest.raises(SystemExit):
+        soak.main(["--frames", "50", "--warmup-frames", "80"])
+    assert "warm-up (80 frames) must be shorter than --frames 50" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # the default warm-up covers twice the cap: 32 frames here
+        soak.main(["--frames", "30", "--template-cap", "16"])
+    assert "warm-up (32 frames, by default)" in capsys.readouterr().err
+
+
+def test_soak_default_warm_up_lets_every_memory_fill_first():
+    assert soak.SoakConfig(frames=100, template_cap=16).warmup == 32
+    assert soak.SoakConfig(frames=10_000, template_cap=16).warmup == 1000

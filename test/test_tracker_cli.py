@@ -74,6 +74,12 @@ def test_boxes_go_to_stdout_without_out(tmp_path, micro_weights, capsys):
     assert len(lines) == 3 and lines[0] == "20.0000,30.0000,32.0000,28.0000"
 
 
+def test_a_folder_as_out_is_refused_before_tracking(tmp_path, micro_weights, capsys):
+    folder = _write_folder(tmp_path / "frames", moving_target_video(3)[0])
+    assert main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--out", str(tmp_path)]) == 1
+    assert f"{tmp_path} is a folder" in capsys.readouterr().err
+
+
 def test_missing_input_is_reported_with_its_path(tmp_path, micro_weights, capsys):
     code = main([str(tmp_path / "nope.mp4"), "--init", "1,2,3,4", "--weights", str(micro_weights)])
     assert code == 1

@@ -112,6 +112,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ..model import CheckpointError, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig
 
+    for output in (args.out, args.save):  # before the tracking, not after it
+        if output is not None and output.is_dir():
+            print(f"fartrack-track: error: {output} is a folder; give a file path", file=sys.stderr)
+            return 1
     try:
         frames, count, fps = open_frames(args.input)
         first = next(frames, None)
@@ -157,8 +161,13 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     text = "\n".join(lines) + "\n"
     if args.out is not None:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+        try:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(text)
+        except OSError as exc:  # the boxes still reach the user
+            print(f"fartrack-track: error: cannot write {args.out} ({exc}); the boxes follow", file=sys.stderr)
+            sys.stdout.write(text)
+            return 1
     else:
         sys.stdout.write(text)
     return 0
