@@ -77,3 +77,23 @@ def test_outputs_are_checked_first_and_json_folders_are_made(tmp_path, capsys):
     report = tmp_path / "new" / "deeper" / "s.json"
     assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "6", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["trackers"]["kcf"]["ao"] >= 0.0
+
+
+def test_make_data_rewriting_a_set_leaves_no_frames_of_the_old_one(tmp_path, capsys):
+    root = tmp_path / "set"
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "12", "--max-length", "12"]) == 0
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "6", "--max-length", "6"]) == 0
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 0
+    assert "1 sequences from" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--layout", "lasot", "--class-name", "my-class"], "must not contain '-'"),
+    (["--layout", "got10k"], "cannot write to"),
+])
+def test_make_data_errors_are_one_line(tmp_path, capsys, args, message):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert make_data.main([str(blocker / "set"), "--count", "1", *args] + SHORT_SEQUENCES) in (1, 2)
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

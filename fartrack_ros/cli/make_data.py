@@ -39,8 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.count < 1:
-        print(f"error: --count must be at least 1, got {args.count}", file=sys.stderr)
+    if args.layout == "lasot" and ("-" in args.class_name or "/" in args.class_name):
+        print(f"error: --class-name {args.class_name!r} must not contain '-' or '/' (LaSOT names are "
+              "<class>-<n>)", file=sys.stderr)
         return 2
     try:
         config = SyntheticConfig(width=args.width, height=args.height, min_length=args.min_length,
@@ -49,15 +50,20 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     started, frames = time.perf_counter(), 0
-    for k in range(args.count):
-        sequence = generate_sequence(args.seed_base + k, config)
-        frames += len(sequence)
-        if args.layout == "got10k":
-            write_got10k(sequence, out, img_subfolder=args.img_subfolder, jpeg_quality=args.jpeg_quality)
-        else:
-            write_lasot(sequence, out, class_name=args.class_name, index=k + 1, jpeg_quality=args.jpeg_quality)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for k in range(args.count):
+            sequence = generate_sequence(args.seed_base + k, config)
+            frames += len(sequence)
+            if args.layout == "got10k":
+                write_got10k(sequence, out, img_subfolder=args.img_subfolder, jpeg_quality=args.jpeg_quality)
+            else:
+                write_lasot(sequence, out, class_name=args.class_name, index=k + 1,
+                            jpeg_quality=args.jpeg_quality)
+    except OSError as exc:
+        print(f"error: cannot write to {out}: {exc}", file=sys.stderr)
+        return 1
     print(f"wrote {args.count} sequences ({frames} frames, {args.layout} layout) to {out} "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
