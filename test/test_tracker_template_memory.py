@@ -114,3 +114,30 @@ def test_discarding_the_newest_undoes_its_add_whole(cap):
 def test_cap_below_the_slot_count_is_rejected():
     with pytest.raises(ValueError, match="template_memory_cap"):
         TemplateMemory(num_slots=5, cap=3)
+
+
+def test_a_confirmed_add_frees_what_it_dropped_at_once():
+    import gc
+    import weakref
+
+    class Embedding:
+        pass
+
+    memory = TemplateMemory(num_slots=5, cap=5)
+    embeddings = [Embedding() for _ in range(12)]
+    refs = [weakref.ref(e) for e in embeddings]
+    for embedding in embeddings:
+        memory.add(embedding)
+        memory.confirm_newest()
+    del embeddings, embedding
+    gc.collect()
+    assert sum(ref() is not None for ref in refs) == len(memory) == 5
+
+
+def test_a_lower_cap_set_between_add_and_discard_is_kept():
+    memory = _memory_after(12, cap=None)
+    memory.add(embedding=None)
+    memory.set_cap(5)
+    memory.discard_newest()
+    assert len(memory) <= 5 and memory.num_added == 12
+    assert [t.index for t in memory.select()][-1] == 11

@@ -90,7 +90,10 @@ class TemplateMemory:
                              f"got {cap}")
         self.cap = cap
         if cap is not None:
-            self._thin(cap)
+            self._held = _thinned(self._held, cap)
+            if self._before_add is not None:  # an undo must not bring back more than the cap
+                held, num_added = self._before_add
+                self._before_add = (_thinned(held, cap), num_added)
 
     def __len__(self) -> int:
         return len(self._held)
@@ -111,8 +114,13 @@ class TemplateMemory:
         self.num_added += 1
         self._free_unreachable()
         if self.cap is not None:
-            self._thin(self.cap)
+            self._held = _thinned(self._held, self.cap)
         return entry
+
+    def confirm_newest(self) -> None:
+        """The latest `add` is complete (its embedding exists): forget what undoing it needed,
+        so that the templates it freed are freed at once."""
+        self._before_add = None
 
     def discard_newest(self) -> None:
         """Undo the latest `add` whole, whose embedding could not be made: the templates it freed
@@ -137,13 +145,17 @@ class TemplateMemory:
         if len(self._held) > 2 and self._held[1].index < lowest:
             self._held = [self._held[0]] + [t for t in self._held[1:] if t.index >= lowest]
 
-    def _thin(self, cap: int) -> None:
-        while len(self._held) > cap:
-            idx = self.held_indices
-            # interior positions only: never the init template (0) nor the newest (-1)
-            best = min(range(1, len(idx) - 1), key=lambda i: (idx[i + 1] - idx[i - 1], idx[i]))
-            del self._held[best]
-
     def _at_or_after(self, target: int) -> StoredTemplate:
         # the newest is always held and target <= newest; few entries, so a plain scan
         return next(t for t in self._held if t.index >= target)
+
+
+def _thinned(held: list[StoredTemplate], cap: int) -> list[StoredTemplate]:
+    """``held`` (sorted by index) cut to ``cap`` entries by the thinning rule above."""
+    held = list(held)
+    while len(held) > cap:
+        idx = [t.index for t in held]
+        # interior positions only: never the init template (0) nor the newest (-1)
+        best = min(range(1, len(idx) - 1), key=lambda i: (idx[i + 1] - idx[i - 1], idx[i]))
+        del held[best]
+    return held

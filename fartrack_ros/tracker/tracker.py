@@ -336,8 +336,9 @@ class Tracker:
             for target in targets:
                 target.memory.discard_newest()
             raise
-        for entry, embedding in zip(entries, embeddings):
+        for target, entry, embedding in zip(targets, entries, embeddings):
             entry.embedding = embedding
+            target.memory.confirm_newest()
         return crop_s, time.perf_counter() - started - crop_s
 
     def _embed_templates(self, frame: np.ndarray, boxes: list[list[float]]):
