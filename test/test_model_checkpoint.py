@@ -167,6 +167,24 @@ def test_a_bare_state_dict_loads_as_the_weights(tmp_path):
                                atol=0, rtol=0)
 
 
+def test_a_custom_width_without_its_config_is_refused_not_guessed(tmp_path):
+    """The head count is not in the tensors: the bundled model's 4 heads would load as 2."""
+    torch.save(load_checkpoint(None).state_dict(), tmp_path / "bundled_bare.pth")
+    with pytest.raises(CheckpointError, match="128-wide network without 'model_config'"):
+        load_checkpoint(tmp_path / "bundled_bare.pth")
+
+
+def test_a_checkpoint_saved_without_crcs_loads(tmp_path):
+    model = _small_model()
+    torch.serialization.set_crc32_options(False)
+    try:
+        save_checkpoint(model, tmp_path / "nocrc.pth")
+    finally:
+        torch.serialization.set_crc32_options(True)
+    torch.testing.assert_close(_forward_logits(load_checkpoint(tmp_path / "nocrc.pth")), _forward_logits(model),
+                               atol=0, rtol=0)
+
+
 def test_wrong_layout_names_the_expected_key_and_a_few_found_ones(tmp_path):
     torch.save({f"model_{i}": {"w": torch.zeros(1)} for i in range(300)}, tmp_path / "other.pth")
     with pytest.raises(CheckpointError, match="weights under 'net'") as err:

@@ -16,6 +16,7 @@ from .network import FARTrack
 from .safe_pickle import load_checkpoint_file
 
 DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "weights" / "default.pth"
+STANDARD_VIT_WIDTHS = (192, 384, 768, 1024)  # ViT-Ti/S/B/L: heads 64 wide
 _LAYER_KEY = re.compile(r"^backbone\.(blocks|extension)\.(\d+)\.")
 
 
@@ -61,6 +62,8 @@ def _check_archive(path: Path) -> None:
     if not zipfile.is_zipfile(path):
         return  # torch's legacy format: torch.load judges it
     with zipfile.ZipFile(path) as archive:
+        if all(info.CRC == 0 for info in archive.infolist()):
+            return  # saved with torch.serialization.set_crc32_options(False): nothing to check
         bad = archive.testzip()
     if bad is not None:
         raise zipfile.BadZipFile(f"record {bad!r} fails its CRC check")
@@ -175,6 +178,14 @@ def load_checkpoint(
         cfg = ModelConfig.from_dict(stored) if isinstance(stored, dict) else config_from_state_dict(state_dict)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+    if stored is None and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
+        # The tensors give every size but the head count. The standard ViT widths have 64-wide
+        # heads; in any other (the bundled model: 128 wide, 4 heads of 32) it cannot be known.
+        raise CheckpointError(
+            f"{path}: a {cfg.embed_dim}-wide network without 'model_config': its attention head count "
+            "is not in the tensors. Save it with save_checkpoint (or add model.cfg.to_dict() as "
+            "'model_config'); only standard ViT widths (192, 384, 768, 1024) load from the weights alone."
+        )
     if variant:
         try:
             cfg = truncate_config(cfg, variant)
