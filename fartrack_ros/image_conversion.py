@@ -229,8 +229,8 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     """JPEG/PNG bytes of a ``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array.
 
     ``image_format`` is the message's ``format`` field (``"jpeg"``, ``"png"``,
-    ``"bgr8; jpeg compressed bgr8"``, ...). The codec is read from the bytes, JPEG or PNG only,
-    whose headers give the size to check before decoding; the field is only checked for depth
+    ``"bgr8; jpeg compressed bgr8"``, ...). The codec is read from the bytes: JPEG, PNG or TIFF
+    (image_transport's compressed codecs), whose headers give the size to check before decoding; the field is only checked for depth
     formats we cannot use. Colour images come out of
     image_transport's encoder in BGR order, which this turns into RGB; grey images become three
     equal channels; an alpha channel is dropped.
@@ -247,7 +247,7 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     what = f"compressed image ({buffer.size} bytes, format {image_format!r})"
     size = compressed_size(buffer)
     if size is None:  # other codecs are refused: their size could not be checked before decoding
-        raise ImageConversionError(f"could not decode {what}: no JPEG or PNG header with the image size")
+        raise ImageConversionError(f"could not decode {what}: no JPEG, PNG or TIFF header with the image size")
     if size[0] * size[1] > MAX_COMPRESSED_PIXELS:
         raise ImageConversionError(
             f"compressed image says it is {size[0]}x{size[1]} px, more than the "
@@ -262,27 +262,52 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
         detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
         raise ImageConversionError(f"could not decode {what}: {detail}") from None
     if bgr is None:
-        raise ImageConversionError(f"could not decode {what}; expected JPEG or PNG")
+        raise ImageConversionError(f"could not decode {what}; expected JPEG, PNG or TIFF")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
 def compressed_size(data) -> tuple[int, int] | None:
-    """(width, height) from a PNG or JPEG header, without decoding; None for anything else."""
+    """(width, height) from a PNG, JPEG or TIFF header, without decoding; None for anything else."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     head = buffer[:24].tobytes()
     if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24 and head[12:16] == b"IHDR":
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return _tiff_size(buffer, "little" if head.startswith(b"II") else "big")
     if not head.startswith(b"\xff\xd8"):
         return None
     return _jpeg_frame_size(buffer)
+
+
+def _tiff_size(buffer: np.ndarray, order: str) -> tuple[int, int] | None:
+    """ImageWidth (tag 256) and ImageLength (257) of a TIFF's first image directory."""
+    def number(start: int, length: int) -> int:
+        return int.from_bytes(buffer[start:start + length].tobytes(), order)
+
+    directory = number(4, 4)
+    if directory + 2 > buffer.size:
+        return None
+    size = {}
+    for k in range(number(directory, 2)):
+        entry = directory + 2 + 12 * k
+        if entry + 12 > buffer.size:
+            return None
+        tag, kind = number(entry, 2), number(entry + 2, 2)
+        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG
+            size[tag] = number(entry + 8, 2 if kind == 3 else 4)
+    return (size[256], size[257]) if len(size) == 2 else None
 
 
 def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
     """Walk the JPEG segments, whatever their total length, to the frame header (SOFn)."""
     pos, end = 2, buffer.size
     while pos + 4 <= end:
-        if buffer[pos] != 0xFF:
-            return None
+        if buffer[pos] != 0xFF:  # stray bytes before a marker, which decoders skip too
+            following = np.flatnonzero(buffer[pos:] == 0xFF)
+            if not following.size:
+                return None
+            pos += int(following[0])
+            continue
         marker = int(buffer[pos + 1])
         if marker == 0xFF:  # fill byte
             pos += 1

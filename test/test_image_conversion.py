@@ -278,13 +278,40 @@ def test_exif_orientation_is_ignored_as_image_transport_does():
     np.testing.assert_array_equal(decoded, compressed_to_rgb(rgb_to_compressed(rgb, "jpeg")))
 
 
-def test_codecs_other_than_jpeg_and_png_are_refused_before_decoding():
+def test_codecs_other_than_jpeg_png_and_tiff_are_refused_before_decoding():
     import cv2
 
     ok, bmp = cv2.imencode(".bmp", _random_rgb(8, 8))
     assert ok
-    with pytest.raises(ImageConversionError, match="no JPEG or PNG header"):
+    with pytest.raises(ImageConversionError, match="no JPEG, PNG or TIFF header"):
         compressed_to_rgb(bmp.tobytes(), "bmp")
+
+
+def test_tiff_decodes_and_its_size_is_checked_first():
+    import cv2
+
+    rgb = _random_rgb(40, 60)
+    ok, tiff = cv2.imencode(".tiff", rgb[:, :, ::-1])
+    assert ok
+    np.testing.assert_array_equal(compressed_to_rgb(tiff.tobytes(), "tiff"), rgb)
+    data = bytearray(tiff.tobytes())
+    order = "little" if data[:2] == b"II" else "big"
+    directory = int.from_bytes(data[4:8], order)
+    for k in range(int.from_bytes(data[directory:directory + 2], order)):  # claim 20000 x 20000 px
+        entry = directory + 2 + 12 * k
+        if int.from_bytes(data[entry:entry + 2], order) in (256, 257):
+            kind = int.from_bytes(data[entry + 2:entry + 4], order)
+            data[entry + 8:entry + (10 if kind == 3 else 12)] = (20_000).to_bytes(2 if kind == 3 else 4, order)
+    with pytest.raises(ImageConversionError, match="says it is 20000x20000 px"):
+        compressed_to_rgb(bytes(data), "tiff")
+
+
+def test_a_jpeg_with_stray_bytes_between_segments_decodes():
+    rgb = _random_rgb(16, 24)
+    jpeg = rgb_to_compressed(rgb, "jpeg")
+    sof = jpeg.index(b"\xff\xc0")
+    stray = jpeg[:sof] + b"\x00\x00\x00" + jpeg[sof:]  # libjpeg skips them with a warning
+    assert compressed_to_rgb(stray, "jpeg").shape == (16, 24, 3)
 
 
 def test_compressed_depth_is_rejected():
