@@ -18,6 +18,9 @@ from .model import FARTrack, build_model, load_checkpoint, with_backend
 from .tracker import Tracker, TrackerConfig
 
 
+WARMUP_FRAMES = 5  # the first frames a tracker (or the node) gets are left out of every figure
+
+
 @dataclass(frozen=True)
 class Runtime:
     """How a model row runs: backend, fused fast path or the official eager arithmetic, precision."""
@@ -157,7 +160,7 @@ def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str,
         tracker.track(frame, on_results=mark_results)
         sync()
         elapsed = 1000.0 * ((results_at[0] if to_results else time.perf_counter()) - start)
-        if index >= 2:  # warm-up frames
+        if index >= WARMUP_FRAMES:
             totals.append(elapsed)
             for stage, value in tracker.last_timings_ms.items():
                 stages[stage].append(value)

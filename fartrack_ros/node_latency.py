@@ -14,13 +14,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .benchmark import WARMUP_FRAMES
 from .demo import Child, child_env, executable
 
 NODE_NAME = "fartrack_bench"
 
 
 STAGES = ("convert", "crop", "model", "decode", "publish", "total")
-WARMUP_FRAMES = 5  # the first frames sent are left out of the figures
 
 
 @dataclass
@@ -170,8 +170,8 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
         node.destroy_node()
         rclpy.try_shutdown()
     if len(warm_ms) < 5:
-        raise RuntimeError(f"only {len(latencies)} of {sent_count} frames got detections back from the node; "
-                           "see its log:\n" + "\n".join(child.lines[-20:]))
+        raise RuntimeError(f"{len(warm_ms)} frames after the {WARMUP_FRAMES} warm-up ones got detections back "
+                           f"({lost} of {sent_count} lost); see the node's log:\n" + "\n".join(child.lines[-20:]))
     warm = np.array(warm_ms)
     stages = np.array([stage_ms[s] for s in answered_stamps if s in stage_ms]).reshape(-1, len(STAGES))
     medians = {name: float(np.median(stages[:, k])) if len(stages) else float("nan") for k, name in enumerate(STAGES)}

@@ -102,8 +102,8 @@ def test_the_table_is_printed_when_the_node_rows_fail(monkeypatch, capsys):
         raise RuntimeError("only 2 of 24 frames got detections back")
 
     monkeypatch.setattr("fartrack_ros.node_latency.measure_node_latency", fail)
-    assert bench.main(["--skip", "model,scaling,opencv", "--variants", "bundled", "--threads", "1", "--frames", "6",
-                       "--rounds", "1", "--node-frames", "8", "--node-rates", "0", "--node-variant", "bundled",
+    assert bench.main(["--skip", "model,scaling,opencv", "--variants", "bundled", "--threads", "1", "--frames", "8",
+                       "--rounds", "1", "--node-frames", "10", "--node-rates", "0", "--node-variant", "bundled",
                        "--plot", ""]) == 0
     captured = capsys.readouterr()
     assert "node rows skipped: only 2 of 24 frames" in captured.err

@@ -69,3 +69,10 @@ def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path):
                 label.unlink()
     with pytest.raises(SystemExit, match="nothing to train on"):
         main(["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0", *SMOKE])
+
+
+def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path):
+    assert main(["--out", str(tmp_path / "s2"), "--steps", "0", "--stage2-steps", "1", *SMOKE]) == 0
+    assert load_checkpoint(tmp_path / "s2" / "final.pth").cfg.name == "test-xs"
+    with pytest.raises(SystemExit, match="nothing to train"):
+        main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *SMOKE])

@@ -13,7 +13,7 @@ import torch
 from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
-from .options import PRECISION_CHOICES, frame_size, positive_int
+from .options import PRECISION_CHOICES, frame_size, int_at_least, positive_int
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -24,7 +24,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N for the model, tracker and scaling rows (default cpu)")
     parser.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model row")
-    parser.add_argument("--frames", type=positive_int, default=40, help="frames of the generated sequence for tracker rows")
+    parser.add_argument("--frames", type=int_at_least(bm.WARMUP_FRAMES + 3), default=40,
+                        help=f"frames of the generated sequence for tracker rows (the first {bm.WARMUP_FRAMES} "
+                             "tracked are warm-up)")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="tracker and scaling rows: rounds over all of a table's rows in turn, median "
@@ -34,7 +36,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
-    parser.add_argument("--node-frames", type=positive_int, default=150, help="frames sent through the node")
+    parser.add_argument("--node-frames", type=int_at_least(bm.WARMUP_FRAMES + 5), default=150,
+                        help=f"frames sent through the node (the first {bm.WARMUP_FRAMES} are warm-up)")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
     parser.add_argument("--node-variant", default="",
                         help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "

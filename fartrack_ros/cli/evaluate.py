@@ -57,8 +57,6 @@ def _sequences(args):
         sequences = load_dataset(args.dataset, args.layout)
         return sequences[:args.max_sequences] if args.max_sequences else sequences, len(sequences)
     count = 50 if args.synthetic is None else args.synthetic
-    if count < 1:
-        raise ValueError(f"--synthetic must be at least 1, got {count}")
     if args.seed_base in TRAIN_SEED_RANGE:
         print(f"warning: seed base {args.seed_base} lies in the training seed range "
               f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out",

@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="continue the run in --out from its latest checkpoint (its stored settings win)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default 0)")
-    parser.add_argument("--steps", type=positive_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
+    parser.add_argument("--steps", type=non_negative_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
     parser.add_argument("--batch-size", type=positive_int, help=f"samples per step (default {DEFAULTS['batch_size']})")
     parser.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {DEFAULTS['lr']})")
     parser.add_argument("--stage2-steps", type=non_negative_int,
@@ -85,6 +85,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     from ..training import Trainer, latest_checkpoint, model_config
     from ..training.configs import init_for_training
 
+    steps = DEFAULTS["steps"] if args.steps is None else args.steps
+    stage2 = DEFAULTS["stage2_steps"] if args.stage2_steps is None else args.stage2_steps
+    if not args.resume and steps + stage2 < 1:
+        raise SystemExit("fartrack-train: --steps and --stage2-steps are both 0: nothing to train")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
