@@ -230,10 +230,10 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
 
     ``image_format`` is the message's ``format`` field (``"jpeg"``, ``"png"``,
     ``"bgr8; jpeg compressed bgr8"``, ...). The codec is read from the bytes: JPEG, PNG or TIFF
-    (image_transport's compressed codecs), whose headers give the size to check before decoding; the field is only checked for depth
-    formats we cannot use. Colour images come out of
+    (image_transport's compressed codecs), whose headers give the size to check before decoding;
+    the field is only checked for depth formats we cannot use. Colour images come out of
     image_transport's encoder in BGR order, which this turns into RGB; grey images become three
-    equal channels; an alpha channel is dropped.
+    equal channels; an alpha channel is dropped. EXIF orientation is not applied.
     """
     import cv2  # OpenCV is needed for the compressed path only
 
