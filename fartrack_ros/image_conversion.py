@@ -2,7 +2,7 @@
 
 The tracker takes RGB frames; cameras publish ``sensor_msgs/Image`` in many encodings (packed
 8- and 16-bit RGB/BGR/mono, Bayer mosaics, YUV 4:2:2 and 4:2:0), with rows that may be padded
-(``step`` > the row's pixel bytes), or ``sensor_msgs/CompressedImage`` (JPEG/PNG, decoded with
+(``step`` > the row's pixel bytes), or ``sensor_msgs/CompressedImage`` (JPEG, PNG or TIFF, decoded with
 OpenCV). The pure functions (`raw_to_rgb`, `rgb_to_raw`, `compressed_to_rgb`,
 `rgb_to_compressed`) know no ROS; the ``*_msg`` helpers read and build the messages
 (``sensor_msgs`` is imported only when a message is built).
@@ -293,26 +293,27 @@ def _tiff_size(buffer: np.ndarray, order: str) -> tuple[int, int] | None:
         if entry + 12 > buffer.size:
             return None
         tag, kind = number(entry, 2), number(entry + 2, 2)
-        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG
-            size[tag] = number(entry + 8, 2 if kind == 3 else 4)
+        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG; the first of a repeated tag
+            size.setdefault(tag, number(entry + 8, 2 if kind == 3 else 4))  # counts, as in libtiff
     return (size[256], size[257]) if len(size) == 2 else None
 
 
 def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
-    """Walk the JPEG segments, whatever their total length, to the frame header (SOFn)."""
-    pos, end = 2, buffer.size
+    """Walk the JPEG segments, whatever their total length, to the frame header (SOFn), reading
+    markers as libjpeg does: bytes before a marker, fill bytes and FF 00 pairs are skipped."""
+    data = buffer.tobytes()
+    pos, end = 2, len(data)
     while pos + 4 <= end:
-        if buffer[pos] != 0xFF:  # stray bytes before a marker, which decoders skip too
-            following = np.flatnonzero(buffer[pos:] == 0xFF)
-            if not following.size:
+        if data[pos] != 0xFF:  # stray bytes: on to the next FF (one pass over the data in all)
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
                 return None
-            pos += int(following[0])
             continue
-        marker = int(buffer[pos + 1])
+        marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
             pos += 1
             continue
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # markers without a length
+        if marker in (0x00, 0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length: FF 00 is no marker
             pos += 2
             continue
         if marker == 0xDA:  # scan data before any frame header
@@ -320,9 +321,8 @@ def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
         if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if pos + 9 > end:
                 return None
-            head = buffer[pos + 5:pos + 9].tobytes()
-            return int.from_bytes(head[2:4], "big"), int.from_bytes(head[0:2], "big")
-        pos += 2 + (int(buffer[pos + 2]) << 8 | int(buffer[pos + 3]))
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
     return None
 
 

@@ -129,7 +129,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "image_transport", "raw",
         "raw: subscribe to sensor_msgs/Image on 'image'. compressed: sensor_msgs/CompressedImage "
-        "(JPEG/PNG) on 'image/compressed'.",
+        "(JPEG, PNG or TIFF) on 'image/compressed'.",
         ACTIVATE, choices=("raw", "compressed"),
     ),
     ParamSpec(

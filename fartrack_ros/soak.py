@@ -47,7 +47,7 @@ class SoakConfig:
     """What to run: frame count, sampling, the node's model and template cap."""
 
     frames: int = 10_000
-    warmup_frames: int = 0  # 0: a tenth of the frames
+    warmup_frames: int = 0  # 0: a tenth of the frames, at least twice the cap
     sample_every: int = 100
     template_cap: int = 16
     weights: str = ""  # empty: the bundled model

@@ -7,6 +7,7 @@ import pytest
 from fartrack_ros.image_conversion import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
+    compressed_size,
     compressed_to_rgb,
     raw_to_rgb,
     rgb_to_compressed,
@@ -304,6 +305,32 @@ def test_tiff_decodes_and_its_size_is_checked_first():
             data[entry + 8:entry + (10 if kind == 3 else 12)] = (20_000).to_bytes(2 if kind == 3 else 4, order)
     with pytest.raises(ImageConversionError, match="says it is 20000x20000 px"):
         compressed_to_rgb(bytes(data), "tiff")
+
+
+def test_a_tiff_size_is_read_from_the_first_of_repeated_tags():
+    """libtiff takes the first ImageWidth/ImageLength entry; later ones must not hide a large size."""
+    entries = [(256, 900), (257, 500), (256, 8), (257, 8)]
+    ifd = len(entries).to_bytes(2, "little") + b"".join(
+        tag.to_bytes(2, "little") + (3).to_bytes(2, "little") + (1).to_bytes(4, "little")
+        + value.to_bytes(2, "little") + bytes(2) for tag, value in entries) + bytes(4)
+    assert compressed_size(b"II*\x00" + (8).to_bytes(4, "little") + ifd) == (900, 500)
+
+
+def test_ff00_is_no_marker_so_a_frame_header_hidden_in_a_comment_is_not_read(monkeypatch):
+    import fartrack_ros.image_conversion as conversion
+
+    gradient = np.broadcast_to(np.arange(90, dtype=np.uint8)[None, :, None], (50, 90, 3)).copy()
+    jpeg = rgb_to_compressed(gradient, "jpeg")
+    fake_sof = b"\xff\xc0\x00\x11\x08\x00\x08\x00\x08" + bytes(8)  # claims 8 x 8 px
+    # FF 00 read as a marker with length 6 would land on fake_sof; libjpeg drops FF 00, skips
+    # "00 06" and reads FF FE as a comment holding it
+    hidden = b"\xff\x00\x00\x06\xff\xfe" + (2 + len(fake_sof)).to_bytes(2, "big") + fake_sof
+    crafted = jpeg[:2] + hidden + jpeg[2:]
+    assert compressed_size(crafted) == (90, 50)
+    assert compressed_to_rgb(crafted, "jpeg").shape == (50, 90, 3)
+    monkeypatch.setattr(conversion, "MAX_COMPRESSED_PIXELS", 1000)
+    with pytest.raises(ImageConversionError, match="says it is 90x50 px"):
+        compressed_to_rgb(crafted, "jpeg")
 
 
 def test_a_jpeg_with_stray_bytes_between_segments_decodes():
