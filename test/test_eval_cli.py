@@ -79,9 +79,11 @@ def test_outputs_are_checked_first_and_json_folders_are_made(tmp_path, capsys):
     assert json.loads(report.read_text())["trackers"]["kcf"]["ao"] >= 0.0
 
 
-def test_make_data_rewriting_a_set_leaves_no_frames_of_the_old_one(tmp_path, capsys):
+@pytest.mark.parametrize("subfolder_before", [[], ["--img-subfolder"]])
+def test_make_data_rewriting_a_set_leaves_no_frames_of_the_old_one(tmp_path, capsys, subfolder_before):
     root = tmp_path / "set"
-    assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "12", "--max-length", "12"]) == 0
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "12", "--max-length", "12",
+                           *subfolder_before]) == 0
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "6", "--max-length", "6"]) == 0
     assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 0
     assert "1 sequences from" in capsys.readouterr().out

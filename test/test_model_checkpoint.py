@@ -174,11 +174,12 @@ def test_a_custom_width_without_its_config_is_refused_not_guessed(tmp_path):
         load_checkpoint(tmp_path / "bundled_bare.pth")
 
 
-def test_a_checkpoint_saved_without_crcs_loads(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"settings": TrainingSettings()}], ids=["weights", "pickled-objects"])
+def test_a_checkpoint_saved_without_crcs_loads(tmp_path, extra):
     model = _small_model()
     torch.serialization.set_crc32_options(False)
     try:
-        save_checkpoint(model, tmp_path / "nocrc.pth")
+        save_checkpoint(model, tmp_path / "nocrc.pth", **extra)
     finally:
         torch.serialization.set_crc32_options(True)
     torch.testing.assert_close(_forward_logits(load_checkpoint(tmp_path / "nocrc.pth")), _forward_logits(model),

@@ -86,8 +86,10 @@ def test_warm_up_leaves_the_targets_as_they_were(model, frame):
     before = tracker.inspect_target("a")
 
     tracker.warm_up()
+    tracker.add_target(frame, BOX, target_id="__warmup__")  # a user's id like the warm-up's own
+    tracker.warm_up()
 
-    assert tracker.target_ids == ["a"]
+    assert tracker.target_ids == ["a", "__warmup__"]
     after = tracker.inspect_target("a")
     assert (after.search_box_xywh, after.held_indices) == (before.search_box_xywh, before.held_indices)
 

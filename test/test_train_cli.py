@@ -74,5 +74,6 @@ def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path):
 def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path):
     assert main(["--out", str(tmp_path / "s2"), "--steps", "0", "--stage2-steps", "1", *SMOKE]) == 0
     assert load_checkpoint(tmp_path / "s2" / "final.pth").cfg.name == "test-xs"
-    with pytest.raises(SystemExit, match="nothing to train"):
-        main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *SMOKE])
+    for resume in ([], ["--resume"]):  # --resume with no checkpoint starts a new run: the same rule
+        with pytest.raises(SystemExit, match="nothing to train"):
+            main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *resume, *SMOKE])

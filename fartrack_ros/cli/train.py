@@ -87,8 +87,6 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     steps = DEFAULTS["steps"] if args.steps is None else args.steps
     stage2 = DEFAULTS["stage2_steps"] if args.stage2_steps is None else args.stage2_steps
-    if not args.resume and steps + stage2 < 1:
-        raise SystemExit("fartrack-train: --steps and --stage2-steps are both 0: nothing to train")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
@@ -101,6 +99,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     elif not args.resume and (latest_checkpoint(args.out) is not None or log_path.is_file()):
         raise SystemExit(f"fartrack-train: {args.out} already holds a run (checkpoints or train_log.jsonl): "
                          "continue it with --resume, or give a new --out")
+    if resume_path is None and steps + stage2 < 1:  # a resumed run keeps its stored step counts
+        raise SystemExit("fartrack-train: --steps and --stage2-steps are both 0: nothing to train")
     stored = None
     if resume_path is not None:
         stored = torch.load(resume_path, map_location="cpu", weights_only=True)

@@ -55,13 +55,19 @@ def frame_files(folder: Path) -> list[Path]:
     return files
 
 
+def remove_frames(folder: Path) -> None:
+    """Delete the numbered frame files (``00000001.jpg`` ...) of a folder, if it exists."""
+    if folder.is_dir():
+        for stale in folder.iterdir():
+            if FRAME_PATTERN.match(stale.name):
+                stale.unlink()
+
+
 def write_frames(sequence: TrackingSequence, image_dir: Path, jpeg_quality: int) -> None:
     """Every frame of ``sequence`` as ``image_dir/00000001.jpg, ...``; numbered frames already
     there (an earlier, longer sequence written to the same place) are removed first."""
     image_dir.mkdir(parents=True, exist_ok=True)
-    for stale in image_dir.iterdir():
-        if FRAME_PATTERN.match(stale.name):
-            stale.unlink()
+    remove_frames(image_dir)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     for index in range(len(sequence)):
         bgr = cv2.cvtColor(sequence.frame(index), cv2.COLOR_RGB2BGR)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fartrack_ros.data.files import frame_files, read_boxes, read_flags, write_boxes, write_frames
+from fartrack_ros.data.files import frame_files, read_boxes, read_flags, remove_frames, write_boxes, write_frames
 from fartrack_ros.data.sequence import TrackingSequence, cover_to_ratio
 
 
@@ -93,6 +93,10 @@ def write_got10k(sequence: TrackingSequence, root: str | Path, img_subfolder: bo
     """
     root = Path(root)
     folder = root / sequence.name
+    other = folder if img_subfolder else folder / "img"  # frames of a rewrite in the other layout
+    remove_frames(other)
+    if other.name == "img" and other.is_dir() and not any(other.iterdir()):
+        other.rmdir()  # readers take frames from img/ when it exists
     write_frames(sequence, folder / "img" if img_subfolder else folder, jpeg_quality)
     write_boxes(folder / "groundtruth.txt", sequence.boxes)
     (folder / "absence.label").write_text("".join(f"{int(a)}\n" for a in sequence.absent))

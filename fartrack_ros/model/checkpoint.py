@@ -178,7 +178,7 @@ def load_checkpoint(
         cfg = ModelConfig.from_dict(stored) if isinstance(stored, dict) else config_from_state_dict(state_dict)
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
-    if stored is None and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
+    if not isinstance(stored, dict) and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
         # The tensors give every size but the head count. The standard ViT widths have 64-wide
         # heads; in any other (the bundled model: 128 wide, 4 heads of 32) it cannot be known.
         raise CheckpointError(

@@ -119,7 +119,7 @@ class _RestrictedUnpickler(pickle._Unpickler):
         _, storage_type, key, _location, numel = pid
         dtype = storage_type.dtype if hasattr(storage_type, "dtype") else storage_type(0).dtype
         if key not in self._storages:
-            raw = self._archive.read(f"{self._prefix}data/{key}")
+            raw = read_record(self._archive, f"{self._prefix}data/{key}")
             untyped = torch.UntypedStorage.from_buffer(raw, dtype=torch.uint8) if raw else torch.UntypedStorage(0)
             self._storages[key] = torch.storage.TypedStorage(wrap_storage=untyped, dtype=dtype, _internal=True)
         return self._storages[key]
@@ -132,7 +132,20 @@ def load_untrusted(path: "str | Path") -> Any:
         if len(pickles) != 1:
             raise pickle.UnpicklingError(f"not a torch checkpoint archive: found {len(pickles)} data.pkl records")
         prefix = pickles[0][: -len("data.pkl")]
-        return _RestrictedUnpickler(archive.read(pickles[0]), archive, prefix).load()
+        return _RestrictedUnpickler(read_record(archive, pickles[0]), archive, prefix).load()
+
+
+def read_record(archive: zipfile.ZipFile, name: str) -> bytes:
+    """A record's bytes. torch may save with CRCs switched off (all stored as 0), which
+    ``ZipFile.read`` takes for damage; such stored (uncompressed) records are read directly."""
+    info = archive.getinfo(name)
+    if info.CRC != 0 or info.compress_type != zipfile.ZIP_STORED or info.file_size == 0:
+        return archive.read(name)
+    archive.fp.seek(info.header_offset)
+    header = archive.fp.read(30)  # the local file header: its name and extra field lengths
+    name_length, extra_length = int.from_bytes(header[26:28], "little"), int.from_bytes(header[28:30], "little")
+    archive.fp.seek(info.header_offset + 30 + name_length + extra_length)
+    return archive.fp.read(info.file_size)
 
 
 def load_checkpoint_file(path: "str | Path") -> Any:

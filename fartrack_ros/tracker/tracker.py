@@ -182,10 +182,16 @@ class Tracker:
 
     def warm_up(self, frame_hw: tuple[int, int] = (240, 320)) -> None:
         """One add and track of a throwaway target on a blank frame, so that the first real frame
-        is not slowed by lazy set-up (kernel selection, allocations); other targets are untouched."""
+        is not slowed by lazy set-up (kernel selection, allocations); other targets are untouched
+        (at max_targets there is no room for it: the model has run by then anyway)."""
+        if len(self._targets) >= self.config.max_targets:
+            return
         height, width = frame_hw
         frame = np.full((height, width, 3), 127, np.uint8)
-        target_id = self.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), "__warmup__")
+        target_id = "__warmup__"
+        while target_id in self._targets:
+            target_id += "_"
+        self.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), target_id)
         try:
             self.track(frame, target_ids=[target_id])
         finally:
