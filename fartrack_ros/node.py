@@ -422,9 +422,6 @@ class FarTrackNode(LifecycleNode):
             frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
     def _process(self, frame: CachedFrame) -> None:
-        if self._init_seq and frame.seq <= min(self._init_seq.values()):
-            return  # every target started on this frame or a newer one
-        rgb = frame.rgb()
         with self._tracker_lock:
             loaded = self._loaded
             if loaded is None or not self._num_targets:
@@ -434,6 +431,7 @@ class FarTrackNode(LifecycleNode):
                           if frame.seq > self._init_seq.get(target_id, -1)]
             if not target_ids:
                 return
+            rgb = frame.rgb()
             header = frame.header
             publish_s = [0.0]
 

@@ -65,15 +65,15 @@ def _init_msg(box, stamp_ns: int, target_id: str):
 
 
 def node_argv(threads: int, weights: str = "", variant: str = "", precision: str = "float32",
-              pin_cpu_threads: bool = True, lost_threshold: float = 0.0) -> list[str]:
+              pin_cpu_threads: bool = True) -> list[str]:
     """Command line of the node the latency is measured through (CPU, its image on a bench topic;
-    ``lost_threshold`` 0: a template every frame, as the bench's in-process reference runs)."""
+    lost_threshold 0: a template every frame, as the bench's in-process reference runs)."""
     return executable("fartrack_node", "fartrack_ros.node") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
         "-p", f"weights:={weights or chr(39) * 2}",
         "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
         "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}",
-        "-p", f"lost_threshold:={float(lost_threshold)}"]
+        "-p", "lost_threshold:=0.0"]
 
 
 def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, weights: str = "",

@@ -184,7 +184,7 @@ def load_checkpoint(
         raise CheckpointError(
             f"{path}: a {cfg.embed_dim}-wide network without 'model_config': its attention head count "
             "is not in the tensors. Save it with save_checkpoint (or add model.cfg.to_dict() as "
-            "'model_config'); only standard ViT widths (192, 384, 768, 1024) load from the weights alone."
+            f"'model_config'); only standard ViT widths {STANDARD_VIT_WIDTHS} load from the weights alone."
         )
     if variant:
         try:

@@ -151,7 +151,10 @@ class TemplateMemory:
 
 
 def _thinned(held: list[StoredTemplate], cap: int) -> list[StoredTemplate]:
-    """``held`` (sorted by index) cut to ``cap`` entries by the thinning rule above."""
+    """``held`` (sorted by index) cut to ``cap`` entries by the thinning rule above; a new list
+    when anything is cut, ``held`` itself otherwise."""
+    if len(held) <= cap:
+        return held
     held = list(held)
     while len(held) > cap:
         idx = [t.index for t in held]
