@@ -26,6 +26,7 @@ FIXTURE_WEIGHTS = REPO.parent / "shared" / "fixtures" / "official" / "fartrack_r
 DEFAULT_WEIGHTS = REPO / "fartrack_ros" / "weights" / "default.pth"
 NODE_NAME = "fartrack"
 FRAME_ID = "test_camera"
+HELD_OUT_SEED = 1_000_004  # a held-out generated sequence (EVAL_SEED_BASE and up)
 
 
 def node_executable() -> Path:
@@ -431,3 +432,49 @@ def track_lockstep(probe: Probe, frames, stamps, publish_image=None, timeout: fl
             probe, lambda rgb=rgb, stamp=stamp: publish_image(rgb, stamp), "detections",
             lambda msg, stamp=stamp: stamp_ns_of(msg.header) == stamp, attempts=3, timeout=timeout))
     return results
+
+
+def track_sequence(probe: Probe, frames, first_box, base_ns: int, encoding: str = "bgr8"):
+    """Init a target "target" on frame 0 and track the rest in lock-step (images in ``encoding``);
+    the detections of frames 1.., each checked for its stamp, frame_id and id."""
+    stamps = [base_ns + i * 50_000_000 for i in range(len(frames))]
+
+    def publish(rgb, stamp):
+        probe.image_pub.publish(image_msg(rgb, stamp, encoding=encoding))
+
+    probe.reset()
+    first = start_targets(probe, frames[0], stamps[0], [("target", tuple(first_box))], frames[1], stamps[1],
+                          publish_image=publish)
+    rest = track_lockstep(probe, frames[2:], stamps[2:], publish_image=publish)
+    results = [first, *rest]
+    for index, detections in enumerate(results, start=1):
+        assert detections is not None, f"no detections for frame {index}"
+        assert stamp_ns_of(detections.header) == stamps[index] and detections.header.frame_id == FRAME_ID
+        assert [d.id for d in detections.detections] in (["target"], []), "[] only while LOST"
+    return results
+
+
+def assert_tracks_as_the_library(probe: Probe, base_ns: int, seed: int = HELD_OUT_SEED) -> None:
+    """The node's boxes and scores on 12 frames of a held-out sequence are the library Tracker's."""
+    import pytest
+    import torch
+
+    from fartrack_ros.model import load_checkpoint
+    from fartrack_ros.tracker import Tracker
+
+    frames, boxes = ground_truth_sequence(12, seed, difficulty=0.1)
+
+    published = track_sequence(probe, frames, boxes[0], base_ns)
+
+    torch.manual_seed(0)
+    tracker = Tracker(load_checkpoint(str(weights_for_tests()), device="cpu"))
+    tracker.add_target(frames[0], tuple(boxes[0]), "target")
+    for index, detections in enumerate(published, start=1):
+        (expected,) = tracker.track(frames[index])
+        if expected.state.value == "TRACKING":
+            assert detections.detections, f"frame {index}: node lost a target the library tracks"
+            assert iou(box_of(detections.detections[0]), expected.box_xywh) > 0.98, index
+            score = detections.detections[0].results[0].hypothesis.score
+            assert score == pytest.approx(expected.score, abs=1e-3)
+        else:
+            assert not detections.detections

@@ -14,7 +14,7 @@ DESIGN_PARAMETERS = {
     "device", "device_strict", "weights", "variant", "num_templates", "template_memory_cap",
     "lost_threshold", "lost_frames", "max_targets", "image_transport", "qos_reliability", "qos_depth",
     "frame_cache_size", "publish_debug_image", "diagnostics_period", "backend", "precision",
-    "cpu_threads", "pin_cpu_threads",
+    "cpu_threads", "pin_cpu_threads", "executor",
 }
 
 
@@ -79,6 +79,11 @@ def test_subscription_parameters_cannot_change_while_active():
     assert "deactivate" in change_allowed("qos_depth", configured=True, active=True)
 
 
+def test_the_executor_is_one_of_two():
+    assert validate("executor", "events") is None
+    assert "not one of" in validate("executor", "multi_threaded")
+
+
 def test_live_parameters_change_any_time():
     assert change_allowed("lost_threshold", configured=True, active=True) is None
 
@@ -90,6 +95,7 @@ def test_descriptors_carry_ranges_and_read_only_in_plain_mode():
     managed = {spec.name: params.descriptor(spec, managed=True) for spec in PARAMETERS}
 
     assert plain["device"].read_only and not managed["device"].read_only
+    assert plain["executor"].read_only and managed["executor"].read_only
     assert not plain["lost_threshold"].read_only
     assert plain["lost_threshold"].floating_point_range[0].to_value == 1.0
     assert plain["max_targets"].integer_range[0].from_value == 1
@@ -114,3 +120,40 @@ def test_tracker_parameter_defaults_are_the_tracker_defaults():
     config = TrackerConfig()
     for name in ("template_memory_cap", "lost_threshold", "lost_frames", "max_targets"):
         assert params.BY_NAME[name].default == getattr(config, name), name
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("problem", ["absent", "failing"])
+def test_an_unusable_events_executor_falls_back_to_the_single_threaded_one_saying_why(problem, monkeypatch):
+    import rclpy
+    import rclpy.experimental
+    from rclpy.executors import SingleThreadedExecutor
+
+    from fartrack_ros import node
+
+    if problem == "absent":
+        monkeypatch.setattr(node, "has_events_executor", lambda: False)
+    else:
+        def refuse():
+            raise ValueError("fileno")
+        monkeypatch.setattr(rclpy.experimental, "EventsExecutor", refuse, raising=False)
+    warnings = []
+
+    class Log:
+        def warning(self, text):
+            warnings.append(text)
+
+        def info(self, text):
+            raise AssertionError(f"no EventsExecutor runs, yet: {text}")
+
+    rclpy.init()  # the executors belong to the default context, as in the executable
+    try:
+        executor = node.make_executor("events", Log())
+
+        assert isinstance(executor, SingleThreadedExecutor)
+        assert len(warnings) == 1 and "running single_threaded" in warnings[0]
+        assert ("no EventsExecutor" if problem == "absent" else "ValueError: fileno") in warnings[0]
+        assert isinstance(node.make_executor("single_threaded", Log()), SingleThreadedExecutor)
+        assert len(warnings) == 1
+    finally:
+        rclpy.try_shutdown()

@@ -14,15 +14,13 @@ import pytest
 
 from node_helpers import (
     DEFAULT_WEIGHTS,
-    FRAME_ID,
+    HELD_OUT_SEED,
+    assert_tracks_as_the_library,
     box_of,
     ground_truth_sequence,
-    image_msg,
     iou,
     running_node,
-    stamp_ns_of,
-    start_targets,
-    track_lockstep,
+    track_sequence,
     weights_for_tests,
 )
 from robustness_helpers import wait_for_log
@@ -33,7 +31,7 @@ needs_bundled_model = pytest.mark.skipif(
     reason=f"the bundled model {DEFAULT_WEIGHTS.name} is not trained yet (or set FARTRACK_TEST_WEIGHTS)")
 
 FRAMES = 30
-SEED = 1_000_004  # held-out range (EVAL_SEED_BASE and up); bundled-s: AO 0.75 here
+SEED = HELD_OUT_SEED
 MIN_AO = 0.5
 
 
@@ -44,48 +42,9 @@ def ros():
         yield pair
 
 
-def _track_sequence(probe, frames, first_box, base_ns, encoding="bgr8"):
-    """Init on frame 0 and track the rest in lock-step; the detections per frame 1.."""
-    stamps = [base_ns + i * 50_000_000 for i in range(len(frames))]
-
-    def publish(rgb, stamp):
-        probe.image_pub.publish(image_msg(rgb, stamp, encoding=encoding))
-
-    probe.reset()
-    first = start_targets(probe, frames[0], stamps[0], [("target", tuple(first_box))], frames[1], stamps[1],
-                          publish_image=publish)
-    rest = track_lockstep(probe, frames[2:], stamps[2:], publish_image=publish)
-    results = [first, *rest]
-    for index, detections in enumerate(results, start=1):
-        assert detections is not None, f"no detections for frame {index}"
-        assert stamp_ns_of(detections.header) == stamps[index] and detections.header.frame_id == FRAME_ID
-        assert [d.id for d in detections.detections] in (["target"], []), "[] only while LOST"
-    return results
-
-
 def test_the_node_publishes_what_the_library_tracker_computes(ros):
-    import torch
-
-    from fartrack_ros.model import load_checkpoint
-    from fartrack_ros.tracker import Tracker
-
     node, probe = ros
-    frames, boxes = ground_truth_sequence(12, SEED, difficulty=0.1)
-
-    published = _track_sequence(probe, frames, boxes[0], 3_000_000_000_000)
-
-    torch.manual_seed(0)
-    tracker = Tracker(load_checkpoint(str(weights_for_tests()), device="cpu"))
-    tracker.add_target(frames[0], tuple(boxes[0]), "target")
-    for index, detections in enumerate(published, start=1):
-        (expected,) = tracker.track(frames[index])
-        if expected.state.value == "TRACKING":
-            assert detections.detections, f"frame {index}: node lost a target the library tracks"
-            assert iou(box_of(detections.detections[0]), expected.box_xywh) > 0.98, index
-            score = detections.detections[0].results[0].hypothesis.score
-            assert score == pytest.approx(expected.score, abs=1e-3)
-        else:
-            assert not detections.detections
+    assert_tracks_as_the_library(probe, 3_000_000_000_000)
 
 
 @needs_bundled_model
@@ -93,7 +52,7 @@ def test_published_boxes_follow_the_ground_truth(ros):
     node, probe = ros
     frames, boxes = ground_truth_sequence(FRAMES, SEED, difficulty=0.1)
 
-    results = _track_sequence(probe, frames, boxes[0], 2_000_000_000_000)
+    results = track_sequence(probe, frames, boxes[0], 2_000_000_000_000)
 
     ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
             for i, r in enumerate(results, start=1)]
@@ -107,7 +66,7 @@ def test_cameras_raw_encodings_are_tracked(ros, encoding):
     node, probe = ros
     frames, boxes = ground_truth_sequence(12, SEED, difficulty=0.1)
 
-    results = _track_sequence(probe, frames, boxes[0], 4_000_000_000_000, encoding=encoding)
+    results = track_sequence(probe, frames, boxes[0], 4_000_000_000_000, encoding=encoding)
 
     ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
             for i, r in enumerate(results, start=1)]
@@ -126,7 +85,7 @@ def test_a_camera_switching_resolution_is_followed_with_a_warning(ros):
         boxes[k] = np.asarray(boxes[k], dtype=float) * 2
     since = len(node.log_text())
 
-    results = _track_sequence(probe, frames, boxes[0], 5_000_000_000_000)
+    results = track_sequence(probe, frames, boxes[0], 5_000_000_000_000)
 
     ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
             for i, r in enumerate(results, start=1)]
