@@ -65,7 +65,7 @@ def _init_msg(box, stamp_ns: int, target_id: str):
 
 
 def node_argv(threads: int, weights: str = "", variant: str = "", precision: str = "float32",
-              pin_cpu_threads: bool = True) -> list[str]:
+              pin_cpu_threads: bool = True, executor: str = "single_threaded") -> list[str]:
     """Command line of the node the latency is measured through (CPU, its image on a bench topic;
     lost_threshold 0: a template every frame, as the bench's in-process reference runs)."""
     return executable("fartrack_node", "fartrack_ros.node") + [
@@ -73,13 +73,14 @@ def node_argv(threads: int, weights: str = "", variant: str = "", precision: str
         "-p", f"weights:={weights or chr(39) * 2}",
         "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
         "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}",
+        "-p", f"executor:={executor}",
         "-p", "lost_threshold:=0.0"]
 
 
 def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, weights: str = "",
                          variant: str = "", precision: str = "float32", period_s: float = 0.0,
                          timeout_s: float = 120.0, frame_timeout_s: float = 1.0,
-                         pin_cpu_threads: bool = True) -> NodeLatency:
+                         pin_cpu_threads: bool = True, executor: str = "single_threaded") -> NodeLatency:
     """Start a target on ``frames[0]`` (``first_box``), send the other frames through a fresh node
     process and time each round trip (``period_s``: the least time between two sends, 0 for back
     to back; a frame whose detections take longer than ``frame_timeout_s`` counts as lost).
@@ -88,17 +89,17 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     segment, and reliable when it does not (best effort would lose every one: see image_qos); the
     node's default ``qos_reliability`` (auto) follows either."""
     import rclpy
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
+    from .node import make_executor, spin_while
     from .msg import TrackerStatus
 
     env = child_env()
     size = (frames[0].shape[1], frames[0].shape[0])
-    argv = node_argv(threads, weights, variant, precision, pin_cpu_threads)
+    argv = node_argv(threads, weights, variant, precision, pin_cpu_threads, executor)
     rclpy.init()
     node = rclpy.create_node("fartrack_latency_probe")
     reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -123,10 +124,14 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
                              lambda m: stage_ms.setdefault(_stamp(m.header), tuple(getattr(m, f"{s}_ms") for s in STAGES)),
                              reliable)
     # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
-    # would keep one of the machine's cores busy and slow the node it measures.
-    executor = SingleThreadedExecutor()
-    executor.add_node(node)
-    threading.Thread(target=executor.spin, name="latency_probe_spin", daemon=True).start()
+    # would keep one of the machine's cores busy and slow the node it measures. It spins the
+    # node's kind of executor, so both ends of the round trip run the same rclpy machinery.
+    spinner = make_executor(executor)
+    spinner.add_node(node)
+    done = threading.Event()
+    spin_thread = threading.Thread(target=spin_while, args=(spinner, lambda: not done.is_set() and rclpy.ok()),
+                                   name="latency_probe_spin", daemon=True)
+    spin_thread.start()
     child = Child("node", argv, env, echo=False)
     latencies: list[float] = []
     warm_ms: list[float] = []  # answered frames after warm-up
@@ -166,7 +171,9 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
                 lost += 1
     finally:
         child.stop()
-        executor.shutdown(timeout_sec=1.0)
+        done.set()
+        spin_thread.join(timeout=2.0)
+        spinner.shutdown(timeout_sec=1.0)
         node.destroy_node()
         rclpy.try_shutdown()
     if len(warm_ms) < 5:

@@ -31,18 +31,21 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     assert plot.stat().st_size > 1000
 
 
-def _node_rows_table(capsys, *args: str) -> str:
-    """The table of a bench run with only the node rows (1 thread, no plot)."""
+def _node_rows_table(capfd, *args: str) -> str:
+    """The table of a bench run with only the node rows (1 thread, no plot), then its stderr.
+
+    capfd, not capsys: rclpy's EventsExecutor enables faulthandler, which needs a real stderr."""
     pytest.importorskip("rclpy")
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--plot", "", *args]) == 0
-    return capsys.readouterr().out
+    captured = capfd.readouterr()
+    return captured.out + captured.err
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capsys):
-    table = _node_rows_table(capsys, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
+def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capfd):
+    table = _node_rows_table(capfd, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
     for pace in ("back to back", "at 40 Hz"):
         assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference$", table, re.M), table
         row = re.search(rf"^node +pico publish->detections {pace} +\d+\.\d+ +\d+\.\d +p95 ms: [\d.]+ +p99 ms: [\d.]+ +"
@@ -55,13 +58,17 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
-    table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
-                             "--node-unpinned")
-    row = re.search(r"^node +\S+ 640x480 unpinned publish->detections back to back .*frames: 16 +lost: (\d+) ",
-                    table, re.M)
-    assert row, table
-    assert int(row.group(1)) == 0, table  # reliable: every frame sent (16 after the init frame) comes back
+def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capfd):
+    """Also the events executor's row, where rclpy has it (node and probe both spin it)."""
+    from fartrack_ros.node import has_events_executor
+
+    table = _node_rows_table(capfd, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
+                             "--node-unpinned", "--node-executors", "single_threaded,events")
+    for executor in ("", " events") if has_events_executor() else ("",):
+        row = re.search(rf"^node +\S+ 640x480 unpinned{executor} publish->detections back to back .*frames: 16 +"
+                        rf"lost: (\d+) ", table, re.M)
+        assert row, table
+        assert int(row.group(1)) == 0, table  # reliable: every frame sent (16 after the init frame) comes back
 
 
 @pytest.mark.ros
@@ -73,6 +80,13 @@ def test_the_node_measured_gets_the_pinning_asked_for(pin):
 
     assert argv[argv.index("cpu_threads:=2") - 1] == "-p"
     assert f"pin_cpu_threads:={str(pin).lower()}" in argv
+
+
+def test_bench_refuses_an_unknown_node_executor(capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--node-executors", "events,multi_threaded"])
+    assert "--node-executors" in capsys.readouterr().err
+    assert bench.parse_args(["--node-executors", "events"]).node_executors == ["events"]
 
 
 @pytest.mark.parametrize("size", ["640", "640x", "axb", "32x32"])

@@ -9,7 +9,7 @@ import pytest
 
 from fartrack_ros import demo, soak
 from fartrack_ros.cli import bench, evaluate, make_data, train
-from fartrack_ros.cli.options import int_at_least, non_negative_float, positive_float, positive_int
+from fartrack_ros.cli.options import comma_choices, int_at_least, non_negative_float, positive_float, positive_int
 
 
 @pytest.mark.parametrize("parse,good,bad", [
@@ -22,6 +22,14 @@ def test_number_types_accept_their_range_only(parse, good, bad):
     assert {text: parse(text) for text in good} == good
     for text in bad:
         with pytest.raises(argparse.ArgumentTypeError, match="expected"):
+            parse(text)
+
+
+def test_comma_choices_accept_listed_items_only():
+    parse = comma_choices(("a", "bb"))
+    assert parse("bb, a,") == ["bb", "a"]
+    for text in ("", ",", "a,c", "A"):
+        with pytest.raises(argparse.ArgumentTypeError, match="expected a comma list of a, bb"):
             parse(text)
 
 

@@ -13,7 +13,8 @@ import torch
 from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
-from .options import PRECISION_CHOICES, frame_size, int_at_least, positive_int
+from ..params import BY_NAME as PARAMETERS
+from .options import PRECISION_CHOICES, comma_choices, frame_size, int_at_least, positive_int
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -53,6 +54,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-unpinned", action="store_true",
                         help="run the node with pin_cpu_threads false (by default the model's threads are "
                              "pinned one per CPU when --threads equals the CPUs)")
+    parser.add_argument("--node-executors", default="single_threaded",
+                        type=comma_choices(PARAMETERS["executor"].choices),
+                        help="comma list of the node's executor parameter values to run the node rows with, "
+                             "single_threaded (default) and events; the probe spins the same kind")
     parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
     return parser.parse_args(argv)
 
@@ -153,8 +158,13 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
 
 def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, frames, boxes) -> list[bm.Row]:
     """The node rows of one model (``weights``/``variant`` as the node is given them)."""
+    from ..node import has_events_executor
     from ..node_latency import measure_node_latency
 
+    executors = args.node_executors
+    if "events" in executors and not has_events_executor():
+        print("node rows with executor events skipped: this rclpy has no EventsExecutor", file=sys.stderr)
+        executors = [kind for kind in executors if kind != "events"]
     runs_at, _ = precision_for_device(args.node_precision, "cpu")  # what the node runs (it warns)
     label = model.cfg.name if runs_at == "float32" else f"{model.cfg.name} {runs_at}"
     if args.node_size != (320, 240):
@@ -168,20 +178,20 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         # frame -> boxes in process, the span the node's latency ends at (detections sent)
         tracker_ms, _ = bm.tracker_ms(with_backend(model, "torch", runs_at), frames, boxes,
                                       "bounded", period_s=period_s, to_results=True)
-        result = measure_node_latency(frames, boxes[0], threads=args.threads, weights=weights,
-                                      variant=variant, precision=args.node_precision, period_s=period_s,
-                                      frame_timeout_s=max(1.0, 20 * tracker_ms / 1000),
-                                      pin_cpu_threads=not args.node_unpinned)
-        stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
-        overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
-        rows += [
-            bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms, {"role": "reference"}),
-            bm.Row("node", f"{label} publish->detections {pace}", result.p50_ms, {
+        rows.append(bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms, {"role": "reference"}))
+        for executor in executors:
+            result = measure_node_latency(frames, boxes[0], threads=args.threads, weights=weights,
+                                          variant=variant, precision=args.node_precision, period_s=period_s,
+                                          frame_timeout_s=max(1.0, 20 * tracker_ms / 1000),
+                                          pin_cpu_threads=not args.node_unpinned, executor=executor)
+            stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
+            overhead_pct = 100.0 * (result.p50_ms / tracker_ms - 1.0)
+            name = label if executor == "single_threaded" else f"{label} {executor}"
+            rows.append(bm.Row("node", f"{name} publish->detections {pace}", result.p50_ms, {
                 "p95 ms": f"{result.p95_ms:.1f}", "p99 ms": f"{result.p99_ms:.1f}", "frames": str(result.sent),
                 "lost": str(result.lost),
                 "overhead": f"{overhead_pct:+.0f}% ({result.p50_ms - tracker_ms:+.2f} ms)",
-                "in-node stages ms": stages}),
-        ]
+                "in-node stages ms": stages}))
     return rows
 
 

@@ -49,6 +49,18 @@ def box_xywh(text: str) -> tuple[float, float, float, float]:
     return values
 
 
+def comma_choices(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """argparse type for a non-empty comma list whose items are among ``choices``."""
+    def parse(text: str) -> list[str]:
+        items = [item for item in text.replace(" ", "").split(",") if item]
+        if not items or any(item not in choices for item in items):
+            raise argparse.ArgumentTypeError(f"expected a comma list of {', '.join(choices)}, got {text!r}")
+        return items
+
+    parse.__name__ = "comma list"
+    return parse
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """argparse type for a frame size ``WIDTHxHEIGHT`` (at least 64x64): (width, height)."""
     try:
