@@ -15,7 +15,7 @@ from typing import Any
 import torch
 
 from .cpu_pinning import named_threads, pin_model_team
-from .model import DEFAULT_WEIGHTS_PATH, load_checkpoint, with_backend_for_device
+from .model import DEFAULT_WEIGHTS_PATH, device_for_backend, load_checkpoint, with_backend_for_device
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
 
@@ -67,7 +67,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
-    requested = values["device"]
+    requested = device_for_backend(values["device"], values["backend"])
     # An absent CUDA device is decided here, so the user gets one warning (ours) or one error.
     reason = cuda_unavailable_reason(requested)
     if reason is not None and values["device_strict"]:

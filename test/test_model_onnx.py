@@ -73,3 +73,20 @@ def test_a_freshly_loaded_checkpoint_exports_the_renormed_command_rows():
         ref = model.forward_embedded(embeds, keep, torch.from_numpy(io["search"])).logits
         got = onnx_model.forward_embedded(embeds, keep, torch.from_numpy(io["search"])).logits
     torch.testing.assert_close(got, ref, atol=1e-4, rtol=0)
+
+
+def test_device_auto_means_the_cpu_for_onnxruntime(monkeypatch):
+    """With a GPU present, device auto would load the model on CUDA, where ONNX Runtime refuses it."""
+    from fartrack_ros import params
+    from fartrack_ros.model import device_for_backend
+    from fartrack_ros.tracker_loading import load_tracker
+
+    assert device_for_backend("auto", "onnxruntime") == "cpu"
+    assert device_for_backend(" AUTO", "onnxruntime") == "cpu"
+    assert device_for_backend("cuda:1", "onnxruntime") == "cuda:1"  # explicit: refused with the reason
+    assert device_for_backend("auto", "torch") == "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a computer with a GPU
+    values = {spec.name: spec.default for spec in params.PARAMETERS}
+    values.update(backend="onnxruntime", device="auto")
+    loaded = load_tracker(values)
+    assert loaded.device == "cpu" and loaded.model_name.endswith("/onnxruntime")

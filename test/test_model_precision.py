@@ -102,6 +102,23 @@ def test_precisions_the_device_runs_well_pass_unchanged(monkeypatch):
         precision_for_device("int8", "cpu")
 
 
+@pytest.mark.parametrize("native", [True, False, None])
+def test_bfloat16_on_a_gpu_without_native_bf16_gets_a_warning(monkeypatch, native):
+    monkeypatch.setattr(precision_module, "cuda_has_native_bf16", lambda: native)
+    chosen, warning = precision_for_device("bfloat16", "cuda")
+    assert chosen == "bfloat16"
+    assert (warning is not None and "float16 is this GPU's fast precision" in warning) == (native is False)
+
+
+def test_the_evaluation_runner_runs_float16_on_the_cpu_at_the_fast_cpu_precision(monkeypatch, caplog):
+    from fartrack_ros.evaluation.runners import FARTrackRunner
+
+    monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
+    runner = FARTrackRunner(weights=str(weights_for_tests()), device="cpu", precision="float16")
+    assert runner._tracker.model.compute_dtype == torch.float32
+    assert any("float32 instead" in record.getMessage() for record in caplog.records)
+
+
 def test_the_node_loader_runs_float16_on_the_cpu_at_the_fast_cpu_precision_and_says_so(monkeypatch):
     monkeypatch.setattr(precision_module, "cpu_has_native_bf16", lambda: False)
     warnings = []

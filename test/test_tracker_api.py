@@ -266,3 +266,19 @@ class _CountingEmbeddings:
 
     def __getattr__(self, name):
         return getattr(self._model, name)
+
+
+def test_a_frames_stage_times_wait_for_its_template_embedding(model, frame, monkeypatch):
+    """On CUDA the template embedding is queued asynchronously: the tracker waits for the device
+    before reading the clock after the forward and after the template step, so neither time lands
+    in the next frame's crop stage."""
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frame, (40, 40, 30, 30), "a")
+    events = []
+    monkeypatch.setattr(tracker, "_sync", lambda: events.append("sync"))
+    embed = tracker.model.embed_template
+    monkeypatch.setattr(tracker.model, "embed_template", lambda z: events.append("embed") or embed(z))
+
+    tracker.track(frame)
+
+    assert events == ["sync", "embed", "sync"]

@@ -109,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     # imported here so that --help stays fast
-    from ..model import CheckpointError, load_checkpoint, with_backend_for_device
+    from ..model import CheckpointError, device_for_backend, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig
 
     for output in (args.out, args.save):  # before the tracking, not after it
@@ -121,7 +121,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         first = next(frames, None)
         if first is None:
             raise InputError(f"{args.input} holds no frames")
-        model = load_checkpoint(args.weights or None, variant=args.variant or None, device=args.device)
+        model = load_checkpoint(args.weights or None, variant=args.variant or None,
+                                device=device_for_backend(args.device, args.backend))
         model, _, warning = with_backend_for_device(model, args.backend, args.precision)
         if warning:
             print(f"fartrack-track: warning: {warning}", file=sys.stderr)

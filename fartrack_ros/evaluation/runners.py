@@ -7,6 +7,7 @@ and ``update(frame_rgb) -> box_xywh`` on each later one. Frames are HxWx3 uint8 
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Callable, Protocol
 
@@ -15,6 +16,8 @@ import numpy as np
 
 from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult
+
+_LOG = logging.getLogger(__name__)
 
 
 class TrackerRunner(Protocol):
@@ -78,12 +81,14 @@ class FARTrackRunner:
 
     def __init__(self, weights: str | None = None, variant: str | None = None, device: str = "cpu",
                  model=None, tracker_config=None, backend: str = "torch", precision: str = "float32") -> None:
-        from fartrack_ros.model import load_checkpoint, with_backend
+        from fartrack_ros.model import device_for_backend, load_checkpoint, with_backend_for_device
         from fartrack_ros.tracker import Tracker
 
         if model is None:
-            model = load_checkpoint(weights, variant=variant, device=device)
-        model = with_backend(model, backend, precision)
+            model = load_checkpoint(weights, variant=variant, device=device_for_backend(device, backend))
+        model, _, warning = with_backend_for_device(model, backend, precision)
+        if warning:
+            _LOG.warning(warning)
         self._tracker = Tracker(model, tracker_config)
         self._tracker.warm_up()  # lazy set-up is not tracking speed: kept out of the timed updates
 

@@ -99,6 +99,15 @@ class OnnxFARTrack(FARTrack):
         return torch.from_numpy(logits), torch.from_numpy(row)
 
 
+def device_for_backend(device: str, backend: str) -> str:
+    """The device to load the model on for ``backend``: ONNX Runtime runs on the CPU here, so
+    'auto' (CUDA when present) means the CPU for it; an explicit CUDA device stays, and is refused
+    by `with_backend` with the reason."""
+    if backend == "onnxruntime" and str(device).strip().lower() == "auto":
+        return "cpu"
+    return device
+
+
 def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> FARTrack:
     """The model to run for a backend and precision: the torch model (lowered by `with_precision`
     when asked), or its ONNX Runtime twin (CPU, float32)."""

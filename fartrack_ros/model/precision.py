@@ -45,6 +45,13 @@ def cpu_has_native_bf16() -> Optional[bool]:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
+def cuda_has_native_bf16() -> Optional[bool]:
+    """Whether the current CUDA device computes bfloat16 natively (Ampere and later); None without CUDA."""
+    if not torch.cuda.is_available():
+        return None
+    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+
+
 def precision_for_device(precision: str, device_type: str) -> tuple[str, Optional[str]]:
     """The precision to run when ``precision`` is asked for on a ``device_type`` ("cpu", "cuda"),
     and a warning for the user when it differs or will be slow (None when all is well).
@@ -55,6 +62,9 @@ def precision_for_device(precision: str, device_type: str) -> tuple[str, Optiona
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {list(PRECISIONS)}")
+    if device_type == "cuda" and precision == "bfloat16" and cuda_has_native_bf16() is False:
+        return precision, ("this GPU has no native bfloat16 arithmetic (it came with Ampere): bfloat16 is "
+                           "emulated and may run slower than float32; float16 is this GPU's fast precision")
     if device_type != "cpu" or precision == "float32":
         return precision, None
     native = cpu_has_native_bf16()

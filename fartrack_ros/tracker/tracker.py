@@ -345,6 +345,7 @@ class Tracker:
         for target, entry, embedding in zip(targets, entries, embeddings):
             entry.embedding = embedding
             target.memory.confirm_newest()
+        self._sync()  # else a GPU's embedding time would land in the next frame's crop
         return crop_s, time.perf_counter() - started - crop_s
 
     def _embed_templates(self, frame: np.ndarray, boxes: list[list[float]]):

@@ -4,7 +4,8 @@ Reproducibility. The weights are initialised from ``torch.manual_seed(seed)`` an
 a pure function of ``(seed, step)`` (see `sampling`), so two runs with the same seed, config,
 device and thread count give the same weights, and a run resumed from a checkpoint continues
 exactly as the uninterrupted run (the checkpoint holds the weights, the optimizer state, the
-step and the torch RNG state).
+step and the torch RNG state). That holds on the CPU; on CUDA, the backward passes of gather and
+of fused attention add with atomics, so runs agree only to rounding and drift apart from there.
 
 Checkpoints follow the official layout: ``<out>/checkpoints/FARTrackSparse_ep<NNNN>.pth.tar``
 with the weights under ``net``, plus ``epoch``, ``step``, ``optimizer``, ``net_type``,
