@@ -89,12 +89,13 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     segment, and reliable when it does not (best effort would lose every one: see image_qos); the
     node's default ``qos_reliability`` (auto) follows either."""
     import rclpy
+    from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
-    from .node import make_executor, spin_while
+    from .node import spin_while
     from .msg import TrackerStatus
 
     env = child_env()
@@ -124,13 +125,19 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
                              lambda m: stage_ms.setdefault(_stamp(m.header), tuple(getattr(m, f"{s}_ms") for s in STAGES)),
                              reliable)
     # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
-    # would keep one of the machine's cores busy and slow the node it measures. It spins the
-    # node's kind of executor, so both ends of the round trip run the same rclpy machinery.
-    spinner = make_executor(executor)
+    # would keep one of the machine's cores busy and slow the node it measures. It spins rclpy's
+    # single-threaded executor whatever the node's, so a node row's executor is the node's alone.
+    spinner = SingleThreadedExecutor()
     spinner.add_node(node)
     done = threading.Event()
-    spin_thread = threading.Thread(target=spin_while, args=(spinner, lambda: not done.is_set() and rclpy.ok()),
-                                   name="latency_probe_spin", daemon=True)
+
+    def spin() -> None:
+        try:
+            spin_while(spinner, lambda: not done.is_set() and rclpy.ok())
+        except (ExternalShutdownException, ShutdownException):
+            pass  # Ctrl-C shut ROS down under the probe: the main thread reports it
+
+    spin_thread = threading.Thread(target=spin, name="latency_probe_spin", daemon=True)
     spin_thread.start()
     child = Child("node", argv, env, echo=False)
     latencies: list[float] = []
@@ -174,8 +181,12 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
         done.set()
         spin_thread.join(timeout=2.0)
         spinner.shutdown(timeout_sec=1.0)
-        node.destroy_node()
+        if not spin_thread.is_alive():
+            node.destroy_node()
         rclpy.try_shutdown()
+    fallback = [line for line in child.lines if "running single_threaded" in line]
+    if executor == "events" and fallback:
+        raise RuntimeError(f"the node did not run executor events: {fallback[0]}")
     if len(warm_ms) < 5:
         raise RuntimeError(f"{len(warm_ms)} frames after the {WARMUP_FRAMES} warm-up ones got detections back "
                            f"({lost} of {sent_count} lost); see the node's log:\n" + "\n".join(child.lines[-20:]))

@@ -31,21 +31,19 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     assert plot.stat().st_size > 1000
 
 
-def _node_rows_table(capfd, *args: str) -> str:
-    """The table of a bench run with only the node rows (1 thread, no plot), then its stderr.
-
-    capfd, not capsys: rclpy's EventsExecutor enables faulthandler, which needs a real stderr."""
+def _node_rows_table(capsys, *args: str) -> str:
+    """The table of a bench run with only the node rows (1 thread, no plot), then its stderr."""
     pytest.importorskip("rclpy")
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--plot", "", *args]) == 0
-    captured = capfd.readouterr()
+    captured = capsys.readouterr()
     return captured.out + captured.err
 
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capfd):
-    table = _node_rows_table(capfd, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
+def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capsys):
+    table = _node_rows_table(capsys, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
     for pace in ("back to back", "at 40 Hz"):
         assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference$", table, re.M), table
         row = re.search(rf"^node +pico publish->detections {pace} +\d+\.\d+ +\d+\.\d +p95 ms: [\d.]+ +p99 ms: [\d.]+ +"
@@ -58,11 +56,11 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
 
 @pytest.mark.ros
 @pytest.mark.slow
-def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capfd):
+def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
     """Also the events executor's row, where rclpy has it (node and probe both spin it)."""
     from fartrack_ros.node import has_events_executor
 
-    table = _node_rows_table(capfd, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
+    table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
                              "--node-unpinned", "--node-executors", "single_threaded,events")
     for executor in ("", " events") if has_events_executor() else ("",):
         row = re.search(rf"^node +\S+ 640x480 unpinned{executor} publish->detections back to back .*frames: 16 +"
@@ -120,5 +118,29 @@ def test_the_table_is_printed_when_the_node_rows_fail(monkeypatch, capsys):
                        "--rounds", "1", "--node-frames", "10", "--node-rates", "0", "--node-variant", "bundled",
                        "--plot", ""]) == 0
     captured = capsys.readouterr()
-    assert "node rows skipped: only 2 of 24 frames" in captured.err
+    assert "node row with executor single_threaded back to back skipped: only 2 of 24 frames" in captured.err
     assert re.search(r"^tracker +bundled baseline", captured.out, re.M), captured.out
+    assert re.search(r"^node +bundled-m tracker in-process back to back", captured.out, re.M), captured.out
+
+
+@pytest.mark.ros
+def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, capsys):
+    from fartrack_ros import node_latency
+
+    pytest.importorskip("rclpy")
+    measured = node_latency.NodeLatency(9.0, 11.0, 12.0, {}, 30, 0, [])
+
+    def measure(*args, executor, **kwargs):
+        if executor == "events":
+            raise RuntimeError("the node did not run executor events")
+        return measured
+
+    monkeypatch.setattr(node_latency, "measure_node_latency", measure)
+    monkeypatch.setattr("fartrack_ros.node.has_events_executor", lambda: True)
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
+                       "--node-executors", "single_threaded,events"]) == 0
+    captured = capsys.readouterr()
+    assert "node row with executor events back to back skipped: the node did not run executor events" in captured.err
+    assert re.search(r"^node +bundled-m publish->detections back to back +9\.00 ", captured.out, re.M), captured.out
+    assert "events publish" not in captured.out

@@ -7,6 +7,7 @@ A module of its own: its node must not share the run's ROS domain with another t
 import pytest
 
 from node_helpers import assert_tracks_as_the_library, running_node, weights_for_tests
+from robustness_helpers import wait_for_log
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -20,5 +21,8 @@ def test_the_events_executor_tracks_as_the_library():
         log = node.log_text()
         assert ("spinning rclpy's EventsExecutor" in log) == has_events_executor()
         assert ("running single_threaded" in log) != has_events_executor()
+        since = len(log)
         (result,) = probe.set_parameters(executor="single_threaded")
         assert not result.successful and "read-only" in result.reason
+        assert wait_for_log(node, since, "parameter change rejected: executor is read once when the node's "
+                                         "process starts")

@@ -79,9 +79,11 @@ def test_subscription_parameters_cannot_change_while_active():
     assert "deactivate" in change_allowed("qos_depth", configured=True, active=True)
 
 
-def test_the_executor_is_one_of_two():
+def test_the_executor_is_one_of_two_and_set_at_start_only():
     assert validate("executor", "events") is None
     assert "not one of" in validate("executor", "multi_threaded")
+    assert change_allowed("executor", configured=False, active=False, started=False) is None  # declaration
+    assert "restart" in change_allowed("executor", configured=False, active=False)
 
 
 def test_live_parameters_change_any_time():
@@ -126,7 +128,6 @@ def test_tracker_parameter_defaults_are_the_tracker_defaults():
 @pytest.mark.parametrize("problem", ["absent", "failing"])
 def test_an_unusable_events_executor_falls_back_to_the_single_threaded_one_saying_why(problem, monkeypatch):
     import rclpy
-    import rclpy.experimental
     from rclpy.executors import SingleThreadedExecutor
 
     from fartrack_ros import node
@@ -134,9 +135,11 @@ def test_an_unusable_events_executor_falls_back_to_the_single_threaded_one_sayin
     if problem == "absent":
         monkeypatch.setattr(node, "has_events_executor", lambda: False)
     else:
+        experimental = pytest.importorskip("rclpy.experimental")  # Humble's rclpy has none
+
         def refuse():
             raise ValueError("fileno")
-        monkeypatch.setattr(rclpy.experimental, "EventsExecutor", refuse, raising=False)
+        monkeypatch.setattr(experimental, "EventsExecutor", refuse)
     warnings = []
 
     class Log:
