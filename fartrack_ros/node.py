@@ -30,10 +30,10 @@ in that one compute thread: a second thread computing with PyTorch makes OpenMP 
 spin-waiting and halves the model's speed. Remove, reset and parameter changes take the tracker
 lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
 EventsExecutor, whose callback gets an image 0.2-0.3 ms sooner and hands it to the compute thread
-in 0.08 ms instead of 0.4-0.5 ms): with rclpy's
-MultiThreadedExecutor, closed-loop round trips on 2 cores stalled for 0.1-2.6 s on a third of
-the frames (p50 15-26 ms), with one executor thread p50 8.7 ms, max 50 ms. The callback groups
-below still keep the node correct inside a multi-threaded executor.
+in 0.08 ms instead of 0.4-0.5 ms): with rclpy's MultiThreadedExecutor, closed-loop round trips on
+2 cores stalled for 0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread
+p50 8.7 ms, max 50 ms. The callback groups below still keep the node correct inside a
+multi-threaded executor.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
 stamp equals the init header stamp (zero stamp: the latest frame); an init for a stamp no longer
