@@ -125,7 +125,6 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-
 def _load_model(backend: str, precision: str, weights: str | None, variant: str | None, device: str,
                 strict: bool, log=None):
     """The torch model at the precision its device runs well (see `precision_for_device`; the

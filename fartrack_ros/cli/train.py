@@ -57,7 +57,6 @@ def _sequence_source(dataset: Optional[Path], seed: int):
     if dataset is None:
         return SequenceSource.synthetic(seed)
     from ..data.readers import load_dataset
-
     from ..training.sampling import usable
 
     try:
