@@ -11,9 +11,11 @@ nothing is pinned: several nodes on one computer then never pin onto the same CP
 
 The helpers are found by name and by when they appear: a thread started by the compute thread
 inherits its name (Linux copies it at thread creation), and the OpenMP helpers are the named
-threads that appear while the compute thread first runs the model (``torch.set_num_threads``
-starts an idle thread pool of its own before that; it is left alone). Other threads (rclpy, Fast
-DDS) are never pinned. Linux only (``/proc`` and ``sched_setaffinity``); elsewhere nothing happens.
+threads that appear during one parallel operation the compute thread runs before anything else
+(`start_model_team`). Threads it starts later take the name too (a CUDA context's driver threads,
+ONNX Runtime's pool) and are not helpers; ``torch.set_num_threads`` starts an idle pool of its own
+before that, also left alone. Other threads (rclpy, Fast DDS) are never pinned. Linux only
+(``/proc`` and ``sched_setaffinity``); elsewhere nothing happens.
 """
 
 from __future__ import annotations
@@ -22,9 +24,13 @@ import os
 import threading
 from pathlib import Path
 
+import torch
+
 TEAM_NAME = "fartrack_model"  # at most 15 characters: Linux thread names are 16 bytes with the NUL
 _TASKS = Path("/proc/self/task")
 _helpers: dict[int, set[int]] = {}  # compute thread -> its OpenMP helpers (they live as long as it)
+# Elements per thread of `start_model_team`'s fill: above ATen's grain (32768), so no thread idles.
+_PARALLEL_ELEMENTS = 1 << 16
 
 
 def name_this_thread(name: str = TEAM_NAME) -> None:
@@ -43,22 +49,30 @@ def named_threads(name: str = TEAM_NAME) -> set[int]:
         return set()
 
 
-def pin_model_team(named_before: set[int], threads: int) -> list[int]:
-    """Pin the calling (compute) thread and its OpenMP helpers one per CPU when they are as many
-    as the process's CPUs (2 or more); returns the CPUs used. Called from the main thread it does
-    nothing.
+def start_model_team() -> None:
+    """Start the calling thread's OpenMP helpers (one parallel operation over all its threads) and
+    remember them as its team. Call it after ``torch.set_num_threads`` and before loading a model,
+    whose CUDA context or ONNX Runtime session starts threads that inherit the name as well."""
+    me = threading.get_native_id()
+    before = named_threads()
+    torch.zeros(_PARALLEL_ELEMENTS * max(torch.get_num_threads(), 1))  # the fill runs on every thread
+    _helpers.setdefault(me, set()).update(named_threads() - before - {me})
 
-    ``named_before``: `named_threads` before the model first ran in this thread; ``threads``: the
-    model's thread count, 1 or less to pin nothing. Where nothing is pinned (one thread, fewer or
-    more threads than CPUs, helpers not found, not Linux) the result is [] and any earlier pinning
-    of the team is undone.
+
+def pin_model_team(threads: int) -> list[int]:
+    """Pin the calling (compute) thread and its OpenMP helpers (found by `start_model_team`) one
+    per CPU when they are as many as the process's CPUs (2 or more); returns the CPUs used. Called
+    from the main thread it does nothing.
+
+    ``threads``: the model's thread count, 1 or less to pin nothing. Where nothing is pinned (one
+    thread, fewer or more threads than CPUs, helpers not found, not Linux) the result is [] and any
+    earlier pinning of the team is undone.
     """
     me = threading.get_native_id()
     if not hasattr(os, "sched_setaffinity") or me == os.getpid():
         return []  # the main thread is the process's CPU set: it is never pinned
     named = named_threads()
     helpers = _helpers.setdefault(me, set())
-    helpers.update(named - named_before - {me})
     helpers.intersection_update(named)
     everyone = [me, *sorted(helpers)]
     team = everyone[:max(threads, 1)]

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from .cpu_pinning import named_threads, pin_model_team
+from .cpu_pinning import pin_model_team, start_model_team
 from .model import DEFAULT_WEIGHTS_PATH, device_for_backend, load_checkpoint, with_backend_for_device
 from .model.device import cuda_unavailable_reason
 from .tracker import Tracker, TrackerConfig
@@ -63,7 +63,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
         log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: the model's threads "
                     f"will wait on each other (set cpu_threads to {usable} or fewer, or 0)")
     torch.set_num_threads(threads or auto_cpu_threads())
-    named_before = named_threads()  # the model's OpenMP helpers are the ones that appear after this
+    start_model_team()  # before the load, whose CUDA or ONNX Runtime threads are not the model's team
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
@@ -98,7 +98,7 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
     # the warm-up has started the model's threads; 1 (CUDA, or pinning off) undoes earlier pinning
     pinning = device == "cpu" and values["pin_cpu_threads"]
-    pinned = pin_model_team(named_before, torch.get_num_threads() if pinning else 1)
+    pinned = pin_model_team(torch.get_num_threads() if pinning else 1)
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s, warmup_s,
                          torch.get_num_threads(), pinned)
 

@@ -7,8 +7,9 @@ import os
 import threading
 
 import pytest
+import torch
 
-from fartrack_ros import params
+from fartrack_ros import params, tracker_loading
 from fartrack_ros.compute_thread import ComputeThread
 from fartrack_ros.cpu_pinning import TEAM_NAME, named_threads
 from fartrack_ros.tracker_loading import load_tracker
@@ -49,6 +50,59 @@ def test_a_thread_per_cpu_gets_a_cpu_each_and_the_rest_of_the_process_stays_free
         assert all(cpus == CPUS for cpus in _affinities(named_threads() - others).values())
     finally:
         compute.shutdown()
+
+
+def test_threads_the_model_load_starts_are_not_taken_for_openmp_helpers(monkeypatch):
+    """A CUDA context or an ONNX Runtime session starts threads in the compute thread while the
+    model loads, and they inherit its name; the CPUs go to the threads that run torch's work."""
+    others = named_threads()
+    release = threading.Event()
+    decoys = []
+    load_model = tracker_loading._load_model
+
+    def load_after_starting_a_thread(*args, **kwargs):
+        decoy = threading.Thread(target=release.wait)  # started here: it takes the team's name
+        decoy.start()
+        decoys.append(decoy)
+        return load_model(*args, **kwargs)
+
+    monkeypatch.setattr(tracker_loading, "_load_model", load_after_starting_a_thread)
+    compute = ComputeThread()
+    try:
+        loaded = _load(compute, cpu_threads=len(CPUS))
+        decoy_tid = decoys[0].native_id
+        assert decoy_tid in named_threads()
+        busy = compute.run(_threads_busy_in_a_parallel_operation) - {decoy_tid}
+        pinned = {tid for tid, cpus in _affinities(named_threads() - others).items() if len(cpus) == 1}
+
+        assert loaded.pinned_cpus == CPUS
+        assert sorted(os.sched_getaffinity(decoy_tid)) == CPUS
+        assert pinned <= busy and len(pinned) == len(CPUS)
+    finally:
+        release.set()
+        compute.shutdown()
+
+
+def _threads_busy_in_a_parallel_operation() -> set[int]:
+    """The threads whose CPU time grows while the calling thread runs torch's parallel kernels."""
+    before = _cpu_ticks()
+    matrix = torch.randn(1500, 1500)
+    for _ in range(20):
+        matrix @ matrix
+    after = _cpu_ticks()
+    return {tid for tid, ticks in after.items() if ticks > before.get(tid, 0)}
+
+
+def _cpu_ticks() -> dict[int, int]:
+    ticks = {}
+    for tid in named_threads() | {threading.get_native_id()}:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks[tid] = int(fields[11]) + int(fields[12])  # utime + stime
+    return ticks
 
 
 def test_with_a_cpu_to_spare_or_too_many_threads_nothing_is_pinned():
