@@ -36,9 +36,10 @@ p50 8.7 ms, max 50 ms. The callback groups below still keep the node correct ins
 multi-threaded executor.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
-stamp equals the init header stamp (zero stamp: the latest frame); an init for a stamp no longer
-(or never) cached is refused with a warning. The target is tracked from the frames that arrive
-after that frame. ``id`` names the target; an empty id gets the next free number.
+stamp equals the init header stamp (zero stamp: the latest frame). An init stamped later than
+every cached frame waits up to ``INIT_WAIT_S`` for its frame (a large image can arrive after the
+small init that answers it); an init for a stamp no longer (or never) cached is refused with a
+warning. The target is tracked from the frames that arrive after that frame. ``id`` names the target; an empty id gets the next free number.
 
 Lifecycle. The class is a ``rclpy.lifecycle.LifecycleNode``: configure loads and warms up the
 model and creates the publishers, services and control subscriptions; activate subscribes to
@@ -84,7 +85,7 @@ from fartrack_ros.msg import TrackerStatus
 from . import params
 from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
-from .frame_cache import CachedFrame, FrameCache, LatestSlot
+from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
@@ -101,6 +102,7 @@ WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this of
 SIGNAL_CHECK_S = 0.5
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the image publishers' QoS and silence are looked at
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
+INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -124,6 +126,7 @@ class FarTrackNode(LifecycleNode):
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
+        self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
@@ -279,7 +282,10 @@ class FarTrackNode(LifecycleNode):
                                   [info.qos_profile.reliability for info in publishers])
 
     def _check_image_publishers(self) -> None:
-        """Timer: follow the publishers' reliability (auto), and explain publishers that send nothing."""
+        """Timer: follow the publishers' reliability (auto), explain publishers that send nothing,
+        and refuse inits that waited too long for their frame."""
+        for init in self._pending_inits.overdue():
+            self._submit_init(init)
         try:
             if self._image_subscription is None:
                 return
@@ -306,6 +312,8 @@ class FarTrackNode(LifecycleNode):
             self.destroy_subscription(self._image_subscription)
             self._image_subscription = None
         self._slot.close()
+        for init in self._pending_inits.take_all():  # their frames will not come now: refused
+            self._submit_init(init)
         self._compute.wait_idle()  # a frame being tracked is finished and published
 
     # -- parameters -----------------------------------------------------------------------------
@@ -396,6 +404,8 @@ class FarTrackNode(LifecycleNode):
         self._last_image_s = frame.received_s
         self._silence_reported = False
         self._cache.put(frame)
+        for init in self._pending_inits.on_frame(frame.stamp_ns):  # before this frame is tracked
+            self._submit_init(init)
         if not self._num_targets or not self._active:
             return
         if self._slot.put(frame):
@@ -477,12 +487,26 @@ class FarTrackNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._warn(f"init ignored: {type(exc).__name__}: {exc}")
 
-    def _start_targets(self, msg: Detection2DArray) -> None:
-        """Compute thread (it runs the model): start a target per detection of an init."""
+    def _submit_init(self, msg: Detection2DArray) -> None:
+        """Queue a held init for the compute thread, which starts it now or refuses it."""
+        try:
+            self._compute.submit(self._start_held_targets, msg)
+        except RuntimeError:  # the compute thread was stopped (node stopping)
+            pass
+
+    def _start_held_targets(self, msg: Detection2DArray) -> None:
+        try:
+            self._start_targets(msg, held=True)
+        except Exception as exc:  # noqa: BLE001
+            self._warn(f"init ignored: {type(exc).__name__}: {exc}")
+
+    def _start_targets(self, msg: Detection2DArray, held: bool = False) -> None:
+        """Compute thread (it runs the model): start a target per detection of an init. An init
+        whose frame has not arrived yet is held for it once (`PendingInits`); ``held`` says it was."""
         if not msg.detections:
             self._warn("init ignored: the Detection2DArray has no detections")
             return
-        frame = self._init_frame(msg.header.stamp)
+        frame = self._init_frame(msg, held)
         if frame is None:
             return
         rgb = frame.rgb()
@@ -513,7 +537,10 @@ class FarTrackNode(LifecycleNode):
             self._num_targets = len(tracker.target_ids)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
 
-    def _init_frame(self, stamp) -> CachedFrame | None:
+    def _init_frame(self, msg: Detection2DArray, held: bool) -> CachedFrame | None:
+        """The cached frame ``msg`` is stamped with; None when the init is refused (warned) or, if
+        it has not ``held`` yet and its frame may still come, held for that frame."""
+        stamp = msg.header.stamp
         if is_zero_stamp(stamp):
             frame = self._cache.latest()
             if frame is None:
@@ -521,14 +548,27 @@ class FarTrackNode(LifecycleNode):
             return frame
         stamp_ns = stamp_to_ns(stamp)
         frame = self._cache.find(stamp_ns)
+        newest = max(self._cache.stamps(), default=None)
+        if frame is None and not held and self._active and (newest is None or stamp_ns > newest):
+            self._pending_inits.hold(stamp_ns, msg)
+            frame = self._cache.find(stamp_ns)  # it may have arrived while the init was held
+            if frame is None:
+                self.get_logger().debug(f"init for frame {format_stamp(stamp_ns)} waits for that frame")
+                return None
+            if not self._pending_inits.withdraw(msg):
+                return None  # already handed back: the image callback's retry starts it
         if frame is None:
             stamps = sorted(self._cache.stamps())
-            held = (f"the cache holds {len(stamps)} frames from {format_stamp(stamps[0])} to "
-                    f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
-            if stamps and stamp_ns < stamps[0]:
-                held += (f"; the stamp is older than every cached frame: raise frame_cache_size "
-                         f"(now {self._cache.size}) or send the init sooner")
-            self._warn(f"init ignored: no cached frame has stamp {format_stamp(stamp_ns)} ({held}); "
+            count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
+            cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to "
+                      f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
+            if held:
+                cached = (f"the frame did not arrive within {INIT_WAIT_S:g} s or a later one came "
+                          f"first; {cached}")
+            elif stamps and stamp_ns < stamps[0]:
+                cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
+                           f"(now {self._cache.size}) or send the init sooner")
+            self._warn(f"init ignored: no cached frame has stamp {format_stamp(stamp_ns)} ({cached}); "
                        "stamp the init with the header of a recent image, or use a zero stamp for "
                        "the latest frame")
         return frame

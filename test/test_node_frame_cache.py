@@ -1,4 +1,5 @@
-"""Frame cache (stamp lookup, lazy conversion) and the keep-last-1 slot (pure Python, no ROS)."""
+"""Frame cache (stamp lookup, lazy conversion), the keep-last-1 slot and inits waiting for their
+frame (pure Python, no ROS)."""
 
 import threading
 import time
@@ -7,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fartrack_ros.frame_cache import CachedFrame, FrameCache, LatestSlot
+from fartrack_ros.frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 
 
 def _frame(stamp_ns, calls=None):
@@ -125,3 +126,37 @@ def test_dropped_rgb_is_converted_again_on_demand():
     frame.drop_rgb()
     frame.rgb()
     assert calls == [3, 3]
+
+
+def test_a_held_init_is_handed_back_when_its_frame_or_a_later_one_arrives():
+    pending = PendingInits(wait_s=10.0)
+    first, second = object(), object()
+    pending.hold(200, first)
+    pending.hold(300, second)
+
+    assert pending.on_frame(100) == []  # an earlier frame: both still wait
+    assert pending.on_frame(200) == [first]
+    assert pending.on_frame(250) == [] and len(pending) == 1
+    assert pending.on_frame(400) == [second]  # frame 300 never came: handed back to be refused
+    assert len(pending) == 0
+
+
+def test_a_held_init_is_overdue_after_the_wait():
+    pending = PendingInits(wait_s=0.05)
+    init = object()
+    pending.hold(100, init)
+
+    assert pending.overdue() == []
+    time.sleep(0.06)
+    assert pending.overdue() == [init] and pending.overdue() == []
+
+
+def test_withdraw_takes_back_only_an_init_still_held():
+    pending = PendingInits(wait_s=10.0)
+    init, other = object(), object()
+    pending.hold(100, init)
+    pending.hold(100, other)
+
+    assert pending.withdraw(init)
+    assert not pending.withdraw(init)  # already gone: whoever holds it now starts it
+    assert pending.take_all() == [other] and len(pending) == 0

@@ -172,6 +172,41 @@ def test_init_for_a_stamp_not_in_the_cache_is_ignored_with_a_warning(node, probe
     assert "no cached frame has stamp" in node.log_text()
 
 
+def test_an_init_that_overtakes_its_image_waits_for_it(node, probe, stamps):
+    # a detector's answer is small and can reach the node before the large image it refers to
+    for _ in range(3):  # fresh stamps on each try: a best-effort image may be lost
+        init_stamp, next_stamp = stamps(), stamps()
+        probe.init_pub.publish(init_msg(init_stamp, [("early", BOX_RED)]))
+        time.sleep(0.2)
+        probe.image_pub.publish(image_msg(_scene(0), init_stamp))
+        time.sleep(0.3)
+        probe.image_pub.publish(image_msg(_scene(2), next_stamp))
+        detections = probe.wait_for("detections", lambda m, s=next_stamp: stamp_ns_of(m.header) == s,
+                                    timeout=2.0)
+        if detections is not None:
+            break
+
+    assert detections is not None, node.log_text()
+    assert [d.id for d in detections.detections] == ["early"]
+    assert f"on frame {init_stamp // 10**9}.{init_stamp % 10**9:09d}" in node.log_text()
+
+
+def test_an_init_whose_image_never_comes_is_refused_after_waiting(node, probe, stamps):
+    probe.image_pub.publish(image_msg(_scene(0), stamps()))
+    time.sleep(0.3)
+    never = stamps()
+    probe.init_pub.publish(init_msg(never, [("late", BOX_RED)]))
+
+    deadline = time.monotonic() + 5.0
+    while "did not arrive" not in node.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert f"no cached frame has stamp {never // 10**9}.{never % 10**9:09d} (the frame did not arrive" \
+        in node.log_text()
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(_scene(2), stamp))
+    assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
+
+
 def test_init_can_refer_to_a_frame_older_than_the_latest(node, probe, stamps):
     old = stamps()
     probe.image_pub.publish(image_msg(_scene(0), old))
