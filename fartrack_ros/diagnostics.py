@@ -7,6 +7,7 @@ every ``diagnostics_period``, turns `NodeStatistics.snapshot` into a ``Diagnosti
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections import deque
@@ -206,6 +207,15 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bo
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
     state = "tracking" if tracking else "idle (no targets)"
     return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
+
+
+_QUOTED_OR_NUMBER = re.compile(r"('[^']*'|\"[^\"]*\")|\d+")
+
+
+def warning_kind(text: str) -> str:
+    """What makes warnings repeats of one another: the text with its numbers (stamps, sizes, box
+    values) masked. Quoted names (target ids, encodings) are kept: each is another user action."""
+    return _QUOTED_OR_NUMBER.sub(lambda match: match.group(1) or "#", text)
 
 
 class WarningThrottle:

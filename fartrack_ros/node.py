@@ -39,7 +39,8 @@ Init. Each detection of an init array starts (or restarts) a target on the cache
 stamp equals the init header stamp (zero stamp: the latest frame). An init stamped later than
 every cached frame waits up to ``INIT_WAIT_S`` for its frame (a large image can arrive after the
 small init that answers it); an init for a stamp no longer (or never) cached is refused with a
-warning. The target is tracked from the frames that arrive after that frame. ``id`` names the target; an empty id gets the next free number.
+warning. The target is tracked from the frames that arrive after that frame. ``id`` names the
+target; an empty id gets the next free number.
 
 Lifecycle. The class is a ``rclpy.lifecycle.LifecycleNode``: configure loads and warms up the
 model and creates the publishers, services and control subscriptions; activate subscribes to
@@ -57,7 +58,6 @@ from __future__ import annotations
 
 import argparse
 import itertools
-import re
 import signal
 import sys
 import threading
@@ -84,7 +84,7 @@ from fartrack_ros.msg import TrackerStatus
 
 from . import params
 from .compute_thread import ComputeThread
-from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level
+from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level, warning_kind
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
@@ -476,9 +476,10 @@ class FarTrackNode(LifecycleNode):
         """The camera's frame size changed under tracked targets: say so (the tracker has scaled
         their boxes to it)."""
         sizes = ", ".join(sorted({f"{w}x{h}" for h, w in old_hw.values()}))
-        self._warn(f"image size changed from {sizes} to {width}x{height}: the boxes of "
-                   f"{', '.join(sorted(old_hw))} are scaled to it (same field of view assumed; "
-                   "re-init them if the camera now crops instead)")
+        text = (f"image size changed from {sizes} to {width}x{height}: the boxes of "
+                f"{', '.join(sorted(old_hw))} are scaled to it (same field of view assumed; "
+                "re-init them if the camera now crops instead)")
+        self._warn(text, kind=text)  # each new size is news: only the very same change is a repeat
 
     # -- targets --------------------------------------------------------------------------------
     def _on_init(self, msg: Detection2DArray) -> None:
@@ -632,10 +633,10 @@ class FarTrackNode(LifecycleNode):
             return self._image_subscription.topic_name
         return self.resolve_topic_name("image")
 
-    def _warn(self, text: str) -> None:
-        """Log a warning; the same warning (numbers and quoted names such as target ids aside) at
-        most every WARN_EVERY_S seconds."""
-        admit, held = self._throttle.admit(re.sub(r"'[^']*'|\"[^\"]*\"|\d+", "#", text))
+    def _warn(self, text: str, kind: str | None = None) -> None:
+        """Log a warning; the same ``kind`` of warning (default: `warning_kind` of the text, which
+        tells target ids and encodings apart but not stamps) at most every WARN_EVERY_S seconds."""
+        admit, held = self._throttle.admit(warning_kind(text) if kind is None else kind)
         if admit:
             suffix = f" ({held} similar warnings held back)" if held else ""
             self.get_logger().warning(text + suffix)

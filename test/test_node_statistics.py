@@ -14,6 +14,7 @@ from fartrack_ros.diagnostics import (
     WarningThrottle,
     diagnostic_items,
     diagnostic_level,
+    warning_kind,
 )
 
 
@@ -184,6 +185,16 @@ def test_warning_throttle_passes_the_first_then_one_per_period_per_kind():
     clock.now += 5.0
     assert throttle.admit("image") == (True, 2)
     assert throttle.admit("image") == (False, 0)
+
+
+def test_warnings_differing_in_numbers_are_one_kind_and_in_quoted_names_are_not():
+    def frame_warning(stamp):
+        return f"frame {stamp}.000000001 not tracked: ValueError: bad frame 12x3"
+
+    assert warning_kind(frame_warning(100)) == warning_kind(frame_warning(101))
+    assert warning_kind("remove ignored: no target 'foo'") != warning_kind("remove ignored: no target 'bar'")
+    assert warning_kind("init for target 't1' refused: w=0.0") == "init for target 't1' refused: w=#.#"
+    assert warning_kind('unsupported encoding "16UC1"') != warning_kind('unsupported encoding "32FC1"')
 
 
 def test_warning_throttle_forgets_kinds_not_seen_for_a_period_once_it_holds_many():

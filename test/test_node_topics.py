@@ -136,6 +136,19 @@ def test_remove_drops_only_that_target(node, probe, stamps):
     assert detections is not None and [d.id for d in detections.detections] == ["blue"]
 
 
+def test_refusals_of_different_targets_are_each_logged(node, probe):
+    from std_msgs.msg import String
+
+    for name in ("nobody-a", "nobody-b"):  # one right after the other: not repeats of one warning
+        probe.remove_pub.publish(String(data=name))
+    deadline = time.monotonic() + 5.0
+    while "'nobody-b'" not in node.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+
+    assert "remove ignored: no target 'nobody-a'" in node.log_text()
+    assert "remove ignored: no target 'nobody-b'" in node.log_text()
+
+
 def test_reset_drops_all_targets_and_stops_work(node, probe, stamps):
     _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
 
