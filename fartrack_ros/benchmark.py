@@ -127,7 +127,8 @@ def synthetic_frames(count: int, seed: int = 1_000_000, size: tuple[int, int] = 
 
 
 def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
-               period_s: float = 0.0, to_results: bool = False) -> tuple[float, dict[str, float]]:
+               period_s: float = 0.0, to_results: bool = False, drop_pruned: bool = True
+               ) -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).
 
     ``runner``: the model as `with_backend` prepares it. Every frame adds a template
@@ -139,9 +140,11 @@ def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str,
     ``to_results``: time each frame until its results are handed out, where the node publishes
     them (before the frame's template step); back to back, a frame's time then starts when the
     previous results were handed out, as the next camera frame would reach the node while it
-    still embeds the previous frame's templates.
+    still embeds the previous frame's templates. ``drop_pruned`` False: the official masked
+    arithmetic (see `TrackerConfig`).
     """
-    tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1), lost_threshold=0.0))
+    tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1), lost_threshold=0.0,
+                                            drop_pruned=drop_pruned))
     for k in range(targets):
         tracker.add_target(frames[0], _spread_box(boxes[0], k, frames[0].shape), target_id=f"t{k}")
     sync = device_sync(next(runner.parameters()).device)

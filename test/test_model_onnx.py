@@ -59,6 +59,20 @@ def test_tracker_boxes_are_the_same_with_onnxruntime():
     np.testing.assert_allclose(boxes["onnxruntime"], boxes["torch"], atol=1e-3, rtol=0)
 
 
+def test_official_memory_mode_runs_on_the_onnx_backend_too():
+    runner = with_backend(build_model(SMALL).eval(), "onnxruntime")
+    calls = []
+    encode_logits = runner.encode_logits
+    runner.encode_logits = lambda *args: calls.append(1) or encode_logits(*args)
+    frame = np.random.default_rng(0).integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    tracker = Tracker(runner, TrackerConfig(memory="official"))
+    tracker.add_target(frame, (60, 40, 30, 30))
+    for _ in range(3):
+        tracker.track(frame)
+
+    assert len(calls) == 3
+
+
 @pytest.mark.skipif(not (FIXTURES / "model_io.npz").is_file(), reason="official fixtures not beside the repo")
 def test_a_freshly_loaded_checkpoint_exports_the_renormed_command_rows():
     """Quirk Q1: the graph's head must see the command rows renormed, though no torch forward ran."""

@@ -53,9 +53,11 @@ def _replay(model, trace, config: TrackerConfig, check_inputs: bool) -> float:
     return largest
 
 
-def test_official_memory_mode_replays_the_official_tracker(official_model, trace):
-    largest = _replay(official_model, trace, TrackerConfig(memory="official"), check_inputs=True)
-    print(f"official mode: largest box deviation over 39 frames {largest:.3g} px")
+@pytest.mark.parametrize("drop_pruned", [False, True], ids=["official-arithmetic", "fast-path"])
+def test_official_memory_mode_replays_the_official_tracker(official_model, trace, drop_pruned):
+    config = TrackerConfig(memory="official", drop_pruned=drop_pruned)
+    largest = _replay(official_model, trace, config, check_inputs=True)
+    print(f"official mode, drop_pruned={drop_pruned}: largest box deviation over 39 frames {largest:.3g} px")
     assert largest < BOX_TOLERANCE_PX
 
 

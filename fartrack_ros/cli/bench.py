@@ -119,7 +119,8 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) -> list[bm.Row]:
     """The masked eager baseline and each fast runtime, measured round-robin in the same rounds."""
     baseline = f"{variant} baseline (masked eager)"
-    measures = {baseline: lambda r=with_backend(model, "torch"): bm.tracker_ms(r, frames, boxes, "official")}
+    measures = {baseline: lambda r=with_backend(model, "torch"): bm.tracker_ms(r, frames, boxes, "official",
+                                                                                drop_pruned=False)}
     for runtime in bm.tracker_runtimes(device):
         runner = with_backend(model, runtime.backend, runtime.precision)
         measures[f"{variant} {runtime.label}"] = lambda r=runner: bm.tracker_ms(r, frames, boxes, "bounded")

@@ -61,6 +61,10 @@ class TrackerConfig:
       near where it was last seen is found again there. The reported box is that last
       confident box.
     - The first confident frame makes the target TRACKING again and moves it to the new box.
+
+    ``drop_pruned`` False runs the official arithmetic instead of the fast path: every template
+    token present, pruned ones masked, eager attention, in torch whatever the backend. The boxes
+    are the same to float rounding; it is slower, and is the benchmark's baseline.
     """
 
     memory: str = "bounded"
@@ -68,6 +72,7 @@ class TrackerConfig:
     lost_threshold: float = 0.15
     lost_frames: int = 5
     max_targets: int = 16
+    drop_pruned: bool = True
 
     def __post_init__(self) -> None:
         if self.memory not in MEMORY_MODES:
@@ -247,7 +252,6 @@ class Tracker:
                 on_results([])
             return []
         cfg = self.cfg
-        official = self.config.memory == "official"
         with torch.inference_mode():
             t0 = time.perf_counter()
             patches, factors = [], []
@@ -259,7 +263,7 @@ class Tracker:
             search = normalize_patches(np.stack(patches), self.device)
             embeds, keeps = self._slot_inputs(targets)
             t1 = time.perf_counter()
-            out = self.model.forward_embedded(embeds, keeps, search, drop_pruned=not official)
+            out = self.model.forward_embedded(embeds, keeps, search, drop_pruned=self.config.drop_pruned)
             self._sync()
             t2 = time.perf_counter()
             boxes = xyxy_to_cxcywh(decode_boxes(out.logits, cfg))
