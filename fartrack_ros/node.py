@@ -71,6 +71,7 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
 from rcl_interfaces.msg import SetParametersResult
@@ -148,6 +149,7 @@ class FarTrackNode(LifecycleNode):
             self.add_on_set_parameters_callback(self._check_parameters)
         else:
             self.add_on_set_parameters_callback(self._check_log_and_apply_parameters)
+        self._take_integers_for_floats()
         for spec in params.PARAMETERS:
             self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=managed))
         if self.PRE_POST_SET_HOOKS:
@@ -327,9 +329,19 @@ class FarTrackNode(LifecycleNode):
                                          started=self._parameters_declared)
                 or self._model_refuses(name, value))
 
+    def _take_integers_for_floats(self) -> None:
+        """Start-up values (``-p``, params files) of float parameters given as integers become
+        floats: rclpy would otherwise refuse ``diagnostics_period: 2`` and the node would not start."""
+        overrides = getattr(self, "_parameter_overrides", {})
+        for spec in params.PARAMETERS:
+            if spec.name in overrides:
+                overrides[spec.name] = _as_declared_kind(overrides[spec.name])
+
     def _log_rejected_parameters(self, parameters) -> list:
-        """Pre-set hook: log every refused change with its reason, also the ones rclpy's own
-        descriptor checks (range, type, read-only) refuse before `_check_parameters` runs."""
+        """Pre-set hook: take an integer for a float parameter as that float, and log every refused
+        change with its reason, also the ones rclpy's own descriptor checks (range, type, read-only)
+        refuse before `_check_parameters` runs."""
+        parameters = [_as_declared_kind(parameter) for parameter in parameters]
         try:
             for parameter in parameters:
                 reason = self._rejection(parameter.name, parameter.value)
@@ -640,6 +652,12 @@ class FarTrackNode(LifecycleNode):
         if admit:
             suffix = f" ({held} similar warnings held back)" if held else ""
             self.get_logger().warning(text + suffix)
+
+
+def _as_declared_kind(parameter: Parameter) -> Parameter:
+    """``parameter``, or a copy holding its value as the declared type (`params.as_declared_kind`)."""
+    value = params.as_declared_kind(parameter.name, parameter.value)
+    return parameter if value is parameter.value else Parameter(parameter.name, value=value)
 
 
 def has_events_executor() -> bool:

@@ -180,6 +180,19 @@ def defaults() -> dict[str, Any]:
     return {spec.name: spec.default for spec in PARAMETERS}
 
 
+_KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def as_declared_kind(name: str, value: Any) -> Any:
+    """``value`` as the parameter's declared type where that loses nothing: an integer for a float
+    parameter (``-p lost_threshold:=1`` or ``period: 2`` in YAML) becomes a float, as a user means;
+    anything else is returned unchanged."""
+    spec = BY_NAME.get(name)
+    if spec is not None and spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def validate(name: str, value: Any) -> str | None:
     """Why ``value`` is not acceptable for parameter ``name`` (None when it is).
 
@@ -190,10 +203,9 @@ def validate(name: str, value: Any) -> str | None:
     if spec is None:
         return None  # not ours (e.g. use_sim_time)
     kind = spec.kind
-    if kind is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+    value = as_declared_kind(name, value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        return f"{name} must be a {kind.__name__}, got {value!r}"
+        return f"{name} must be {_KIND_NAMES[kind]}, got {value!r}"
     if kind is float and not math.isfinite(value):
         return f"{name} must be finite, got {value!r}"
     if spec.choices is not None and value not in spec.choices:

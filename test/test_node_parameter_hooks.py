@@ -73,3 +73,32 @@ def test_a_refused_change_is_logged_with_its_reason_and_changes_nothing(node):
     assert any(line.startswith("warning: parameter change rejected: device is read when the model is "
                                "configured") for line in log.lines), log.lines
     assert node.get_parameter("device").value == before
+
+
+def test_an_integer_for_a_float_parameter_is_taken_as_that_number(node):
+    from rclpy.parameter import Parameter
+
+    node, log = node
+    if not node.PRE_POST_SET_HOOKS:
+        pytest.skip("Humble's rclpy refuses the type before any hook of the node runs")
+    (result,) = node.set_parameters([Parameter("lost_threshold", value=1)])
+
+    assert result.successful, result.reason
+    assert node.get_parameter("lost_threshold").value == 1.0
+    assert node._loaded.tracker.config.lost_threshold == 1.0
+    assert not [line for line in log.lines if line.startswith("warning")], log.lines
+
+
+def test_integers_given_at_start_for_float_parameters_start_the_node(rclpy_context):
+    from rclpy.parameter import Parameter
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True, parameter_overrides=[
+        Parameter("diagnostics_period", value=2), Parameter("lost_threshold", value=0)])
+    try:
+        assert node.get_parameter("diagnostics_period").value == 2.0
+        assert isinstance(node.get_parameter("lost_threshold").value, float)
+    finally:
+        node.stop()
+        node.destroy_node()

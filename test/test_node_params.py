@@ -42,12 +42,12 @@ def test_every_parameter_has_a_description_and_a_valid_default():
         ("lost_threshold", 1.5, r"out of range \[0.0, 1.0\]"),
         ("lost_threshold", float("nan"), "must be finite"),
         ("lost_frames", 0, "out of range"),
-        ("max_targets", "3", "must be a int"),
+        ("max_targets", "3", "must be an integer"),
         ("cpu_threads", -1, "out of range"),
-        ("cpu_threads", 1.5, "must be a int"),
-        ("frame_cache_size", True, "must be a int"),
+        ("cpu_threads", 1.5, "must be an integer"),
+        ("frame_cache_size", True, "must be an integer"),
         ("diagnostics_period", 0.0, "out of range"),
-        ("publish_debug_image", 1, "must be a bool"),
+        ("publish_debug_image", 1, "must be true or false"),
     ],
 )
 def test_bad_values_are_rejected_with_the_value_and_reason(name, value, reason):
