@@ -62,6 +62,7 @@ import signal
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Callable
 
@@ -522,13 +523,16 @@ class FarTrackNode(LifecycleNode):
         frame = self._init_frame(msg, held)
         if frame is None:
             return
+        if msg.header.frame_id and msg.header.frame_id != frame.header.frame_id:
+            self._warn(f"init frame_id {msg.header.frame_id!r} is not the image's {frame.header.frame_id!r}: "
+                       "its boxes are taken as pixels of that image")
         rgb = frame.rgb()
         with self._tracker_lock:
             if self._loaded is None:
                 self._warn("init ignored: the node is not configured")
                 return
             tracker = self._loaded.tracker
-            for detection in msg.detections:
+            for detection in self._last_of_each_id(msg.detections):
                 try:
                     requested = init_box(detection)
                     target_id = tracker.add_target(rgb, requested, detection.id or None)
@@ -549,6 +553,16 @@ class FarTrackNode(LifecycleNode):
                 self._stats.note_tracking_started()
             self._num_targets = len(tracker.target_ids)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
+
+    def _last_of_each_id(self, detections: list) -> list:
+        """The detections of an init, a named target's last one only (re-init semantics), saying so."""
+        counts = Counter(detection.id for detection in detections if detection.id)
+        for target_id, count in counts.items():
+            if count > 1:
+                self._warn(f"init lists target {target_id!r} {count} times: its last box is used")
+        last = {detection.id: index for index, detection in enumerate(detections) if detection.id}
+        return [detection for index, detection in enumerate(detections)
+                if not detection.id or last[detection.id] == index]
 
     def _init_frame(self, msg: Detection2DArray, held: bool) -> CachedFrame | None:
         """The cached frame ``msg`` is stamped with; None when the init is refused (warned) or, if

@@ -34,9 +34,14 @@ def format_stamp(stamp_ns: int) -> str:
 
 
 def init_box(detection) -> tuple[float, float, float, float]:
-    """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels."""
+    """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels. ValueError for a
+    box under a pixel wide or high, which is a box in normalized coordinates far more often than
+    an object (the tracker judges the other sizes)."""
     bbox = detection.bbox
     w, h = float(bbox.size_x), float(bbox.size_y)
+    if 0.0 < w < 1.0 or 0.0 < h < 1.0:
+        raise ValueError(f"box size {w:g}x{h:g} is under a pixel: init boxes are in pixels "
+                         "(normalized coordinates?)")
     return (float(bbox.center.position.x) - w / 2.0, float(bbox.center.position.y) - h / 2.0, w, h)
 
 

@@ -132,7 +132,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "max_targets", 16,
-        "Most targets tracked at once; an init beyond it is refused with a warning.",
+        "Most targets tracked at once; an init beyond it is refused with a warning. Lowering it "
+        "keeps the targets already tracked.",
         LIVE, low=1, high=256,
     ),
     ParamSpec(

@@ -110,6 +110,29 @@ def test_empty_id_gets_an_automatic_id(node, probe, stamps):
     assert len(ids) == 2 and all(ids) and len(set(ids)) == 2
 
 
+def test_a_target_listed_twice_takes_its_last_box_and_a_foreign_frame_id_is_named(node, probe, stamps):
+    for _ in range(3):  # fresh stamps on each try: a best-effort image may be lost
+        init_stamp, next_stamp = stamps(), stamps()
+        probe.image_pub.publish(image_msg(_scene(0), init_stamp))
+        time.sleep(0.3)
+        init = init_msg(init_stamp, [("twice", BOX_BLUE), ("twice", BOX_RED)])
+        init.header.frame_id = "map"
+        probe.init_pub.publish(init)
+        time.sleep(0.3)
+        probe.image_pub.publish(image_msg(_scene(2), next_stamp))
+        detections = probe.wait_for("detections", lambda m, s=next_stamp: stamp_ns_of(m.header) == s,
+                                    timeout=2.0)
+        if detections is not None:
+            break
+
+    assert detections is not None, node.log_text()
+    (detection,) = detections.detections
+    assert detection.id == "twice" and abs(detection.bbox.center.position.x - 82.0) < 8.0  # the red box
+    log = node.log_text()
+    assert "init lists target 'twice' 2 times: its last box is used" in log
+    assert f"init frame_id 'map' is not the image's '{FRAME_ID}'" in log
+
+
 def test_two_targets_are_tracked_at_once(node, probe, stamps):
     _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
 
