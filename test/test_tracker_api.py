@@ -166,6 +166,20 @@ def test_invalid_config_values_are_rejected():
         TrackerConfig(memory="unbounded")
     with pytest.raises(ValueError, match="lost_frames"):
         TrackerConfig(lost_frames=0)
+    with pytest.raises(ValueError, match="lost_frames must be an integer, got 1.5"):
+        TrackerConfig(lost_frames=1.5)
+    with pytest.raises(ValueError, match="max_targets must be an integer, got True"):
+        TrackerConfig(max_targets=True)
+    with pytest.raises(ValueError, match="template_memory_cap must be >= 2"):
+        TrackerConfig(template_memory_cap=0)
+
+
+def test_a_single_id_string_names_one_target(model, frame):
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    for target_id in ("12", "1", "2"):
+        tracker.add_target(frame, BOX, target_id=target_id)
+
+    assert [r.target_id for r in tracker.track(frame, target_ids="12")] == ["12"]
 
 
 def test_a_smaller_memory_cap_set_while_tracking_applies_from_the_next_frame(model, frame):

@@ -77,6 +77,13 @@ class TrackerConfig:
     def __post_init__(self) -> None:
         if self.memory not in MEMORY_MODES:
             raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
+        for name in ("template_memory_cap", "lost_frames", "max_targets"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError(f"{name} must be an integer, got {value!r}")
+        if self.template_memory_cap < 2:
+            raise ValueError(f"template_memory_cap must be >= 2 (the first and the newest template), "
+                             f"got {self.template_memory_cap}")
         if self.lost_frames < 1:
             raise ValueError(f"lost_frames must be >= 1, got {self.lost_frames}")
         if not 0.0 <= self.lost_threshold <= 1.0:
@@ -224,8 +231,9 @@ class Tracker:
               target_ids: Iterable[str] | None = None) -> list[TrackResult]:
         """Track every target in ``frame`` with one batched forward; one result per target.
 
-        ``target_ids`` limits this to those targets (unknown ids are ignored): a caller whose
-        targets started on different frames tracks each only in frames after its own init frame.
+        ``target_ids`` limits this to those targets (unknown ids are ignored; a string is one id): a
+        caller whose targets started on different frames tracks each only in frames after its own
+        init frame.
 
         ``on_results`` gets the results as soon as the boxes are known, before this frame's new
         templates are cropped and embedded for the next frame (0.5-2 ms), so a caller can send
@@ -239,7 +247,7 @@ class Tracker:
         _check_frame(frame)
         targets = list(self._targets.values())
         if target_ids is not None:
-            wanted = set(target_ids)
+            wanted = {target_ids} if isinstance(target_ids, str) else set(map(str, target_ids))
             targets = [target for target in targets if target.target_id in wanted]
         self.last_rescaled = {}
         for target in targets:
