@@ -44,6 +44,7 @@ def test_comma_choices_accept_listed_items_only():
     (make_data.build_parser(), ["out", "--count", "2", "--jpeg-quality", "101"]),
     (make_data.build_parser(), ["out", "--count", "-1"]),
     (train.build_parser(), ["--out", "run", "--lr", "nan"]),
+    (train.build_parser(), ["--out", "run", "--seed", "-1"]),
 ])
 def test_tools_refuse_bad_values_naming_the_option(parser, args, capsys):
     with pytest.raises(SystemExit) as exit_info:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import torch
@@ -50,15 +51,23 @@ def test_cli_trains_from_a_checkpoint_on_a_got10k_folder(tmp_path):
     assert load_checkpoint(out / "final.pth").cfg.name == "test-xs"
 
 
-def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path):
+def _error_line(capsys) -> str:
+    """The one line a failed run printed on stderr (no traceback)."""
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fartrack-train: error: "), lines
+    return lines[0]
+
+
+def test_a_new_run_refuses_a_folder_that_holds_one(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
     before = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
-    with pytest.raises(SystemExit, match="already holds a run .* continue it with --resume"):
-        main(["--out", str(tmp_path), "--steps", "1", "--stage2-steps", "0", *SMOKE])
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path), "--steps", "1", "--stage2-steps", "0", *SMOKE]) == 1
+    assert re.search("already holds a run .* continue it with --resume", _error_line(capsys))
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == before
 
 
-def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path):
+def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path, capsys):
     data = tmp_path / "got10k_test_split"
     sequence = generate_sequence(5, SyntheticConfig(width=96, height=80, min_length=6, max_length=6))
     write_got10k(sequence, data)
@@ -67,13 +76,50 @@ def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path):
             (folder / "groundtruth.txt").write_text((folder / "groundtruth.txt").read_text().splitlines()[0] + "\n")
             for label in folder.glob("*.label"):
                 label.unlink()
-    with pytest.raises(SystemExit, match="nothing to train on"):
-        main(["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0", *SMOKE])
+    assert main(["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0",
+                 *SMOKE]) == 1
+    assert "nothing to train on" in _error_line(capsys)
 
 
-def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path):
+def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "s2"), "--steps", "0", "--stage2-steps", "1", *SMOKE]) == 0
     assert load_checkpoint(tmp_path / "s2" / "final.pth").cfg.name == "test-xs"
+    capsys.readouterr()
     for resume in ([], ["--resume"]):  # --resume with no checkpoint starts a new run: the same rule
-        with pytest.raises(SystemExit, match="nothing to train"):
-            main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *resume, *SMOKE])
+        assert main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *resume, *SMOKE]) == 1
+        assert "nothing to train" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("init", ["missing.pth", "truncated.pth"])
+def test_an_unusable_init_checkpoint_is_a_one_line_error(tmp_path, capsys, init):
+    torch.save({"net": {"w": torch.zeros(1000)}}, tmp_path / "whole.pth")
+    (tmp_path / "truncated.pth").write_bytes((tmp_path / "whole.pth").read_bytes()[:500])
+
+    code = main(["--out", str(tmp_path / "run"), "--init", str(tmp_path / init), *SMOKE[2:]])
+
+    assert code == 1
+    assert f"{tmp_path / init}" in _error_line(capsys)
+
+
+def test_an_unknown_device_is_a_one_line_error(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), *SMOKE, "--device", "gpu"]) == 1
+    assert "invalid device 'gpu'" in _error_line(capsys)
+
+
+def test_resuming_from_a_truncated_checkpoint_says_which_and_what_to_do(tmp_path, capsys):
+    assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
+    latest = latest_checkpoint(tmp_path)
+    latest.write_bytes(latest.read_bytes()[:4096])
+    capsys.readouterr()
+
+    assert main(["--out", str(tmp_path), "--resume", *SMOKE]) == 1
+    line = _error_line(capsys)
+    assert str(latest) in line and "delete it to resume from the checkpoint before it" in line
+
+
+@pytest.mark.parametrize("out", ["a_file", "a_file/run"])
+def test_an_out_that_cannot_be_a_folder_is_a_one_line_error(tmp_path, capsys, out):
+    (tmp_path / "a_file").write_text("not a folder")
+
+    assert main(["--out", str(tmp_path / out), *SMOKE]) == 1
+    assert f"cannot make the run folder --out {tmp_path / out}" in _error_line(capsys)

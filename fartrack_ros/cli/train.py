@@ -15,17 +15,22 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from .messages import CliError, command, warn
 from .options import non_negative_int, positive_float, positive_int
 
+if TYPE_CHECKING:
+    from ..training import Trainer
+
+PROG = "fartrack-train"
 DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fartrack-train", description=__doc__.split("\n")[0],
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[1:]))
     parser.add_argument("--out", required=True, type=Path, help="run folder: checkpoints/, final.pth, logs")
@@ -36,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint (its stored settings win)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the weights and of every batch (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights and of every batch (default 0)")
     parser.add_argument("--steps", type=non_negative_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
     parser.add_argument("--batch-size", type=positive_int, help=f"samples per step (default {DEFAULTS['batch_size']})")
     parser.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {DEFAULTS['lr']})")
@@ -59,13 +64,10 @@ def _sequence_source(dataset: Optional[Path], seed: int):
     from ..data.readers import load_dataset
     from ..training.sampling import usable
 
-    try:
-        sequences = load_dataset(dataset)
-    except (FileNotFoundError, ValueError) as exc:
-        raise SystemExit(f"fartrack-train: {exc}") from None
+    sequences = load_dataset(dataset)
     if not any(len(s) > 1 and usable(s, 0) and any(usable(s, k) for k in range(1, len(s))) for s in sequences):
-        raise SystemExit(f"fartrack-train: no sequence in {dataset} shows its target in frame 0 and a later "
-                         "frame (a test split has only first-frame boxes): nothing to train on")
+        raise CliError(f"no sequence in {dataset} shows its target in frame 0 and a later frame (a test split "
+                       "has only first-frame boxes): nothing to train on")
     return SequenceSource.from_list(sequences, seed, f"{dataset} ({len(sequences)} sequences)")
 
 
@@ -78,9 +80,22 @@ def _train_config(args, stored: Optional[dict] = None):
     return replace(TrainConfig(), seed=args.seed, **{**DEFAULTS, **values})
 
 
+@command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    from ..model import build_model, load_checkpoint, resolve_device
+    try:
+        trainer = _trainer(args, argv)
+        summary = trainer.run()
+    except (ValueError, OSError) as exc:  # a bad --device, an unusable --init or dataset, a full disk
+        raise CliError(exc) from None
+    print(f"{PROG}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
+    return 0
+
+
+def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
+    """The Trainer of a new run, or of the run in ``--out`` resumed from its latest checkpoint."""
+    from ..model import (CheckpointError, FARTrack, ModelConfig, build_model, load_checkpoint, read_checkpoint,
+                         resolve_device)
     from ..training import Trainer, latest_checkpoint, model_config
     from ..training.configs import init_for_training
 
@@ -89,23 +104,26 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device)
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CliError(f"cannot make the run folder --out {args.out}: {exc.strerror} (give a folder path)") from None
     resume_path = latest_checkpoint(args.out) if args.resume else None
     log_path = args.out / "train_log.jsonl"
     if args.resume and resume_path is None:
-        print(f"fartrack-train: --resume: no checkpoint under {args.out / 'checkpoints'}; starting a new run",
-              file=sys.stderr)
+        warn(PROG, f"--resume: no checkpoint under {args.out / 'checkpoints'}; starting a new run")
         log_path.unlink(missing_ok=True)  # what an attempt that never reached a checkpoint logged
     elif not args.resume and (latest_checkpoint(args.out) is not None or log_path.is_file()):
-        raise SystemExit(f"fartrack-train: {args.out} already holds a run (checkpoints or train_log.jsonl): "
-                         "continue it with --resume, or give a new --out")
+        raise CliError(f"{args.out} already holds a run (checkpoints or train_log.jsonl): "
+                       "continue it with --resume, or give a new --out")
     if resume_path is None and steps + stage2 < 1:  # a resumed run keeps its stored step counts
-        raise SystemExit("fartrack-train: --steps and --stage2-steps are both 0: nothing to train")
-    stored = None
+        raise CliError("--steps and --stage2-steps are both 0: nothing to train")
     if resume_path is not None:
-        stored = torch.load(resume_path, map_location="cpu", weights_only=True)
+        try:
+            stored = read_checkpoint(resume_path)
+        except CheckpointError as exc:
+            raise CliError(f"--resume: {exc} (delete it to resume from the checkpoint before it)") from None
         config = _train_config(args, stored["train_config"])
-        from ..model import ModelConfig, FARTrack
-
         torch.manual_seed(config.seed)
         model = FARTrack(ModelConfig.from_dict(stored["model_config"]))
         metadata = dict(stored.get("metadata", {}))
@@ -117,13 +135,10 @@ def main(argv: Optional[list[str]] = None) -> int:
             origin = f"init {args.init}"
         else:
             name = args.variant or args.config or "bundled-m"
-            try:
-                model = init_for_training(build_model(model_config(name)))
-            except ValueError as exc:
-                raise SystemExit(f"fartrack-train: {exc}") from None
+            model = init_for_training(build_model(model_config(name)))
             origin = f"scratch {name}"
         metadata = {
-            "command": "fartrack-train " + shlex.join(sys.argv[1:] if argv is None else argv),
+            "command": f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv),
             "origin": origin,
             "data": "synthetic" if args.dataset is None else str(args.dataset),
             "device": str(device),
@@ -137,10 +152,8 @@ def main(argv: Optional[list[str]] = None) -> int:
                       metadata=metadata)
     if resume_path is not None:
         trainer.resume_from(resume_path)
-        print(f"fartrack-train: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
-    summary = trainer.run()
-    print(f"fartrack-train: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
-    return 0
+        print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
+    return trainer
 
 
 if __name__ == "__main__":

@@ -1,0 +1,60 @@
+"""How the command-line tools report to the user: one line ``prog: error: message`` or
+``prog: warning: message`` on stderr, as argparse does, never a traceback for an expected failure."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Callable, Optional
+
+Main = Callable[[Optional[list[str]]], int]
+
+
+class CliError(Exception):
+    """An expected failure (an unusable input, file or device): one error line and exit ``code``
+    (1, or 2 for a usage error, as argparse gives)."""
+
+    def __init__(self, message: object, code: int = 1) -> None:
+        super().__init__(str(message))
+        self.code = code
+
+
+def warn(prog: str, message: object) -> None:
+    """Print ``prog: warning: message`` on stderr."""
+    print(f"{prog}: warning: {message}", file=sys.stderr)
+
+
+class _PrefixedStderr(logging.Handler):
+    """The library's log records as the tool's own lines (``prog: warning: ...``) on the current stderr."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(logging.WARNING)
+        self.prog = prog
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(f"{self.prog}: {record.levelname.lower()}: {record.getMessage()}", file=sys.stderr)
+
+
+def command(prog: str) -> Callable[[Main], Main]:
+    """Decorate a tool's ``main(argv) -> int``: a `CliError` ends it with ``prog: error: message``
+    and its exit code; meanwhile the library's warnings (a CUDA device that is absent) print like the
+    tool's own instead of through logging's bare fallback."""
+
+    def decorate(main: Main) -> Main:
+        @functools.wraps(main)
+        def run(argv: Optional[list[str]] = None) -> int:
+            handler = _PrefixedStderr(prog)
+            library = logging.getLogger("fartrack_ros")
+            library.addHandler(handler)
+            try:
+                return main(argv)
+            except CliError as exc:
+                print(f"{prog}: error: {exc}", file=sys.stderr)
+                return exc.code
+            finally:
+                library.removeHandler(handler)
+
+        return run
+
+    return decorate
