@@ -100,6 +100,29 @@ def test_official_checkpoint_is_recognised_as_tiny():
 
 
 @needs_fixture
+def test_only_the_official_sizes_throughout_are_named_after_a_variant():
+    state = torch.load(FIXTURE_CKPT, map_location="cpu", weights_only=True)["net"]
+    state["identity"] = state["identity"][:, :4]  # 3 template slots: a 15-layer, 192-wide custom net
+    assert config_from_state_dict(state).name == "custom"
+
+
+def test_a_state_dict_without_a_backbone_key_says_what_it_lacks(tmp_path):
+    state = _small_model().state_dict()
+    del state["backbone.patch_embed.proj.weight"]
+    torch.save({"net": state}, tmp_path / "partial.pth")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "partial.pth")
+    assert "lacks 'backbone.patch_embed.proj.weight'" in str(err.value)
+    assert "invalid model config" not in str(err.value)
+
+
+def test_a_model_config_that_is_not_a_dict_is_refused(tmp_path):
+    torch.save({"net": _small_model().state_dict(), "model_config": "tiny"}, tmp_path / "named.pth")
+    with pytest.raises(CheckpointError, match="'model_config' is a str, not a dict"):
+        load_checkpoint(tmp_path / "named.pth")
+
+
+@needs_fixture
 @pytest.mark.parametrize("variant,layers", [("nano", 10), ("pico", 6)])
 def test_nano_and_pico_are_the_first_layers_of_tiny(variant, layers):
     tiny = load_checkpoint(FIXTURE_CKPT)

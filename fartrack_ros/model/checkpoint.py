@@ -5,12 +5,13 @@ from __future__ import annotations
 import pickle
 import re
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
 
-from .config import VARIANT_LAYERS, ModelConfig, truncate_config
+from .config import VARIANT_LAYERS, ModelConfig, truncate_config, variant_config
 from .device import resolve_device
 from .network import FARTrack
 from .safe_pickle import load_checkpoint_file
@@ -110,9 +111,7 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
     extension = _count_layers(state_dict, "extension")
     coord_range = 2
     bins = (vocab - 5) // coord_range
-    layers = depth + extension
-    name = next((v for v, n in VARIANT_LAYERS.items() if n == layers and dim == 192), "custom")
-    return ModelConfig(
+    cfg = ModelConfig(
         embed_dim=dim,
         depth=depth,
         extension_depth=extension,
@@ -124,8 +123,10 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
         num_template_slots=slots,
         bins=bins,
         coord_range=coord_range,
-        name=name,
+        name="custom",
     )
+    # named after an official variant only when it has that variant's sizes throughout
+    return next((replace(cfg, name=v) for v in VARIANT_LAYERS if replace(cfg, name=v) == variant_config(v)), cfg)
 
 
 def _count_layers(state_dict: dict[str, torch.Tensor], group: str) -> int:
@@ -174,10 +175,16 @@ def load_checkpoint(
             f"{path}: keys start with 'module.' (a DataParallel wrapper); save model.state_dict() of the bare network"
         )
     stored = checkpoint.get("model_config")
-    try:
-        cfg = ModelConfig.from_dict(stored) if isinstance(stored, dict) else config_from_state_dict(state_dict)
-    except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+    if stored is not None and not isinstance(stored, dict):
+        raise CheckpointError(f"{path}: 'model_config' is a {type(stored).__name__}, not a dict of sizes "
+                              "(as ModelConfig.to_dict() writes)")
+    if stored is None:
+        cfg = config_from_state_dict(state_dict)
+    else:
+        try:
+            cfg = ModelConfig.from_dict(stored)
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
     if not isinstance(stored, dict) and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
         # The tensors give every size but the head count. The standard ViT widths have 64-wide
         # heads; in any other (the bundled model: 128 wide, 4 heads of 32) it cannot be known.
