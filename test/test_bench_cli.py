@@ -87,6 +87,31 @@ def test_bench_refuses_an_unknown_node_executor(capsys):
     assert bench.parse_args(["--node-executors", "events"]).node_executors == ["events"]
 
 
+@pytest.mark.parametrize("option", ["--variants", "--skip", "--scaling-variant"])
+def test_bench_refuses_an_unknown_variant_or_section(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args([option, "foo"])
+    assert exit_info.value.code == 2
+    assert f"argument {option}" in capsys.readouterr().err
+
+
+def test_bench_variants_and_skipped_sections_parse_to_lists():
+    args = bench.parse_args(["--variants", "pico,bundled", "--skip", "node,opencv"])
+    assert (args.variants, args.skip) == (["pico", "bundled"], ["node", "opencv"])
+    assert bench.parse_args([]).skip == []
+
+
+@pytest.mark.parametrize("device,message", [
+    ("gpu", "invalid device 'gpu'"),
+    ("cuda", "--device cuda: no CUDA device is available (use --device cpu)"),
+])
+def test_bench_refuses_a_device_it_cannot_time_in_one_line(device, message, monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    assert bench.main(["--device", device, "--plot", ""]) == 1
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith(f"fartrack-bench: error: {message}")
+
+
 @pytest.mark.parametrize("size", ["640", "640x", "axb", "32x32"])
 def test_bench_refuses_a_bad_node_size(size, capsys):
     with pytest.raises(SystemExit):

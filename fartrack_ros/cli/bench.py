@@ -13,13 +13,19 @@ import torch
 from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
+from ..model.device import cuda_unavailable_reason
 from ..params import BY_NAME as PARAMETERS
+from .messages import CliError, command
 from .options import PRECISION_CHOICES, comma_choices, frame_size, int_at_least, positive_int
+
+PROG = "fartrack-bench"
+VARIANTS = ("tiny", "nano", "pico", "bundled")
+SECTIONS = ("model", "tracker", "scaling", "opencv", "node")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="fartrack-bench", description=__doc__)
-    parser.add_argument("--variants", default="tiny,nano,pico,bundled",
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
+    parser.add_argument("--variants", default=",".join(VARIANTS), type=comma_choices(VARIANTS),
                         help="comma list of tiny, nano, pico (official sizes, random weights) and bundled")
     parser.add_argument("--threads", type=positive_int, default=2, help="torch / ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu",
@@ -32,11 +38,13 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="tracker and scaling rows: rounds over all of a table's rows in turn, median "
                              "round kept, so the machine's drift falls on every row of a ratio alike")
-    parser.add_argument("--scaling-variant", default="bundled", help="variant used for the multi-target rows")
+    parser.add_argument("--scaling-variant", default="bundled", choices=VARIANTS,
+                        help="variant used for the multi-target rows (one of --variants)")
     parser.add_argument("--scaling-precisions", default="",
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
-    parser.add_argument("--skip", default="", help="comma list of sections to skip: model,tracker,scaling,opencv,node")
+    parser.add_argument("--skip", default=[], type=comma_choices(SECTIONS),
+                        help=f"comma list of sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--node-frames", type=int_at_least(bm.WARMUP_FRAMES + 5), default=150,
                         help=f"frames sent through the node (the first {bm.WARMUP_FRAMES} are warm-up)")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
@@ -63,17 +71,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
+    device = _device(args.device)
     keep_freed_memory()
     torch.set_num_threads(args.threads)
-    device = resolve_device(args.device, strict=True)
-    skip = {s for s in args.skip.split(",") if s}
-    variants = [v for v in args.variants.split(",") if v]
+    skip = set(args.skip)
     rows: list[bm.Row] = []
     frames, boxes = bm.synthetic_frames(args.frames)
     loaded = {}
-    for variant in variants:
+    for variant in args.variants:
         try:
             loaded[variant] = bm.load_variant(variant, device)
         except Exception as exc:  # a missing bundled model must not stop the other rows
@@ -114,6 +122,17 @@ def main(argv: Optional[list[str]] = None) -> int:
         write_plot(rows, Path(args.plot), str(device))
         print(f"plot written to {args.plot}")
     return 0
+
+
+def _device(text: str) -> torch.device:
+    """The --device asked for; a CUDA device that is absent is an error, not the CPU's timings under its name."""
+    reason = cuda_unavailable_reason(text)
+    if reason is not None:
+        raise CliError(f"--device {text}: {reason} (use --device cpu)")
+    try:
+        return resolve_device(text)
+    except ValueError as exc:  # not a device name
+        raise CliError(exc) from None
 
 
 def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) -> list[bm.Row]:
