@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fartrack_ros.model import ModelConfig, build_model, decode_boxes, load_checkpoint
+from fartrack_ros.model import ModelConfig, build_model, decode_boxes, load_checkpoint, save_checkpoint
 from fartrack_ros.model.onnx_backend import with_backend
 from fartrack_ros.tracker import Tracker, TrackerConfig
 
@@ -35,6 +35,25 @@ def test_onnx_backend_matches_torch_on_uniform_and_ragged_batches():
             torch.testing.assert_close(got.logits, ref.logits, atol=1e-4, rtol=0)
             torch.testing.assert_close(got.prune_scores, ref.prune_scores, atol=1e-5, rtol=0)
             torch.testing.assert_close(decode_boxes(got.logits, cfg), decode_boxes(ref.logits, cfg), atol=1e-5, rtol=0)
+
+
+def test_onnx_backend_takes_a_checkpoint_whose_unused_parameters_have_other_sizes(tmp_path):
+    """As an official checkpoint trained at 224 px: pos_embed is unused, so the loader accepts any size."""
+    torch.manual_seed(0)
+    model = build_model(SMALL).eval()
+    model.backbone.pos_embed = torch.nn.Parameter(torch.zeros(1, 197, SMALL.embed_dim))
+    save_checkpoint(model, tmp_path / "224px.pth")
+    loaded = load_checkpoint(tmp_path / "224px.pth")
+
+    onnx_model = with_backend(loaded, "onnxruntime")
+
+    search = torch.randn(1, 3, SMALL.search_size, SMALL.search_size, generator=torch.Generator().manual_seed(1))
+    embeds = torch.randn(1, SMALL.num_template_slots, SMALL.template_tokens, SMALL.embed_dim,
+                         generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = loaded.forward_embedded(embeds, None, search)
+        got = onnx_model.forward_embedded(embeds, None, search)
+    torch.testing.assert_close(got.logits, ref.logits, atol=1e-4, rtol=0)
 
 
 def test_unknown_backend_is_rejected():

@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from .checkpoint import _adopt_unused_shapes
 from .network import FARTrack
 from .precision import precision_for_device, with_precision
 
@@ -74,7 +75,9 @@ class OnnxFARTrack(FARTrack):
         super().__init__(model.cfg)
         import onnxruntime as ort
 
-        self.load_state_dict(model.state_dict())
+        weights = model.state_dict()
+        _adopt_unused_shapes(self, weights)  # as the checkpoint loader does: their size is the training's
+        self.load_state_dict(weights)
         self.eval()
         if onnx_path is None:
             self._export_dir = tempfile.TemporaryDirectory(prefix="fartrack_onnx_")
