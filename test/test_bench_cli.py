@@ -112,6 +112,12 @@ def test_bench_refuses_a_device_it_cannot_time_in_one_line(device, message, monk
     assert line.startswith(f"fartrack-bench: error: {message}")
 
 
+def test_bench_refuses_a_plot_format_before_benching(tmp_path, capsys):
+    assert bench.main(["--plot", str(tmp_path / "bench.xyz")]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("fartrack-bench: error: cannot write a plot as .xyz")
+
+
 @pytest.mark.parametrize("size", ["640", "640x", "axb", "32x32"])
 def test_bench_refuses_a_bad_node_size(size, capsys):
     with pytest.raises(SystemExit):

@@ -8,7 +8,7 @@ import argparse
 import pytest
 
 from fartrack_ros import demo, soak
-from fartrack_ros.cli import bench, evaluate, make_data, train
+from fartrack_ros.cli import bench, evaluate, make_data, track, train
 from fartrack_ros.cli.options import comma_choices, int_at_least, non_negative_float, positive_float, positive_int
 
 
@@ -41,8 +41,11 @@ def test_comma_choices_accept_listed_items_only():
     (soak.build_parser(), ["--sample-every", "0"]),
     (soak.build_parser(), ["--template-cap", "4"]),
     (evaluate.build_parser(), ["--max-frames", "0"]),
+    (evaluate.build_parser(), ["--max-frames", "1"]),  # the first frame only initialises: nothing to score
+    (evaluate.build_parser(), ["--seed-base", "-5"]),
     (make_data.build_parser(), ["out", "--count", "2", "--jpeg-quality", "101"]),
     (make_data.build_parser(), ["out", "--count", "-1"]),
+    (make_data.build_parser(), ["out", "--count", "1", "--seed-base", "-1"]),
     (train.build_parser(), ["--out", "run", "--lr", "nan"]),
     (train.build_parser(), ["--out", "run", "--seed", "-1"]),
 ])
@@ -51,6 +54,12 @@ def test_tools_refuse_bad_values_naming_the_option(parser, args, capsys):
         parser.parse_args(args)
     assert exit_info.value.code == 2
     assert f"argument {args[-2]}" in capsys.readouterr().err  # the last option given is the bad one
+
+
+def test_an_empty_variant_means_the_whole_checkpoint_in_every_tool():
+    assert evaluate.build_parser().parse_args(["--variant", ""]).variant == ""
+    assert soak.build_parser().parse_args(["--variant", ""]).variant == ""
+    assert track.build_parser().parse_args(["in", "--init", "1,2,3,4", "--variant", ""]).variant == ""
 
 
 def test_bench_refuses_zero_rounds(capsys):

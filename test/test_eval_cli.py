@@ -5,6 +5,8 @@ import json
 import pytest
 
 from fartrack_ros.cli import evaluate, make_data
+from fartrack_ros.model import save_checkpoint
+from tracker_helpers import MICRO_CONFIG, random_model
 
 SHORT_SEQUENCES = ["--min-length", "12", "--max-length", "12"]
 
@@ -68,7 +70,7 @@ def test_an_unreadable_frame_is_a_one_line_error(tmp_path, capsys):
     (sequence / "00000005.jpg").write_bytes(b"")
     assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 1
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and "00000005.jpg" in err and "Traceback" not in err
+    assert err.startswith("fartrack-eval: error: ") and "00000005.jpg" in err and "Traceback" not in err
 
 
 def test_outputs_are_checked_first_and_json_folders_are_made(tmp_path, capsys):
@@ -77,6 +79,35 @@ def test_outputs_are_checked_first_and_json_folders_are_made(tmp_path, capsys):
     report = tmp_path / "new" / "deeper" / "s.json"
     assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "6", "--json", str(report)]) == 0
     assert json.loads(report.read_text())["trackers"]["kcf"]["ao"] >= 0.0
+
+
+def test_a_plot_format_matplotlib_cannot_write_is_refused_before_tracking(tmp_path, capsys):
+    report = tmp_path / "s.json"
+    code = evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "3", "--plot", str(tmp_path / "p.xyz"),
+                          "--json", str(report)])
+    captured = capsys.readouterr()
+    assert code == 2 and captured.out == ""
+    assert captured.err.startswith(f"fartrack-eval: error: cannot write a plot as .xyz ({tmp_path / 'p.xyz'}): "
+                                   "end the name with one of ") and ".png" in captured.err
+    assert not report.exists()
+
+
+def test_a_plot_name_without_extension_is_reported_as_the_png_written(tmp_path, capsys):
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "3",
+                          "--plot", str(tmp_path / "success")]) == 0
+    assert f"success plot: {tmp_path / 'success.png'}\n" in capsys.readouterr().out
+    assert (tmp_path / "success.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_fartrack_warnings_carry_the_tool_name(tmp_path, monkeypatch, capsys):
+    """The CUDA fallback is logged by the library; it reads like the tool's other warnings."""
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    weights = tmp_path / "micro.pth"
+    save_checkpoint(random_model(MICRO_CONFIG), weights)
+    assert evaluate.main(["--synthetic", "1", "--trackers", "fartrack", "--max-frames", "2", "--weights", str(weights),
+                          "--device", "cuda"]) == 0
+    assert ("fartrack-eval: warning: device 'cuda' requested but no CUDA device is available: running on CPU\n"
+            in capsys.readouterr().err)
 
 
 @pytest.mark.parametrize("subfolder_before", [[], ["--img-subfolder"]])

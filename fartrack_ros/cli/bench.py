@@ -14,6 +14,7 @@ from .. import benchmark as bm
 from ..heap import keep_freed_memory
 from ..model import load_checkpoint, precision_for_device, resolve_device, save_checkpoint, with_backend
 from ..model.device import cuda_unavailable_reason
+from ..evaluation.plots import figure_path
 from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command
 from .options import PRECISION_CHOICES, comma_choices, frame_size, int_at_least, positive_int
@@ -67,7 +68,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="comma list of the node's executor parameter values to run the node rows with, "
                              "single_threaded (default) and events; the probe always spins rclpy's "
                              "single-threaded executor")
-    parser.add_argument("--plot", default="bench.png", help="PNG plot path ('' for none)")
+    parser.add_argument("--plot", default="bench.png",
+                        help="PNG plot path ('' for none; .pdf, .svg and matplotlib's other formats work too)")
     return parser.parse_args(argv)
 
 
@@ -75,6 +77,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     device = _device(args.device)
+    try:
+        plot = figure_path(args.plot) if args.plot else None
+    except ValueError as exc:  # refused before the minutes of benching, not after
+        raise CliError(exc, code=2) from None
     keep_freed_memory()
     torch.set_num_threads(args.threads)
     skip = set(args.skip)
@@ -118,9 +124,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         rows += _node_rows(args, *bm.synthetic_frames(args.node_frames + 1, size=args.node_size))
 
     print(format_table(rows))
-    if args.plot:
-        write_plot(rows, Path(args.plot), str(device))
-        print(f"plot written to {args.plot}")
+    if plot is not None:
+        write_plot(rows, plot, str(device))
+        print(f"plot written to {plot}")
     return 0
 
 

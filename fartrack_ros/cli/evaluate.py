@@ -18,21 +18,26 @@ from pathlib import Path
 from fartrack_ros.data.readers import LAYOUTS, load_dataset
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
 from fartrack_ros.evaluation.metrics import sequence_ao
+from fartrack_ros.evaluation.plots import figure_path, plot_success
 from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
 
 from ..heap import keep_freed_memory
-from .options import add_runtime_options, positive_int
+from ..params import BY_NAME as PARAMETERS
+from .messages import CliError, command, warn
+from .options import add_runtime_options, int_at_least, non_negative_int, positive_int
+
+PROG = "fartrack-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fartrack-eval", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", metavar="ROOT", help="a GOT-10k split folder or a LaSOT root")
     source.add_argument("--synthetic", metavar="N", type=positive_int, default=None,
                         help="generate N held-out sequences (default 50 when no --dataset)")
     parser.add_argument("--layout", choices=LAYOUTS, default="auto", help="layout of --dataset (default: detect)")
-    parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
+    parser.add_argument("--seed-base", type=non_negative_int, default=EVAL_SEED_BASE,
                         help=f"first seed of the synthetic set (default {EVAL_SEED_BASE}; "
                              f"training uses seeds < {TRAIN_SEED_RANGE.stop})")
     parser.add_argument("--width", type=int, default=SyntheticConfig.width, help="synthetic frame width")
@@ -40,13 +45,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
                         help="comma-separated: fartrack, csrt, kcf (default all three)")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
-    parser.add_argument("--variant", default=None, choices=("tiny", "nano", "pico"),
-                        help="FARTrack depth (default: all layers of the checkpoint)")
+    parser.add_argument("--variant", default="", choices=PARAMETERS["variant"].choices,
+                        help="use the first 15/10/6 layers of the FARTrack checkpoint; empty keeps them all")
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
     add_runtime_options(parser)
-    parser.add_argument("--max-frames", type=positive_int, default=None, help="track at most this many frames per sequence")
+    parser.add_argument("--max-frames", type=int_at_least(2), default=None,
+                        help="track at most this many frames per sequence (at least 2: the first only "
+                             "initialises the trackers, the later ones are scored)")
     parser.add_argument("--max-sequences", type=positive_int, default=None, help="use at most this many dataset sequences")
-    parser.add_argument("--plot", metavar="PNG", default=None, help="write a success plot here")
+    parser.add_argument("--plot", metavar="PNG", default=None,
+                        help="write a success plot here (.png added to a name without an extension; "
+                             ".pdf, .svg and the other formats of matplotlib work too)")
     parser.add_argument("--json", metavar="PATH", default=None, help="write the scores (and per-sequence AO) as JSON")
     parser.add_argument("--verbose", action="store_true", help="print each sequence's AO per tracker to stderr")
     return parser
@@ -58,34 +67,31 @@ def _sequences(args):
         return sequences[:args.max_sequences] if args.max_sequences else sequences, len(sequences)
     count = 50 if args.synthetic is None else args.synthetic
     if args.seed_base in TRAIN_SEED_RANGE:
-        print(f"warning: seed base {args.seed_base} lies in the training seed range "
-              f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out",
-              file=sys.stderr)
+        warn(PROG, f"seed base {args.seed_base} lies in the training seed range "
+                   f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out")
     config = SyntheticConfig(width=args.width, height=args.height)
     return (generate_sequence(args.seed_base + k, config, lazy=True) for k in range(count)), count
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
     if not names:
-        print("error: --trackers is empty (give e.g. fartrack,csrt,kcf)", file=sys.stderr)
-        return 2
+        raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf)", code=2)
     if not args.dataset and (args.max_sequences or args.layout != "auto"):
-        print("warning: --max-sequences and --layout apply to --dataset only (--synthetic N sets the count)",
-              file=sys.stderr)
+        warn(PROG, "--max-sequences and --layout apply to --dataset only (--synthetic N sets the count)")
     for output in (args.json, args.plot):  # before minutes of tracking, not after
         if output and Path(output).is_dir():
-            print(f"error: {output} is a folder; give a file path", file=sys.stderr)
-            return 2
+            raise CliError(f"{output} is a folder; give a file path", code=2)
     try:
-        runners = [make_runner(n, weights=args.weights, variant=args.variant, device=args.device,
+        plot = figure_path(args.plot) if args.plot else None
+        runners = [make_runner(n, weights=args.weights, variant=args.variant or None, device=args.device,
                                backend=args.backend, precision=args.precision) for n in names]
         sequences, count = _sequences(args)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(exc, code=2) from None
 
     def progress(sequence, current):
         if args.verbose:
@@ -96,25 +102,21 @@ def main(argv: list[str] | None = None) -> int:
     try:
         scores, results = evaluate_trackers(runners, sequences, args.max_frames, progress)
     except (ValueError, OSError, RuntimeError) as exc:  # an unreadable frame, an unusable first box
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(exc) from None
     source = args.dataset or f"synthetic seeds {args.seed_base}..{args.seed_base + count - 1}"
     scored = next(iter(scores.values())).frames
     used = len(next(iter(results.values())))
     if scored == 0:
-        print(f"error: no frame of {source} can be scored: none after the first shows the target "
-              "(a GOT-10k test split has only first-frame boxes)", file=sys.stderr)
-        return 1
+        raise CliError(f"no frame of {source} can be scored: none after the first shows the target "
+                       "(a GOT-10k test split has only first-frame boxes)")
     print(f"{used} sequences from {source}; {scored} frames scored per tracker "
           f"({time.perf_counter() - started:.0f} s)")
     print(format_table(scores))
     print("AO, SR: GOT-10k rules (frames after the first, pooled); AUC, Prec@20: OTB rules (every frame, "
           "per-sequence mean); frames without the target are left out of all")
     try:
-        if args.plot:
-            from fartrack_ros.evaluation.plots import plot_success
-
-            print(f"success plot: {plot_success(scores, args.plot, title=f'Success plot ({used} sequences)')}")
+        if plot is not None:
+            print(f"success plot: {plot_success(scores, plot, title=f'Success plot ({used} sequences)')}")
         if args.json:
             report = {name: {"ao": s.ao, "sr50": s.sr50, "sr75": s.sr75, "success_auc": s.success_auc,
                              "precision": s.precision, "fps": _finite_or_none(s.fps),
@@ -125,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
             Path(args.json).write_text(json.dumps({"source": source, "trackers": report}, indent=2,
                                                   allow_nan=False))
     except OSError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(exc) from None
     return 0
 
 

@@ -11,17 +11,20 @@ import sys
 import time
 from pathlib import Path
 
-from fartrack_ros.cli.options import positive_int
+from fartrack_ros.cli.messages import CliError, command
+from fartrack_ros.cli.options import non_negative_int, positive_int
 from fartrack_ros.data.got10k import write_got10k
 from fartrack_ros.data.lasot import write_lasot
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
 
+PROG = "fartrack-make-data"
+
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fartrack-make-data", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output folder (a GOT-10k split folder or a LaSOT root)")
     parser.add_argument("--count", type=positive_int, required=True, help="number of sequences")
-    parser.add_argument("--seed-base", type=int, default=EVAL_SEED_BASE,
+    parser.add_argument("--seed-base", type=non_negative_int, default=EVAL_SEED_BASE,
                         help=f"seed of the first sequence (default {EVAL_SEED_BASE}, the held-out set)")
     parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k")
     parser.add_argument("--img-subfolder", action="store_true",
@@ -37,18 +40,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.layout == "lasot" and ("-" in args.class_name or "/" in args.class_name):
-        print(f"error: --class-name {args.class_name!r} must not contain '-' or '/' (LaSOT names are "
-              "<class>-<n>)", file=sys.stderr)
-        return 2
+        raise CliError(f"--class-name {args.class_name!r} must not contain '-' or '/' (LaSOT names are "
+                       "<class>-<n>)", code=2)
     try:
         config = SyntheticConfig(width=args.width, height=args.height, min_length=args.min_length,
                                  max_length=args.max_length, difficulty=args.difficulty)
     except ValueError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(exc, code=2) from None
     out = Path(args.out)
     started, frames = time.perf_counter(), 0
     try:
@@ -62,8 +64,7 @@ def main(argv: list[str] | None = None) -> int:
                 write_lasot(sequence, out, class_name=args.class_name, index=k + 1,
                             jpeg_quality=args.jpeg_quality)
     except OSError as exc:
-        print(f"error: cannot write to {out}: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(f"cannot write to {out}: {exc}") from None
     print(f"wrote {args.count} sequences ({frames} frames, {args.layout} layout) to {out} "
           f"in {time.perf_counter() - started:.1f} s")
     return 0
