@@ -60,11 +60,53 @@ def test_video_input_gives_a_line_per_frame_and_an_annotated_video(tmp_path, mic
     assert code == 0
     boxes = _read_boxes(out)
     assert boxes.shape == (6, 4) and tuple(boxes[0]) == INIT
-    capture = cv2.VideoCapture(str(saved))
+    assert _count_frames(saved) == 6
+
+
+def _count_frames(video) -> int:
+    capture = cv2.VideoCapture(str(video))
     written = 0
     while capture.read()[0]:
         written += 1
-    assert written == 6
+    return written
+
+
+def test_an_unreadable_last_image_keeps_the_boxes_tracked_before_it(tmp_path, micro_weights, capsys):
+    folder = _write_folder(tmp_path / "frames", moving_target_video(4)[0])
+    (folder / "00003.png").write_bytes(b"not a png")
+    out = tmp_path / "boxes.txt"
+
+    code = main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--out", str(out)])
+
+    assert code == 1
+    assert _read_boxes(out).shape == (3, 4)
+    assert (f"fartrack-track: error: cannot read image {folder / '00003.png'} (the boxes of the 3 frames before "
+            "it are written)") in capsys.readouterr().err
+
+
+def test_a_frame_of_another_size_is_resized_into_the_saved_video_with_one_warning(tmp_path, micro_weights, capsys):
+    frames = moving_target_video(4)[0]
+    frames[2] = cv2.resize(frames[2], (200, 150))
+    frames[3] = cv2.resize(frames[3], (100, 80))
+    folder = _write_folder(tmp_path / "frames", frames)
+    saved = tmp_path / "annotated.mp4"
+
+    code = main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--save", str(saved)])
+
+    assert code == 0
+    assert _count_frames(saved) == 4
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert warnings == [f"fartrack-track: warning: 2 frame(s) from frame 2 on differ in size from the first "
+                        f"(160x120): resized in {saved} (the boxes are for the frames as read)"]
+
+
+def test_the_cuda_fallback_warning_carries_the_tool_name(tmp_path, micro_weights, monkeypatch, capsys):
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    folder = _write_folder(tmp_path / "frames", moving_target_video(2)[0])
+
+    assert main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--device", "cuda"]) == 0
+    assert ("fartrack-track: warning: device 'cuda' requested but no CUDA device is available: running on CPU\n"
+            in capsys.readouterr().err)
 
 
 def test_boxes_go_to_stdout_without_out(tmp_path, micro_weights, capsys):

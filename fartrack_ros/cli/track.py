@@ -21,8 +21,11 @@ from tqdm import tqdm
 
 from ..data.files import IMAGE_SUFFIXES, image_files
 from ..heap import keep_freed_memory
+from ..params import BY_NAME as PARAMETERS
+from .messages import CliError, command, warn
 from .options import add_runtime_options, box_xywh
 
+PROG = "fartrack-track"
 FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
 COLOURS_BGR = {"TRACKING": (0, 220, 0), "LOST": (0, 0, 255)}
 
@@ -82,9 +85,43 @@ def annotate(frame_rgb: np.ndarray, box, state: str, score: Optional[float]) -> 
     return image
 
 
+class AnnotatedVideo:
+    """The ``--save`` video: every frame at the first one's size, since OpenCV's writer silently
+    drops a frame of any other size."""
+
+    def __init__(self, path: Path, fps: float, first_rgb: np.ndarray) -> None:
+        height, width = first_rgb.shape[:2]
+        self.path = path
+        self.size = (width, height)
+        self.resized: list[int] = []  # indices of the frames of another size
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"cannot write video {path}: {exc.strerror}") from None
+        self.writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, self.size)
+        if not self.writer.isOpened():
+            raise CliError(f"cannot write video {path}")
+
+    def write(self, image_bgr: np.ndarray, index: int) -> None:
+        """Add frame ``index``, resized to the first frame's size when it has another."""
+        height, width = image_bgr.shape[:2]
+        if (width, height) != self.size:
+            self.resized.append(index)
+            image_bgr = cv2.resize(image_bgr, self.size, interpolation=cv2.INTER_AREA)
+        self.writer.write(image_bgr)
+
+    def release(self) -> None:
+        """Close the file, with one warning (after the progress bar) if frames were resized."""
+        self.writer.release()
+        if self.resized:
+            warn(PROG, f"{len(self.resized)} frame(s) from frame {self.resized[0]} on differ in size from the first "
+                       f"({self.size[0]}x{self.size[1]}): resized in {self.path} (the boxes are for the frames "
+                       "as read)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fartrack-track",
+        prog=PROG,
         description="Track one object through a video or a folder of frames with FARTrack; "
                     "writes one x,y,w,h line per frame (the first is the init box).")
     parser.add_argument("input", type=Path, help="video file, or folder of frames read in name order")
@@ -93,7 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
                              "(write --init=-5,10,40,30 when x starts with a minus)")
     parser.add_argument("--weights", default="",
                         help="FARTrack checkpoint (.pth/.pth.tar); empty means the bundled default model")
-    parser.add_argument("--variant", default="", choices=["", "tiny", "nano", "pico"],
+    parser.add_argument("--variant", default="", choices=PARAMETERS["variant"].choices,
                         help="use the first 15/10/6 layers of the checkpoint; empty keeps them all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_runtime_options(parser)
@@ -105,17 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     # imported here so that --help stays fast
-    from ..model import CheckpointError, device_for_backend, load_checkpoint, with_backend_for_device
+    from ..model import device_for_backend, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig
 
     for output in (args.out, args.save):  # before the tracking, not after it
         if output is not None and output.is_dir():
-            print(f"fartrack-track: error: {output} is a folder; give a file path", file=sys.stderr)
-            return 1
+            raise CliError(f"{output} is a folder; give a file path")
     try:
         frames, count, fps = open_frames(args.input)
         first = next(frames, None)
@@ -125,40 +162,33 @@ def main(argv: Optional[list[str]] = None) -> int:
                                 device=device_for_backend(args.device, args.backend))
         model, _, warning = with_backend_for_device(model, args.backend, args.precision)
         if warning:
-            print(f"fartrack-track: warning: {warning}", file=sys.stderr)
+            warn(PROG, warning)
         tracker = Tracker(model, TrackerConfig(memory=args.memory))
         tracker.add_target(first, args.init)
-    except (InputError, CheckpointError, ValueError, RuntimeError) as exc:
-        print(f"fartrack-track: error: {exc}", file=sys.stderr)
-        return 1
+    except (ValueError, RuntimeError) as exc:  # InputError, CheckpointError, a bad device or backend
+        raise CliError(exc) from None
 
     lines = [format_box(args.init)]
-    writer = None
-    if args.save is not None:
-        args.save.parent.mkdir(parents=True, exist_ok=True)
-        height, width = first.shape[:2]
-        writer = cv2.VideoWriter(str(args.save), cv2.VideoWriter_fourcc(*"mp4v"), fps, (width, height))
-        if not writer.isOpened():
-            print(f"fartrack-track: error: cannot write video {args.save}", file=sys.stderr)
-            return 1
-        writer.write(annotate(first, args.init, "INIT", None))
+    video = None if args.save is None else AnnotatedVideo(args.save, fps, first)
+    if video is not None:
+        video.write(annotate(first, args.init, "INIT", None), 0)
+    failure = None
     try:
-        with tqdm(total=count, initial=1, unit="frame", file=sys.stderr, desc="fartrack-track") as bar:
+        with tqdm(total=count, initial=1, unit="frame", file=sys.stderr, desc=PROG) as bar:
             for frame in frames:
                 (result,) = tracker.track(frame)
+                if video is not None:
+                    video.write(annotate(frame, result.box_xywh, result.state.value, result.score), len(lines))
                 lines.append(format_box(result.box_xywh))
-                if writer is not None:
-                    writer.write(annotate(frame, result.box_xywh, result.state.value, result.score))
                 bar.update(1)
-    except (InputError, ValueError) as exc:
-        print(f"fartrack-track: error: {exc}", file=sys.stderr)
-        return 1
+    except ValueError as exc:  # InputError: an unreadable image; the boxes so far are still written
+        failure = f"{exc} (the boxes of the {len(lines)} frames before it are written)"
     finally:
-        if writer is not None:
-            writer.release()
-    if count is not None and len(lines) < count:
-        print(f"fartrack-track: warning: the video ended after {len(lines)} frames; its header says "
-              f"{count} (a damaged or truncated file?)", file=sys.stderr)
+        if video is not None:
+            video.release()
+    if failure is None and count is not None and len(lines) < count:
+        warn(PROG, f"the video ended after {len(lines)} frames; its header says {count} (a damaged or "
+                   "truncated file?)")
 
     text = "\n".join(lines) + "\n"
     if args.out is not None:
@@ -166,11 +196,12 @@ def main(argv: Optional[list[str]] = None) -> int:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(text)
         except OSError as exc:  # the boxes still reach the user
-            print(f"fartrack-track: error: cannot write {args.out} ({exc}); the boxes follow", file=sys.stderr)
             sys.stdout.write(text)
-            return 1
+            raise CliError(f"cannot write {args.out} ({exc}); the boxes went to stdout") from None
     else:
         sys.stdout.write(text)
+    if failure is not None:
+        raise CliError(failure)
     return 0
 
 
