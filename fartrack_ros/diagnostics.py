@@ -212,17 +212,19 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bo
 _QUOTED_OR_NUMBER = re.compile(r"('[^']*'|\"[^\"]*\")|\d+")
 
 
-def warning_kind(text: str) -> str:
+def warning_kind(text: str, keep_names: bool = True) -> str:
     """What makes warnings repeats of one another: the text with its numbers (stamps, sizes, box
-    values) masked. Quoted names (target ids, encodings) are kept: each is another user action."""
-    return _QUOTED_OR_NUMBER.sub(lambda match: match.group(1) or "#", text)
+    values) masked. Quoted names (target ids, encodings) are kept, each being another user action,
+    unless ``keep_names`` is false (the warning's family, see `WarningThrottle.admit`)."""
+    return _QUOTED_OR_NUMBER.sub(lambda match: (match.group(1) if keep_names else None) or "#", text)
 
 
 class WarningThrottle:
     """Rate limit for repeated warnings, per kind: the first of a kind passes, then at most one
     every ``every_s`` seconds, reporting how many were held back in between."""
 
-    MAX_KINDS = 1024  # past this many, kinds not seen for ``every_s`` are forgotten
+    MAX_KINDS = 1024  # past this many, kinds and families not seen for ``every_s`` are forgotten
+    FAMILY_BURST = 5  # kinds of one family logged per ``every_s``
 
     def __init__(self, every_s: float = 5.0, clock=time.monotonic):
         self._every_s = every_s
@@ -230,18 +232,38 @@ class WarningThrottle:
         self._lock = threading.Lock()
         self._last: dict[str, float] = {}
         self._held: dict[str, int] = {}
+        self._family_times: dict[str, list[float]] = {}  # when each family last logged, newest last
+        self._family_held: dict[str, int] = {}
 
-    def admit(self, kind: str) -> tuple[bool, int]:
-        """(log it now?, how many of this kind were held back since the last one logged)."""
+    def admit(self, kind: str, family: str | None = None) -> tuple[bool, int]:
+        """(log it now?, how many were held back since the last one logged).
+
+        ``family`` groups kinds that differ only in the names they quote (a warning about many
+        target ids): each kind is logged, but at most FAMILY_BURST of a family per period, so a
+        client inventing an id per request cannot flood the log; the family's next logged line
+        counts those held back."""
+        family = kind if family is None else family
         with self._lock:
             now = self._clock()
-            if len(self._last) > self.MAX_KINDS:
-                for old in [k for k, t in self._last.items() if now - t >= self._every_s]:
-                    del self._last[old]
-                    self._held.pop(old, None)
+            if len(self._last) > self.MAX_KINDS or len(self._family_times) > self.MAX_KINDS:
+                self._forget_before(now - self._every_s)
             last = self._last.get(kind)
             if last is not None and now - last < self._every_s:
                 self._held[kind] = self._held.get(kind, 0) + 1
                 return False, 0
+            recent = [t for t in self._family_times.get(family, []) if now - t < self._every_s]
+            if len(recent) >= self.FAMILY_BURST:
+                self._family_times[family] = recent
+                self._family_held[family] = self._family_held.get(family, 0) + 1
+                return False, 0
+            self._family_times[family] = [*recent, now]
             self._last[kind] = now
-            return True, self._held.pop(kind, 0)
+            return True, self._held.pop(kind, 0) + self._family_held.pop(family, 0)
+
+    def _forget_before(self, cutoff: float) -> None:
+        for old in [k for k, t in self._last.items() if t <= cutoff]:
+            del self._last[old]
+            self._held.pop(old, None)
+        for old in [f for f, times in self._family_times.items() if times[-1] <= cutoff]:
+            del self._family_times[old]
+            self._family_held.pop(old, None)

@@ -661,8 +661,10 @@ class FarTrackNode(LifecycleNode):
 
     def _warn(self, text: str, kind: str | None = None) -> None:
         """Log a warning; the same ``kind`` of warning (default: `warning_kind` of the text, which
-        tells target ids and encodings apart but not stamps) at most every WARN_EVERY_S seconds."""
-        admit, held = self._throttle.admit(warning_kind(text) if kind is None else kind)
+        tells target ids and encodings apart but not stamps) at most every WARN_EVERY_S seconds,
+        and a few kinds differing only in such names (`WarningThrottle.admit`)."""
+        admit, held = self._throttle.admit(warning_kind(text) if kind is None else kind,
+                                           warning_kind(text, keep_names=False))
         if admit:
             suffix = f" ({held} similar warnings held back)" if held else ""
             self.get_logger().warning(text + suffix)

@@ -197,6 +197,18 @@ def test_warnings_differing_in_numbers_are_one_kind_and_in_quoted_names_are_not(
     assert warning_kind('unsupported encoding "16UC1"') != warning_kind('unsupported encoding "32FC1"')
 
 
+def test_a_family_logs_a_few_kinds_per_period_and_then_counts_the_rest():
+    clock = FakeClock()
+    throttle = WarningThrottle(every_s=5.0, clock=clock)
+    burst = WarningThrottle.FAMILY_BURST
+
+    admitted = [throttle.admit(f"no target 'id{k}'", "no target #")[0] for k in range(burst + 3)]
+    assert admitted == [True] * burst + [False] * 3
+    assert throttle.admit("other", "other") == (True, 0)  # another family is not held back
+    clock.now += 5.0
+    assert throttle.admit("no target 'late'", "no target #") == (True, 3)
+
+
 def test_warning_throttle_forgets_kinds_not_seen_for_a_period_once_it_holds_many():
     clock = FakeClock()
     throttle = WarningThrottle(every_s=5.0, clock=clock)
