@@ -87,6 +87,21 @@ def _start(probe, stamps, targets):
     return detections
 
 
+def _start_after(probe, stamps, send_frame_and_init):
+    """``send_frame_and_init(init_stamp)``, then the next frame, until its detections arrive (fresh
+    stamps on each of 3 tries: a best-effort image may be lost); (detections or None, init stamp)."""
+    for _ in range(3):
+        init_stamp, next_stamp = stamps(), stamps()
+        send_frame_and_init(init_stamp)
+        time.sleep(0.3)
+        probe.image_pub.publish(image_msg(_scene(2), next_stamp))
+        detections = probe.wait_for("detections", lambda m, s=next_stamp: stamp_ns_of(m.header) == s,
+                                    timeout=2.0)
+        if detections is not None:
+            break
+    return detections, init_stamp
+
+
 def test_detections_copy_the_image_header_and_name_the_target(node, probe, stamps):
     init_stamp, first_stamp = stamps(), stamps()
 
@@ -111,19 +126,14 @@ def test_empty_id_gets_an_automatic_id(node, probe, stamps):
 
 
 def test_a_target_listed_twice_takes_its_last_box_and_a_foreign_frame_id_is_named(node, probe, stamps):
-    for _ in range(3):  # fresh stamps on each try: a best-effort image may be lost
-        init_stamp, next_stamp = stamps(), stamps()
+    def send(init_stamp):
         probe.image_pub.publish(image_msg(_scene(0), init_stamp))
         time.sleep(0.3)
         init = init_msg(init_stamp, [("twice", BOX_BLUE), ("twice", BOX_RED)])
         init.header.frame_id = "map"
         probe.init_pub.publish(init)
-        time.sleep(0.3)
-        probe.image_pub.publish(image_msg(_scene(2), next_stamp))
-        detections = probe.wait_for("detections", lambda m, s=next_stamp: stamp_ns_of(m.header) == s,
-                                    timeout=2.0)
-        if detections is not None:
-            break
+
+    detections, _ = _start_after(probe, stamps, send)
 
     assert detections is not None, node.log_text()
     (detection,) = detections.detections
@@ -210,17 +220,12 @@ def test_init_for_a_stamp_not_in_the_cache_is_ignored_with_a_warning(node, probe
 
 def test_an_init_that_overtakes_its_image_waits_for_it(node, probe, stamps):
     # a detector's answer is small and can reach the node before the large image it refers to
-    for _ in range(3):  # fresh stamps on each try: a best-effort image may be lost
-        init_stamp, next_stamp = stamps(), stamps()
+    def send(init_stamp):
         probe.init_pub.publish(init_msg(init_stamp, [("early", BOX_RED)]))
         time.sleep(0.2)
         probe.image_pub.publish(image_msg(_scene(0), init_stamp))
-        time.sleep(0.3)
-        probe.image_pub.publish(image_msg(_scene(2), next_stamp))
-        detections = probe.wait_for("detections", lambda m, s=next_stamp: stamp_ns_of(m.header) == s,
-                                    timeout=2.0)
-        if detections is not None:
-            break
+
+    detections, init_stamp = _start_after(probe, stamps, send)
 
     assert detections is not None, node.log_text()
     assert [d.id for d in detections.detections] == ["early"]
