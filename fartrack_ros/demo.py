@@ -196,8 +196,9 @@ def run(options) -> int:
         deadline = started + options.timeout
         # The sequence starts only once this listener hears the node's outputs: a detection sent
         # before discovery has matched the two would be lost and the frame counted as untracked.
+        # (node.count_publishers: Subscription.get_publisher_count is not in Humble's rclpy)
         while fartrack.running() and time.monotonic() < deadline and not all(
-                sub.get_publisher_count() > 0 for sub in outputs):
+                node.count_publishers(sub.topic_name) > 0 for sub in outputs):
             rclpy.spin_once(node, timeout_sec=0.05)
         publisher = Child("publisher", publisher_argv, env)
         publisher_done_at = None

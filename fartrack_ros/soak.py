@@ -237,7 +237,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     period_ns = 33_333_333
     base_ns = time.time_ns()
     try:
-        _wait_connected(child, image_pub, init_pub, status_sub, timeout_s=120.0)
+        _wait_connected(child, node, image_pub, init_pub, status_sub, timeout_s=120.0)
         _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns)
         started_epoch_s = time.time()
         started = time.monotonic()
@@ -273,10 +273,11 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     return _summarise(config, samples, watch, sent, wall_s, child, started_epoch_s)
 
 
-def _wait_connected(child, image_pub, init_pub, status_sub, timeout_s: float) -> None:
+def _wait_connected(child, node, image_pub, init_pub, status_sub, timeout_s: float) -> None:
     deadline = time.monotonic() + timeout_s
+    # node.count_publishers: Subscription.get_publisher_count came with Iron, not in Humble's rclpy
     while not (image_pub.get_subscription_count() and init_pub.get_subscription_count()
-               and status_sub.get_publisher_count()):
+               and node.count_publishers(status_sub.topic_name)):
         if child.process.poll() is not None:
             raise RuntimeError("fartrack_node exited:\n" + "\n".join(child.lines[-20:]))
         if time.monotonic() > deadline:
