@@ -80,7 +80,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "precision", "float32",
-        "Arithmetic of the model's layer stack: float32 (exact), bfloat16 (1.5-1.7x faster than "
+        "Arithmetic of the model's layer stack: float32 (exact), bfloat16 (about 1.5x faster than "
         "float32 for the official sizes on CPUs with native bf16, little for the bundled model; "
         "tracks as float32 does, boxes about a pixel apart at the median) or float16 (for CUDA; "
         "on the CPU, where it is emulated, the node runs bfloat16 or float32 instead and says so). "

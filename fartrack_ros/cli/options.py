@@ -77,5 +77,5 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
     parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
-                        help="arithmetic of the layer stack (torch backend; bfloat16 is 1.5-1.7x faster than "
+                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 1.5x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
