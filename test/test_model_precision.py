@@ -128,3 +128,14 @@ def test_the_node_loader_runs_float16_on_the_cpu_at_the_fast_cpu_precision_and_s
     loaded = load_tracker(values, log=log)
     assert loaded.model_name.endswith("/torch") and loaded.tracker.model.compute_dtype == torch.float32
     assert any("float16" in w and "float32 instead" in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True)])
+def test_native_cuda_bf16_is_told_by_compute_capability_on_an_older_torch(monkeypatch, capability, native):
+    def is_bf16_supported():  # a torch without the including_emulation keyword
+        return True
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    assert precision_module.cuda_has_native_bf16() is native

@@ -49,7 +49,10 @@ def cuda_has_native_bf16() -> Optional[bool]:
     """Whether the current CUDA device computes bfloat16 natively (Ampere and later); None without CUDA."""
     if not torch.cuda.is_available():
         return None
-    return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    try:
+        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
+    except TypeError:  # a torch before the keyword (setup.py admits 2.1): Ampere is compute capability 8
+        return torch.cuda.get_device_capability()[0] >= 8
 
 
 def precision_for_device(precision: str, device_type: str) -> tuple[str, Optional[str]]:
