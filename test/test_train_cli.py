@@ -51,6 +51,16 @@ def test_cli_trains_from_a_checkpoint_on_a_got10k_folder(tmp_path):
     assert load_checkpoint(out / "final.pth").cfg.name == "test-xs"
 
 
+def test_training_on_generated_held_out_sequences_is_warned(tmp_path, capsys):
+    data = tmp_path / "got10k"
+    for seed in (7, 1_000_000):  # a training seed and the first of fartrack-eval's default set
+        write_got10k(generate_sequence(seed, SyntheticConfig(width=96, height=80, min_length=6, max_length=8)), data)
+    argv = ["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0", *SMOKE]
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert "fartrack-train: warning: 1 of the 2 sequences in " in err and "e.g. synthetic_01000000" in err
+
+
 def _error_line(capsys) -> str:
     """The one line a failed run printed on stderr (no traceback)."""
     lines = capsys.readouterr().err.splitlines()

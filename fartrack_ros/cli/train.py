@@ -65,10 +65,24 @@ def _sequence_source(dataset: Optional[Path], seed: int):
     from ..training.sampling import usable
 
     sequences = load_dataset(dataset)
+    _warn_of_held_out_sequences(dataset, sequences)
     if not any(len(s) > 1 and usable(s, 0) and any(usable(s, k) for k in range(1, len(s))) for s in sequences):
         raise CliError(f"no sequence in {dataset} shows its target in frame 0 and a later frame (a test split "
                        "has only first-frame boxes): nothing to train on")
     return SequenceSource.from_list(sequences, seed, f"{dataset} ({len(sequences)} sequences)")
+
+
+def _warn_of_held_out_sequences(dataset: Path, sequences: list) -> None:
+    """Generated sequences of held-out seeds in a training set (fartrack-make-data's default seeds)
+    would make fartrack-eval's default set a training set: say so."""
+    from ..data.synthetic import TRAIN_SEED_RANGE, seed_of
+
+    held_out = [s.name for s in sequences if (seed := seed_of(s.name)) is not None and seed not in TRAIN_SEED_RANGE]
+    if held_out:
+        warn(PROG, f"{len(held_out)} of the {len(sequences)} sequences in {dataset} are generated from held-out "
+                   f"seeds (>= {TRAIN_SEED_RANGE.stop}, e.g. {held_out[0]}): fartrack-eval's default set is no "
+                   f"longer held out after this run; make training data with fartrack-make-data --seed-base "
+                   f"below {TRAIN_SEED_RANGE.stop}")
 
 
 def _train_config(args, stored: Optional[dict] = None):

@@ -26,6 +26,7 @@ a fully out-of-view frame has the box (0, 0, 0, 0).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 
 import cv2
@@ -276,6 +277,12 @@ def plan_sequence(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Syn
 def sequence_name(seed: int) -> str:
     """The folder name of a generated sequence: ``synthetic_<seed, 8 digits>``."""
     return f"synthetic_{seed:08d}"
+
+
+def seed_of(name: str) -> int | None:
+    """The seed in a generated sequence's `sequence_name`; None for any other name."""
+    match = re.fullmatch(r"synthetic_(\d+)", name)
+    return int(match.group(1)) if match else None
 
 
 def generate_sequence(seed: int, config: SyntheticConfig = SyntheticConfig(),
