@@ -215,7 +215,8 @@ def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
         import cv2
 
         if not layout.yuv420:
-            return cv2.cvtColor(rgb, getattr(cv2, f"COLOR_RGB2YUV_{layout.yuv}"))
+            code = getattr(cv2, f"COLOR_RGB2YUV_{layout.yuv}", None)
+            return cv2.cvtColor(rgb, code) if code is not None else _yuv422_via_i420(rgb, layout.yuv)
         planar = cv2.cvtColor(rgb, cv2.COLOR_RGB2YUV_I420).reshape(-1)  # Y plane, U plane, V plane
         luma, chroma = planar[:height * width], planar[height * width:].reshape(2, -1)
         first, second = chroma if layout.yuv == "NV12" else chroma[::-1]  # NV21: V before U
@@ -223,6 +224,28 @@ def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
     # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses.
     luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
+
+
+def _yuv422_via_i420(rgb: np.ndarray, order: str) -> np.ndarray:
+    """HxWx2 4:2:2 samples (``order`` UYVY or YUY2) as OpenCV's RGB2YUV_UYVY/YUY2 make them (each
+    pair's chroma averaged, within 1 of them), for an OpenCV without those codes (before 4.7, as in
+    Ubuntu 22.04 and 24.04): its RGB2YUV_I420, which every version has, of the frame with each
+    pixel doubled both ways gives every pixel's own chroma."""
+    import cv2
+
+    height, width = rgb.shape[:2]
+    doubled = np.repeat(np.repeat(rgb, 2, axis=0), 2, axis=1)
+    planar = cv2.cvtColor(doubled, cv2.COLOR_RGB2YUV_I420).reshape(-1)
+    luma_size = 4 * height * width
+    luma = planar[:luma_size].reshape(2 * height, 2 * width)[::2, ::2]
+    u, v = (plane.reshape(height, width).astype(np.uint16)
+            for plane in planar[luma_size:].reshape(2, -1))
+    samples = np.empty((height, width, 2), dtype=np.uint8)
+    chroma, luma_at = (0, 1) if order == "UYVY" else (1, 0)
+    samples[:, :, luma_at] = luma
+    samples[:, 0::2, chroma] = (u[:, 0::2] + u[:, 1::2] + 1) // 2
+    samples[:, 1::2, chroma] = (v[:, 0::2] + v[:, 1::2] + 1) // 2
+    return samples
 
 
 def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:

@@ -349,3 +349,18 @@ def test_compressed_depth_is_rejected():
 def test_rgb_to_raw_rejects_non_rgb_arrays():
     with pytest.raises(ImageConversionError, match="HxWx3 uint8"):
         rgb_to_raw(np.zeros((4, 4), np.uint8))
+
+
+@pytest.mark.parametrize("order", ["UYVY", "YUY2"])
+def test_yuv422_samples_without_opencv_s_422_codes_match_them(monkeypatch, order):
+    import cv2
+
+    rgb = np.random.default_rng(3).integers(0, 256, (24, 32, 3), dtype=np.uint8)
+    expected = cv2.cvtColor(rgb, getattr(cv2, f"COLOR_RGB2YUV_{order}"))
+    monkeypatch.delattr(cv2, f"COLOR_RGB2YUV_{order}")  # as in OpenCV before 4.7
+    encoding = "uyvy" if order == "UYVY" else "yuyv"
+
+    data, step = rgb_to_raw(rgb, encoding)
+
+    samples = np.frombuffer(data, np.uint8).reshape(expected.shape)
+    assert step == 64 and np.abs(samples.astype(int) - expected).max() <= 1
