@@ -105,6 +105,10 @@ SIGNAL_CHECK_S = 0.5
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the image publishers' QoS and silence are looked at
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
+# why a held init is started or refused once handed back (see PendingInits)
+_LATER_FRAME = "a later frame arrived first"
+_WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
+_DEACTIVATED = "the node stopped receiving images first"
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -129,6 +133,7 @@ class FarTrackNode(LifecycleNode):
         self._num_targets = 0
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
+        self._inits_queued = 0  # held inits handed to the compute thread and not started yet
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
@@ -288,7 +293,7 @@ class FarTrackNode(LifecycleNode):
         """Timer: follow the publishers' reliability (auto), explain publishers that send nothing,
         and refuse inits that waited too long for their frame."""
         for init in self._pending_inits.overdue():
-            self._submit_init(init)
+            self._submit_init(init, _WAITED)
         try:
             if self._image_subscription is None:
                 return
@@ -316,7 +321,7 @@ class FarTrackNode(LifecycleNode):
             self._image_subscription = None
         self._slot.close()
         for init in self._pending_inits.take_all():  # their frames will not come now: refused
-            self._submit_init(init)
+            self._submit_init(init, _DEACTIVATED)
         self._compute.wait_idle()  # a frame being tracked is finished and published
 
     # -- parameters -----------------------------------------------------------------------------
@@ -418,8 +423,10 @@ class FarTrackNode(LifecycleNode):
         self._silence_reported = False
         self._cache.put(frame)
         for init in self._pending_inits.on_frame(frame.stamp_ns):  # before this frame is tracked
-            self._submit_init(init)
-        if not self._num_targets or not self._active:
+            self._submit_init(init, _LATER_FRAME)
+        with self._queue_lock:  # a queued init may start a target on this frame: track the next
+            idle = not self._num_targets and not self._inits_queued
+        if idle or not self._active:
             return
         if self._slot.put(frame):
             self._stats.record_dropped()
@@ -501,22 +508,30 @@ class FarTrackNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001
             self._warn(f"init ignored: {type(exc).__name__}: {exc}")
 
-    def _submit_init(self, msg: Detection2DArray) -> None:
-        """Queue a held init for the compute thread, which starts it now or refuses it."""
+    def _submit_init(self, msg: Detection2DArray, refusal: str) -> None:
+        """Queue a held init for the compute thread, which starts it, or refuses it for ``refusal``
+        if its frame is not cached."""
+        with self._queue_lock:
+            self._inits_queued += 1
         try:
-            self._compute.submit(self._start_held_targets, msg)
+            self._compute.submit(self._start_held_targets, msg, refusal)
         except RuntimeError:  # the compute thread was stopped (node stopping)
-            pass
+            with self._queue_lock:
+                self._inits_queued -= 1
 
-    def _start_held_targets(self, msg: Detection2DArray) -> None:
+    def _start_held_targets(self, msg: Detection2DArray, refusal: str) -> None:
         try:
-            self._start_targets(msg, held=True)
+            self._start_targets(msg, held=refusal)
         except Exception as exc:  # noqa: BLE001
             self._warn(f"init ignored: {type(exc).__name__}: {exc}")
+        finally:
+            with self._queue_lock:
+                self._inits_queued -= 1
 
-    def _start_targets(self, msg: Detection2DArray, held: bool = False) -> None:
+    def _start_targets(self, msg: Detection2DArray, held: str | None = None) -> None:
         """Compute thread (it runs the model): start a target per detection of an init. An init
-        whose frame has not arrived yet is held for it once (`PendingInits`); ``held`` says it was."""
+        whose frame has not arrived yet is held for it once (`PendingInits`); ``held`` says it was,
+        and why its frame may be missing."""
         if not msg.detections:
             self._warn("init ignored: the Detection2DArray has no detections")
             return
@@ -524,8 +539,8 @@ class FarTrackNode(LifecycleNode):
         if frame is None:
             return
         if msg.header.frame_id and msg.header.frame_id != frame.header.frame_id:
-            self._warn(f"init frame_id {msg.header.frame_id!r} is not the image's {frame.header.frame_id!r}: "
-                       "its boxes are taken as pixels of that image")
+            self._warn(f"init frame_id {msg.header.frame_id!r} differs from the image frame_id "
+                       f"{frame.header.frame_id!r}: its boxes are taken as pixels of that image")
         rgb = frame.rgb()
         with self._tracker_lock:
             if self._loaded is None:
@@ -564,9 +579,9 @@ class FarTrackNode(LifecycleNode):
         return [detection for index, detection in enumerate(detections)
                 if not detection.id or last[detection.id] == index]
 
-    def _init_frame(self, msg: Detection2DArray, held: bool) -> CachedFrame | None:
+    def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
         """The cached frame ``msg`` is stamped with; None when the init is refused (warned) or, if
-        it has not ``held`` yet and its frame may still come, held for that frame."""
+        it was not ``held`` yet and its frame may still come, held for that frame."""
         stamp = msg.header.stamp
         if is_zero_stamp(stamp):
             frame = self._cache.latest()
@@ -574,9 +589,9 @@ class FarTrackNode(LifecycleNode):
                 self._warn(f"init ignored: no image received yet on {self._image_topic()}")
             return frame
         stamp_ns = stamp_to_ns(stamp)
+        newest = max(self._cache.stamps(), default=None)  # before the lookup: the frame may land between
         frame = self._cache.find(stamp_ns)
-        newest = max(self._cache.stamps(), default=None)
-        if frame is None and not held and self._active and (newest is None or stamp_ns > newest):
+        if frame is None and held is None and self._active and (newest is None or stamp_ns > newest):
             self._pending_inits.hold(stamp_ns, msg)
             frame = self._cache.find(stamp_ns)  # it may have arrived while the init was held
             if frame is None:
@@ -589,9 +604,8 @@ class FarTrackNode(LifecycleNode):
             count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
             cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to "
                       f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
-            if held:
-                cached = (f"the frame did not arrive within {INIT_WAIT_S:g} s or a later one came "
-                          f"first; {cached}")
+            if held is not None:
+                cached = f"the init waited for that frame but {held}; {cached}"
             elif stamps and stamp_ns < stamps[0]:
                 cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
                            f"(now {self._cache.size}) or send the init sooner")

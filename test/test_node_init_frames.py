@@ -39,3 +39,34 @@ def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(rcl
     finally:
         node.stop()
         node.destroy_node()
+
+
+def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_queued(rclpy_context):
+    import threading
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        frames, boxes = ground_truth_sequence(2)
+        published = []
+        node._detections_pub = SimpleNamespace(publish=published.append)
+        node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))  # before its frame: held
+        busy = threading.Event()
+        node._compute.submit(busy.wait, 10.0)  # the compute thread is busy (a slow model, a big frame)
+
+        node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # hands the init to the compute thread
+        node._on_image(image_msg(frames[1], STAMPS_NS[1]))  # arrives before the init has run
+        busy.set()
+        node._compute.wait_idle()
+
+        assert [stamp_ns_of(msg.header) for msg in published] == [STAMPS_NS[1]]
+        (detection,) = published[0].detections
+        assert detection.id == "a" and iou(box_of(detection), boxes[1]) > 0.5
+    finally:
+        node.stop()
+        node.destroy_node()

@@ -140,7 +140,7 @@ def test_a_target_listed_twice_takes_its_last_box_and_a_foreign_frame_id_is_name
     assert detection.id == "twice" and abs(detection.bbox.center.position.x - 82.0) < 8.0  # the red box
     log = node.log_text()
     assert "init lists target 'twice' 2 times: its last box is used" in log
-    assert f"init frame_id 'map' is not the image's '{FRAME_ID}'" in log
+    assert f"init frame_id 'map' differs from the image frame_id '{FRAME_ID}'" in log
 
 
 def test_two_targets_are_tracked_at_once(node, probe, stamps):
@@ -241,8 +241,11 @@ def test_an_init_whose_image_never_comes_is_refused_after_waiting(node, probe, s
     deadline = time.monotonic() + 5.0
     while "did not arrive" not in node.log_text() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert f"no cached frame has stamp {never // 10**9}.{never % 10**9:09d} (the frame did not arrive" \
-        in node.log_text()
+    assert (f"no cached frame has stamp {never // 10**9}.{never % 10**9:09d} (the init waited for that "
+            "frame but it did not arrive within 1 s") in node.log_text()
+    # no longer held: its frame arriving now starts nothing
+    probe.image_pub.publish(image_msg(_scene(0), never))
+    time.sleep(0.3)
     stamp = stamps()
     probe.image_pub.publish(image_msg(_scene(2), stamp))
     assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
