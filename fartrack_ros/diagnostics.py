@@ -209,7 +209,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bo
     return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
 
 
-_QUOTED_OR_NUMBER = re.compile(r"('[^']*'|\"[^\"]*\")|\d+")
+# a quote opens only where no letter or digit precedes it: the apostrophe of "image's" is no quote
+_QUOTED_OR_NUMBER = re.compile(r"((?<!\w)'[^']*'|(?<!\w)\"[^\"]*\")|\d+")
 
 
 def warning_kind(text: str, keep_names: bool = True) -> str:

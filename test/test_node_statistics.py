@@ -195,6 +195,7 @@ def test_warnings_differing_in_numbers_are_one_kind_and_in_quoted_names_are_not(
     assert warning_kind("remove ignored: no target 'foo'") != warning_kind("remove ignored: no target 'bar'")
     assert warning_kind("init for target 't1' refused: w=0.0") == "init for target 't1' refused: w=#.#"
     assert warning_kind('unsupported encoding "16UC1"') != warning_kind('unsupported encoding "32FC1"')
+    assert warning_kind("the camera's frame 'cam1'") != warning_kind("the camera's frame 'cam2'")
 
 
 def test_a_family_logs_a_few_kinds_per_period_and_then_counts_the_rest():
