@@ -100,8 +100,9 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Pin the model's CPU threads one per CPU when they take every CPU the node may use (Linux; "
         "cpu_threads equal to those CPUs, 2 or more; other threads stay free). Then a woken OpenMP "
         "thread sometimes waits ~10 ms for the kernel to move it off its team-mate's CPU: 2 threads "
-        "on 2 cores at 30 Hz, p99 24 ms unpinned, 15 ms pinned. With a CPU to spare nothing is "
-        "pinned. false leaves placement to the OS.",
+        "on 2 cores at 30 Hz, p99 24 ms unpinned, 15 ms pinned. With a CPU to spare, or backend "
+        "onnxruntime (its own threads do the arithmetic), nothing is pinned. false leaves placement "
+        "to the OS.",
         CONFIGURE,
     ),
     ParamSpec(

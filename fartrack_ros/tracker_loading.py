@@ -96,8 +96,8 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     tracker.warm_up()
     warmup_s = time.perf_counter() - started
     runtime = values["backend"] if precision == "float32" else f"{values['backend']}-{precision}"
-    # 1 (CUDA, or pinning off) undoes earlier pinning
-    pinning = device == "cpu" and values["pin_cpu_threads"]
+    # 1 (CUDA, ONNX Runtime, whose own threads do the arithmetic, or pinning off) undoes earlier pinning
+    pinning = device == "cpu" and values["backend"] == "torch" and values["pin_cpu_threads"]
     pinned = pin_model_team(torch.get_num_threads() if pinning else 1)
     return LoadedTracker(tracker, device, f"{cfg.name}/{runtime}", weights_path, load_s, warmup_s,
                          torch.get_num_threads(), pinned)
