@@ -99,8 +99,11 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         trainer = _trainer(args, argv)
+    except (ValueError, OSError) as exc:  # a bad --device, an unusable --init or dataset
+        raise CliError(exc) from None
+    try:
         summary = trainer.run()
-    except (ValueError, OSError) as exc:  # a bad --device, an unusable --init or dataset, a full disk
+    except OSError as exc:  # an unreadable dataset image, a full disk; anything else is a bug: traceback
         raise CliError(exc) from None
     print(f"{PROG}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
     return 0

@@ -83,7 +83,7 @@ def _check_finite(path: "str | Path", state_dict: dict[str, torch.Tensor]) -> No
 _UNUSED_PARAMETERS = ("backbone.pos_embed", "backbone.cls_token", "backbone.prev_position_embeddings.weight")
 
 
-def _adopt_unused_shapes(model: FARTrack, state_dict: dict[str, torch.Tensor]) -> None:
+def adopt_unused_shapes(model: FARTrack, state_dict: dict[str, torch.Tensor]) -> None:
     """Give the unused parameters the checkpoint's shapes, so they load whatever their size."""
     for key in _UNUSED_PARAMETERS:
         if key in state_dict:
@@ -200,7 +200,7 @@ def load_checkpoint(
             raise CheckpointError(f"{path}: {exc}") from exc
         state_dict = _truncate_state_dict(state_dict, cfg)
     model = FARTrack(cfg)
-    _adopt_unused_shapes(model, state_dict)
+    adopt_unused_shapes(model, state_dict)
     try:
         result = model.load_state_dict(state_dict, strict=False)
     except RuntimeError as exc:  # size mismatches

@@ -15,7 +15,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import _adopt_unused_shapes
+from .checkpoint import adopt_unused_shapes
 from .network import FARTrack
 from .precision import precision_for_device, with_precision
 
@@ -76,7 +76,7 @@ class OnnxFARTrack(FARTrack):
         import onnxruntime as ort
 
         weights = model.state_dict()
-        _adopt_unused_shapes(self, weights)  # as the checkpoint loader does: their size is the training's
+        adopt_unused_shapes(self, weights)  # as the checkpoint loader does: their size is the training's
         self.load_state_dict(weights)
         self.eval()
         if onnx_path is None:
