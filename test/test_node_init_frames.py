@@ -3,14 +3,19 @@ so an init for one target never makes the others skip a frame."""
 
 from __future__ import annotations
 
+import threading
 from types import SimpleNamespace
+
+import pytest
 
 from node_helpers import box_of, ground_truth_sequence, image_msg, init_msg, iou, stamp_ns_of
 
 STAMPS_NS = [1_000_000_000 + k * 33_000_000 for k in range(3)]
 
 
-def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(rclpy_context):
+@pytest.fixture
+def node(rclpy_context):
+    """An active node in this process; what it publishes as detections is kept in ``published``."""
     from rclpy.lifecycle import TransitionCallbackReturn
 
     from fartrack_ros.node import FarTrackNode
@@ -19,54 +24,43 @@ def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(rcl
     try:
         assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        frames, boxes = ground_truth_sequence(3)
-        for frame, stamp_ns in zip(frames, STAMPS_NS):  # no targets yet: frames are only cached
-            node._on_image(image_msg(frame, stamp_ns))
-        published = []
-        node._detections_pub = SimpleNamespace(publish=published.append)
-
-        node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
-        node._start_targets(init_msg(STAMPS_NS[1], [("b", boxes[1])]))  # while frame 1 waits
-        for stamp_ns in STAMPS_NS[1:]:
-            node._process(node._cache.find(stamp_ns))
-
-        assert [stamp_ns_of(msg.header) for msg in published] == STAMPS_NS[1:]
-        frame1, frame2 = ({d.id: box_of(d) for d in msg.detections} for msg in published)
-        assert list(frame1) == ["a"]  # b starts on frame 1: tracked from frame 2
-        assert sorted(frame2) == ["a", "b"]
-        assert iou(frame1["a"], boxes[1]) > 0.5
-        assert min(iou(box, boxes[2]) for box in frame2.values()) > 0.5
+        node.published = []
+        node._detections_pub = SimpleNamespace(publish=node.published.append)
+        yield node
     finally:
         node.stop()
         node.destroy_node()
 
 
-def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_queued(rclpy_context):
-    import threading
+def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(node):
+    frames, boxes = ground_truth_sequence(3)
+    for frame, stamp_ns in zip(frames, STAMPS_NS):  # no targets yet: frames are only cached
+        node._on_image(image_msg(frame, stamp_ns))
 
-    from rclpy.lifecycle import TransitionCallbackReturn
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+    node._start_targets(init_msg(STAMPS_NS[1], [("b", boxes[1])]))  # while frame 1 waits
+    for stamp_ns in STAMPS_NS[1:]:
+        node._process(node._cache.find(stamp_ns))
 
-    from fartrack_ros.node import FarTrackNode
+    assert [stamp_ns_of(msg.header) for msg in node.published] == STAMPS_NS[1:]
+    frame1, frame2 = ({d.id: box_of(d) for d in msg.detections} for msg in node.published)
+    assert list(frame1) == ["a"]  # b starts on frame 1: tracked from frame 2
+    assert sorted(frame2) == ["a", "b"]
+    assert iou(frame1["a"], boxes[1]) > 0.5
+    assert min(iou(box, boxes[2]) for box in frame2.values()) > 0.5
 
-    node = FarTrackNode(context=rclpy_context, managed=True)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        frames, boxes = ground_truth_sequence(2)
-        published = []
-        node._detections_pub = SimpleNamespace(publish=published.append)
-        node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))  # before its frame: held
-        busy = threading.Event()
-        node._compute.submit(busy.wait, 10.0)  # the compute thread is busy (a slow model, a big frame)
 
-        node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # hands the init to the compute thread
-        node._on_image(image_msg(frames[1], STAMPS_NS[1]))  # arrives before the init has run
-        busy.set()
-        node._compute.wait_idle()
+def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_queued(node):
+    frames, boxes = ground_truth_sequence(2)
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))  # before its frame: held
+    busy = threading.Event()
+    node._compute.submit(busy.wait, 10.0)  # the compute thread is busy (a slow model, a big frame)
 
-        assert [stamp_ns_of(msg.header) for msg in published] == [STAMPS_NS[1]]
-        (detection,) = published[0].detections
-        assert detection.id == "a" and iou(box_of(detection), boxes[1]) > 0.5
-    finally:
-        node.stop()
-        node.destroy_node()
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # hands the init to the compute thread
+    node._on_image(image_msg(frames[1], STAMPS_NS[1]))  # arrives before the init has run
+    busy.set()
+    node._compute.wait_idle()
+
+    assert [stamp_ns_of(msg.header) for msg in node.published] == [STAMPS_NS[1]]
+    (detection,) = node.published[0].detections
+    assert detection.id == "a" and iou(box_of(detection), boxes[1]) > 0.5
