@@ -64,12 +64,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import replace
-from typing import Callable
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.exceptions import ParameterException
-from rclpy.executors import Executor, ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.parameter import Parameter
@@ -93,15 +92,10 @@ from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
                             init_box, is_zero_stamp, stamp_to_ns, status_msg)
+from .executors import make_executor, spin_while
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
-# Longest wait of the executable's executor. rclpy wakes a waiting executor on SIGINT/SIGTERM
-# through a guard condition; under load that wake-up was seen lost (6 of about 60 stress runs left
-# the node waiting after SIGINT until a second one, none of 14 with this). rclpy calls Python's
-# handler before its own, so returning to Python this often lets the pending KeyboardInterrupt
-# (or the shut-down context, on SIGTERM) end the spin.
-SIGNAL_CHECK_S = 0.5
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the image publishers' QoS and silence are looked at
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
@@ -688,44 +682,6 @@ def _as_declared_kind(parameter: Parameter) -> Parameter:
     """``parameter``, or a copy holding its value as the declared type (`params.as_declared_kind`)."""
     value = params.as_declared_kind(parameter.name, parameter.value)
     return parameter if value is parameter.value else Parameter(parameter.name, value=value)
-
-
-def has_events_executor() -> bool:
-    """Whether this rclpy has the EventsExecutor (rclpy 7.1.4 of Jazzy and later)."""
-    try:
-        from rclpy.experimental import EventsExecutor  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-def make_executor(kind: str, log=None) -> Executor:
-    """The executor for ``kind`` (the ``executor`` parameter): rclpy's EventsExecutor for events
-    where this rclpy has it, else the SingleThreadedExecutor (saying so to ``log``)."""
-    if kind == "events":
-        why = "this rclpy has no EventsExecutor (rclpy 7.1.4 of Jazzy and later have it)"
-        if has_events_executor():
-            from rclpy.experimental import EventsExecutor
-
-            try:
-                executor = EventsExecutor()
-            except Exception as exc:  # noqa: BLE001 - e.g. its faulthandler.enable() wants a real stderr
-                why = f"the EventsExecutor failed to start ({type(exc).__name__}: {exc})"
-            else:
-                if log is not None:
-                    log.info("executor events: spinning rclpy's EventsExecutor")
-                return executor
-        if log is not None:
-            log.warning(f"executor events: {why}; running single_threaded")
-    return SingleThreadedExecutor()
-
-
-def spin_while(executor: Executor, keep_going: Callable[[], bool], wait_s: float = SIGNAL_CHECK_S) -> None:
-    """Spin ``executor`` while ``keep_going()``, never waiting longer than ``wait_s`` at a time: that
-    lets signals through (see SIGNAL_CHECK_S), and rclpy 9.1's EventsExecutor, waiting with no
-    timeout (its ``spin()``), keeps a core busy and runs no callback."""
-    while keep_going():
-        executor.spin_once(timeout_sec=wait_s)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -95,7 +95,7 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     from vision_msgs.msg import Detection2DArray
 
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
-    from .node import spin_while
+    from .executors import spin_while
     from .msg import TrackerStatus
 
     env = child_env()

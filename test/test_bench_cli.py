@@ -58,7 +58,7 @@ def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(
 @pytest.mark.slow
 def test_bench_node_rows_send_frames_larger_than_the_shared_memory_segment_reliably(capsys):
     """Also the events executor's row, where rclpy has it (node and probe both spin it)."""
-    from fartrack_ros.node import has_events_executor
+    from fartrack_ros.executors import has_events_executor
 
     table = _node_rows_table(capsys, "--node-frames", "16", "--node-rates", "0", "--node-size", "640x480",
                              "--node-unpinned", "--node-executors", "single_threaded,events")
@@ -167,7 +167,7 @@ def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, c
         return measured
 
     monkeypatch.setattr(node_latency, "measure_node_latency", measure)
-    monkeypatch.setattr("fartrack_ros.node.has_events_executor", lambda: True)
+    monkeypatch.setattr("fartrack_ros.executors.has_events_executor", lambda: True)
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
                        "--node-executors", "single_threaded,events"]) == 0

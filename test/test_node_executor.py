@@ -13,7 +13,7 @@ pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
 def test_the_events_executor_tracks_as_the_library():
-    from fartrack_ros.node import has_events_executor
+    from fartrack_ros.executors import has_events_executor
 
     with running_node({"device": "cpu", "weights": str(weights_for_tests()), "executor": "events"}) as (node, probe):
         assert_tracks_as_the_library(probe, 4_000_000_000_000)

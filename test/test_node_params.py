@@ -130,10 +130,10 @@ def test_an_unusable_events_executor_falls_back_to_the_single_threaded_one_sayin
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from fartrack_ros import node
+    from fartrack_ros import executors
 
     if problem == "absent":
-        monkeypatch.setattr(node, "has_events_executor", lambda: False)
+        monkeypatch.setattr(executors, "has_events_executor", lambda: False)
     else:
         experimental = pytest.importorskip("rclpy.experimental")  # Humble's rclpy has none
 
@@ -151,12 +151,12 @@ def test_an_unusable_events_executor_falls_back_to_the_single_threaded_one_sayin
 
     rclpy.init()  # the executors belong to the default context, as in the executable
     try:
-        executor = node.make_executor("events", Log())
+        executor = executors.make_executor("events", Log())
 
         assert isinstance(executor, SingleThreadedExecutor)
         assert len(warnings) == 1 and "running single_threaded" in warnings[0]
         assert ("no EventsExecutor" if problem == "absent" else "ValueError: fileno") in warnings[0]
-        assert isinstance(node.make_executor("single_threaded", Log()), SingleThreadedExecutor)
+        assert isinstance(executors.make_executor("single_threaded", Log()), SingleThreadedExecutor)
         assert len(warnings) == 1
     finally:
         rclpy.try_shutdown()

@@ -185,7 +185,7 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
 
 def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, frames, boxes) -> list[bm.Row]:
     """The node rows of one model (``weights``/``variant`` as the node is given them)."""
-    from ..node import has_events_executor
+    from ..executors import has_events_executor
     from ..node_latency import measure_node_latency
 
     executors = args.node_executors
