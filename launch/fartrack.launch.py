@@ -13,7 +13,6 @@ params file sets image_transport: compressed).
 
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, OpaqueFunction
-from launch.conditions import IfCondition
 from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import LifecycleNode, Node
 from launch_ros.parameter_descriptions import ParameterValue
@@ -42,13 +41,29 @@ ARGUMENTS = (
 )
 
 
-def _tracker_node(context):
-    """The plain or the managed node, with the non-empty overrides on top of params_file."""
+def _nodes(context):
+    """The tracker node, and rviz2 when asked for, showing the node's debug image."""
     value = lambda name: LaunchConfiguration(name).perform(context)  # noqa: E731
+    nodes = _tracker_node(value)
+    if _is_true(value("rviz")):
+        # the layout names /fartrack/debug_image; under a namespace, remap it to the node's topic
+        topic = "/" + "/".join(part for part in (value("namespace").strip("/"), NODE_NAME, "debug_image") if part)
+        nodes.append(Node(
+            package="rviz2",
+            executable="rviz2",
+            arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fartrack.rviz"])],
+            remappings=[(f"/{NODE_NAME}/debug_image", topic)],
+            output="screen",
+        ))
+    return nodes
+
+
+def _tracker_node(value):
+    """The plain or the managed node, with the non-empty overrides on top of params_file."""
     # ParameterValue(str): launch_ros would otherwise read the text as YAML (a number, a bool)
     overrides = {name: ParameterValue(value(name), value_type=str)
                  for name in OVERRIDES if value(name) != ""}
-    managed = value("use_lifecycle").strip().lower() in ("true", "1", "yes")
+    managed = _is_true(value("use_lifecycle"))
     kind = LifecycleNode if managed else Node
     return [kind(
         package=PACKAGE,
@@ -63,14 +78,11 @@ def _tracker_node(context):
     )]
 
 
+def _is_true(text: str) -> bool:
+    return text.strip().lower() in ("true", "1", "yes")
+
+
 def generate_launch_description():
     arguments = [DeclareLaunchArgument(name, default_value=default, description=description)
                  for name, default, description in ARGUMENTS]
-    rviz = Node(
-        condition=IfCondition(LaunchConfiguration("rviz")),
-        package="rviz2",
-        executable="rviz2",
-        arguments=["-d", PathJoinSubstitution([FindPackageShare(PACKAGE), "config", "fartrack.rviz"])],
-        output="screen",
-    )
-    return LaunchDescription([*arguments, OpaqueFunction(function=_tracker_node), rviz])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_nodes)])

@@ -98,3 +98,52 @@ def test_launch_description_loads_with_launch_ros():
 
     names = {argument.name for argument in description.get_launch_arguments()}
     assert DOCUMENTED_ARGUMENTS <= names
+
+
+def _load_with_stand_ins(monkeypatch):
+    """The launch file loaded against minimal stand-ins of launch and launch_ros (they only record
+    what they are given), so that its own logic runs where those packages are not installed."""
+    import sys
+    import types
+
+    class Recorded:
+        def __init__(self, *args, **kwargs):
+            self.args, self.kwargs = args, kwargs
+
+    class Configuration(Recorded):
+        def perform(self, context):
+            return context[self.args[0]]
+
+    modules = {
+        "launch": {"LaunchDescription": Recorded},
+        "launch.actions": {"DeclareLaunchArgument": Recorded, "OpaqueFunction": Recorded},
+        "launch.substitutions": {"LaunchConfiguration": Configuration, "PathJoinSubstitution": Recorded},
+        "launch_ros": {},
+        "launch_ros.actions": {"LifecycleNode": Recorded, "Node": Recorded},
+        "launch_ros.parameter_descriptions": {"ParameterValue": Recorded},
+        "launch_ros.substitutions": {"FindPackageShare": Recorded},
+    }
+    for name, attributes in modules.items():
+        module = types.ModuleType(name)
+        module.__dict__.update(attributes)
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("fartrack_launch_stand_ins", LAUNCH_FILE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("namespace, topic", [("", "/fartrack/debug_image"),
+                                              ("robot1", "/robot1/fartrack/debug_image"),
+                                              ("/fleet/robot1/", "/fleet/robot1/fartrack/debug_image")])
+def test_rviz_shows_the_debug_image_of_the_namespaced_node(monkeypatch, namespace, topic):
+    launch = _load_with_stand_ins(monkeypatch)
+    context = {"image": "/camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
+               "params_file": "fartrack.yaml", "use_lifecycle": "false", "namespace": namespace, "rviz": "true"}
+
+    tracker, rviz = launch._nodes(context)
+
+    assert tracker.kwargs["executable"] == "fartrack_node" and tracker.kwargs["namespace"] == namespace
+    assert rviz.kwargs["executable"] == "rviz2"
+    assert rviz.kwargs["remappings"] == [("/fartrack/debug_image", topic)]
+    assert len(launch._nodes({**context, "rviz": "false"})) == 1
