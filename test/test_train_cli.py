@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 
@@ -36,6 +37,8 @@ def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path):
     assert main(["--out", str(tmp_path), "--resume", "--steps", "9", *SMOKE]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 2
+    (resume,) = torch.load(tmp_path / "final.pth", weights_only=True)["metadata"]["resumes"]
+    assert resume["at_step"] == 2 and "--resume" in resume["command"] and "torch threads" in resume["hardware"]
 
 
 def test_cli_trains_from_a_checkpoint_on_a_got10k_folder(tmp_path):
@@ -49,6 +52,9 @@ def test_cli_trains_from_a_checkpoint_on_a_got10k_folder(tmp_path):
             "--stage2-steps", "0", "--batch-size", "2", "--no-progress"]
     assert main(argv) == 0
     assert load_checkpoint(out / "final.pth").cfg.name == "test-xs"
+    digest = hashlib.sha256((first / "final.pth").read_bytes()).hexdigest()
+    origin = torch.load(out / "final.pth", weights_only=True)["metadata"]["origin"]
+    assert origin == f"init {first / 'final.pth'} (sha256 {digest})"
 
 
 def test_training_on_generated_held_out_sequences_is_warned(tmp_path, capsys):

@@ -10,6 +10,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import hashlib
 import platform
 import shlex
 import sys
@@ -144,24 +145,21 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         torch.manual_seed(config.seed)
         model = FARTrack(ModelConfig.from_dict(stored["model_config"]))
         metadata = dict(stored.get("metadata", {}))
+        # where and how each continuation ran (a resumed run may have other threads or hardware)
+        metadata["resumes"] = [*metadata.get("resumes", []),
+                               {"at_step": int(stored.get("step", 0)), **_session(argv, device)}]
     else:
         config = _train_config(args)
         torch.manual_seed(config.seed)
         if args.init is not None:
             model = load_checkpoint(args.init, device="cpu").train()
-            origin = f"init {args.init}"
+            origin = f"init {args.init} (sha256 {_sha256(args.init)})"  # the file may change later
         else:
             name = args.variant or args.config or "bundled-m"
             model = init_for_training(build_model(model_config(name)))
             origin = f"scratch {name}"
-        metadata = {
-            "command": f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv),
-            "origin": origin,
-            "data": "synthetic" if args.dataset is None else str(args.dataset),
-            "device": str(device),
-            "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
-            "torch": str(torch.__version__),
-        }
+        metadata = {**_session(argv, device), "origin": origin,
+                    "data": "synthetic" if args.dataset is None else str(args.dataset)}
     model = model.to(device)
     source = _sequence_source(None if metadata.get("data", "synthetic") == "synthetic" else Path(metadata["data"]),
                               config.seed)
@@ -171,6 +169,24 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         trainer.resume_from(resume_path)
         print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
     return trainer
+
+
+def _session(argv: Optional[list[str]], device) -> dict[str, str]:
+    """What this invocation ran with: command, device, hardware and torch (checkpoint metadata)."""
+    return {
+        "command": f"{PROG} " + shlex.join(sys.argv[1:] if argv is None else argv),
+        "device": str(device),
+        "hardware": f"{platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads",
+        "torch": str(torch.__version__),
+    }
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 if __name__ == "__main__":
