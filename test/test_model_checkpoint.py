@@ -282,6 +282,13 @@ def test_training_checkpoint_with_pickled_objects_loads(tmp_path):
     torch.testing.assert_close(_forward_logits(loaded), _forward_logits(model), atol=0, rtol=0)
 
 
+def test_a_legacy_format_checkpoint_with_pickled_objects_says_how_to_convert_it(tmp_path):
+    torch.save({"net": _small_model().state_dict(), "settings": TrainingSettings()}, tmp_path / "old.pth",
+               _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError, match="torch's legacy .pre-1.6. format.*re-save it"):
+        load_checkpoint(tmp_path / "old.pth")
+
+
 def test_checkpoint_with_a_reduce_payload_is_refused_and_not_run(tmp_path):
     marker = tmp_path / "payload_ran"
     torch.save({"net": _small_model().state_dict(), "settings": Payload(marker)}, tmp_path / "evil.pth")

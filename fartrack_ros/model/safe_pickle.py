@@ -152,5 +152,17 @@ def load_checkpoint_file(path: "str | Path") -> Any:
     """torch.load with weights_only=True; if the file holds pickled objects, the restricted reader."""
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
+    except pickle.UnpicklingError as exc:
+        if _is_legacy_torch_file(path):
+            raise pickle.UnpicklingError(
+                f"{exc}. This is torch's legacy (pre-1.6) format, whose pickled objects are not read "
+                "here: load it once where you trust it and re-save it with a current torch.save") from exc
         return load_untrusted(path)
+
+
+def _is_legacy_torch_file(path: "str | Path") -> bool:
+    """Whether ``path`` starts as torch.save's legacy (pre-1.6, non-zip) format does: the magic
+    number, pickled with torch's default protocol 2."""
+    magic = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
+    with open(path, "rb") as file:
+        return file.read(len(magic)) == magic
