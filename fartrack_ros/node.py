@@ -86,13 +86,13 @@ from fartrack_ros.msg import TrackerStatus
 from . import params
 from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level, warning_kind
+from .executors import make_executor, spin_while
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
 from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
                             init_box, is_zero_stamp, stamp_to_ns, status_msg)
-from .executors import make_executor, spin_while
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
