@@ -138,6 +138,7 @@ class FarTrackNode(LifecycleNode):
         self._image_subscription = None
         self._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
         self._last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
+        self._publishers_since_s: float | None = None  # since when the image topic has publishers
         self._silence_reported = False
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
@@ -296,7 +297,13 @@ class FarTrackNode(LifecycleNode):
             if wanted != self._image_reliability:
                 self._create_image_subscription(wanted)
                 return
-            silent_s = time.monotonic() - self._last_image_s
+            now = time.monotonic()
+            if not publishers:
+                self._publishers_since_s = None
+            elif self._publishers_since_s is None:
+                self._publishers_since_s = now
+            # silent since the last image, subscribing, or the first publisher, whichever is latest
+            silent_s = now - max(self._last_image_s, self._publishers_since_s or 0.0)
             if (publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported
                     and silent_s >= SILENT_PUBLISHERS_S):
                 self._silence_reported = True

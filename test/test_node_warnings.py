@@ -29,3 +29,32 @@ def test_warnings_naming_different_ids_are_logged_a_few_per_period(rclpy_context
                              for k in range(burst)] + ["init ignored: the node is not configured"]
     finally:
         node.destroy_node()
+
+
+def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_context):
+    from types import SimpleNamespace
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.node import SILENT_PUBLISHERS_S, FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        log = _RecordingLogger()
+        node.get_logger = lambda: log
+        node._last_image_s -= 10.0  # subscribed long ago, nothing published since
+        camera = SimpleNamespace(qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
+        node._image_publishers = lambda: [camera]
+        node._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
+
+        node._check_image_publishers()  # the camera has just appeared: no hint yet
+        assert log.lines == []
+        node._publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
+        node._check_image_publishers()
+        assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
+    finally:
+        node.stop()
+        node.destroy_node()
