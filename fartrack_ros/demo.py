@@ -52,6 +52,21 @@ def executable(name: str, module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
+def ros_missing() -> str | None:
+    """Why the ROS 2 Python packages the node's clients need do not import here, with what to do
+    (None when they import): the console scripts may run outside a ROS environment."""
+    try:
+        import rclpy  # noqa: F401
+        from sensor_msgs.msg import Image  # noqa: F401
+        from vision_msgs.msg import Detection2DArray  # noqa: F401
+
+        from .msg import TrackerStatus  # noqa: F401
+    except ImportError as exc:
+        return (f"ROS 2 is not set up in this environment ({exc}): source your ROS 2 workspace, or run "
+                "the command through tools/ros-run after make setup")
+    return None
+
+
 def child_env() -> dict[str, str]:
     """This process's environment on an isolated graph (set here before rclpy.init too)."""
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.SystemRandom().randint(1, 100)))

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int
-from .demo import Child, child_env, executable
+from .demo import Child, child_env, executable, ros_missing
 from .params import BY_NAME as PARAMETERS
 
 NODE_NAME = "fartrack_soak"
@@ -412,6 +412,10 @@ def main(argv: list[str] | None = None) -> int:
     if config.warmup >= config.frames:
         parser.error(f"the warm-up ({config.warmup} frames{'' if options.warmup_frames else ', by default'}) "
                      f"must be shorter than --frames {config.frames}")
+    missing = ros_missing()
+    if missing is not None:
+        print(f"fartrack-soak: error: {missing}", file=sys.stderr)
+        return 2
     progress = None if options.quiet else (lambda line: print(line, flush=True))
     try:
         result = run_soak(config, progress)

@@ -175,3 +175,12 @@ def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, c
     assert "node row with executor events back to back skipped: the node did not run executor events" in captured.err
     assert re.search(r"^node +bundled-m publish->detections back to back +9\.00 ", captured.out, re.M), captured.out
     assert "events publish" not in captured.out
+
+
+def test_outside_a_ros_environment_the_node_rows_are_skipped_saying_what_to_do(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vision_msgs.msg", None)  # as in a venv without the ROS paths
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--plot", ""]) == 0
+    assert "node rows skipped: ROS 2 is not set up in this environment" in capsys.readouterr().err

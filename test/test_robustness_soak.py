@@ -67,3 +67,12 @@ def test_warnings_are_split_at_the_start_of_the_soak_by_their_log_time():
 
     assert before == lines[:1]
     assert after == [lines[2], lines[3]]
+
+
+def test_outside_a_ros_environment_the_soak_says_what_to_do(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "vision_msgs.msg", None)  # as in a venv without the ROS paths
+    assert main(["--frames", "50"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("fartrack-soak: error: ROS 2 is not set up") and "tools/ros-run" in err

@@ -161,10 +161,11 @@ def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) 
 def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
     """End-to-end latency through the ROS node next to the same model's in-process tracker time,
     both at each of ``--node-rates``: the node's overhead is their ratio at the same frame pacing."""
-    try:
-        from .. import node_latency  # noqa: F401 - only whether ROS 2 is importable
-    except ImportError as exc:
-        print(f"node rows skipped: ROS 2 is not importable here ({exc})", file=sys.stderr)
+    from ..demo import ros_missing
+
+    missing = ros_missing()
+    if missing is not None:
+        print(f"node rows skipped: {missing}", file=sys.stderr)
         return []
     with tempfile.TemporaryDirectory(prefix="fartrack_bench_") as folder:
         weights, variant = args.node_weights, args.node_variant
