@@ -31,12 +31,14 @@ def test_cli_writes_a_loadable_model_and_official_layout_checkpoints(tmp_path):
     assert [entry["stage"] for entry in log] == [1, 1, 1, 2]
 
 
-def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path):
+def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
+    capsys.readouterr()
     # the stored settings win: the resumed run is already complete and adds no step
     assert main(["--out", str(tmp_path), "--resume", "--steps", "9", *SMOKE]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 2
+    assert "ignored: --steps 9 (the run has 2)" in capsys.readouterr().err
     (resume,) = torch.load(tmp_path / "final.pth", weights_only=True)["metadata"]["resumes"]
     assert resume["at_step"] == 2 and "--resume" in resume["command"] and "torch threads" in resume["hardware"]
 

@@ -142,6 +142,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         except CheckpointError as exc:
             raise CliError(f"--resume: {exc} (delete it to resume from the checkpoint before it)") from None
         config = _train_config(args, stored["train_config"])
+        _warn_of_ignored_settings(args, config)
         torch.manual_seed(config.seed)
         model = FARTrack(ModelConfig.from_dict(stored["model_config"]))
         metadata = dict(stored.get("metadata", {}))
@@ -169,6 +170,15 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         trainer.resume_from(resume_path)
         print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
     return trainer
+
+
+def _warn_of_ignored_settings(args: argparse.Namespace, config) -> None:
+    """A resumed run keeps its stored settings: say which given ones differ and are ignored."""
+    ignored = [f"--{name.replace('_', '-')} {getattr(args, name)} (the run has {getattr(config, name)})"
+               for name in DEFAULTS if getattr(args, name) is not None and getattr(args, name) != getattr(config, name)]
+    if ignored:
+        warn(PROG, f"--resume continues the run with its stored settings; ignored: {', '.join(ignored)} "
+                   "(to train longer, start a new run with --init from this run's final.pth)")
 
 
 def _session(argv: Optional[list[str]], device) -> dict[str, str]:
