@@ -87,6 +87,11 @@ class ImageConversionError(ValueError):
     """An image message that cannot be turned into an RGB frame (the text says why)."""
 
 
+def is_grey_encoding(encoding: str) -> bool:
+    """Whether raw images in ``encoding`` carry no colour (mono8, mono16, 8UC1)."""
+    return _BY_LOWER_NAME.get(str(encoding).strip().lower(), "").startswith("mono")
+
+
 def _canonical_encoding(encoding: str) -> str:
     name = _BY_LOWER_NAME.get(str(encoding).strip().lower())
     if name is None:

@@ -89,7 +89,7 @@ from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diag
 from .executors import make_executor, spin_while
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
-from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb, is_grey_encoding
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
                             init_box, is_zero_stamp, stamp_to_ns, status_msg)
@@ -547,6 +547,10 @@ class FarTrackNode(LifecycleNode):
             if self._loaded is None:
                 self._warn("init ignored: the node is not configured")
                 return
+            if self._loaded.bundled and is_grey_encoding(getattr(frame.msg, "encoding", "")):
+                self._warn(f"init on a grey image ({frame.msg.encoding}): the bundled model follows colour "
+                           "and barely tracks in grey (mean IoU 0.06 against 0.74 in colour on held-out "
+                           "sequences); use a colour camera or another checkpoint")
             tracker = self._loaded.tracker
             for detection in self._last_of_each_id(msg.detections):
                 try:

@@ -34,6 +34,11 @@ class LoadedTracker:
     cpu_threads: int  # threads of the model's CPU arithmetic
     pinned_cpus: list[int]  # CPUs the model's threads are pinned to, one each ([] = not pinned)
 
+    @property
+    def bundled(self) -> bool:
+        """Whether the model is the package's bundled default, which learned to follow colour."""
+        return Path(self.weights) == DEFAULT_WEIGHTS_PATH
+
     def describe(self) -> str:
         cfg = self.tracker.cfg
         plural = "s" if self.cpu_threads != 1 else ""

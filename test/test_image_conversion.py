@@ -9,6 +9,7 @@ from fartrack_ros.image_conversion import (
     ImageConversionError,
     compressed_size,
     compressed_to_rgb,
+    is_grey_encoding,
     raw_to_rgb,
     rgb_to_compressed,
     rgb_to_raw,
@@ -364,3 +365,8 @@ def test_yuv422_samples_without_opencv_s_422_codes_match_them(monkeypatch, order
 
     samples = np.frombuffer(data, np.uint8).reshape(expected.shape)
     assert step == 64 and np.abs(samples.astype(int) - expected).max() <= 1
+
+
+def test_grey_encodings_are_the_mono_ones_and_their_opencv_alias():
+    assert [is_grey_encoding(e) for e in ("mono8", "MONO16", "8UC1")] == [True, True, True]
+    assert not any(is_grey_encoding(e) for e in ("rgb8", "bayer_rggb8", "nv12", "16UC1", ""))

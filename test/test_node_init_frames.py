@@ -1,5 +1,6 @@
-"""Targets started on different frames: each is tracked from the frame after its own init frame,
-so an init for one target never makes the others skip a frame."""
+"""Inits on an in-process node: targets started on different frames are each tracked from the
+frame after their own init frame (an init for one target never makes the others skip a frame);
+what an init on a grey image is told."""
 
 from __future__ import annotations
 
@@ -64,3 +65,16 @@ def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_
     assert [stamp_ns_of(msg.header) for msg in node.published] == [STAMPS_NS[1]]
     (detection,) = node.published[0].detections
     assert detection.id == "a" and iou(box_of(detection), boxes[1]) > 0.5
+
+
+@pytest.mark.parametrize("encoding, warned", [("mono8", True), ("8UC1", True), ("rgb8", False)])
+def test_an_init_on_a_grey_image_is_told_the_bundled_model_follows_colour(node, encoding, warned):
+    warnings = []
+    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None)
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0], encoding=encoding))
+
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+
+    assert node._loaded.bundled and node._loaded.tracker.target_ids == ["a"]
+    assert any("the bundled model follows colour" in line for line in warnings) == warned, warnings
