@@ -210,6 +210,8 @@ class PendingInits:
 
     def _hand_out(self, due: Callable[[int, float], bool]) -> list[Any]:
         with self._lock:
+            if not self._held:  # the usual case, on every image
+                return []
             out = [init for stamp, deadline, init in self._held if due(stamp, deadline)]
             self._held = [entry for entry in self._held if not due(entry[0], entry[1])]
             return out

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cli.messages import CliError, command
 from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int
 from .demo import Child, child_env, executable, ros_missing
 from .params import BY_NAME as PARAMETERS
@@ -401,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("fartrack-soak")
 def main(argv: list[str] | None = None) -> int:
     """``fartrack-soak [--frames N] [--template-cap C] ...``: run, print the table, exit 0 on PASS."""
     parser = build_parser()
@@ -414,14 +416,12 @@ def main(argv: list[str] | None = None) -> int:
                      f"must be shorter than --frames {config.frames}")
     missing = ros_missing()
     if missing is not None:
-        print(f"fartrack-soak: error: {missing}", file=sys.stderr)
-        return 2
+        raise CliError(missing, code=2)
     progress = None if options.quiet else (lambda line: print(line, flush=True))
     try:
         result = run_soak(config, progress)
     except (RuntimeError, TimeoutError, OSError) as exc:  # the node would not start or answer
-        print(f"fartrack-soak: error: {exc}", file=sys.stderr)
-        return 1
+        raise CliError(exc) from None
     print(format_result(result), flush=True)
     if options.json is not None:
         options.json.parent.mkdir(parents=True, exist_ok=True)

@@ -18,9 +18,10 @@ Seeds: training uses ``TRAIN_SEED_RANGE`` (0 .. 999,999); held-out evaluation se
 
 Ground truth: the box is the target's full extent clipped to the image (for a target half out of
 view, the in-image part of its bounding rectangle, which can be looser than its visible pixels);
-under occlusion it stays the full extent, as annotators draw it. Where less than ``ABSENT_VISIBLE_RATIO`` of the target can be seen the frame is absent:
-``out_of_view`` when the image border hides it, ``full_occlusion`` when something in front does;
-a fully out-of-view frame has the box (0, 0, 0, 0).
+under occlusion it stays the full extent, as annotators draw it. Where less than
+``ABSENT_VISIBLE_RATIO`` of the target can be seen the frame is absent: ``out_of_view`` when the
+image border hides it, ``full_occlusion`` when something in front does; a fully out-of-view frame
+has the box (0, 0, 0, 0).
 """
 
 from __future__ import annotations

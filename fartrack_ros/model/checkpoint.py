@@ -126,7 +126,8 @@ def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
         name="custom",
     )
     # named after an official variant only when it has that variant's sizes throughout
-    return next((replace(cfg, name=v) for v in VARIANT_LAYERS if replace(cfg, name=v) == variant_config(v)), cfg)
+    return next((official for official in map(variant_config, VARIANT_LAYERS)
+                 if replace(cfg, name=official.name) == official), cfg)
 
 
 def _count_layers(state_dict: dict[str, torch.Tensor], group: str) -> int:
@@ -185,7 +186,7 @@ def load_checkpoint(
             cfg = ModelConfig.from_dict(stored)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
-    if not isinstance(stored, dict) and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
+    if stored is None and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
         # The tensors give every size but the head count. The standard ViT widths have 64-wide
         # heads; in any other (the bundled model: 128 wide, 4 heads of 32) it cannot be known.
         raise CheckpointError(
