@@ -97,3 +97,18 @@ def test_config_rejects_bad_values_with_the_value_in_the_message():
         SyntheticConfig(difficulty=1.5)
     with pytest.raises(ValueError, match="10..5"):
         SyntheticConfig(min_length=10, max_length=5)
+
+
+def test_a_grey_view_shows_each_frame_as_the_node_decodes_a_mono8_image_of_it():
+    from fartrack_ros.image_conversion import raw_to_rgb, rgb_to_raw
+
+    colour = generate_sequence(11, SHORT, lazy=True)
+    grey = colour.as_grey()
+    frame = colour.frame(5)
+    data, step = rgb_to_raw(frame, "mono8")
+    from_camera = raw_to_rgb(data, frame.shape[0], frame.shape[1], step, "mono8")
+    seen = grey.frame(5)
+    assert seen.shape == frame.shape and seen.dtype == np.uint8
+    assert np.abs(seen.astype(int) - from_camera).max() <= 1  # OpenCV's integer luma vs the float one
+    assert np.array_equal(grey.boxes, colour.boxes) and not colour.grey  # the colour sequence is untouched
+    assert np.array_equal(colour.frame(5), frame)

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 
 from fartrack_ros.cli import evaluate, make_data
@@ -130,3 +131,26 @@ def test_make_data_errors_are_one_line(tmp_path, capsys, args, message):
     assert make_data.main([str(blocker / "set"), "--count", "1", *args] + SHORT_SEQUENCES) in (1, 2)
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_eval_in_grey_gives_every_tracker_grey_frames(monkeypatch, capsys):
+    seen = []
+
+    class Recorder:
+        name = "recorder"
+
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def init(self, frame_rgb, box_xywh):
+            seen.append(frame_rgb)
+
+        def update(self, frame_rgb):
+            seen.append(frame_rgb)
+            return np.array([10.0, 10.0, 20.0, 20.0])
+
+    monkeypatch.setattr(evaluate, "make_runner", Recorder)
+    assert evaluate.main(["--synthetic", "2", "--trackers", "recorder", "--max-frames", "4", "--grey"]) == 0
+    assert "synthetic seeds 1000000..1000001, in grey" in capsys.readouterr().out
+    assert len(seen) == 8
+    assert all(np.array_equal(f[..., 0], f[..., 1]) and np.array_equal(f[..., 0], f[..., 2]) for f in seen)

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
                              f"training uses seeds < {TRAIN_SEED_RANGE.stop})")
     parser.add_argument("--width", type=int, default=SyntheticConfig.width, help="synthetic frame width")
     parser.add_argument("--height", type=int, default=SyntheticConfig.height, help="synthetic frame height")
+    parser.add_argument("--grey", action="store_true",
+                        help="score on the frames as a grey camera gives them (BT.601 luma in all three channels)")
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
                         help="comma-separated: fartrack, csrt, kcf (default all three)")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
@@ -90,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         runners = [make_runner(n, weights=args.weights, variant=args.variant or None, device=args.device,
                                backend=args.backend, precision=args.precision) for n in names]
         sequences, count = _sequences(args)
+        if args.grey:
+            sequences = (sequence.as_grey() for sequence in sequences)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
         raise CliError(exc, code=2) from None
 
@@ -104,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # an unreadable frame, an unusable first box
         raise CliError(exc) from None
     source = args.dataset or f"synthetic seeds {args.seed_base}..{args.seed_base + count - 1}"
+    if args.grey:
+        source += ", in grey"
     scored = next(iter(scores.values())).frames
     used = len(next(iter(results.values())))
     if scored == 0:

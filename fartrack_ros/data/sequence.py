@@ -10,12 +10,13 @@ Conventions:
 - ``absent[i]`` is True where the target cannot be seen at all (fully occluded or fully out of
   view); evaluation skips those frames;
 - ``visible_ratio[i]`` in [0, 1] is the fraction of the target that can be seen (occlusion and the
-  image border both count); readers derive it from GOT-10k ``cover.label`` when present.
+  image border both count); readers derive it from GOT-10k ``cover.label`` when present;
+- a ``grey`` sequence gives its frames as a grey camera's images reach the tracker (`grey_rgb`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,12 @@ def read_rgb(path: str | Path) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def grey_rgb(rgb: np.ndarray) -> np.ndarray:
+    """An RGB frame as a grey camera would give it: BT.601 luma in all three channels, which is what
+    a mono8 image becomes in the tracker (`image_conversion`)."""
+    return cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+
+
 @dataclass
 class TrackingSequence:
     """A sequence with boxes and flags; frames are held in memory or loaded lazily from paths."""
@@ -62,6 +69,7 @@ class TrackingSequence:
     out_of_view: np.ndarray | None = None
     full_occlusion: np.ndarray | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    grey: bool = False
 
     def __post_init__(self) -> None:
         self.boxes = np.asarray(self.boxes, dtype=np.float64).reshape(-1, 4)
@@ -83,9 +91,12 @@ class TrackingSequence:
 
     def frame(self, index: int) -> np.ndarray:
         """Frame ``index`` as HxWx3 uint8 RGB."""
-        if self.frames is not None:
-            return self.frames[index]
-        return read_rgb(self.frame_paths[index])
+        rgb = self.frames[index] if self.frames is not None else read_rgb(self.frame_paths[index])
+        return grey_rgb(rgb) if self.grey else rgb
+
+    def as_grey(self) -> "TrackingSequence":
+        """The same sequence seen by a grey camera (frames converted as they are read)."""
+        return replace(self, grey=True)
 
     @property
     def image_size(self) -> tuple[int, int]:
