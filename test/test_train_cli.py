@@ -31,6 +31,15 @@ def test_cli_writes_a_loadable_model_and_official_layout_checkpoints(tmp_path):
     assert [entry["stage"] for entry in log] == [1, 1, 1, 2]
 
 
+def test_the_grey_fraction_is_a_setting_of_the_run(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "a"), "--steps", "1", "--stage2-steps", "0", "--grey-fraction", "0.5", *SMOKE]) == 0
+    stored = torch.load(tmp_path / "a" / "final.pth", weights_only=True)["train_config"]
+    assert stored["grey_fraction"] == 0.5
+    with pytest.raises(SystemExit):
+        main(["--out", str(tmp_path / "b"), "--grey-fraction", "1.5", *SMOKE])
+    assert "expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
+
+
 def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
     capsys.readouterr()

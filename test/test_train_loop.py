@@ -11,6 +11,7 @@ import torch
 
 from fartrack_ros.data.synthetic import SyntheticConfig
 from fartrack_ros.model import build_model
+from fartrack_ros.tracker.cropping import IMAGENET_MEAN, IMAGENET_STD
 from fartrack_ros.training import (PairSampler, RolloutConfig, SamplerConfig, SequenceSource, TrainConfig, Trainer,
                                    box_in_search_crop, latest_checkpoint, model_config, rollout_batch)
 from fartrack_ros.training.trainer import make_optimizer, train_step
@@ -136,3 +137,30 @@ def test_stage2_replays_the_init_template_at_the_box_the_tracker_cropped():
     torch.manual_seed(0)
     records, _ = track_clip(build_model(CFG).eval(), seq, 0, 4)
     assert records and records[0].slot_templates[0] == (0, (0.0, float(y), float(w / 2), float(h)))
+
+
+def test_a_share_of_the_training_sequences_is_grey_and_the_choice_is_a_function_of_the_seed():
+    greyed = source().with_grey(0.25, seed=3)
+    picks = [greyed(k).grey for k in range(200)]
+    assert 0.15 < np.mean(picks) < 0.35
+    assert picks == [source().with_grey(0.25, seed=3)(k).grey for k in range(200)]
+    frame = greyed(picks.index(True)).frame(0)
+    assert np.array_equal(frame[..., 0], frame[..., 1]) and np.array_equal(frame[..., 0], frame[..., 2])
+    assert not any(source().with_grey(0.0, seed=3)(k).grey for k in range(20))
+    with pytest.raises(ValueError, match="grey fraction"):
+        source().with_grey(1.5, seed=3)
+
+
+def test_a_run_stored_before_grey_training_resumes_without_grey():
+    stored = RUN.to_dict()
+    del stored["grey_fraction"]
+    assert TrainConfig.from_dict(stored).grey_fraction == 0.0
+    assert TrainConfig.from_dict(RUN.to_dict()) == RUN
+
+
+def test_the_trainer_samples_grey_sequences_in_both_stages(tmp_path):
+    trainer = Trainer(build_model(CFG), source(), replace(RUN, grey_fraction=1.0), tmp_path, progress=False)
+    templates = trainer.sampler.batch(0, 2)["templates"]
+    rgb = templates * torch.tensor(IMAGENET_STD)[:, None, None] + torch.tensor(IMAGENET_MEAN)[:, None, None]
+    assert torch.allclose(rgb[:, :, 0], rgb[:, :, 1], atol=1e-5) and torch.allclose(rgb[:, :, 0], rgb[:, :, 2], atol=1e-5)
+    assert trainer.source(12345).grey  # what stage 2 draws its clips from

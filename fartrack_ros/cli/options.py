@@ -34,6 +34,7 @@ positive_int = int_at_least(1)
 non_negative_int = int_at_least(0)
 positive_float = _number(float, "a number > 0", lambda v: v > 0)
 non_negative_float = _number(float, "a number >= 0", lambda v: v >= 0)
+fraction = _number(float, "a number in [0, 1]", lambda v: 0 <= v <= 1)
 
 
 def box_xywh(text: str) -> tuple[float, float, float, float]:

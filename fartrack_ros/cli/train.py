@@ -21,13 +21,14 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from .messages import CliError, command, warn
-from .options import non_negative_int, positive_float, positive_int
+from .options import fraction, non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     from ..training import Trainer
 
 PROG = "fartrack-train"
-DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500}
+DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500,
+            "grey_fraction": 0.05}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage2-steps", type=non_negative_int,
                         help=f"sequence-level steps after stage 1, tracking with the template memory (default {DEFAULTS['stage2_steps']})")
     parser.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
+    parser.add_argument("--grey-fraction", type=fraction,
+                        help=f"share of the training sequences seen in grey, as from a mono camera "
+                             f"(default {DEFAULTS['grey_fraction']}; 0: colour only)")
     parser.add_argument("--dataset", type=Path,
                         help="GOT-10k or LaSOT root to train on instead of generated sequences")
     parser.add_argument("--workers", type=non_negative_int, default=0, help="threads preparing the next batch (default 0)")

@@ -20,7 +20,8 @@ One sample, as the tracker sees it at inference:
 - the older slots get random prune masks (``num_pruned`` tokens each) so the model sees
   sparsified templates; the newest slot is never pruned, as at inference.
 
-The crops are the official ones (`tracker.cropping.sample_target`).
+The crops are the official ones (`tracker.cropping.sample_target`). A share of the sequences may
+be seen in grey, as from a mono camera (`SequenceSource.with_grey`, `TrainConfig.grey_fraction`).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from ..tracker.template_memory import schedule_slots
 STREAM_SEQUENCE = 2
 STREAM_BATCH = 1
 STREAM_ROLLOUT = 3
+STREAM_GREY = 4
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,21 @@ class SequenceSource:
             return sequences[int(order[pos])]
 
         return cls(get, description)
+
+    def with_grey(self, fraction: float, seed: int) -> "SequenceSource":
+        """This source with a ``fraction`` of its sequences seen by a grey camera (sequence ``k`` is
+        grey or not by a draw from (seed, k), so a run stays a function of its seed)."""
+        if not 0.0 <= fraction <= 1.0:
+            raise ValueError(f"grey fraction must lie in [0, 1], got {fraction}")
+        if fraction == 0.0:
+            return self
+
+        def get(index: int) -> TrackingSequence:
+            sequence = self._get(index)
+            grey = np.random.default_rng([seed, STREAM_GREY, index]).random() < fraction
+            return sequence.as_grey() if grey else sequence
+
+        return SequenceSource(get, f"{self.description}, {fraction:.0%} of them grey")
 
 
 def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.random.Generator) -> list[float]:

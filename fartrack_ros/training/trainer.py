@@ -56,6 +56,10 @@ class TrainConfig:
     stage2_steps: int = 200
     stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
     checkpoint_every: int = 500
+    # share of the training sequences seen in grey, in both stages (OSTrack's value on real video).
+    # Generated scenes set targets apart from background and look-alikes by hue, so there much
+    # more grey buys little: see the model card's limitations
+    grey_fraction: float = 0.05
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
@@ -69,6 +73,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         values = dict(values)
+        values.setdefault("grey_fraction", 0.0)  # a run stored before grey training had none
         values["sampler"] = SamplerConfig(**values.get("sampler", {}))
         values["rollout"] = RolloutConfig(**values.get("rollout", {}))
         known = {f.name for f in fields(cls)}
@@ -198,14 +203,14 @@ class Trainer:
     def __init__(self, model: FARTrack, source: SequenceSource, config: TrainConfig, out_dir: "str | Path",
                  workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None) -> None:
         self.model = model
-        self.source = source
+        self.source = source.with_grey(config.grey_fraction, config.seed)
         self.config = config
         self.out_dir = Path(out_dir)
         self.workers = workers
         self.progress = progress
         self.metadata = dict(metadata or {})
         self.optimizer = make_optimizer(model, config)
-        self.sampler = PairSampler(source, model.cfg, config.seed, config.sampler)
+        self.sampler = PairSampler(self.source, model.cfg, config.seed, config.sampler)
         self.step = 0
         self.wall_time_s = 0.0  # summed over all sessions of this run
 
