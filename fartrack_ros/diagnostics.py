@@ -235,6 +235,13 @@ class WarningThrottle:
         self._held: dict[str, int] = {}
         self._family_times: dict[str, list[float]] = {}  # when each family last logged, newest last
         self._family_held: dict[str, int] = {}
+        self._held_total = 0
+
+    @property
+    def held_total(self) -> int:
+        """Warnings held back since the start, also those of a kind never logged again (which no
+        logged line counts)."""
+        return self._held_total
 
     def admit(self, kind: str, family: str | None = None) -> tuple[bool, int]:
         """(log it now?, how many were held back since the last one logged).
@@ -251,11 +258,13 @@ class WarningThrottle:
             last = self._last.get(kind)
             if last is not None and now - last < self._every_s:
                 self._held[kind] = self._held.get(kind, 0) + 1
+                self._held_total += 1
                 return False, 0
             recent = [t for t in self._family_times.get(family, []) if now - t < self._every_s]
             if len(recent) >= self.FAMILY_BURST:
                 self._family_times[family] = recent
                 self._family_held[family] = self._family_held.get(family, 0) + 1
+                self._held_total += 1
                 return False, 0
             self._family_times[family] = [*recent, now]
             self._last[kind] = now

@@ -668,6 +668,7 @@ class FarTrackNode(LifecycleNode):
             image_topic=self._image_topic(),
             image_reliability=reliability_name(self._image_reliability) if self._image_subscription else "",
             state="active" if self._active else "inactive",
+            warnings_held_back=self._throttle.held_total,
         )
         self._diagnostics_pub.publish(diagnostics_msg(
             self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: tracker",

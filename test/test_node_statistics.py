@@ -210,6 +210,16 @@ def test_a_family_logs_a_few_kinds_per_period_and_then_counts_the_rest():
     assert throttle.admit("no target 'late'", "no target #") == (True, 3)
 
 
+def test_every_warning_held_back_is_counted_also_of_a_kind_never_logged_again():
+    clock = FakeClock()
+    throttle = WarningThrottle(every_s=5.0, clock=clock)
+    for _ in range(3):
+        throttle.admit("no target 'once'", "no target #")  # logged, then 2 held; the id never comes back
+    for k in range(WarningThrottle.FAMILY_BURST + 4):
+        throttle.admit(f"no target 'id{k}'", "no target #")
+    assert throttle.held_total == 2 + 5  # 4 kinds logged before the family's burst of 5 was spent
+
+
 def test_warning_throttle_forgets_kinds_not_seen_for_a_period_once_it_holds_many():
     clock = FakeClock()
     throttle = WarningThrottle(every_s=5.0, clock=clock)

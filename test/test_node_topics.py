@@ -296,7 +296,8 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
     (status,) = msg.status
     values = {kv.key: kv.value for kv in status.values}
     assert "fartrack" in status.name
-    for key in ("fps_in", "fps_out", "frames_dropped", "device", "model", "delay_from_stamp_p50_ms"):
+    for key in ("fps_in", "fps_out", "frames_dropped", "device", "model", "delay_from_stamp_p50_ms",
+                "warnings_held_back"):
         assert key in values, key
     for stage in ("convert", "crop", "model", "decode", "publish"):
         for stat in ("p50", "p95", "max"):
