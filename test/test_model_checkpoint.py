@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import gzip
 import os
+import pathlib
 import pickle
+import tarfile
 import zipfile
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -19,6 +22,7 @@ from fartrack_ros.model import (
     build_model,
     config_from_state_dict,
     load_checkpoint,
+    read_checkpoint,
     resolve_device,
     save_checkpoint,
 )
@@ -35,6 +39,12 @@ class TrainingSettings:
         self.env = argparse.Namespace(workspace_dir="/ws", tensorboard_dir="/tb")
         self.cfg = EasyDictLike(MODEL=EasyDictLike(BINS=300, RANGE=2), TRAIN=EasyDictLike(LR=1e-4))
         self.device = torch.device("cpu")
+        # builtins that protocol 2 names __builtin__.*, and a path
+        self.datasets = {"got10k", "lasot"}
+        self.frozen = frozenset({1, 2})
+        self.raw = bytearray(b"ab")
+        self.gain = complex(1, 2)
+        self.save_dir = pathlib.Path("/ws/checkpoints")
 
 
 class EasyDictLike(dict):
@@ -280,6 +290,32 @@ def test_training_checkpoint_with_pickled_objects_loads(tmp_path):
         torch.load(tmp_path / "train.pth.tar", weights_only=True)  # what makes the safe reader necessary
     loaded = load_checkpoint(tmp_path / "train.pth.tar")
     torch.testing.assert_close(_forward_logits(loaded), _forward_logits(model), atol=0, rtol=0)
+
+
+def test_sets_paths_and_other_plain_data_in_pickled_settings_come_back_as_data(tmp_path):
+    torch.save({"net": _small_model().state_dict(), "settings": TrainingSettings()}, tmp_path / "train.pth.tar")
+    settings = read_checkpoint(tmp_path / "train.pth.tar")["settings"].state
+    assert settings["datasets"] == {"got10k", "lasot"} and settings["frozen"] == frozenset({1, 2})
+    assert settings["raw"] == bytearray(b"ab") and settings["gain"] == complex(1, 2)
+    assert str(settings["save_dir"]) == "/ws/checkpoints" and isinstance(settings["save_dir"], pathlib.PurePath)
+
+
+def test_weights_given_as_a_folder_or_packed_say_so(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+    save_checkpoint(_small_model(), tmp_path / "m.pth")
+    (tmp_path / "m.pth.gz").write_bytes(gzip.compress((tmp_path / "m.pth").read_bytes()))
+    with tarfile.open(tmp_path / "m.tar", "w") as archive:
+        archive.add(tmp_path / "m.pth", arcname="m.pth")
+    for name, packed in (("m.pth.gz", "gzip-compressed"), ("m.tar", "a tar archive")):
+        with pytest.raises(CheckpointError, match=f"is {packed}: unpack the checkpoint first"):
+            load_checkpoint(tmp_path / name)
+
+
+def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    save_checkpoint(_small_model(), tmp_path / "m.pth")
+    assert load_checkpoint("~/m.pth").cfg == SMALL
 
 
 def test_a_legacy_format_checkpoint_with_pickled_objects_says_how_to_convert_it(tmp_path):

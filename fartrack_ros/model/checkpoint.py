@@ -26,19 +26,22 @@ class CheckpointError(ValueError):
 
 
 def read_checkpoint(path: "str | Path") -> dict[str, Any]:
-    """The checkpoint dict of a file, read without running pickled code; CheckpointError if unusable."""
-    path = Path(path)
+    """The checkpoint dict of a file (``~`` expanded), read without running pickled code;
+    CheckpointError if unusable."""
+    path = Path(path).expanduser()
     if not path.is_file():
-        raise CheckpointError(
-            f"weights file not found: {path} (set the 'weights' parameter to a FARTrack .pth/.pth.tar "
-            "file, or leave it empty for the bundled model)"
-        )
+        problem = f"weights file {path} is a folder" if path.is_dir() else f"weights file not found: {path}"
+        raise CheckpointError(f"{problem} (give a FARTrack .pth/.pth.tar file as the weights, or leave it "
+                              "empty for the bundled model)")
     try:
         _check_archive(path)
         checkpoint = load_checkpoint_file(path)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(f"refusing to load {path}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - torch.load fails on foreign files in many ways
+        wrapped = _wrapper_of(path)
+        if wrapped:
+            raise CheckpointError(f"weights file {path} is {wrapped}: unpack the checkpoint first") from exc
         raise CheckpointError(f"weights file {path} is corrupt or not a torch checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
     if isinstance(checkpoint, dict) and "net" not in checkpoint and checkpoint and all(
@@ -55,6 +58,17 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
             f"'net' (or a bare state dict of tensors), found {found}"
         )
     return checkpoint
+
+
+def _wrapper_of(path: Path) -> str | None:
+    """What packs a checkpoint that torch cannot read (gzip, xz, bzip2, tar), by its magic bytes."""
+    with open(path, "rb") as file:
+        head = file.read(512)
+    for magic, name in ((b"\x1f\x8b", "gzip-compressed"), (b"\xfd7zXZ\x00", "xz-compressed"),
+                        (b"BZh", "bzip2-compressed")):
+        if head.startswith(magic):
+            return name
+    return "a tar archive" if head[257:262] == b"ustar" else None
 
 
 def _check_archive(path: Path) -> None:

@@ -14,7 +14,9 @@ refuses. For those, :func:`load_untrusted` reads the archive with a restricted u
 
 from __future__ import annotations
 
+import _compat_pickle
 import io
+import pathlib
 import pickle
 import zipfile
 from pathlib import Path
@@ -84,6 +86,19 @@ def _numpy_data_globals() -> dict[str, Any]:
     return names
 
 
+def _plain_data_globals() -> dict[str, Any]:
+    """Builtin containers and paths that torch's list lacks: data, safe to build (a training
+    config may hold a set of names or a path). Paths become pure paths, which touch no file."""
+    names: dict[str, Any] = {"builtins.frozenset": frozenset, "builtins.set": set,
+                             "builtins.bytearray": bytearray, "builtins.complex": complex}
+    for module in ("pathlib", "pathlib._local"):  # Python 3.13 moved the classes
+        for name, pure in (("Path", pathlib.PurePath), ("PurePath", pathlib.PurePath),
+                           ("PosixPath", pathlib.PurePosixPath), ("PurePosixPath", pathlib.PurePosixPath),
+                           ("WindowsPath", pathlib.PureWindowsPath), ("PureWindowsPath", pathlib.PureWindowsPath)):
+            names[f"{module}.{name}"] = pure
+    return names
+
+
 class _RestrictedUnpickler(pickle._Unpickler):
     """The pure-Python unpickler (its opcodes can be overridden; the C one's cannot)."""
 
@@ -93,7 +108,8 @@ class _RestrictedUnpickler(pickle._Unpickler):
         super().__init__(io.BytesIO(data))
         self._archive = archive
         self._prefix = prefix
-        self._allowed = {**_weights_only_unpickler._get_allowed_globals(), **_numpy_data_globals()}
+        self._allowed = {**_weights_only_unpickler._get_allowed_globals(), **_numpy_data_globals(),
+                         **_plain_data_globals()}
         self._buildable = tuple(v for v in self._allowed.values() if isinstance(v, type))
         self._storages: dict[str, Any] = {}
 
@@ -108,6 +124,9 @@ class _RestrictedUnpickler(pickle._Unpickler):
     dispatch[pickle.BUILD[0]] = _load_build
 
     def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:  # torch pickles with protocol 2: builtins as __builtin__
+            module, name = _compat_pickle.NAME_MAPPING.get((module, name), (module, name))
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         full_name = f"{module}.{name}"
         if full_name in self._allowed:
             return self._allowed[full_name]
