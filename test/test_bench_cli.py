@@ -184,3 +184,10 @@ def test_outside_a_ros_environment_the_node_rows_are_skipped_saying_what_to_do(m
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--plot", ""]) == 0
     assert "node rows skipped: ROS 2 is not set up in this environment" in capsys.readouterr().err
+
+
+def test_node_weights_that_cannot_be_used_are_an_error_before_any_measurement(tmp_path, capsys):
+    assert bench.main(["--variants", "pico", "--skip", "model,tracker,scaling,opencv", "--plot", "",
+                       "--node-weights", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fartrack-bench: error: --node-weights: weights file ") and "is a folder" in err

@@ -81,9 +81,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         plot = figure_path(args.plot) if args.plot else None
     except ValueError as exc:  # refused before the minutes of benching, not after
         raise CliError(exc, code=2) from None
+    skip = set(args.skip)
+    if "node" not in skip and args.node_weights:  # the user's file: refused now, not skipped later
+        try:
+            load_checkpoint(args.node_weights, variant=_node_variant(args) or None)
+        except ValueError as exc:
+            raise CliError(f"--node-weights: {exc}") from None
     keep_freed_memory()
     torch.set_num_threads(args.threads)
-    skip = set(args.skip)
     rows: list[bm.Row] = []
     frames, boxes = bm.synthetic_frames(args.frames)
     loaded = {}
@@ -168,9 +173,7 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
         print(f"node rows skipped: {missing}", file=sys.stderr)
         return []
     with tempfile.TemporaryDirectory(prefix="fartrack_bench_") as folder:
-        weights, variant = args.node_weights, args.node_variant
-        if variant == "bundled":
-            variant = ""
+        weights, variant = args.node_weights, _node_variant(args)
         try:
             if not weights and variant:  # an official size: random weights
                 model = bm.load_variant(variant)
@@ -182,6 +185,11 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
         except (RuntimeError, TimeoutError, ValueError) as exc:  # the other rows still get printed
             print(f"node rows skipped: {exc}", file=sys.stderr)
             return []
+
+
+def _node_variant(args: argparse.Namespace) -> str:
+    """--node-variant as the node's variant parameter takes it ('bundled' names no variant)."""
+    return "" if args.node_variant == "bundled" else args.node_variant
 
 
 def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, frames, boxes) -> list[bm.Row]:
