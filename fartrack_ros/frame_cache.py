@@ -81,12 +81,20 @@ class FrameCache:
     def size(self) -> int:
         return self._size
 
-    def put(self, frame: CachedFrame) -> None:
-        """Add a frame (a frame with a stamp already cached replaces it and becomes the latest)."""
+    def put(self, frame: CachedFrame) -> int:
+        """Add a frame (a frame with a stamp already cached replaces it and becomes the latest).
+
+        A frame stamped earlier than cached ones starts a new timeline (a bag loop, a simulator
+        reset, a camera restarted on its own clock): the later-stamped frames of the old one are
+        dropped, so stamps compare within one timeline. Returns how many were dropped."""
         with self._lock:
             self._frames.pop(frame.stamp_ns, None)
+            later = [stamp for stamp in self._frames if stamp > frame.stamp_ns]
+            for stamp in later:
+                del self._frames[stamp]
             self._frames[frame.stamp_ns] = frame
             self._trim()
+            return len(later)
 
     def latest(self) -> CachedFrame | None:
         with self._lock:

@@ -115,6 +115,7 @@ class FarTrackNode(LifecycleNode):
 
     def __init__(self, node_name: str = "fartrack", *, managed: bool = False, **kwargs):
         super().__init__(node_name, enable_communication_interface=managed, **kwargs)
+        self._managed = managed
         # Lifecycle and parameter services, init/remove/reset and diagnostics all run in the
         # node's default (mutually exclusive) group: a cleanup never runs while a control callback
         # uses what it destroys. Images have a group of their own, so receiving frames never waits.
@@ -333,7 +334,7 @@ class FarTrackNode(LifecycleNode):
         """Why setting ``name`` to ``value`` now is refused (None when it is not)."""
         return (params.validate(name, value)
                 or params.change_allowed(name, configured=self._configured, active=self._active,
-                                         started=self._parameters_declared)
+                                         started=self._parameters_declared, managed=self._managed)
                 or self._model_refuses(name, value))
 
     def _take_integers_for_floats(self) -> None:
@@ -422,7 +423,9 @@ class FarTrackNode(LifecycleNode):
         self._stats.record_received()
         self._last_image_s = frame.received_s
         self._silence_reported = False
-        self._cache.put(frame)
+        if self._cache.put(frame):
+            self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
+                       "reset or a restarted camera clock): frames of the earlier timeline left the cache")
         for init in self._pending_inits.on_frame(frame.stamp_ns):  # before this frame is tracked
             self._submit_init(init, _LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
@@ -588,10 +591,11 @@ class FarTrackNode(LifecycleNode):
         """The cached frame ``msg`` is stamped with; None when the init is refused (warned) or, if
         it was not ``held`` yet and its frame may still come, held for that frame."""
         stamp = msg.header.stamp
+        targets = ", ".join(repr(d.id) for d in msg.detections)  # in the warnings: one kind per target
         if is_zero_stamp(stamp):
             frame = self._cache.latest()
             if frame is None:
-                self._warn(f"init ignored: no image received yet on {self._image_topic()}")
+                self._warn(f"init ignored for {targets}: no image received yet on {self._image_topic()}")
             return frame
         stamp_ns = stamp_to_ns(stamp)
         newest = max(self._cache.stamps(), default=None)  # before the lookup: the frame may land between
@@ -614,9 +618,9 @@ class FarTrackNode(LifecycleNode):
             elif stamps and stamp_ns < stamps[0]:
                 cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
                            f"(now {self._cache.size}) or send the init sooner")
-            self._warn(f"init ignored: no cached frame has stamp {format_stamp(stamp_ns)} ({cached}); "
-                       "stamp the init with the header of a recent image, or use a zero stamp for "
-                       "the latest frame")
+            self._warn(f"init ignored for {targets}: no cached frame has stamp {format_stamp(stamp_ns)} "
+                       f"({cached}); stamp the init with the header of a recent image, or use a zero "
+                       "stamp for the latest frame")
         return frame
 
     def _on_remove(self, msg: String) -> None:

@@ -221,14 +221,20 @@ def validate(name: str, value: Any) -> str | None:
     return None
 
 
-def change_allowed(name: str, *, configured: bool, active: bool, started: bool = True) -> str | None:
+def change_allowed(name: str, *, configured: bool, active: bool, started: bool = True,
+                   managed: bool = True) -> str | None:
     """Why ``name`` may not change in the node's current state (None when it may); ``started``:
-    the node has declared its parameters (the declaration itself sets every one)."""
+    the node has declared its parameters (the declaration itself sets every one); ``managed``: a
+    lifecycle node, which can be taken back to where the parameter is read."""
     spec = BY_NAME.get(name)
     if spec is None or spec.applies == LIVE or (spec.applies == START and not started):
         return None
     if spec.applies == START:
         return f"{name} is read once when the node's process starts; restart the node with the new value"
+    if not managed and (configured or active):
+        when = "the model loads" if spec.applies == CONFIGURE else "the image subscription is made"
+        return (f"{name} is read when {when}, at start in a plain node; restart the node with the new "
+                "value (or run it with --managed, a lifecycle node, to change it between transitions)")
     if spec.applies == CONFIGURE and configured:
         return (
             f"{name} is read when the model is configured; deactivate and clean up the lifecycle "

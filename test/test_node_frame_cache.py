@@ -38,10 +38,19 @@ def test_same_stamp_replaces_and_becomes_latest():
     cache = FrameCache(3)
     cache.put(_frame(1))
     cache.put(_frame(2))
-    replacement = _frame(1)
-    cache.put(replacement)
+    replacement = _frame(2)
+    assert cache.put(replacement) == 0
 
-    assert cache.stamps() == [2, 1] and cache.latest() is replacement
+    assert cache.stamps() == [1, 2] and cache.latest() is replacement
+
+
+def test_stamps_going_back_start_a_new_timeline_without_the_old_later_frames():
+    cache = FrameCache(5)
+    for stamp in (100, 200, 300):
+        cache.put(_frame(stamp))
+
+    assert cache.put(_frame(150)) == 2  # a bag loop or a simulator reset
+    assert cache.stamps() == [100, 150] and cache.latest().stamp_ns == 150
 
 
 def test_shrinking_drops_the_oldest():

@@ -1,6 +1,6 @@
 """Inits on an in-process node: targets started on different frames are each tracked from the
 frame after their own init frame (an init for one target never makes the others skip a frame);
-what an init on a grey image is told."""
+inits after the camera's stamps went back; what refused inits and inits on grey images are told."""
 
 from __future__ import annotations
 
@@ -78,3 +78,33 @@ def test_an_init_on_a_grey_image_is_told_the_bundled_model_follows_colour(node, 
 
     assert node._loaded.bundled and node._loaded.tracker.target_ids == ["a"]
     assert any("the bundled model follows colour" in line for line in warnings) == warned, warnings
+
+
+def test_after_the_stamps_go_back_an_init_that_overtakes_its_image_still_waits_for_it(node):
+    frames, boxes = ground_truth_sequence(4)
+    for frame, stamp_ns in zip(frames[:2], STAMPS_NS[1:]):  # the old timeline
+        node._on_image(image_msg(frame, stamp_ns))
+    restart_ns = STAMPS_NS[0] - 500_000_000  # a bag loop: the camera starts again, earlier
+    node._on_image(image_msg(frames[2], restart_ns))
+
+    node._start_targets(init_msg(restart_ns + 33_000_000, [("a", boxes[3])]))  # before its frame
+    assert node._loaded.tracker.target_ids == []
+    node._on_image(image_msg(frames[3], restart_ns + 33_000_000))
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == ["a"]
+
+
+def test_inits_refused_back_to_back_are_each_logged_with_their_target(node):
+    warnings = []
+    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
+                                              debug=lambda *_: None)
+    frames, boxes = ground_truth_sequence(3)
+    for frame, stamp_ns in zip(frames[1:], STAMPS_NS[1:]):
+        node._on_image(image_msg(frame, stamp_ns))
+
+    for target in ("a", "b"):  # stamped with a frame older than every cached one
+        node._start_targets(init_msg(STAMPS_NS[0], [(target, boxes[0])]))
+
+    refused = [line for line in warnings if "no cached frame" in line]
+    assert len(refused) == 2 and "'a'" in refused[0] and "'b'" in refused[1], warnings

@@ -74,6 +74,13 @@ def test_model_parameters_cannot_change_once_configured():
     assert "configured" in reason and "clean up" in reason
 
 
+def test_a_plain_node_is_told_to_restart_not_to_use_lifecycle_transitions_it_has_not():
+    for name in ("weights", "qos_depth"):
+        reason = change_allowed(name, configured=True, active=True, managed=False)
+        assert "restart the node" in reason and "clean up" not in reason and "deactivate" not in reason, reason
+    assert change_allowed("lost_threshold", configured=True, active=True, managed=False) is None
+
+
 def test_subscription_parameters_cannot_change_while_active():
     assert change_allowed("image_transport", configured=True, active=False) is None
     assert "deactivate" in change_allowed("qos_depth", configured=True, active=True)

@@ -89,7 +89,7 @@ def test_init_before_any_image_is_ignored_with_a_warning(ros_ok):
     since = len(node.log_text())
 
     probe.init_pub.publish(init_msg(0, [("early", ANCHOR_BOX)]))
-    assert wait_for_log(node, since, "init ignored: no image received yet on /image")
+    assert wait_for_log(node, since, "init ignored for 'early': no image received yet on /image")
     probe.init_pub.publish(init_msg(stamps(), [("early2", ANCHOR_BOX)]))
     assert wait_for_log(node, since, "no frame is cached")
 
