@@ -143,6 +143,8 @@ class FarTrackNode(LifecycleNode):
         self._silence_reported = False
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
+        self._control_subscriptions: list = []  # ~/init and ~/remove (reliable)
+        self._unmatched_control_topics: set[str] = set()  # told of their best-effort publishers
         self._diagnostics_timer = None
 
         self._parameters_declared = False
@@ -214,14 +216,13 @@ class FarTrackNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _CONTROL_QOS)
         self._entities = [(self.destroy_publisher, publisher) for publisher in (
             self._detections_pub, self._status_pub, self._debug_pub, self._diagnostics_pub)]
-        self._entities += [
-            (self.destroy_subscription, self.create_subscription(
-                Detection2DArray, "~/init", self._on_init, _CONTROL_QOS, callback_group=group)),
-            (self.destroy_subscription, self.create_subscription(
-                String, "~/remove", self._on_remove, _CONTROL_QOS, callback_group=group)),
-            (self.destroy_service, self.create_service(
-                Trigger, "~/reset", self._on_reset, callback_group=group)),
+        self._control_subscriptions = [
+            self.create_subscription(Detection2DArray, "~/init", self._on_init, _CONTROL_QOS, callback_group=group),
+            self.create_subscription(String, "~/remove", self._on_remove, _CONTROL_QOS, callback_group=group),
         ]
+        self._entities += [(self.destroy_subscription, subscription) for subscription in self._control_subscriptions]
+        self._entities.append((self.destroy_service, self.create_service(
+            Trigger, "~/reset", self._on_reset, callback_group=group)))
         self._start_diagnostics_timer()
 
     def _start_diagnostics_timer(self, period_s: float | None = None) -> None:
@@ -241,6 +242,7 @@ class FarTrackNode(LifecycleNode):
         for destroy, entity in self._entities:
             destroy(entity)
         self._entities = []
+        self._control_subscriptions = []
         with self._tracker_lock:
             if self._loaded is not None:
                 self._loaded.release()
@@ -287,10 +289,12 @@ class FarTrackNode(LifecycleNode):
 
     def _check_image_publishers(self) -> None:
         """Timer: follow the publishers' reliability (auto), explain publishers that send nothing,
-        and refuse inits that waited too long for their frame."""
+        refuse inits that waited too long for their frame, and tell of control publishers that
+        cannot reach the node."""
         for init in self._pending_inits.overdue():
             self._submit_init(init, _WAITED)
         try:
+            self._check_control_publishers()
             if self._image_subscription is None:
                 return
             publishers = self._image_publishers()
@@ -312,6 +316,24 @@ class FarTrackNode(LifecycleNode):
                     self._image_topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
         except Exception as exc:  # noqa: BLE001 - a graph query failing must not stop the node
             self._warn(f"image publisher check failed: {type(exc).__name__}: {exc}")
+
+    def _check_control_publishers(self) -> None:
+        """Warn once when best-effort publishers appear on ~/init or ~/remove: a reliable
+        subscription never matches them, and rclpy's own warning names neither the resolved topic
+        nor the fix. (Subscribing best effort instead would drop a reliable client's
+        retransmissions; following the publishers would miss a one-shot init.)"""
+        for subscription in self._control_subscriptions:
+            topic = subscription.topic_name
+            unmatched = [info for info in self.get_publishers_info_by_topic(topic)
+                         if info.qos_profile.reliability != QoSReliabilityPolicy.RELIABLE]
+            if not unmatched:
+                self._unmatched_control_topics.discard(topic)
+            elif topic not in self._unmatched_control_topics:
+                self._unmatched_control_topics.add(topic)
+                nodes = ", ".join(sorted({info.node_name for info in unmatched}))
+                self.get_logger().warning(
+                    f"{len(unmatched)} best-effort publisher(s) on {topic} (node {nodes}) cannot reach this "
+                    "node, whose subscription is reliable: publish with reliable QoS (e.g. QoSProfile(depth=10))")
 
     def _stop_images(self) -> None:
         self._active = False

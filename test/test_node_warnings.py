@@ -58,3 +58,33 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_cont
     finally:
         node.stop()
         node.destroy_node()
+
+
+def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(rclpy_context):
+    import rclpy
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.qos import qos_profile_sensor_data
+    from vision_msgs.msg import Detection2DArray
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    detector = rclpy.create_node("detector", context=rclpy_context)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        log = _RecordingLogger()
+        node.get_logger = lambda: log
+        node._check_image_publishers()
+        assert log.lines == []
+        detector.create_publisher(Detection2DArray, "/fartrack/init", qos_profile_sensor_data)
+
+        node._check_image_publishers()
+        node._check_image_publishers()
+
+        assert len(log.lines) == 1, log.lines
+        assert "best-effort publisher(s) on /fartrack/init (node detector)" in log.lines[0]
+    finally:
+        node.stop()
+        node.destroy_node()
+        detector.destroy_node()
