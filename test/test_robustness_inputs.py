@@ -272,7 +272,7 @@ def test_more_targets_than_max_targets_are_refused_and_the_others_tracked(ros_ok
     ("frame_cache_size", -1, "frame_cache_size=-1 is out of range"),
     ("diagnostics_period", 0.0, "diagnostics_period=0.0 is out of range"),
     ("publish_debug_image", "yes", "publish_debug_image must be true or false"),
-    ("device", "cuda", "device is read when the model is configured"),
+    ("device", "cuda", "device is read when the model loads, at start in a plain node; restart"),
     ("variant", "huge", "variant='huge' is not one of"),
     ("image_transport", "theora", "image_transport='theora' is not one of"),
 ])
