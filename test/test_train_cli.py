@@ -32,7 +32,8 @@ def test_cli_writes_a_loadable_model_and_official_layout_checkpoints(tmp_path):
 
 
 def test_the_grey_fraction_is_a_setting_of_the_run(tmp_path, capsys):
-    assert main(["--out", str(tmp_path / "a"), "--steps", "1", "--stage2-steps", "0", "--grey-fraction", "0.5", *SMOKE]) == 0
+    assert main(["--out", str(tmp_path / "a"), "--steps", "1", "--stage2-steps", "0", "--grey-fraction", "0.5",
+                 *SMOKE]) == 0
     stored = torch.load(tmp_path / "a" / "final.pth", weights_only=True)["train_config"]
     assert stored["grey_fraction"] == 0.5
     with pytest.raises(SystemExit):
