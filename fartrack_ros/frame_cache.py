@@ -89,7 +89,10 @@ class FrameCache:
         dropped, so stamps compare within one timeline. Returns how many were dropped."""
         with self._lock:
             self._frames.pop(frame.stamp_ns, None)
-            later = [stamp for stamp in self._frames if stamp > frame.stamp_ns]
+            # stamps rise in arrival order (this keeps them so): the newest alone tells a jump back
+            newest = next(reversed(self._frames), None)
+            later = [] if newest is None or newest < frame.stamp_ns else [
+                stamp for stamp in self._frames if stamp > frame.stamp_ns]
             for stamp in later:
                 del self._frames[stamp]
             self._frames[frame.stamp_ns] = frame

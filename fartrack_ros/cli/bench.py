@@ -82,9 +82,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     except ValueError as exc:  # refused before the minutes of benching, not after
         raise CliError(exc, code=2) from None
     skip = set(args.skip)
+    node_model = None
     if "node" not in skip and args.node_weights:  # the user's file: refused now, not skipped later
         try:
-            load_checkpoint(args.node_weights, variant=_node_variant(args) or None)
+            node_model = load_checkpoint(args.node_weights, variant=_node_variant(args) or None)
         except ValueError as exc:
             raise CliError(f"--node-weights: {exc}") from None
     keep_freed_memory()
@@ -126,7 +127,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 rows.append(bm.Row("opencv", kind.upper(), ms))
 
     if "node" not in skip:  # the node and its in-process reference get the same frames
-        rows += _node_rows(args, *bm.synthetic_frames(args.node_frames + 1, size=args.node_size))
+        rows += _node_rows(args, *bm.synthetic_frames(args.node_frames + 1, size=args.node_size), node_model)
 
     print(format_table(rows))
     if plot is not None:
@@ -163,9 +164,10 @@ def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) 
     return rows
 
 
-def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
+def _node_rows(args: argparse.Namespace, frames, boxes, model=None) -> list[bm.Row]:
     """End-to-end latency through the ROS node next to the same model's in-process tracker time,
-    both at each of ``--node-rates``: the node's overhead is their ratio at the same frame pacing."""
+    both at each of ``--node-rates``: the node's overhead is their ratio at the same frame pacing.
+    ``model``: the --node-weights network, loaded already when main checked the file."""
     from ..demo import ros_missing
 
     missing = ros_missing()
@@ -180,7 +182,7 @@ def _node_rows(args: argparse.Namespace, frames, boxes) -> list[bm.Row]:
                 weights, variant = str(Path(folder) / f"{variant}_random.pth"), ""
                 save_checkpoint(model, weights)
             else:
-                model = load_checkpoint(weights or None, variant=variant or None)
+                model = model if model is not None else load_checkpoint(weights or None, variant=variant or None)
             return _node_rows_for(args, model, weights, variant, frames, boxes)
         except (RuntimeError, TimeoutError, ValueError) as exc:  # the other rows still get printed
             print(f"node rows skipped: {exc}", file=sys.stderr)

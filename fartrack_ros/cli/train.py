@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from ..training.trainer import TrainConfig
 from .messages import CliError, command, warn
 from .options import fraction, non_negative_int, positive_float, positive_int
 
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
     from ..training import Trainer
 
 PROG = "fartrack-train"
-DEFAULTS = {"steps": 9000, "batch_size": 16, "lr": 8e-4, "stage2_steps": 200, "checkpoint_every": 500,
-            "grey_fraction": 0.05}
+# the run settings the command line can give, with TrainConfig's defaults
+DEFAULTS = {name: getattr(TrainConfig, name) for name in
+            ("steps", "batch_size", "lr", "stage2_steps", "checkpoint_every", "grey_fraction")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -91,12 +93,10 @@ def _warn_of_held_out_sequences(dataset: Path, sequences: list) -> None:
 
 
 def _train_config(args, stored: Optional[dict] = None):
-    from ..training import TrainConfig
-
     if stored is not None:
         return TrainConfig.from_dict(stored)
     values = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
-    return replace(TrainConfig(), seed=args.seed, **{**DEFAULTS, **values})
+    return replace(TrainConfig(), seed=args.seed, **values)
 
 
 @command(PROG)

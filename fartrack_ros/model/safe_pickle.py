@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import _compat_pickle
 import io
-import pathlib
 import pickle
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
 
 import torch
@@ -87,14 +86,13 @@ def _numpy_data_globals() -> dict[str, Any]:
 
 
 def _plain_data_globals() -> dict[str, Any]:
-    """Builtin containers and paths that torch's list lacks: data, safe to build (a training
-    config may hold a set of names or a path). Paths become pure paths, which touch no file."""
-    names: dict[str, Any] = {"builtins.frozenset": frozenset, "builtins.set": set,
-                             "builtins.bytearray": bytearray, "builtins.complex": complex}
+    """Data that torch's list lacks, safe to build (a training config may hold a frozenset or a
+    path). Paths become pure paths, which touch no file."""
+    names: dict[str, Any] = {"builtins.frozenset": frozenset}
     for module in ("pathlib", "pathlib._local"):  # Python 3.13 moved the classes
-        for name, pure in (("Path", pathlib.PurePath), ("PurePath", pathlib.PurePath),
-                           ("PosixPath", pathlib.PurePosixPath), ("PurePosixPath", pathlib.PurePosixPath),
-                           ("WindowsPath", pathlib.PureWindowsPath), ("PureWindowsPath", pathlib.PureWindowsPath)):
+        for name, pure in (("Path", PurePath), ("PurePath", PurePath), ("PosixPath", PurePosixPath),
+                           ("PurePosixPath", PurePosixPath), ("WindowsPath", PureWindowsPath),
+                           ("PureWindowsPath", PureWindowsPath)):
             names[f"{module}.{name}"] = pure
     return names
 
