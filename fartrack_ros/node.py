@@ -62,7 +62,6 @@ import signal
 import sys
 import threading
 import time
-from collections import Counter
 from dataclasses import replace
 
 import rclpy
@@ -71,11 +70,8 @@ from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
-from rclpy.parameter import Parameter
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
-from rclpy.utilities import get_rmw_implementation_identifier
-from rcl_interfaces.msg import SetParametersResult
-from sensor_msgs.msg import CompressedImage, Image
+from sensor_msgs.msg import Image
 from std_msgs.msg import String
 from std_srvs.srv import Trigger
 from vision_msgs.msg import Detection2DArray
@@ -89,15 +85,17 @@ from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diag
 from .executors import make_executor, spin_while
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
-from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb, is_grey_encoding
-from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
-from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
-                            init_box, is_zero_stamp, stamp_to_ns, status_msg)
+from .image_conversion import is_grey_encoding
+from .image_qos import reliability_name
+from .init_frames import find_init_frame, last_of_each_id
+from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp, init_box,
+                            stamp_to_ns, status_msg)
+from .parameter_hooks import ParameterHooks
+from .subscriptions import ControlPublisherWatch, ImageSubscription
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
-PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the image publishers' QoS and silence are looked at
-SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
+PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
 # why a held init is started or refused once handed back (see PendingInits)
 _LATER_FRAME = "a later frame arrived first"
@@ -136,30 +134,15 @@ class FarTrackNode(LifecycleNode):
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._track_queued = False  # a _track_latest call is queued in the compute thread
         self._queue_lock = threading.Lock()
-        self._image_subscription = None
-        self._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
-        self._last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
-        self._publishers_since_s: float | None = None  # since when the image topic has publishers
-        self._silence_reported = False
+        self._images = ImageSubscription(self, self._on_image, self._image_group, self._stats.note_subscribed)
+        self._control_watch = ControlPublisherWatch(self)  # of ~/init and ~/remove (reliable)
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
-        self._control_subscriptions: list = []  # ~/init and ~/remove (reliable)
-        self._unmatched_control_topics: set[str] = set()  # told of their best-effort publishers
         self._diagnostics_timer = None
 
-        self._parameters_declared = False
-        if self.PRE_POST_SET_HOOKS:
-            self.add_pre_set_parameters_callback(self._log_rejected_parameters)
-            self.add_on_set_parameters_callback(self._check_parameters)
-        else:
-            self.add_on_set_parameters_callback(self._check_log_and_apply_parameters)
-        self._take_integers_for_floats()
-        for spec in params.PARAMETERS:
-            self.declare_parameter(spec.name, spec.default, params.descriptor(spec, managed=managed))
-        if self.PRE_POST_SET_HOOKS:
-            self.add_post_set_parameters_callback(self._apply_parameters)
+        ParameterHooks(self, managed=managed, pre_post_hooks=self.PRE_POST_SET_HOOKS,
+                       rejection=self._rejection, apply=self._apply_parameters)
         self._cache = FrameCache(self._param("frame_cache_size"))
-        self._parameters_declared = True
 
     # -- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -216,11 +199,11 @@ class FarTrackNode(LifecycleNode):
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", _CONTROL_QOS)
         self._entities = [(self.destroy_publisher, publisher) for publisher in (
             self._detections_pub, self._status_pub, self._debug_pub, self._diagnostics_pub)]
-        self._control_subscriptions = [
+        self._control_watch.subscriptions = [
             self.create_subscription(Detection2DArray, "~/init", self._on_init, _CONTROL_QOS, callback_group=group),
             self.create_subscription(String, "~/remove", self._on_remove, _CONTROL_QOS, callback_group=group),
         ]
-        self._entities += [(self.destroy_subscription, subscription) for subscription in self._control_subscriptions]
+        self._entities += [(self.destroy_subscription, sub) for sub in self._control_watch.subscriptions]
         self._entities.append((self.destroy_service, self.create_service(
             Trigger, "~/reset", self._on_reset, callback_group=group)))
         self._start_diagnostics_timer()
@@ -242,7 +225,7 @@ class FarTrackNode(LifecycleNode):
         for destroy, entity in self._entities:
             destroy(entity)
         self._entities = []
-        self._control_subscriptions = []
+        self._control_watch.subscriptions = []
         with self._tracker_lock:
             if self._loaded is not None:
                 self._loaded.release()
@@ -252,97 +235,27 @@ class FarTrackNode(LifecycleNode):
         self._configured = False
 
     def _subscribe_images(self) -> None:
-        if self._param("image_transport") == "compressed":
-            self._image_msg_type, self._convert = CompressedImage, compressed_msg_to_rgb
-            self._image_topic_name = self.resolve_topic_name("image") + "/compressed"
-        else:
-            self._image_msg_type, self._convert = Image, image_msg_to_rgb
-            self._image_topic_name = self.resolve_topic_name("image")
-        self._create_image_subscription(self._wanted_reliability(self._image_publishers()))
+        self._images.start()
         self._publisher_check_timer = self.create_timer(
-            PUBLISHER_CHECK_PERIOD_S, self._check_image_publishers, callback_group=self._control_group)
+            PUBLISHER_CHECK_PERIOD_S, self._check_publishers, callback_group=self._control_group)
 
-    def _create_image_subscription(self, reliability: QoSReliabilityPolicy) -> None:
-        """(Re)subscribe to the images with ``reliability``, replacing any current subscription."""
-        if self._image_subscription is not None:
-            self.destroy_subscription(self._image_subscription)
-        self._image_reliability = reliability
-        self._image_subscription = self.create_subscription(
-            self._image_msg_type, self._image_topic_name, self._on_image,
-            image_qos(reliability, self._param("qos_depth")), callback_group=self._image_group)
-        self._last_image_s = time.monotonic()
-        self._stats.note_subscribed()
-        self._silence_reported = False
-        setting = self._param("qos_reliability")
-        chosen = reliability_name(reliability)
-        how = f"{chosen} (auto, as the current publishers offer)" if setting == "auto" else chosen
-        self.get_logger().info(
-            f"subscribed to {self._image_subscription.topic_name} ({self._image_msg_type.__name__}, "
-            f"{how}, depth {self._param('qos_depth')})")
-
-    def _image_publishers(self) -> list:
-        return self.get_publishers_info_by_topic(self._image_topic_name)
-
-    def _wanted_reliability(self, publishers: list) -> QoSReliabilityPolicy:
-        return choose_reliability(self._param("qos_reliability"),
-                                  [info.qos_profile.reliability for info in publishers])
-
-    def _check_image_publishers(self) -> None:
-        """Timer: follow the publishers' reliability (auto), explain publishers that send nothing,
-        refuse inits that waited too long for their frame, and tell of control publishers that
-        cannot reach the node."""
+    def _check_publishers(self) -> None:
+        """Timer: refuse inits that waited too long for their frame, follow the image publishers
+        (`ImageSubscription.check`) and tell of control publishers that cannot reach the node."""
         for init in self._pending_inits.overdue():
             self._submit_init(init, _WAITED)
         try:
-            self._check_control_publishers()
-            if self._image_subscription is None:
-                return
-            publishers = self._image_publishers()
-            wanted = self._wanted_reliability(publishers)
-            if wanted != self._image_reliability:
-                self._create_image_subscription(wanted)
-                return
-            now = time.monotonic()
-            if not publishers:
-                self._publishers_since_s = None
-            elif self._publishers_since_s is None:
-                self._publishers_since_s = now
-            # silent since the last image, subscribing, or the first publisher, whichever is latest
-            silent_s = now - max(self._last_image_s, self._publishers_since_s or 0.0)
-            if (publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported
-                    and silent_s >= SILENT_PUBLISHERS_S):
-                self._silence_reported = True
-                self.get_logger().warning(silent_publishers_hint(
-                    self._image_topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
+            self._control_watch.check()
+            self._images.check()
         except Exception as exc:  # noqa: BLE001 - a graph query failing must not stop the node
-            self._warn(f"image publisher check failed: {type(exc).__name__}: {exc}")
-
-    def _check_control_publishers(self) -> None:
-        """Warn once when best-effort publishers appear on ~/init or ~/remove: a reliable
-        subscription never matches them, and rclpy's own warning names neither the resolved topic
-        nor the fix. (Subscribing best effort instead would drop a reliable client's
-        retransmissions; following the publishers would miss a one-shot init.)"""
-        for subscription in self._control_subscriptions:
-            topic = subscription.topic_name
-            unmatched = [info for info in self.get_publishers_info_by_topic(topic)
-                         if info.qos_profile.reliability != QoSReliabilityPolicy.RELIABLE]
-            if not unmatched:
-                self._unmatched_control_topics.discard(topic)
-            elif topic not in self._unmatched_control_topics:
-                self._unmatched_control_topics.add(topic)
-                nodes = ", ".join(sorted({info.node_name for info in unmatched}))
-                self.get_logger().warning(
-                    f"{len(unmatched)} best-effort publisher(s) on {topic} (node {nodes}) cannot reach this "
-                    "node, whose subscription is reliable: publish with reliable QoS (e.g. QoSProfile(depth=10))")
+            self._warn(f"publisher check failed: {type(exc).__name__}: {exc}")
 
     def _stop_images(self) -> None:
         self._active = False
         if self._publisher_check_timer is not None:
             self.destroy_timer(self._publisher_check_timer)
             self._publisher_check_timer = None
-        if self._image_subscription is not None:
-            self.destroy_subscription(self._image_subscription)
-            self._image_subscription = None
+        self._images.stop()
         self._slot.close()
         for init in self._pending_inits.take_all():  # their frames will not come now: refused
             self._submit_init(init, _DEACTIVATED)
@@ -352,78 +265,18 @@ class FarTrackNode(LifecycleNode):
     def _param(self, name: str):
         return self.get_parameter(name).value
 
-    def _rejection(self, name: str, value) -> str | None:
-        """Why setting ``name`` to ``value`` now is refused (None when it is not)."""
+    def _rejection(self, name: str, value, declared: bool) -> str | None:
+        """Why setting ``name`` to ``value`` now is refused (None when it is not); ``declared``:
+        the parameters are declared (the declaration itself sets every one)."""
+        loaded = self._loaded
         return (params.validate(name, value)
                 or params.change_allowed(name, configured=self._configured, active=self._active,
-                                         started=self._parameters_declared, managed=self._managed)
-                or self._model_refuses(name, value))
+                                         started=declared, managed=self._managed)
+                or params.model_refusal(name, value, loaded.tracker.cfg.num_template_slots if loaded else None))
 
-    def _take_integers_for_floats(self) -> None:
-        """Start-up values (``-p``, params files) of float parameters given as integers become
-        floats: rclpy would otherwise refuse ``diagnostics_period: 2`` and the node would not start."""
-        overrides = getattr(self, "_parameter_overrides", {})
-        for spec in params.PARAMETERS:
-            if spec.name in overrides:
-                overrides[spec.name] = _as_declared_kind(overrides[spec.name])
-
-    def _log_rejected_parameters(self, parameters) -> list:
-        """Pre-set hook: take an integer for a float parameter as that float, and log every refused
-        change with its reason, also the ones rclpy's own descriptor checks (range, type, read-only)
-        refuse before `_check_parameters` runs."""
-        parameters = [_as_declared_kind(parameter) for parameter in parameters]
-        try:
-            for parameter in parameters:
-                reason = self._rejection(parameter.name, parameter.value)
-                if reason:
-                    self.get_logger().warning(f"parameter change rejected: {reason}")
-        except Exception as exc:  # noqa: BLE001 - logging must not break the parameter service
-            self.get_logger().warning(f"parameter check failed: {type(exc).__name__}: {exc}")
-        return parameters
-
-    def _check_parameters(self, parameters) -> SetParametersResult:
-        for parameter in parameters:
-            reason = self._rejection(parameter.name, parameter.value)
-            if reason:  # logged by _log_rejected_parameters (at start: by main, with the reason)
-                return SetParametersResult(successful=False, reason=reason)
-        return SetParametersResult(successful=True)
-
-    def _check_log_and_apply_parameters(self, parameters) -> SetParametersResult:
-        """The on-set hook where rclpy has no pre- and post-set hooks (Humble): log a refusal, and
-        apply an accepted change from the values given, which rclpy stores once this returns.
-
-        Only rclpy's own descriptor refusals (range, read-only) go unlogged there: rclpy refuses
-        those before any hook runs, and the caller still gets its reason."""
-        self._log_rejected_parameters(parameters)
-        result = self._check_parameters(parameters)
-        if result.successful and self._parameters_declared:
-            self._apply_parameters(parameters)
-        return result
-
-    def _model_refuses(self, name: str, value) -> str | None:
-        """Why the loaded model cannot take ``value`` for ``name`` (None when it can)."""
-        loaded = self._loaded
-        if name == "template_memory_cap" and loaded is not None:
-            slots = loaded.tracker.cfg.num_template_slots
-            if value < slots:
-                return (f"template_memory_cap={value} is below the model's {slots} template slots "
-                        f"(use {slots} or more)")
-        return None
-
-    def _apply_parameters(self, parameters) -> None:
-        try:
-            self._apply_parameters_now(parameters)
-        except Exception as exc:  # noqa: BLE001 - a post-set callback error would stop the node
-            self.get_logger().error(f"parameters set but not applied: {type(exc).__name__}: {exc}")
-
-    def _apply_parameters_now(self, parameters) -> None:
-        """Put changed parameters into effect, reading their values from ``parameters`` (the
-        on-set hook of Humble runs before rclpy stores them)."""
-        changed = {parameter.name: parameter.value for parameter in parameters}
-
-        def value(name: str):
-            return changed[name] if name in changed else self._param(name)
-
+    def _apply_parameters(self, changed: dict) -> None:
+        """Put accepted changes (values by name) into effect (Humble's on-set hook runs before
+        rclpy stores them, so unchanged values are read and changed ones taken from ``changed``)."""
         if "frame_cache_size" in changed:
             self._cache.resize(changed["frame_cache_size"])
         if "diagnostics_period" in changed and self._configured:
@@ -433,18 +286,18 @@ class FarTrackNode(LifecycleNode):
             with self._tracker_lock:
                 if self._loaded is not None:
                     tracker = self._loaded.tracker
-                    tracker.config = replace(tracker.config, **{name: value(name) for name in tracker_names})
+                    tracker.config = replace(tracker.config, **{
+                        name: changed[name] if name in changed else self._param(name) for name in tracker_names})
 
     # -- images ---------------------------------------------------------------------------------
     def _on_image(self, msg) -> None:
         try:
-            frame = CachedFrame(stamp_to_ns(msg.header.stamp), msg, self._convert, next(self._seq))
+            frame = CachedFrame(stamp_to_ns(msg.header.stamp), msg, self._images.convert, next(self._seq))
         except Exception as exc:  # noqa: BLE001 - a malformed header must not stop the node
             self._warn(f"image ignored: {exc}")
             return
         self._stats.record_received()
-        self._last_image_s = frame.received_s
-        self._silence_reported = False
+        self._images.note_image(frame.received_s)
         if self._cache.put(frame):
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
                        "reset or a restarted camera clock): frames of the earlier timeline left the cache")
@@ -577,7 +430,10 @@ class FarTrackNode(LifecycleNode):
                            "and barely tracks in grey (AO 0.09 against 0.72 in colour on the held-out set); "
                            "use a colour camera or another checkpoint")
             tracker = self._loaded.tracker
-            for detection in self._last_of_each_id(msg.detections):
+            detections, repeated = last_of_each_id(msg.detections)
+            for target_id, count in repeated.items():
+                self._warn(f"init lists target {target_id!r} {count} times: its last box is used")
+            for detection in detections:
                 try:
                     requested = init_box(detection)
                     target_id = tracker.add_target(rgb, requested, detection.id or None)
@@ -599,50 +455,15 @@ class FarTrackNode(LifecycleNode):
             self._num_targets = len(tracker.target_ids)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
 
-    def _last_of_each_id(self, detections: list) -> list:
-        """The detections of an init, a named target's last one only (re-init semantics), saying so."""
-        counts = Counter(detection.id for detection in detections if detection.id)
-        for target_id, count in counts.items():
-            if count > 1:
-                self._warn(f"init lists target {target_id!r} {count} times: its last box is used")
-        last = {detection.id: index for index, detection in enumerate(detections) if detection.id}
-        return [detection for index, detection in enumerate(detections)
-                if not detection.id or last[detection.id] == index]
-
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
-        """The cached frame ``msg`` is stamped with; None when the init is refused (warned) or, if
-        it was not ``held`` yet and its frame may still come, held for that frame."""
-        stamp = msg.header.stamp
-        targets = ", ".join(repr(d.id) for d in msg.detections)  # in the warnings: one kind per target
-        if is_zero_stamp(stamp):
-            frame = self._cache.latest()
-            if frame is None:
-                self._warn(f"init ignored for {targets}: no image received yet on {self._image_topic()}")
-            return frame
-        stamp_ns = stamp_to_ns(stamp)
-        newest = max(self._cache.stamps(), default=None)  # before the lookup: the frame may land between
-        frame = self._cache.find(stamp_ns)
-        if frame is None and held is None and self._active and (newest is None or stamp_ns > newest):
-            self._pending_inits.hold(stamp_ns, msg)
-            frame = self._cache.find(stamp_ns)  # it may have arrived while the init was held
-            if frame is None:
-                self.get_logger().debug(f"init for frame {format_stamp(stamp_ns)} waits for that frame")
-                return None
-            if not self._pending_inits.withdraw(msg):
-                return None  # already handed back: the image callback's retry starts it
-        if frame is None:
-            stamps = sorted(self._cache.stamps())
-            count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
-            cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to "
-                      f"{format_stamp(stamps[-1])}" if stamps else "no frame is cached")
-            if held is not None:
-                cached = f"the init waited for that frame but {held}; {cached}"
-            elif stamps and stamp_ns < stamps[0]:
-                cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
-                           f"(now {self._cache.size}) or send the init sooner")
-            self._warn(f"init ignored for {targets}: no cached frame has stamp {format_stamp(stamp_ns)} "
-                       f"({cached}); stamp the init with the header of a recent image, or use a zero "
-                       "stamp for the latest frame")
+        """The cached frame ``msg`` names (`find_init_frame`); None when it is refused (warned) or
+        waits for its frame."""
+        frame, refusal = find_init_frame(self._cache, self._pending_inits, msg, held=held,
+                                         may_wait=self._active, image_topic=self._image_topic())
+        if refusal:
+            self._warn(refusal)
+        elif frame is None:
+            self.get_logger().debug(f"init for frame {format_stamp(stamp_to_ns(msg.header.stamp))} waits")
         return frame
 
     def _on_remove(self, msg: String) -> None:
@@ -692,7 +513,7 @@ class FarTrackNode(LifecycleNode):
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,
             image_topic=self._image_topic(),
-            image_reliability=reliability_name(self._image_reliability) if self._image_subscription else "",
+            image_reliability=reliability_name(self._images.reliability) if self._images.subscription else "",
             state="active" if self._active else "inactive",
             warnings_held_back=self._throttle.held_total,
         )
@@ -701,9 +522,8 @@ class FarTrackNode(LifecycleNode):
             loaded.device if loaded else "", level, message, items))
 
     def _image_topic(self) -> str:
-        if self._image_subscription is not None:
-            return self._image_subscription.topic_name
-        return self.resolve_topic_name("image")
+        subscription = self._images.subscription
+        return subscription.topic_name if subscription is not None else self.resolve_topic_name("image")
 
     def _warn(self, text: str, kind: str | None = None) -> None:
         """Log a warning; the same ``kind`` of warning (default: `warning_kind` of the text, which
@@ -714,12 +534,6 @@ class FarTrackNode(LifecycleNode):
         if admit:
             suffix = f" ({held} similar warnings held back)" if held else ""
             self.get_logger().warning(text + suffix)
-
-
-def _as_declared_kind(parameter: Parameter) -> Parameter:
-    """``parameter``, or a copy holding its value as the declared type (`params.as_declared_kind`)."""
-    value = params.as_declared_kind(parameter.name, parameter.value)
-    return parameter if value is parameter.value else Parameter(parameter.name, value=value)
 
 
 def main(argv: list[str] | None = None) -> int:

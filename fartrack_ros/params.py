@@ -248,6 +248,15 @@ def change_allowed(name: str, *, configured: bool, active: bool, started: bool =
     return None
 
 
+def model_refusal(name: str, value: Any, template_slots: int | None) -> str | None:
+    """Why a model with ``template_slots`` template slots (None: no model loaded) cannot take
+    ``value`` for ``name`` (None when it can)."""
+    if name == "template_memory_cap" and template_slots is not None and value < template_slots:
+        return (f"template_memory_cap={value} is below the model's {template_slots} template slots "
+                f"(use {template_slots} or more)")
+    return None
+
+
 def descriptor(spec: ParamSpec, *, managed: bool):
     """``rcl_interfaces/ParameterDescriptor`` of ``spec``.
 

@@ -37,7 +37,8 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_cont
     from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.qos import QoSReliabilityPolicy
 
-    from fartrack_ros.node import SILENT_PUBLISHERS_S, FarTrackNode
+    from fartrack_ros.node import FarTrackNode
+    from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
 
     node = FarTrackNode(context=rclpy_context, managed=True)
     try:
@@ -45,15 +46,16 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_cont
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         log = _RecordingLogger()
         node.get_logger = lambda: log
-        node._last_image_s -= 10.0  # subscribed long ago, nothing published since
+        images = node._images
+        images.last_image_s -= 10.0  # subscribed long ago, nothing published since
         camera = SimpleNamespace(qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
-        node._image_publishers = lambda: [camera]
-        node._image_reliability = QoSReliabilityPolicy.BEST_EFFORT
+        images.publishers = lambda: [camera]
+        images.reliability = QoSReliabilityPolicy.BEST_EFFORT
 
-        node._check_image_publishers()  # the camera has just appeared: no hint yet
+        node._check_publishers()  # the camera has just appeared: no hint yet
         assert log.lines == []
-        node._publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
-        node._check_image_publishers()
+        images.publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
+        node._check_publishers()
         assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
     finally:
         node.stop()
@@ -75,12 +77,12 @@ def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         log = _RecordingLogger()
         node.get_logger = lambda: log
-        node._check_image_publishers()
+        node._check_publishers()
         assert log.lines == []
         detector.create_publisher(Detection2DArray, "/fartrack/init", qos_profile_sensor_data)
 
-        node._check_image_publishers()
-        node._check_image_publishers()
+        node._check_publishers()
+        node._check_publishers()
 
         assert len(log.lines) == 1, log.lines
         assert "best-effort publisher(s) on /fartrack/init (node detector)" in log.lines[0]

@@ -1,0 +1,62 @@
+"""The node's init rules, apart from the node (testable without one): which cached frame an init
+names, and which of its detections count.
+
+An init stamped with an image's header starts its targets on that frame; a zero stamp on the
+latest. One stamped later than every cached frame is held for its frame (`PendingInits`), which
+may still be on its way; one whose frame is no longer (or never) cached is refused with a reason
+that says what to change.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from .frame_cache import CachedFrame, FrameCache, PendingInits
+from .node_messages import format_stamp, is_zero_stamp, stamp_to_ns
+
+
+def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None,
+                    may_wait: bool, image_topic: str) -> tuple[CachedFrame | None, str | None]:
+    """(frame, None) for the cached frame ``msg`` (a ``Detection2DArray``) is stamped with;
+    (None, refusal) when it is refused; (None, None) when it now waits in ``pending`` (only if
+    ``may_wait`` and it was not ``held`` before: ``held`` says why its frame may be missing)."""
+    stamp = msg.header.stamp
+    targets = ", ".join(repr(d.id) for d in msg.detections)
+    if is_zero_stamp(stamp):
+        frame = cache.latest()
+        if frame is None:
+            return None, f"init ignored for {targets}: no image received yet on {image_topic}"
+        return frame, None
+    stamp_ns = stamp_to_ns(stamp)
+    newest = max(cache.stamps(), default=None)  # before the lookup: the frame may land between
+    frame = cache.find(stamp_ns)
+    if frame is None and held is None and may_wait and (newest is None or stamp_ns > newest):
+        pending.hold(stamp_ns, msg)
+        frame = cache.find(stamp_ns)  # it may have arrived while the init was held
+        if frame is None or not pending.withdraw(msg):
+            return None, None  # waits, or was already handed back to the image callback's retry
+    if frame is not None:
+        return frame, None
+    stamps = sorted(cache.stamps())
+    count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
+    cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to {format_stamp(stamps[-1])}"
+              if stamps else "no frame is cached")
+    if held is not None:
+        cached = f"the init waited for that frame but {held}; {cached}"
+    elif stamps and stamp_ns < stamps[0]:
+        cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
+                   f"(now {cache.size}) or send the init sooner")
+    return None, (f"init ignored for {targets}: no cached frame has stamp {format_stamp(stamp_ns)} "
+                  f"({cached}); stamp the init with the header of a recent image, or use a zero stamp "
+                  "for the latest frame")
+
+
+def last_of_each_id(detections: list) -> tuple[list, dict[str, int]]:
+    """The detections of an init that count, a named target's last one only (re-init semantics),
+    and how many times each id listed more than once appears."""
+    repeated = {target_id: n for target_id, n in Counter(d.id for d in detections if d.id).items() if n > 1}
+    last = {detection.id: index for index, detection in enumerate(detections) if detection.id}
+    kept = [detection for index, detection in enumerate(detections)
+            if not detection.id or last[detection.id] == index]
+    return kept, repeated

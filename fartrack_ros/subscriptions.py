@@ -1,0 +1,139 @@
+"""The node's subscriptions that follow their publishers.
+
+`ImageSubscription`: ``sensor_msgs/Image`` or ``CompressedImage`` as ``image_transport`` says,
+its reliability following the camera (`image_qos`), and a hint when publishers send nothing.
+`ControlPublisherWatch`: a warning when best-effort publishers appear on the reliable control
+topics, which they cannot reach.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from rclpy.node import Node
+from rclpy.qos import QoSReliabilityPolicy
+from rclpy.utilities import get_rmw_implementation_identifier
+from sensor_msgs.msg import CompressedImage, Image
+
+from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
+
+SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
+
+
+class ImageSubscription:
+    """The image subscription of ``node``: made by `start`, remade by `check` when the publishers'
+    reliability asks for another (``qos_reliability`` auto), destroyed by `stop`. Reads the node's
+    ``image_transport``, ``qos_reliability`` and ``qos_depth`` parameters."""
+
+    def __init__(self, node: Node, callback: Callable[[Any], None], callback_group: Any,
+                 on_subscribed: Callable[[], None]):
+        self._node = node
+        self._callback = callback
+        self._group = callback_group
+        self._on_subscribed = on_subscribed
+        self.subscription = None
+        self.reliability = QoSReliabilityPolicy.BEST_EFFORT
+        self.msg_type: type = Image
+        self.convert: Callable[[Any], Any] = image_msg_to_rgb
+        self.topic_name = ""
+        self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
+        self.publishers_since_s: float | None = None  # since when the topic has publishers
+        self._silence_reported = False
+
+    def start(self) -> None:
+        """Subscribe as the parameters say, reliable or not as the current publishers offer."""
+        if self._param("image_transport") == "compressed":
+            self.msg_type, self.convert = CompressedImage, compressed_msg_to_rgb
+            self.topic_name = self._node.resolve_topic_name("image") + "/compressed"
+        else:
+            self.msg_type, self.convert = Image, image_msg_to_rgb
+            self.topic_name = self._node.resolve_topic_name("image")
+        self._subscribe(self.wanted_reliability(self.publishers()))
+
+    def stop(self) -> None:
+        if self.subscription is not None:
+            self._node.destroy_subscription(self.subscription)
+            self.subscription = None
+
+    def note_image(self, received_s: float) -> None:
+        """An image arrived at monotonic time ``received_s``: the topic is not silent."""
+        self.last_image_s = received_s
+        self._silence_reported = False
+
+    def publishers(self) -> list:
+        return self._node.get_publishers_info_by_topic(self.topic_name)
+
+    def wanted_reliability(self, publishers: list) -> QoSReliabilityPolicy:
+        return choose_reliability(self._param("qos_reliability"),
+                                  [info.qos_profile.reliability for info in publishers])
+
+    def check(self) -> None:
+        """Follow the publishers' reliability, and explain (once per silence) publishers that send
+        nothing to a best-effort subscription."""
+        if self.subscription is None:
+            return
+        publishers = self.publishers()
+        wanted = self.wanted_reliability(publishers)
+        if wanted != self.reliability:
+            self._subscribe(wanted)
+            return
+        now = time.monotonic()
+        if not publishers:
+            self.publishers_since_s = None
+        elif self.publishers_since_s is None:
+            self.publishers_since_s = now
+        # silent since the last image, subscribing, or the first publisher, whichever is latest
+        silent_s = now - max(self.last_image_s, self.publishers_since_s or 0.0)
+        if (publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported
+                and silent_s >= SILENT_PUBLISHERS_S):
+            self._silence_reported = True
+            self._node.get_logger().warning(silent_publishers_hint(
+                self.topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
+
+    def _subscribe(self, reliability: QoSReliabilityPolicy) -> None:
+        """(Re)subscribe with ``reliability``, replacing any current subscription."""
+        self.stop()
+        self.reliability = reliability
+        depth = self._param("qos_depth")
+        self.subscription = self._node.create_subscription(
+            self.msg_type, self.topic_name, self._callback, image_qos(reliability, depth),
+            callback_group=self._group)
+        self.last_image_s = time.monotonic()
+        self._on_subscribed()
+        self._silence_reported = False
+        setting = self._param("qos_reliability")
+        chosen = reliability_name(reliability)
+        how = f"{chosen} (auto, as the current publishers offer)" if setting == "auto" else chosen
+        self._node.get_logger().info(
+            f"subscribed to {self.subscription.topic_name} ({self.msg_type.__name__}, {how}, depth {depth})")
+
+    def _param(self, name: str):
+        return self._node.get_parameter(name).value
+
+
+class ControlPublisherWatch:
+    """Warns once per topic when best-effort publishers appear on reliable control subscriptions:
+    those never match them, and rclpy's own warning names neither the resolved topic nor the fix.
+    (Subscribing best effort instead would drop a reliable client's retransmissions; following the
+    publishers would miss a one-shot init.)"""
+
+    def __init__(self, node: Node):
+        self._node = node
+        self.subscriptions: list = []
+        self._told: set[str] = set()  # topics whose best-effort publishers were warned of
+
+    def check(self) -> None:
+        for subscription in self.subscriptions:
+            topic = subscription.topic_name
+            unmatched = [info for info in self._node.get_publishers_info_by_topic(topic)
+                         if info.qos_profile.reliability != QoSReliabilityPolicy.RELIABLE]
+            if not unmatched:
+                self._told.discard(topic)
+            elif topic not in self._told:
+                self._told.add(topic)
+                nodes = ", ".join(sorted({info.node_name for info in unmatched}))
+                self._node.get_logger().warning(
+                    f"{len(unmatched)} best-effort publisher(s) on {topic} (node {nodes}) cannot reach this "
+                    "node, whose subscription is reliable: publish with reliable QoS (e.g. QoSProfile(depth=10))")

@@ -1,0 +1,82 @@
+"""The init rules apart from the node: which cached frame an init names, when it waits for its
+frame, why it is refused, and which of its detections count."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+
+from fartrack_ros.frame_cache import CachedFrame, FrameCache, PendingInits
+from fartrack_ros.init_frames import find_init_frame, last_of_each_id
+
+
+def _cache(*stamps_ns: int) -> FrameCache:
+    cache = FrameCache(3)
+    for stamp_ns in stamps_ns:
+        cache.put(CachedFrame(stamp_ns, SimpleNamespace(), lambda msg: np.zeros((2, 2, 3), np.uint8)))
+    return cache
+
+
+def _init(stamp_ns: int, *ids: str) -> SimpleNamespace:
+    stamp = SimpleNamespace(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return SimpleNamespace(header=SimpleNamespace(stamp=stamp), detections=[SimpleNamespace(id=i) for i in ids])
+
+
+def _find(cache, pending, msg, held=None, may_wait=True):
+    return find_init_frame(cache, pending, msg, held=held, may_wait=may_wait, image_topic="/camera/image")
+
+
+def test_a_stamped_init_names_its_frame_and_a_zero_stamp_the_latest():
+    cache, pending = _cache(10, 20, 30), PendingInits(1.0)
+
+    assert _find(cache, pending, _init(20, "a"))[0].stamp_ns == 20
+    assert _find(cache, pending, _init(0, "a"))[0].stamp_ns == 30
+
+
+def test_a_zero_stamp_before_any_image_is_refused_naming_the_topic():
+    frame, refusal = _find(_cache(), PendingInits(1.0), _init(0, "a"))
+
+    assert frame is None
+    assert refusal == "init ignored for 'a': no image received yet on /camera/image"
+
+
+def test_an_init_newer_than_every_frame_waits_for_it_once():
+    cache, pending = _cache(10, 20), PendingInits(1.0)
+    msg = _init(25, "a")
+
+    assert _find(cache, pending, msg) == (None, None)
+    assert pending.take_all() == [msg]
+    frame, refusal = _find(cache, pending, msg, held="a later frame arrived first")
+    assert frame is None and len(pending) == 0
+    assert "the init waited for that frame but a later frame arrived first" in refusal
+
+
+def test_an_inactive_node_refuses_at_once_instead_of_waiting():
+    frame, refusal = _find(_cache(10), PendingInits(1.0), _init(25, "a"), may_wait=False)
+
+    assert frame is None and "no cached frame has stamp 0.000000025" in refusal
+
+
+def test_an_init_older_than_the_cache_says_to_raise_its_size():
+    frame, refusal = _find(_cache(10, 20, 30, 40), PendingInits(1.0), _init(10, "a", "b"))
+
+    assert frame is None
+    assert refusal.startswith("init ignored for 'a', 'b': no cached frame has stamp 0.000000010 (the "
+                              "cache holds 3 frames from 0.000000020 to 0.000000040; the stamp is "
+                              "older than every cached frame: raise frame_cache_size (now 3)")
+
+
+def test_a_stamp_between_cached_frames_is_refused_without_the_size_advice():
+    frame, refusal = _find(_cache(10, 30), PendingInits(1.0), _init(20, "a"))
+
+    assert frame is None and "frame_cache_size" not in refusal
+
+
+def test_a_named_target_counts_once_with_its_last_box_and_unnamed_ones_all_count():
+    detections = [SimpleNamespace(id=i, n=n) for n, i in enumerate(["a", "", "b", "a", "", "a"])]
+
+    kept, repeated = last_of_each_id(detections)
+
+    assert [(d.id, d.n) for d in kept] == [("", 1), ("b", 2), ("", 4), ("a", 5)]
+    assert repeated == {"a": 3}
