@@ -47,7 +47,7 @@ class ComputeThread:
             return
         self._pool.submit(lambda: None).result()
 
-    def shutdown(self) -> None:
-        """Finish the running call, drop queued ones and end the thread."""
+    def shutdown(self, wait: bool = True) -> None:
+        """Drop queued calls and end the thread once the running call finishes; ``wait`` for that."""
         self._closed = True
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown(wait=wait, cancel_futures=True)

@@ -58,10 +58,12 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import os
 import signal
 import sys
 import threading
 import time
+from concurrent import futures
 from dataclasses import replace
 
 import rclpy
@@ -97,6 +99,7 @@ from .tracker_loading import LoadedTracker, load_tracker
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
+LOAD_POLL_S = 0.1  # how often configure looks for a signal while the model loads
 # why a held init is started or refused once handed back (see PendingInits)
 _LATER_FRAME = "a later frame arrived first"
 _WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
@@ -122,6 +125,7 @@ class FarTrackNode(LifecycleNode):
         self._configured = False
         self._active = False
         self._loaded: LoadedTracker | None = None
+        self._load: futures.Future | None = None  # the model load while configure waits for it
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
@@ -149,12 +153,20 @@ class FarTrackNode(LifecycleNode):
         values = {spec.name: self._param(spec.name) for spec in params.PARAMETERS}
         self.get_logger().info(f"configuring: loading {values['weights'] or 'the bundled model'} "
                                f"for device {values['device']}")
+        # Waited for in steps: a signal (which shuts the context down) must not wait for a load that
+        # cannot be interrupted (CUDA start-up and warm-up take seconds); `stop` then leaves it behind.
+        self._load = self._compute.submit(load_tracker, values, log=self.get_logger())
+        while not futures.wait([self._load], timeout=LOAD_POLL_S).done:
+            if not self.context.ok():
+                return TransitionCallbackReturn.FAILURE
         try:
-            self._loaded = self._compute.run(load_tracker, values, log=self.get_logger())
+            self._loaded = self._load.result()
         except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
-        if not self.context.ok():  # a signal stopped ROS while the model loaded
+        finally:
+            self._load = None
+        if not self.context.ok():  # a signal stopped ROS as the load ended
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(self._loaded.describe())
         self._create_interfaces()
@@ -185,11 +197,17 @@ class FarTrackNode(LifecycleNode):
         self._release()
         return TransitionCallbackReturn.SUCCESS
 
-    def stop(self) -> None:
-        """Stop tracking, free everything and end the compute thread (a clean exit without lifecycle services)."""
+    def stop(self) -> bool:
+        """Stop tracking, free everything and end the compute thread (a clean exit without lifecycle
+        services). False when a model load that a signal cut short still runs in that thread: it
+        cannot be interrupted, and the caller should exit without waiting for it."""
+        if self._load is not None and not self._load.done():
+            self._compute.shutdown(wait=False)
+            return False
         self._stop_images()
         self._release()
         self._compute.shutdown()
+        return True
 
     def _create_interfaces(self) -> None:
         group = self._control_group
@@ -549,21 +567,15 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     rclpy.init(args=argv)
     node = None
+    code = 0
+    left_behind = False  # a model load cut short by a signal still runs
     try:
         try:
             node = FarTrackNode(managed=options.managed)
         except ParameterException as exc:  # a bad -p value or params file: say which, no traceback
             rclpy.logging.get_logger("fartrack").error(f"not started: invalid parameter: {exc}")
             return 2
-        if not options.managed:
-            if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-                return 1 if rclpy.ok() else 0  # a signal while the model loaded: a clean stop
-            if not rclpy.ok():
-                return 0
-            node.trigger_activate()
-        executor = make_executor(node.get_parameter("executor").value, node.get_logger())
-        executor.add_node(node)
-        spin_while(executor, node.context.ok)
+        code = _run(node, managed=options.managed)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except _rclpy.RCLError:
@@ -572,9 +584,29 @@ def main(argv: list[str] | None = None) -> int:
         # a signal shut ROS down while starting (before the executor existed): a clean stop
     finally:
         if node is not None:
-            node.stop()
+            left_behind = not node.stop()
+            if left_behind:
+                node.get_logger().info("stopped while the model was loading: exiting without waiting for the load")
             node.destroy_node()
         rclpy.try_shutdown()
+    if left_behind:  # the load cannot be interrupted, and the interpreter would wait for its thread
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code
+
+
+def _run(node: FarTrackNode, *, managed: bool) -> int:
+    """Configure and activate a plain node, then spin until ROS shuts down; the exit status."""
+    if not managed:
+        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+            return 1 if rclpy.ok() else 0  # a signal while the model loaded: a clean stop
+        if not rclpy.ok():
+            return 0
+        node.trigger_activate()
+    executor = make_executor(node.get_parameter("executor").value, node.get_logger())
+    executor.add_node(node)
+    spin_while(executor, node.context.ok)
     return 0
 
 

@@ -64,11 +64,14 @@ class NodeProcess:
     """``fartrack_node`` in a child process, its output in a log file."""
 
     def __init__(self, domain_id: int, parameters: dict | None = None, extra_args: list[str] | None = None,
-                 remaps: dict[str, str] | None = None):
+                 remaps: dict[str, str] | None = None, program: list[str] | None = None):
+        """``program``: what runs instead of the executable (e.g. ``python -c ...``), given the same
+        arguments."""
         # In the run's private ROS_LOG_DIR when conftest.py set one (removed after the run).
         log_dir = os.environ.get("ROS_LOG_DIR") or None
         self.log_path = Path(tempfile.mkstemp(prefix="fartrack_node_", suffix=".log", dir=log_dir)[1])
-        args = [sys.executable, str(node_executable()), *(extra_args or []), "--ros-args",
+        program = program or [sys.executable, str(node_executable())]
+        args = [*program, *(extra_args or []), "--ros-args",
                 "--log-level", "info", "-r", f"__node:={NODE_NAME}"]
         for key, value in (remaps or {}).items():
             args += ["-r", f"{key}:={value}"]

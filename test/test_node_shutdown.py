@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -56,5 +57,44 @@ def test_a_signal_while_the_node_starts_is_a_clean_stop(signum, when):
         output = node.log_text()
         assert code == 0, output
         assert "Traceback" not in output, output  # (rclpy may log that the transition was cut short)
+    finally:
+        node.stop()
+
+
+# The node's main with a model load that takes 60 s and, like CUDA's start-up, ignores signals.
+_SLOW_LOAD_NODE = """
+import sys, time
+import fartrack_ros.node as node
+load = node.load_tracker
+def slow_load(*args, **kwargs):
+    time.sleep(60.0)
+    return load(*args, **kwargs)
+node.load_tracker = slow_load
+sys.exit(node.main(sys.argv))
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_during_a_slow_model_load_exits_without_waiting_for_it(signum):
+    """launch sends SIGINT, then SIGTERM after 5 s, then SIGKILL: a node that waited for a slow
+    (CUDA) load before exiting would be killed, not stopped."""
+    node = NodeProcess(pick_domain_id(), parameters={"weights": str(weights_for_tests()), "device": "cpu"},
+                       program=[sys.executable, "-c", _SLOW_LOAD_NODE])
+    try:
+        assert wait_for_log(node, 0, "configuring: loading", timeout=60.0), node.log_text()
+        time.sleep(0.5)
+        started = time.monotonic()
+        node.process.send_signal(signum)
+        try:
+            code = node.process.wait(timeout=10.0)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the node was still running 10 s after {signal.Signals(signum).name}")
+        exit_s = time.monotonic() - started
+        output = node.log_text()
+
+        assert code == 0, output
+        assert "Traceback" not in output, output
+        assert "stopped while the model was loading" in output, output
+        assert exit_s < 3.0, f"{exit_s:.1f} s to exit"
     finally:
         node.stop()
