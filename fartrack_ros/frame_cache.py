@@ -13,6 +13,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -61,6 +62,15 @@ class CachedFrame:
         return self._convert_ms
 
 
+@dataclass(frozen=True)
+class Arrival:
+    """How a frame fitted into the `FrameCache`: ``late``, stamped before the newest cached frame
+    but not before them all; or the number of frames of an earlier timeline it ``dropped``."""
+
+    late: bool = False
+    dropped: int = 0
+
+
 class FrameCache:
     """The last ``size`` frames, found by exact header stamp (nanoseconds) or as the latest."""
 
@@ -81,23 +91,33 @@ class FrameCache:
     def size(self) -> int:
         return self._size
 
-    def put(self, frame: CachedFrame) -> int:
-        """Add a frame (a frame with a stamp already cached replaces it and becomes the latest).
+    def put(self, frame: CachedFrame) -> Arrival:
+        """Add a frame (a frame with a stamp already cached replaces it).
 
-        A frame stamped earlier than cached ones starts a new timeline (a bag loop, a simulator
-        reset, a camera restarted on its own clock): the later-stamped frames of the old one are
-        dropped, so stamps compare within one timeline. Returns how many were dropped."""
+        Frames are kept in stamp order, the latest being the newest stamp. A frame stamped within
+        the cached ones is `Arrival.late` (reordered on its way: two publishers on one topic, a
+        relay). One stamped earlier than every cached frame starts a new timeline (a bag loop, a
+        simulator reset, a camera restarted on its own clock): the frames of the old one are
+        dropped, so stamps compare within one timeline."""
+        stamp_ns = frame.stamp_ns
         with self._lock:
-            self._frames.pop(frame.stamp_ns, None)
-            # stamps rise in arrival order (this keeps them so): the newest alone tells a jump back
             newest = next(reversed(self._frames), None)
-            later = [] if newest is None or newest < frame.stamp_ns else [
-                stamp for stamp in self._frames if stamp > frame.stamp_ns]
-            for stamp in later:
-                del self._frames[stamp]
-            self._frames[frame.stamp_ns] = frame
-            self._trim()
-            return len(later)
+            if stamp_ns in self._frames:
+                self._frames[stamp_ns] = frame
+                return Arrival(late=stamp_ns != newest)
+            if newest is None or newest < stamp_ns:
+                self._frames[stamp_ns] = frame
+                self._trim()
+                return Arrival()
+            if next(iter(self._frames)) <= stamp_ns:
+                self._frames[stamp_ns] = frame
+                self._frames = OrderedDict(sorted(self._frames.items(), key=lambda item: item[0]))
+                self._trim()
+                return Arrival(late=True)
+            dropped = len(self._frames)
+            self._frames.clear()
+            self._frames[stamp_ns] = frame
+            return Arrival(dropped=dropped)
 
     def latest(self) -> CachedFrame | None:
         with self._lock:
@@ -108,7 +128,7 @@ class FrameCache:
             return self._frames.get(int(stamp_ns))
 
     def stamps(self) -> list[int]:
-        """Cached stamps, oldest arrival first."""
+        """Cached stamps, oldest first."""
         with self._lock:
             return list(self._frames)
 

@@ -316,7 +316,8 @@ class FarTrackNode(LifecycleNode):
             return
         self._stats.record_received()
         self._images.note_image(frame.received_s)
-        if self._cache.put(frame):
+        arrival = self._cache.put(frame)
+        if arrival.dropped:
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
                        "reset or a restarted camera clock): frames of the earlier timeline left the cache")
         for init in self._pending_inits.on_frame(frame.stamp_ns):  # before this frame is tracked
@@ -324,6 +325,11 @@ class FarTrackNode(LifecycleNode):
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
             idle = not self._num_targets and not self._inits_queued
         if idle or not self._active:
+            return
+        if arrival.late:  # tracked, it would take the targets back in time and the boxes out of order
+            self._stats.record_dropped()
+            self._warn(f"image {format_stamp(frame.stamp_ns)} arrived after a later-stamped one (two "
+                       "publishers on one topic, or a relay that reorders?): cached for inits, not tracked")
             return
         if self._slot.put(frame):
             self._stats.record_dropped()

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fartrack_ros.frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
+from fartrack_ros.frame_cache import Arrival, CachedFrame, FrameCache, LatestSlot, PendingInits
 
 
 def _frame(stamp_ns, calls=None):
@@ -39,18 +39,33 @@ def test_same_stamp_replaces_and_becomes_latest():
     cache.put(_frame(1))
     cache.put(_frame(2))
     replacement = _frame(2)
-    assert cache.put(replacement) == 0
+    assert cache.put(replacement) == Arrival()
 
     assert cache.stamps() == [1, 2] and cache.latest() is replacement
+    older = _frame(1)
+    assert cache.put(older) == Arrival(late=True)
+    assert cache.stamps() == [1, 2] and cache.find(1) is older
 
 
-def test_stamps_going_back_start_a_new_timeline_without_the_old_later_frames():
+def test_a_frame_reordered_on_its_way_is_cached_in_stamp_order_as_late():
     cache = FrameCache(5)
     for stamp in (100, 200, 300):
         cache.put(_frame(stamp))
 
-    assert cache.put(_frame(150)) == 2  # a bag loop or a simulator reset
-    assert cache.stamps() == [100, 150] and cache.latest().stamp_ns == 150
+    assert cache.put(_frame(150)) == Arrival(late=True)  # two publishers, a reordering relay
+    assert cache.stamps() == [100, 150, 200, 300] and cache.latest().stamp_ns == 300
+    assert cache.put(_frame(400)) == Arrival()
+    assert cache.put(_frame(500)) == Arrival()
+    assert cache.stamps() == [150, 200, 300, 400, 500]  # the oldest stamp leaves first
+
+
+def test_a_stamp_before_every_cached_frame_starts_a_new_timeline():
+    cache = FrameCache(5)
+    for stamp in (100, 200, 300):
+        cache.put(_frame(stamp))
+
+    assert cache.put(_frame(50)) == Arrival(dropped=3)  # a bag loop or a simulator reset
+    assert cache.stamps() == [50] and cache.latest().stamp_ns == 50
 
 
 def test_shrinking_drops_the_oldest():

@@ -108,3 +108,25 @@ def test_inits_refused_back_to_back_are_each_logged_with_their_target(node):
 
     refused = [line for line in warnings if "no cached frame" in line]
     assert len(refused) == 2 and "'a'" in refused[0] and "'b'" in refused[1], warnings
+
+
+def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(node):
+    """Two publishers on one topic or a reordering relay: a frame stamped before the newest one
+    would take the target back in time; it is told and skipped, while the cache keeps the frames
+    an init may name."""
+    warnings = []
+    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
+                                              debug=lambda *_: None)
+    frames, boxes = ground_truth_sequence(4)
+    stamps_ns = [1_000_000_000 + k * 33_000_000 for k in range(4)]
+    node._on_image(image_msg(frames[0], stamps_ns[0]))
+    node._start_targets(init_msg(stamps_ns[0], [("a", boxes[0])]))
+    for k in (1, 3, 2):  # frame 2 arrives after frame 3
+        node._on_image(image_msg(frames[k], stamps_ns[k]))
+        node._compute.wait_idle()
+
+    assert [stamp_ns_of(msg.header) for msg in node.published] == [stamps_ns[1], stamps_ns[3]]
+    assert any("arrived after a later-stamped one" in line for line in warnings), warnings
+    assert node._cache.stamps() == stamps_ns
+    node._start_targets(init_msg(stamps_ns[2], [("b", boxes[2])]))
+    assert node._loaded.tracker.target_ids == ["a", "b"]
