@@ -82,3 +82,24 @@ def test_a_target_started_on_the_new_size_is_not_rescaled():
     tracker.track(np.zeros((240, 320, 3), np.uint8))
 
     assert tracker.last_rescaled == {}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEFAULT_WEIGHTS_PATH.is_file(), reason="the bundled default model is not trained yet")
+@pytest.mark.parametrize("glitch_hw", [(2, 2), (3000, 2)])
+def test_one_glitched_frame_of_another_size_does_not_take_the_target_with_it(glitch_hw):
+    """A single broken frame (a driver glitch) gets an unconfident box; the frames after it are
+    searched around the last confident box, not around that box scaled back up."""
+    config = SyntheticConfig(width=320, height=240, min_length=30, max_length=30, difficulty=0.1)
+    sequence = generate_sequence(SEED, config)
+    tracker = Tracker(load_checkpoint(None))
+    tracker.add_target(sequence.frames[0], sequence.boxes[0], "t")
+    for frame in sequence.frames[1:SWITCH_AT]:
+        tracker.track(frame)
+
+    glitch = np.zeros((*glitch_hw, 3), np.uint8)
+    assert tracker.track(glitch)[0].score < tracker.config.lost_threshold
+    after = [iou_xywh(tracker.track(sequence.frames[k])[0].box_xywh, sequence.boxes[k])
+             for k in range(SWITCH_AT, SWITCH_AT + 4)]
+
+    assert min(after) >= 0.5, f"IoU per frame after the glitch: {np.round(after, 2).tolist()}"

@@ -241,8 +241,9 @@ class Tracker:
         once the templates are stored.
 
         A frame of another size than a target was last seen in (a camera that switched its
-        resolution) scales that target's boxes to it: the same field of view is assumed. The
-        templates need nothing, being crops resized to the model's template size.
+        resolution) scales that target's last confident box to it and searches there: the same
+        field of view is assumed. The templates need nothing, being crops resized to the model's
+        template size.
         """
         _check_frame(frame)
         targets = list(self._targets.values())
@@ -376,14 +377,13 @@ class Tracker:
 
 
 def _rescale(target: _Target, frame_hw: tuple[int, int]) -> None:
-    """Scale ``target``'s boxes from the frame size it was seen in to ``frame_hw``."""
+    """Scale ``target``'s last confident box from the frame size it was seen in to ``frame_hw``, and
+    search there: an unconfident prediction is not carried across a size change (one glitched
+    frame of another size would otherwise take the search region with it, scaled back up)."""
     scale_y, scale_x = (new / old for new, old in zip(frame_hw, target.frame_hw))
-
-    def scaled(box: list[float]) -> list[float]:  # a new list: the two boxes may be one object
-        return [box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y]
-
-    target.state_xywh = scaled(target.state_xywh)
-    target.last_confident_xywh = scaled(target.last_confident_xywh)
+    box = target.last_confident_xywh
+    target.last_confident_xywh = [box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y]
+    target.state_xywh = list(target.last_confident_xywh)
     target.frame_hw = frame_hw
 
 
