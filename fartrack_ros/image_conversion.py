@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .libjpeg_messages import damage, run_capturing_libjpeg
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -284,11 +286,21 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     # EXIF orientation is ignored, as image_transport's decoder ignores it: boxes stay in the
     # pixel frame that the camera and every other subscriber see
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
-    try:
-        bgr = cv2.imdecode(buffer, flags)
-    except cv2.error as exc:  # some corrupt streams make the decoder throw instead of failing
-        detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
-        raise ImageConversionError(f"could not decode {what}: {detail}") from None
+
+    def decode():
+        try:
+            return cv2.imdecode(buffer, flags)
+        except cv2.error as exc:  # some corrupt streams make the decoder throw instead of failing
+            detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
+            raise ImageConversionError(f"could not decode {what}: {detail}") from None
+
+    if buffer[:2].tobytes() == b"\xff\xd8":  # libjpeg tells of damage only on stderr
+        bgr, messages = run_capturing_libjpeg(decode)
+        problem = damage(messages)
+        if problem is not None:
+            raise ImageConversionError(f"could not decode {what}: the JPEG is damaged (libjpeg: {problem})")
+    else:
+        bgr = decode()
     if bgr is None:
         raise ImageConversionError(f"could not decode {what}; expected JPEG, PNG or TIFF")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

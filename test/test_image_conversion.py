@@ -342,6 +342,46 @@ def test_a_jpeg_with_stray_bytes_between_segments_decodes():
     assert compressed_to_rgb(stray, "jpeg").shape == (16, 24, 3)
 
 
+def _scan_start(jpeg: bytes) -> int:
+    sos = jpeg.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(jpeg[sos + 2:sos + 4], "big")
+
+
+@pytest.mark.parametrize("damage", ["ends early", "marker in the scan"])
+def test_a_jpeg_libjpeg_finds_damaged_is_refused_and_nothing_reaches_stderr(capfd, damage):
+    """libjpeg decodes such a frame with missing pixels and only prints a warning on stderr."""
+    jpeg = rgb_to_compressed(_random_rgb(64, 96), "jpeg")
+    middle = (_scan_start(jpeg) + len(jpeg)) // 2
+    broken = jpeg[:middle] + (b"\xff\xd9" if damage == "ends early" else b"\xff\xd3" + jpeg[middle:])
+
+    with pytest.raises(ImageConversionError, match=r"the JPEG is damaged \(libjpeg: Corrupt JPEG data: "
+                                                   r"premature end of data segment\)"):
+        compressed_to_rgb(broken, "jpeg")
+    assert capfd.readouterr().err == ""
+
+
+def test_extraneous_bytes_before_the_end_marker_decode_as_many_webcams_send_them(capfd):
+    rgb = _random_rgb(16, 24)
+    jpeg = rgb_to_compressed(rgb, "jpeg")
+    padded = jpeg[:-2] + b"\x12" * 40 + jpeg[-2:]  # libjpeg: "34 extraneous bytes before marker 0xd9"
+
+    np.testing.assert_array_equal(compressed_to_rgb(padded, "jpeg"), compressed_to_rgb(jpeg, "jpeg"))
+    assert capfd.readouterr().err == ""  # libjpeg's line on every frame is not passed on
+
+
+def test_other_output_on_stderr_during_a_decode_is_passed_on(capfd):
+    import os
+
+    from fartrack_ros.libjpeg_messages import run_capturing_libjpeg
+
+    def decode():
+        os.write(2, b"[WARN] [1.0] [other_thread]: a log line\nCorrupt JPEG data: bad Huffman code\n")
+        return "decoded"
+
+    assert run_capturing_libjpeg(decode) == ("decoded", ["Corrupt JPEG data: bad Huffman code"])
+    assert capfd.readouterr().err == "[WARN] [1.0] [other_thread]: a log line\n"
+
+
 def test_compressed_depth_is_rejected():
     with pytest.raises(ImageConversionError, match="depth"):
         compressed_to_rgb(b"\x00" * 20, "16UC1; compressedDepth png")

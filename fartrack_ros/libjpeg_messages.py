@@ -1,0 +1,87 @@
+"""What libjpeg says while OpenCV decodes a JPEG.
+
+OpenCV leaves libjpeg's warnings ("Corrupt JPEG data: premature end of data segment", ...) to
+libjpeg, which prints them on the process's standard error and decodes on: the caller never learns
+that the frame was damaged, and a node's log fills with one unthrottled line per frame outside
+rosout. `run_capturing_libjpeg` runs a decode with file descriptor 2 pointed at a temporary file
+and hands libjpeg's lines to the caller; anything else written there meanwhile (another thread's
+log line) is written back to standard error.
+
+JPEG has no checksum: damage that happens to decode cleanly stays unseen whatever is done here.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+import threading
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+# libjpeg's warning texts (jerror.h) that the decoders bundled with OpenCV print
+_LIBJPEG_LINE = re.compile(
+    r"^(Corrupt JPEG data|Premature end of JPEG file|Invalid SOS parameters|Inconsistent progression"
+    r"|Application transferred too many scanlines|Unsupported marker type|Warning: )")
+# the ones that mean pixels are missing or wrong; "N extraneous bytes before marker" is left out:
+# many MJPEG webcams add bytes before the end marker of every, intact, frame
+_DAMAGE = re.compile(r"^(Corrupt JPEG data: (?!\d+ extraneous bytes)|Premature end of JPEG file)")
+
+_lock = threading.Lock()
+_sink: int | None = None  # the temporary file's descriptor, made on first use
+
+
+def run_capturing_libjpeg(decode: Callable[[], T]) -> tuple[T, list[str]]:
+    """``decode()``'s result and the libjpeg lines it printed (none when standard error cannot be
+    redirected: then they go where they always went)."""
+    global _sink
+    with _lock:
+        try:
+            if _sink is None:
+                _sink = _make_sink()
+            saved = os.dup(2)
+        except OSError:
+            return decode(), []
+        try:
+            os.dup2(_sink, 2)
+            try:
+                result = decode()
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        text = _drain(_sink)
+    if not text:
+        return result, []
+    lines = text.decode(errors="replace").splitlines()
+    others = [line for line in lines if not _LIBJPEG_LINE.match(line)]
+    if others:
+        os.write(2, ("\n".join(others) + "\n").encode())
+    return result, [line for line in lines if _LIBJPEG_LINE.match(line)]
+
+
+def damage(lines: list[str]) -> str | None:
+    """The first of libjpeg's ``lines`` that says the image is damaged (None when none does)."""
+    return next((line for line in lines if _DAMAGE.match(line)), None)
+
+
+def _make_sink() -> int:
+    handle, path = tempfile.mkstemp(prefix="fartrack_libjpeg_")
+    os.unlink(path)  # the descriptor keeps it; nothing is left behind
+    return handle
+
+
+def _drain(handle: int) -> bytes:
+    """What was written to ``handle`` since the last drain; empties it."""
+    size = os.lseek(handle, 0, os.SEEK_END)
+    if size == 0:
+        return b""
+    os.lseek(handle, 0, os.SEEK_SET)
+    chunks = []
+    while size > 0 and (chunk := os.read(handle, size)):
+        chunks.append(chunk)
+        size -= len(chunk)
+    os.ftruncate(handle, 0)
+    os.lseek(handle, 0, os.SEEK_SET)
+    return b"".join(chunks)
