@@ -119,21 +119,28 @@ class ControlPublisherWatch:
     (Subscribing best effort instead would drop a reliable client's retransmissions; following the
     publishers would miss a one-shot init.)"""
 
+    UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # what the graph says before discovery has the node's name
+
     def __init__(self, node: Node):
         self._node = node
         self.subscriptions: list = []
         self._told: set[str] = set()  # topics whose best-effort publishers were warned of
+        self._waited: set[str] = set()  # topics whose warning waited a check for the node's name
 
     def check(self) -> None:
         for subscription in self.subscriptions:
             topic = subscription.topic_name
             unmatched = [info for info in self._node.get_publishers_info_by_topic(topic)
                          if info.qos_profile.reliability != QoSReliabilityPolicy.RELIABLE]
+            names = {info.node_name for info in unmatched}
             if not unmatched:
                 self._told.discard(topic)
+                self._waited.discard(topic)
+            elif self.UNKNOWN_NODE in names and topic not in self._waited:
+                self._waited.add(topic)  # one check later discovery has usually named it
             elif topic not in self._told:
                 self._told.add(topic)
-                nodes = ", ".join(sorted({info.node_name for info in unmatched}))
+                nodes = ", ".join(sorted(name if name != self.UNKNOWN_NODE else "not known" for name in names))
                 self._node.get_logger().warning(
                     f"{len(unmatched)} best-effort publisher(s) on {topic} (node {nodes}) cannot reach this "
                     "node, whose subscription is reliable: publish with reliable QoS (e.g. QoSProfile(depth=10))")

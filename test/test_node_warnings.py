@@ -90,3 +90,26 @@ def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node
         node.stop()
         node.destroy_node()
         detector.destroy_node()
+
+
+def test_the_best_effort_publisher_warning_waits_a_check_for_the_node_s_name():
+    from types import SimpleNamespace
+
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.subscriptions import ControlPublisherWatch
+
+    log = _RecordingLogger()
+    publisher = SimpleNamespace(node_name=ControlPublisherWatch.UNKNOWN_NODE,
+                                qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
+    node = SimpleNamespace(get_logger=lambda: log, get_publishers_info_by_topic=lambda topic: [publisher])
+    watch = ControlPublisherWatch(node)
+    watch.subscriptions = [SimpleNamespace(topic_name="/fartrack/init")]
+
+    watch.check()  # discovery has not named the publisher's node yet
+    assert log.lines == []
+    publisher.node_name = "detector"
+    watch.check()
+    watch.check()
+
+    assert len(log.lines) == 1 and "on /fartrack/init (node detector)" in log.lines[0], log.lines
