@@ -190,12 +190,13 @@ def diagnostic_items(snapshot: StatisticsSnapshot, **extra: object) -> list[tupl
     return items
 
 
-def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bool) -> tuple[int, str]:
-    """(level, message) for the node's ``DiagnosticStatus``.
+def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int, lost: int = 0) -> tuple[int, str]:
+    """(level, message) for the node's ``DiagnosticStatus``, with ``targets`` tracked, ``lost`` of
+    them LOST.
 
     OK while frames arrive; WARN when the node is active but no image arrived for a while (a
-    wrong topic or QoS is the usual cause), or when targets are tracked but no frame was processed
-    for a while: `SILENCE_WARN_S` and at least 3 periods.
+    wrong topic or QoS is the usual cause), when targets are tracked but no frame was processed
+    for a while (`SILENCE_WARN_S` and at least 3 periods), or when every target is lost.
     """
     if not active:
         return OK, "inactive (not subscribed to images)"
@@ -203,10 +204,13 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, tracking: bo
     if snapshot.since_received_s >= silence_s:
         return WARN, (f"no images received for {snapshot.since_received_s:.1f} s "
                       "(check the image topic and its QoS)")
-    if tracking and snapshot.since_processed_s >= silence_s:
+    if targets and snapshot.since_processed_s >= silence_s:
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
-    state = "tracking" if tracking else "idle (no targets)"
-    return OK, f"{state}, {snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
+    rates = f"{snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
+    if targets and lost >= targets:
+        return WARN, f"all {targets} target(s) lost (searching where last seen), {rates}"
+    state = "idle (no targets)" if not targets else "tracking" + (f" ({lost} of {targets} lost)" if lost else "")
+    return OK, f"{state}, {rates}"
 
 
 # a quote opens only where no letter or digit precedes it: the apostrophe of "image's" is no quote

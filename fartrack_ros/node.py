@@ -68,6 +68,7 @@ from dataclasses import replace
 
 import rclpy
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+from rclpy.clock import Clock, ClockType
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException
 from rclpy.impl.implementation_singleton import rclpy_implementation as _rclpy
@@ -128,6 +129,7 @@ class FarTrackNode(LifecycleNode):
         self._load: futures.Future | None = None  # the model load while configure waits for it
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
+        self._num_lost = 0  # targets LOST after the last change or tracked frame
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # held inits handed to the compute thread and not started yet
@@ -143,6 +145,9 @@ class FarTrackNode(LifecycleNode):
         self._publisher_check_timer = None
         self._entities: list = []  # (destroy_*, entity) created at configure, destroyed at cleanup
         self._diagnostics_timer = None
+        # the node's timers keep time when the ROS clock does not (use_sim_time with a paused bag
+        # or no /clock yet): diagnostics, QoS following and held inits' time-out must go on
+        self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
 
         ParameterHooks(self, managed=managed, pre_post_hooks=self.PRE_POST_SET_HOOKS,
                        rejection=self._rejection, apply=self._apply_parameters)
@@ -232,7 +237,7 @@ class FarTrackNode(LifecycleNode):
             self.destroy_timer(self._diagnostics_timer)
         self._diagnostics_timer = self.create_timer(
             self._param("diagnostics_period") if period_s is None else period_s,
-            self._publish_diagnostics, callback_group=self._control_group)
+            self._publish_diagnostics, callback_group=self._control_group, clock=self._steady_clock)
 
     def _release(self) -> None:
         if self._diagnostics_timer is not None:
@@ -248,14 +253,15 @@ class FarTrackNode(LifecycleNode):
             if self._loaded is not None:
                 self._loaded.release()
             self._loaded = None
-            self._num_targets = 0
+            self._num_targets = self._num_lost = 0
         self._cache.clear()
         self._configured = False
 
     def _subscribe_images(self) -> None:
         self._images.start()
         self._publisher_check_timer = self.create_timer(
-            PUBLISHER_CHECK_PERIOD_S, self._check_publishers, callback_group=self._control_group)
+            PUBLISHER_CHECK_PERIOD_S, self._check_publishers, callback_group=self._control_group,
+            clock=self._steady_clock)
 
     def _check_publishers(self) -> None:
         """Timer: refuse inits that waited too long for their frame, follow the image publishers
@@ -379,6 +385,7 @@ class FarTrackNode(LifecycleNode):
                 publish_s[0] = time.perf_counter() - started
 
             results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
+            self._num_lost = len(loaded.tracker.lost_target_ids)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
@@ -477,6 +484,7 @@ class FarTrackNode(LifecycleNode):
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
             self._num_targets = len(tracker.target_ids)
+            self._num_lost = len(tracker.lost_target_ids)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
@@ -500,6 +508,7 @@ class FarTrackNode(LifecycleNode):
                 self._warn(f"remove ignored: {exc.args[0] if exc.args else exc}")
                 return
             self._num_targets = len(self._loaded.tracker.target_ids)
+            self._num_lost = len(self._loaded.tracker.lost_target_ids)
         if not self._num_targets:
             self._slot.discard()
         self.get_logger().info(f"target {msg.data!r} removed")
@@ -509,7 +518,7 @@ class FarTrackNode(LifecycleNode):
             ids = self._loaded.tracker.target_ids if self._loaded is not None else []
             if self._loaded is not None:
                 self._loaded.tracker.reset()
-            self._num_targets = 0
+            self._num_targets = self._num_lost = 0
         self._slot.discard()
         response.success = True
         response.message = f"removed {len(ids)} target(s): {', '.join(ids) or '-'}"
@@ -527,7 +536,7 @@ class FarTrackNode(LifecycleNode):
         snapshot = self._stats.snapshot()
         loaded = self._loaded
         level, message = diagnostic_level(snapshot, active=self._active,
-                                          tracking=bool(self._num_targets))
+                                          targets=self._num_targets, lost=self._num_lost)
         items = diagnostic_items(
             snapshot,
             device=loaded.device if loaded else "",
@@ -536,6 +545,7 @@ class FarTrackNode(LifecycleNode):
             model=loaded.model_name if loaded else "",
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,
+            targets_lost=self._num_lost,
             image_topic=self._image_topic(),
             image_reliability=reliability_name(self._images.reliability) if self._images.subscription else "",
             state="active" if self._active else "inactive",

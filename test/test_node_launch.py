@@ -56,6 +56,16 @@ def test_launch_file_declares_the_documented_arguments():
                for n in ast.walk(tree))
 
 
+def test_every_launch_argument_is_documented_in_the_readme():
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("- `fartrack.launch.py` arguments:")
+    documented = readme[start:readme.index("\n- ", start + 1)]
+
+    missing = [name for name in sorted(_declared_arguments(_tree())) if f"`{name}`" not in documented]
+
+    assert not missing, f"launch arguments missing from the README's list: {missing}"
+
+
 def test_launch_file_starts_an_executable_that_exists():
     tree = _tree()
     executable = _module_constant(tree, "EXECUTABLE")

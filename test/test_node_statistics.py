@@ -113,7 +113,7 @@ def test_level_warns_when_active_without_images_for_three_seconds():
     levels = []
     for _ in range(4):
         clock.now += 1.0
-        levels.append(diagnostic_level(stats.snapshot(), active=True, tracking=False))
+        levels.append(diagnostic_level(stats.snapshot(), active=True, targets=0))
     assert [level for level, _ in levels] == [OK, OK, WARN, WARN]
     assert "no images received for 4.0 s" in levels[-1][1]
 
@@ -123,7 +123,7 @@ def test_level_is_ok_while_images_arrive():
     stats = NodeStatistics(clock=clock)
     stats.record_received()
     clock.now += 1.0
-    assert diagnostic_level(stats.snapshot(), active=True, tracking=False)[0] == OK
+    assert diagnostic_level(stats.snapshot(), active=True, targets=0)[0] == OK
 
 
 @pytest.mark.parametrize("period_s,frame_interval_s", [(1.0, 2.0), (0.05, 0.1), (1.0, 2.9)])
@@ -138,7 +138,7 @@ def test_level_does_not_flap_with_a_camera_slower_than_the_period(period_s, fram
             stats.record_received()
             stats.record_processed({"model": 1.0})
             next_frame_s += frame_interval_s
-        levels.append(diagnostic_level(stats.snapshot(), active=True, tracking=True)[0])
+        levels.append(diagnostic_level(stats.snapshot(), active=True, targets=1)[0])
     assert set(levels) == {OK}
 
 
@@ -149,10 +149,10 @@ def test_level_warns_when_images_arrive_but_targets_are_not_tracked():
     for _ in range(5):
         clock.now += 1.0
         stats.record_received()
-        level, message = diagnostic_level(stats.snapshot(), active=True, tracking=True)
+        level, message = diagnostic_level(stats.snapshot(), active=True, targets=1)
     assert level == WARN and "no frame was tracked for 5.0 s" in message
     stats.note_tracking_started()  # targets added anew: counted from there
-    assert diagnostic_level(stats.snapshot(), active=True, tracking=True)[0] == OK
+    assert diagnostic_level(stats.snapshot(), active=True, targets=1)[0] == OK
 
 
 def test_counters_are_thread_safe():
@@ -227,3 +227,21 @@ def test_warning_throttle_forgets_kinds_not_seen_for_a_period_once_it_holds_many
         throttle.admit(f"kind {k}")
         clock.now += 0.01  # 10 s of distinct kinds
     assert len(throttle._last) <= WarningThrottle.MAX_KINDS + 5.0 / 0.01 + 1
+
+
+@pytest.mark.parametrize("lost, level, message", [
+    (0, OK, "tracking, "),
+    (2, OK, "tracking (2 of 3 lost), "),
+    (3, WARN, "all 3 target(s) lost (searching where last seen), "),
+])
+def test_level_warns_when_every_target_is_lost(lost, level, message):
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.note_tracking_started()
+    clock.now += 1.0
+    stats.record_received()
+    stats.record_processed({"model": 1.0})
+
+    got_level, got_message = diagnostic_level(stats.snapshot(), active=True, targets=3, lost=lost)
+
+    assert got_level == level and got_message.startswith(message), got_message

@@ -6,7 +6,9 @@ declared LOST: these tests check plumbing and must not depend on how well the we
 (test_node_tracking.py checks that, with the bundled model).
 """
 
+import re
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -306,6 +308,12 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
     assert values["device"] == "cpu" and values["cpu_threads"] == "1"
     assert values["pinned_cpus"] == "none"  # one thread: nothing to pin
     assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
+    assert values["targets"] == "1" and values["targets_lost"] == "0"
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    undocumented = [key for key in values if f"`{key}`" not in readme and
+                    f"`{re.sub(r'_(p50|p95|max)_ms$', '_{p50,p95,max}_ms', key)}`" not in readme and
+                    not re.fullmatch(r"latency_[a-z]+_(p50|p95|max)_ms", key)]
+    assert not undocumented, f"diagnostics keys not listed in the README: {undocumented}"
 
 
 def test_debug_image_is_published_while_subscribed(node, probe, stamps):

@@ -160,6 +160,11 @@ class Tracker:
     def target_ids(self) -> list[str]:
         return list(self._targets)
 
+    @property
+    def lost_target_ids(self) -> list[str]:
+        """Ids of the targets that are LOST (see `TrackerConfig`)."""
+        return [t.target_id for t in self._targets.values() if t.status == TrackState.LOST]
+
     def add_target(self, frame: np.ndarray, box_xywh, target_id: str | None = None) -> str:
         """Start tracking the object in ``box_xywh`` of ``frame``; returns the target id.
 
