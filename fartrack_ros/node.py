@@ -130,6 +130,7 @@ class FarTrackNode(LifecycleNode):
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
         self._num_lost = 0  # targets LOST after the last change or tracked frame
+        self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # held inits handed to the compute thread and not started yet
@@ -376,6 +377,7 @@ class FarTrackNode(LifecycleNode):
                 return
             rgb = frame.rgb()
             header = frame.header
+            self._frame_size = f"{rgb.shape[1]}x{rgb.shape[0]}"
             publish_s = [0.0]
 
             def publish_detections(results) -> None:
@@ -546,6 +548,7 @@ class FarTrackNode(LifecycleNode):
             weights=loaded.weights if loaded else "",
             targets=self._num_targets,
             targets_lost=self._num_lost,
+            image_size=self._frame_size,
             image_topic=self._image_topic(),
             image_reliability=reliability_name(self._images.reliability) if self._images.subscription else "",
             state="active" if self._active else "inactive",

@@ -309,6 +309,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
     assert values["pinned_cpus"] == "none"  # one thread: nothing to pin
     assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
     assert values["targets"] == "1" and values["targets_lost"] == "0"
+    assert values["image_size"] == f"{WIDTH}x{HEIGHT}"
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     undocumented = [key for key in values if f"`{key}`" not in readme and
                     f"`{re.sub(r'_(p50|p95|max)_ms$', '_{p50,p95,max}_ms', key)}`" not in readme and
