@@ -604,8 +604,9 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if node is not None:
             left_behind = not node.stop()
-            if left_behind:
-                node.get_logger().info("stopped while the model was loading: exiting without waiting for the load")
+            if left_behind:  # the process's logger: ROS is shut down, the node's would try rosout
+                rclpy.logging.get_logger("fartrack_node").info(
+                    "stopped while the model was loading: exiting without waiting for the load")
             node.destroy_node()
         rclpy.try_shutdown()
     if left_behind:  # the load cannot be interrupted, and the interpreter would wait for its thread

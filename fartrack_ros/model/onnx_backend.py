@@ -7,9 +7,8 @@ one graph serves every number of targets and kept tokens.
 
 from __future__ import annotations
 
-import tempfile
+import io
 import warnings
-from pathlib import Path
 from typing import Optional
 
 import torch
@@ -34,13 +33,13 @@ class _EncoderHead(nn.Module):
         return self.model.backbone.head(hidden_cmd), row
 
 
-def export_onnx(model: FARTrack, path: "str | Path") -> Path:
-    """Export the fast path's layer stack and head of ``model`` to an ONNX file.
+def export_onnx(model: FARTrack) -> bytes:
+    """The fast path's layer stack and head of ``model`` as an ONNX graph, in memory (nothing is
+    left on disk, also when the process is stopped mid-load).
 
     The head's word embeddings become a constant of the graph, so the command rows are renormed
     first, as torch's first forward does in place (quirk Q1); a checkpoint stores them unrenormed.
     """
-    path = Path(path)
     cfg = model.cfg
     with torch.no_grad():
         model.backbone.command_tokens(1)
@@ -48,12 +47,13 @@ def export_onnx(model: FARTrack, path: "str | Path") -> Path:
     tokens = torch.zeros(1, length, cfg.embed_dim)
     key_keep = torch.ones(1, length, dtype=torch.bool)
     module = _EncoderHead(model).eval().cpu()
+    graph = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
             module,
             (tokens, key_keep),
-            str(path),
+            graph,
             input_names=["tokens", "key_keep"],
             output_names=["logits", "score_row"],
             dynamic_axes={
@@ -65,13 +65,13 @@ def export_onnx(model: FARTrack, path: "str | Path") -> Path:
             opset_version=17,
             dynamo=False,
         )
-    return path
+    return graph.getvalue()
 
 
 class OnnxFARTrack(FARTrack):
     """A FARTrack whose fast path runs in ONNX Runtime on the CPU; everything else is torch."""
 
-    def __init__(self, model: FARTrack, onnx_path: "str | Path | None" = None, num_threads: int = 0) -> None:
+    def __init__(self, model: FARTrack, num_threads: int = 0) -> None:
         super().__init__(model.cfg)
         import onnxruntime as ort
 
@@ -79,17 +79,13 @@ class OnnxFARTrack(FARTrack):
         adopt_unused_shapes(self, weights)  # as the checkpoint loader does: their size is the training's
         self.load_state_dict(weights)
         self.eval()
-        if onnx_path is None:
-            self._export_dir = tempfile.TemporaryDirectory(prefix="fartrack_onnx_")
-            onnx_path = Path(self._export_dir.name) / "fartrack_encoder.onnx"
-        self.onnx_path = export_onnx(self, onnx_path)
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = num_threads or torch.get_num_threads()
         # ORT's pool spinning after a run competes with torch's OpenMP pool, which spins too
         # (token assembly and decoding stay in torch): with both, the forward time doubled at times.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(str(self.onnx_path), options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(export_onnx(self), options, providers=["CPUExecutionProvider"])
 
     def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
         if torch.is_grad_enabled() and hidden.requires_grad:
