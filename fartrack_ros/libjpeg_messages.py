@@ -5,13 +5,15 @@ libjpeg, which prints them on the process's standard error and decodes on: the c
 that the frame was damaged, and a node's log fills with one unthrottled line per frame outside
 rosout. `run_capturing_libjpeg` runs a decode with file descriptor 2 pointed at a temporary file
 and hands libjpeg's lines to the caller; anything else written there meanwhile (another thread's
-log line) is written back to standard error.
+log line) is written back to standard error. While it is redirected, a crash report
+(`faulthandler`, when enabled) goes to the real standard error.
 
 JPEG has no checksum: damage that happens to decode cleanly stays unseen whatever is done here.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import re
 import tempfile
@@ -43,27 +45,34 @@ def run_capturing_libjpeg(decode: Callable[[], T]) -> tuple[T, list[str]]:
             saved = os.dup(2)
         except OSError:
             return decode(), []
+        crash_reports = faulthandler.is_enabled()
         try:
+            if crash_reports:  # a crash in the decoder is reported where it always was
+                faulthandler.enable(file=saved, all_threads=True)
             os.dup2(_sink, 2)
             try:
                 result = decode()
             finally:
                 os.dup2(saved, 2)
+                text = _drain(_sink)  # also when the decode raised: nothing is left for the next
+                _pass_on(text)
         finally:
+            if crash_reports:
+                faulthandler.enable(file=2, all_threads=True)
             os.close(saved)
-        text = _drain(_sink)
-    if not text:
-        return result, []
-    lines = text.decode(errors="replace").splitlines()
-    others = [line for line in lines if not _LIBJPEG_LINE.match(line)]
-    if others:
-        os.write(2, ("\n".join(others) + "\n").encode())
-    return result, [line for line in lines if _LIBJPEG_LINE.match(line)]
+    return result, [line for line in text.decode(errors="replace").splitlines() if _LIBJPEG_LINE.match(line)]
 
 
 def damage(lines: list[str]) -> str | None:
     """The first of libjpeg's ``lines`` that says the image is damaged (None when none does)."""
     return next((line for line in lines if _DAMAGE.match(line)), None)
+
+
+def _pass_on(text: bytes) -> None:
+    """Write what is not libjpeg's in ``text`` (other threads' output) back to standard error."""
+    others = [line for line in text.decode(errors="replace").splitlines() if not _LIBJPEG_LINE.match(line)]
+    if others:
+        os.write(2, ("\n".join(others) + "\n").encode())
 
 
 def _make_sink() -> int:

@@ -382,6 +382,22 @@ def test_other_output_on_stderr_during_a_decode_is_passed_on(capfd):
     assert capfd.readouterr().err == "[WARN] [1.0] [other_thread]: a log line\n"
 
 
+def test_what_a_failing_decode_printed_is_not_left_for_the_next_one(capfd):
+    import os
+
+    from fartrack_ros.libjpeg_messages import run_capturing_libjpeg
+
+    def failing_decode():
+        os.write(2, b"Corrupt JPEG data: premature end of data segment\nanother thread's line\n")
+        raise RuntimeError("decoder failed")
+
+    with pytest.raises(RuntimeError, match="decoder failed"):
+        run_capturing_libjpeg(failing_decode)
+
+    assert run_capturing_libjpeg(lambda: "intact") == ("intact", [])
+    assert capfd.readouterr().err == "another thread's line\n"
+
+
 def test_compressed_depth_is_rejected():
     with pytest.raises(ImageConversionError, match="depth"):
         compressed_to_rgb(b"\x00" * 20, "16UC1; compressedDepth png")
