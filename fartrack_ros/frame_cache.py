@@ -62,21 +62,25 @@ class CachedFrame:
         return self._convert_ms
 
 
+LATE_FRAMES = 3  # a frame stamped at most this many frame intervals before the newest is late
+
+
 @dataclass(frozen=True)
 class Arrival:
-    """How a frame fitted into the `FrameCache`: ``late``, stamped before the newest cached frame
-    but not before them all; or the number of frames of an earlier timeline it ``dropped``."""
+    """How a frame fitted into the `FrameCache`: ``late`` (reordered on its way), or the number
+    of frames of an earlier timeline it ``dropped``."""
 
     late: bool = False
     dropped: int = 0
 
 
 class FrameCache:
-    """The last ``size`` frames, found by exact header stamp (nanoseconds) or as the latest."""
+    """The ``size`` newest-stamped frames, found by exact header stamp (nanoseconds) or as the
+    latest (the newest stamp)."""
 
     def __init__(self, size: int):
         self._lock = threading.Lock()
-        self._frames: OrderedDict[int, CachedFrame] = OrderedDict()
+        self._frames: OrderedDict[int, CachedFrame] = OrderedDict()  # in stamp order
         self._size = 1
         self.resize(size)
 
@@ -92,32 +96,45 @@ class FrameCache:
         return self._size
 
     def put(self, frame: CachedFrame) -> Arrival:
-        """Add a frame (a frame with a stamp already cached replaces it).
+        """Add a frame; a frame with the newest stamp replaces that frame.
 
-        Frames are kept in stamp order, the latest being the newest stamp. A frame stamped within
-        the cached ones is `Arrival.late` (reordered on its way: two publishers on one topic, a
-        relay). One stamped earlier than every cached frame starts a new timeline (a bag loop, a
-        simulator reset, a camera restarted on its own clock): the frames of the old one are
-        dropped, so stamps compare within one timeline."""
+        A new stamp up to `LATE_FRAMES` frame intervals (the cached frames' mean) before the
+        newest, and not before them all, is `Arrival.late`: reordered on its way (two publishers on
+        one topic, a relay). A stamp further back, or an older stamp seen before, starts a new
+        timeline (a bag loop, also one shorter than the cache; a simulator reset; a clock stepped
+        back): the frames stamped after it are dropped, so stamps compare within one timeline."""
         stamp_ns = frame.stamp_ns
         with self._lock:
             newest = next(reversed(self._frames), None)
-            if stamp_ns in self._frames:
-                self._frames[stamp_ns] = frame
-                return Arrival(late=stamp_ns != newest)
-            if newest is None or newest < stamp_ns:
+            if newest is None or newest <= stamp_ns:
                 self._frames[stamp_ns] = frame
                 self._trim()
                 return Arrival()
-            if next(iter(self._frames)) <= stamp_ns:
+            if self._within_late_window(stamp_ns):
                 self._frames[stamp_ns] = frame
                 self._frames = OrderedDict(sorted(self._frames.items(), key=lambda item: item[0]))
                 self._trim()
                 return Arrival(late=True)
-            dropped = len(self._frames)
-            self._frames.clear()
+            later = [stamp for stamp in self._frames if stamp > stamp_ns]
+            for stamp in later:
+                del self._frames[stamp]
             self._frames[stamp_ns] = frame
-            return Arrival(dropped=dropped)
+            return Arrival(dropped=len(later))
+
+    def may_still_arrive(self, stamp_ns: int) -> bool:
+        """Whether a frame stamped ``stamp_ns``, not cached, may still come in this timeline: newer
+        than every cached frame, or late within the window of `put`."""
+        with self._lock:
+            newest = next(reversed(self._frames), None)
+            return newest is None or stamp_ns > newest or self._within_late_window(stamp_ns)
+
+    def _within_late_window(self, stamp_ns: int) -> bool:
+        """A stamp not cached, before the newest, that `put` would take as late."""
+        if len(self._frames) < 2 or stamp_ns in self._frames:
+            return False
+        oldest, newest = next(iter(self._frames)), next(reversed(self._frames))
+        interval_ns = (newest - oldest) / (len(self._frames) - 1)
+        return oldest <= stamp_ns < newest and newest - stamp_ns <= LATE_FRAMES * interval_ns
 
     def latest(self) -> CachedFrame | None:
         with self._lock:

@@ -2,9 +2,9 @@
 names, and which of its detections count.
 
 An init stamped with an image's header starts its targets on that frame; a zero stamp on the
-latest. One stamped later than every cached frame is held for its frame (`PendingInits`), which
-may still be on its way; one whose frame is no longer (or never) cached is refused with a reason
-that says what to change.
+latest. One whose frame may still come (stamped later than every cached frame, or a little
+before the newest: `FrameCache.may_still_arrive`) is held for it (`PendingInits`); one whose
+frame is no longer (or never) cached is refused with a reason that says what to change.
 """
 
 from __future__ import annotations
@@ -29,16 +29,16 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
             return None, f"init ignored for {targets}: no image received yet on {image_topic}"
         return frame, None
     stamp_ns = stamp_to_ns(stamp)
-    newest = max(cache.stamps(), default=None)  # before the lookup: the frame may land between
+    may_arrive = cache.may_still_arrive(stamp_ns)  # before the lookup: the frame may land between
     frame = cache.find(stamp_ns)
-    if frame is None and held is None and may_wait and (newest is None or stamp_ns > newest):
+    if frame is None and held is None and may_wait and may_arrive:
         pending.hold(stamp_ns, msg)
         frame = cache.find(stamp_ns)  # it may have arrived while the init was held
         if frame is None or not pending.withdraw(msg):
             return None, None  # waits, or was already handed back to the image callback's retry
     if frame is not None:
         return frame, None
-    stamps = sorted(cache.stamps())
+    stamps = cache.stamps()  # in stamp order
     count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
     cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to {format_stamp(stamps[-1])}"
               if stamps else "no frame is cached")

@@ -42,9 +42,6 @@ def test_same_stamp_replaces_and_becomes_latest():
     assert cache.put(replacement) == Arrival()
 
     assert cache.stamps() == [1, 2] and cache.latest() is replacement
-    older = _frame(1)
-    assert cache.put(older) == Arrival(late=True)
-    assert cache.stamps() == [1, 2] and cache.find(1) is older
 
 
 def test_a_frame_reordered_on_its_way_is_cached_in_stamp_order_as_late():
@@ -66,6 +63,37 @@ def test_a_stamp_before_every_cached_frame_starts_a_new_timeline():
 
     assert cache.put(_frame(50)) == Arrival(dropped=3)  # a bag loop or a simulator reset
     assert cache.stamps() == [50] and cache.latest().stamp_ns == 50
+
+
+def test_a_bag_loop_shorter_than_the_cache_starts_a_new_timeline_on_its_first_repeated_stamp():
+    cache = FrameCache(30)
+    for stamp in range(10, 60, 10):
+        cache.put(_frame(stamp))
+
+    assert cache.put(_frame(10)) == Arrival(dropped=4)  # the bag's first frame again
+    assert [cache.put(_frame(stamp)) for stamp in range(20, 60, 10)] == [Arrival()] * 4
+    assert cache.stamps() == [10, 20, 30, 40, 50]
+
+
+def test_a_step_back_beyond_a_few_frames_starts_a_new_timeline_and_keeps_the_older_frames():
+    cache = FrameCache(30)
+    for stamp in range(0, 300, 10):  # 30 frames, 10 apart
+        cache.put(_frame(stamp))
+
+    assert cache.put(_frame(225)) == Arrival(late=False, dropped=7)  # 75 back: over 3 intervals
+    assert cache.stamps()[-2:] == [220, 225]
+    assert cache.put(_frame(215)) == Arrival(late=True)  # 10 back: reordered
+
+
+def test_a_frame_that_may_still_arrive_is_newer_or_within_the_late_window():
+    cache = FrameCache(30)
+    for stamp in (100, 200, 300):
+        cache.put(_frame(stamp))
+
+    assert cache.may_still_arrive(400) and cache.may_still_arrive(250)
+    assert not cache.may_still_arrive(200)  # cached already
+    assert not cache.may_still_arrive(50)  # before every cached frame
+    assert FrameCache(3).may_still_arrive(1)  # an empty cache waits for anything
 
 
 def test_shrinking_drops_the_oldest():

@@ -130,3 +130,21 @@ def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(
     assert node._cache.stamps() == stamps_ns
     node._start_targets(init_msg(stamps_ns[2], [("b", boxes[2])]))
     assert node._loaded.tracker.target_ids == ["a", "b"]
+
+
+def test_a_bag_loop_shorter_than_the_frame_cache_is_tracked_on_every_pass(node):
+    warnings = []
+    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
+                                              debug=lambda *_: None)
+    frames, boxes = ground_truth_sequence(4)
+    stamps_ns = [1_000_000_000 + k * 33_000_000 for k in range(4)]
+    node._on_image(image_msg(frames[0], stamps_ns[0]))
+    node._start_targets(init_msg(stamps_ns[0], [("a", boxes[0])]))
+    for loop in range(2):
+        for k in range(1 - loop, 4):  # the second pass replays the bag from its first frame
+            node._on_image(image_msg(frames[k], stamps_ns[k]))
+            node._compute.wait_idle()
+
+    assert [stamp_ns_of(msg.header) for msg in node.published] == stamps_ns[1:] + stamps_ns
+    assert any("image stamps went back" in line for line in warnings), warnings
+    assert not any("later-stamped" in line for line in warnings), warnings
