@@ -150,8 +150,8 @@ class FarTrackNode(LifecycleNode):
         # or no /clock yet): diagnostics, QoS following and held inits' time-out must go on
         self._steady_clock = Clock(clock_type=ClockType.STEADY_TIME)
 
-        ParameterHooks(self, managed=managed, pre_post_hooks=self.PRE_POST_SET_HOOKS,
-                       rejection=self._rejection, apply=self._apply_parameters)
+        self._parameter_hooks = ParameterHooks(self, managed=managed, pre_post_hooks=self.PRE_POST_SET_HOOKS,
+                                               rejection=self._rejection, apply=self._apply_parameters)
         self._cache = FrameCache(self._param("frame_cache_size"))
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -559,8 +559,8 @@ class FarTrackNode(LifecycleNode):
             loaded.device if loaded else "", level, message, items))
 
     def _image_topic(self) -> str:
-        subscription = self._images.subscription
-        return subscription.topic_name if subscription is not None else self.resolve_topic_name("image")
+        # the name kept as a string: a held init may ask while deactivate destroys the subscription
+        return self._images.topic_name or self.resolve_topic_name("image")
 
     def _warn(self, text: str, kind: str | None = None) -> None:
         """Log a warning; the same ``kind`` of warning (default: `warning_kind` of the text, which

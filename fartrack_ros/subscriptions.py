@@ -37,7 +37,7 @@ class ImageSubscription:
         self.reliability = QoSReliabilityPolicy.BEST_EFFORT
         self.msg_type: type = Image
         self.convert: Callable[[Any], Any] = image_msg_to_rgb
-        self.topic_name = ""
+        self.topic_name = ""  # resolved at `start`, kept after `stop`
         self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self.publishers_since_s: float | None = None  # since when the topic has publishers
         self._silence_reported = False

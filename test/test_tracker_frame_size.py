@@ -103,3 +103,20 @@ def test_one_glitched_frame_of_another_size_does_not_take_the_target_with_it(gli
              for k in range(SWITCH_AT, SWITCH_AT + 4)]
 
     assert min(after) >= 0.5, f"IoU per frame after the glitch: {np.round(after, 2).tolist()}"
+
+
+@pytest.mark.parametrize("frames_at_size, expected", [
+    (1, [240.0, 200.0, 40.0, 40.0]),  # one unconfident frame of that size: a glitch, back to confident
+    (8, [400.0, 200.0, 40.0, 40.0]),  # a camera that switched resolution: the followed box, scaled
+])
+def test_after_unconfident_frames_the_search_returns_only_from_a_one_frame_size(frames_at_size, expected):
+    from fartrack_ros.tracker.tracker import TrackState, _rescale, _Target
+
+    target = _Target("a", state_xywh=[200.0, 100.0, 20.0, 20.0], memory=None,
+                     last_confident_xywh=[120.0, 100.0, 20.0, 20.0], frame_hw=(240, 320),
+                     frames_below=1, frames_at_size=frames_at_size, status=TrackState.TRACKING)
+
+    _rescale(target, (480, 640))
+
+    assert target.state_xywh == expected
+    assert target.last_confident_xywh == [240.0, 200.0, 40.0, 40.0]

@@ -121,6 +121,7 @@ class _Target:
     last_confident_xywh: list[float]
     frame_hw: tuple[int, int]  # size of the frames the boxes above are in
     frames_below: int = 0
+    frames_at_size: int = 0  # frames tracked since the size last changed
     status: TrackState = TrackState.TRACKING
 
 
@@ -246,9 +247,9 @@ class Tracker:
         once the templates are stored.
 
         A frame of another size than a target was last seen in (a camera that switched its
-        resolution) scales that target's last confident box to it and searches there: the same
-        field of view is assumed. The templates need nothing, being crops resized to the model's
-        template size.
+        resolution) scales that target's boxes to it: the same field of view is assumed (after a
+        single unconfident frame of another size, the search returns to the last confident box).
+        The templates need nothing, being crops resized to the model's template size.
         """
         _check_frame(frame)
         targets = list(self._targets.values())
@@ -313,6 +314,7 @@ class Tracker:
         """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template."""
         confident = score >= self.config.lost_threshold
         target.frames_below = 0 if confident else target.frames_below + 1
+        target.frames_at_size += 1
         lost = target.frames_below >= self.config.lost_frames
         target.status = TrackState.LOST if lost else TrackState.TRACKING
         if confident:
@@ -382,14 +384,21 @@ class Tracker:
 
 
 def _rescale(target: _Target, frame_hw: tuple[int, int]) -> None:
-    """Scale ``target``'s last confident box from the frame size it was seen in to ``frame_hw``, and
-    search there: an unconfident prediction is not carried across a size change (one glitched
-    frame of another size would otherwise take the search region with it, scaled back up)."""
+    """Scale ``target``'s boxes from the frame size it was seen in to ``frame_hw``.
+
+    When that size lasted one frame and its box was unconfident (a glitched frame: 2x2, 2x3000),
+    the search goes back to the last confident box instead: that box, scaled back up, would take
+    the search region anywhere. A camera that switched its resolution keeps the followed box."""
     scale_y, scale_x = (new / old for new, old in zip(frame_hw, target.frame_hw))
-    box = target.last_confident_xywh
-    target.last_confident_xywh = [box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y]
-    target.state_xywh = list(target.last_confident_xywh)
+
+    def scaled(box: list[float]) -> list[float]:  # a new list: the two boxes may be one object
+        return [box[0] * scale_x, box[1] * scale_y, box[2] * scale_x, box[3] * scale_y]
+
+    glitch = target.frames_at_size == 1 and target.frames_below > 0
+    target.last_confident_xywh = scaled(target.last_confident_xywh)
+    target.state_xywh = list(target.last_confident_xywh) if glitch else scaled(target.state_xywh)
     target.frame_hw = frame_hw
+    target.frames_at_size = 0
 
 
 def _check_frame(frame) -> None:
