@@ -33,6 +33,23 @@ def node(rclpy_context):
         node.destroy_node()
 
 
+def _record_warnings(node) -> list[str]:
+    """The node's warnings from now on, in a list."""
+    warnings: list[str] = []
+    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
+                                              debug=lambda *_: None)
+    return warnings
+
+
+def _tracking_from_frame_0(node, length: int):
+    """A ground-truth sequence with target 'a' started on its frame 0: (frames, boxes, stamps)."""
+    frames, boxes = ground_truth_sequence(length)
+    stamps_ns = [1_000_000_000 + k * 33_000_000 for k in range(length)]
+    node._on_image(image_msg(frames[0], stamps_ns[0]))
+    node._start_targets(init_msg(stamps_ns[0], [("a", boxes[0])]))
+    return frames, boxes, stamps_ns
+
+
 def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(node):
     frames, boxes = ground_truth_sequence(3)
     for frame, stamp_ns in zip(frames, STAMPS_NS):  # no targets yet: frames are only cached
@@ -96,9 +113,7 @@ def test_after_the_stamps_go_back_an_init_that_overtakes_its_image_still_waits_f
 
 
 def test_inits_refused_back_to_back_are_each_logged_with_their_target(node):
-    warnings = []
-    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
-                                              debug=lambda *_: None)
+    warnings = _record_warnings(node)
     frames, boxes = ground_truth_sequence(3)
     for frame, stamp_ns in zip(frames[1:], STAMPS_NS[1:]):
         node._on_image(image_msg(frame, stamp_ns))
@@ -114,13 +129,8 @@ def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(
     """Two publishers on one topic or a reordering relay: a frame stamped before the newest one
     would take the target back in time; it is told and skipped, while the cache keeps the frames
     an init may name."""
-    warnings = []
-    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
-                                              debug=lambda *_: None)
-    frames, boxes = ground_truth_sequence(4)
-    stamps_ns = [1_000_000_000 + k * 33_000_000 for k in range(4)]
-    node._on_image(image_msg(frames[0], stamps_ns[0]))
-    node._start_targets(init_msg(stamps_ns[0], [("a", boxes[0])]))
+    warnings = _record_warnings(node)
+    frames, boxes, stamps_ns = _tracking_from_frame_0(node, 4)
     for k in (1, 3, 2):  # frame 2 arrives after frame 3
         node._on_image(image_msg(frames[k], stamps_ns[k]))
         node._compute.wait_idle()
@@ -133,13 +143,8 @@ def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(
 
 
 def test_a_bag_loop_shorter_than_the_frame_cache_is_tracked_on_every_pass(node):
-    warnings = []
-    node.get_logger = lambda: SimpleNamespace(warning=warnings.append, info=lambda *_: None,
-                                              debug=lambda *_: None)
-    frames, boxes = ground_truth_sequence(4)
-    stamps_ns = [1_000_000_000 + k * 33_000_000 for k in range(4)]
-    node._on_image(image_msg(frames[0], stamps_ns[0]))
-    node._start_targets(init_msg(stamps_ns[0], [("a", boxes[0])]))
+    warnings = _record_warnings(node)
+    frames, boxes, stamps_ns = _tracking_from_frame_0(node, 4)
     for loop in range(2):
         for k in range(1 - loop, 4):  # the second pass replays the bag from its first frame
             node._on_image(image_msg(frames[k], stamps_ns[k]))

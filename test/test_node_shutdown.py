@@ -17,6 +17,17 @@ from robustness_helpers import wait_for_log
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
+def _signal_and_wait(node: NodeProcess, signum: int) -> tuple[int, float, str]:
+    """Send ``signum`` to the node; (exit status, seconds to exit, its output)."""
+    started = time.monotonic()
+    node.process.send_signal(signum)
+    try:
+        code = node.process.wait(timeout=10.0)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"the node was still running 10 s after {signal.Signals(signum).name}")
+    return code, time.monotonic() - started, node.log_text()
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_running_node_exits_zero_promptly_on_one_signal(signum):
     node = NodeProcess(pick_domain_id(), parameters={"weights": str(weights_for_tests()), "device": "cpu"})
@@ -24,14 +35,7 @@ def test_a_running_node_exits_zero_promptly_on_one_signal(signum):
         assert wait_for_log(node, 0, "subscribed to ", timeout=60.0), node.log_text()
         time.sleep(1.0)  # spinning by now
 
-        started = time.monotonic()
-        node.process.send_signal(signum)
-        try:
-            code = node.process.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the node was still running 10 s after {signal.Signals(signum).name}")
-        exit_s = time.monotonic() - started
-        output = node.log_text()
+        code, exit_s, output = _signal_and_wait(node, signum)
 
         assert code == 0, output
         assert "Traceback" not in output, output
@@ -83,14 +87,7 @@ def test_a_signal_during_a_slow_model_load_exits_without_waiting_for_it(signum):
     try:
         assert wait_for_log(node, 0, "configuring: loading", timeout=60.0), node.log_text()
         time.sleep(0.5)
-        started = time.monotonic()
-        node.process.send_signal(signum)
-        try:
-            code = node.process.wait(timeout=10.0)
-        except subprocess.TimeoutExpired:
-            pytest.fail(f"the node was still running 10 s after {signal.Signals(signum).name}")
-        exit_s = time.monotonic() - started
-        output = node.log_text()
+        code, exit_s, output = _signal_and_wait(node, signum)
 
         assert code == 0, output
         assert "Traceback" not in output, output
