@@ -121,13 +121,6 @@ class FrameCache:
             self._frames[stamp_ns] = frame
             return Arrival(dropped=len(later))
 
-    def may_still_arrive(self, stamp_ns: int) -> bool:
-        """Whether a frame stamped ``stamp_ns``, not cached, may still come in this timeline: newer
-        than every cached frame, or late within the window of `put`."""
-        with self._lock:
-            newest = next(reversed(self._frames), None)
-            return newest is None or stamp_ns > newest or self._within_late_window(stamp_ns)
-
     def _within_late_window(self, stamp_ns: int) -> bool:
         """A stamp not cached, before the newest, that `put` would take as late."""
         if len(self._frames) < 2 or stamp_ns in self._frames:

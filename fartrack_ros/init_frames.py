@@ -2,9 +2,10 @@
 names, and which of its detections count.
 
 An init stamped with an image's header starts its targets on that frame; a zero stamp on the
-latest. One whose frame may still come (stamped later than every cached frame, or a little
-before the newest: `FrameCache.may_still_arrive`) is held for it (`PendingInits`); one whose
-frame is no longer (or never) cached is refused with a reason that says what to change.
+latest. One whose frame is not cached is held for it (`PendingInits`): the init may have
+overtaken its image, or come just before the first frame of a bag loop. It is refused, with a
+reason that says what to change, once a frame stamped as late or later has arrived, or after the
+wait.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
                     may_wait: bool, image_topic: str) -> tuple[CachedFrame | None, str | None]:
     """(frame, None) for the cached frame ``msg`` (a ``Detection2DArray``) is stamped with;
     (None, refusal) when it is refused; (None, None) when it now waits in ``pending`` (only if
-    ``may_wait`` and it was not ``held`` before: ``held`` says why its frame may be missing)."""
+    ``may_wait`` and it was not ``held`` before: ``held`` says why its frame did not come)."""
     stamp = msg.header.stamp
     targets = ", ".join(repr(d.id) for d in msg.detections)
     if is_zero_stamp(stamp):
@@ -29,9 +30,8 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
             return None, f"init ignored for {targets}: no image received yet on {image_topic}"
         return frame, None
     stamp_ns = stamp_to_ns(stamp)
-    may_arrive = cache.may_still_arrive(stamp_ns)  # before the lookup: the frame may land between
     frame = cache.find(stamp_ns)
-    if frame is None and held is None and may_wait and may_arrive:
+    if frame is None and held is None and may_wait:
         pending.hold(stamp_ns, msg)
         frame = cache.find(stamp_ns)  # it may have arrived while the init was held
         if frame is None or not pending.withdraw(msg):
@@ -42,11 +42,11 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
     cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to {format_stamp(stamps[-1])}"
               if stamps else "no frame is cached")
-    if held is not None:
-        cached = f"the init waited for that frame but {held}; {cached}"
-    elif stamps and stamp_ns < stamps[0]:
+    if stamps and stamp_ns < stamps[0]:
         cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
                    f"(now {cache.size}) or send the init sooner")
+    if held is not None:
+        cached = f"the init waited for that frame but {held}; {cached}"
     return None, (f"init ignored for {targets}: no cached frame has stamp {format_stamp(stamp_ns)} "
                   f"({cached}); stamp the init with the header of a recent image, or use a zero stamp "
                   "for the latest frame")

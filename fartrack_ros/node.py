@@ -36,10 +36,10 @@ p50 8.7 ms, max 50 ms. The callback groups below still keep the node correct ins
 multi-threaded executor.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
-stamp equals the init header stamp (zero stamp: the latest frame). An init stamped later than
-every cached frame waits up to ``INIT_WAIT_S`` for its frame (a large image can arrive after the
-small init that answers it); an init for a stamp no longer (or never) cached is refused with a
-warning. The target is tracked from the frames that arrive after that frame. ``id`` names the
+stamp equals the init header stamp (zero stamp: the latest frame). An init whose frame is not
+cached waits for it until a frame stamped as late or later arrives, at most ``INIT_WAIT_S`` (a
+large image can arrive after the small init that answers it; a bag loop's first frame after an
+init for it), then is refused with a warning (`init_frames`). The target is tracked from the frames that arrive after that frame. ``id`` names the
 target; an empty id gets the next free number.
 
 Lifecycle. The class is a ``rclpy.lifecycle.LifecycleNode``: configure loads and warms up the

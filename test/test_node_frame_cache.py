@@ -85,17 +85,6 @@ def test_a_step_back_beyond_a_few_frames_starts_a_new_timeline_and_keeps_the_old
     assert cache.put(_frame(215)) == Arrival(late=True)  # 10 back: reordered
 
 
-def test_a_frame_that_may_still_arrive_is_newer_or_within_the_late_window():
-    cache = FrameCache(30)
-    for stamp in (100, 200, 300):
-        cache.put(_frame(stamp))
-
-    assert cache.may_still_arrive(400) and cache.may_still_arrive(250)
-    assert not cache.may_still_arrive(200)  # cached already
-    assert not cache.may_still_arrive(50)  # before every cached frame
-    assert FrameCache(3).may_still_arrive(1)  # an empty cache waits for anything
-
-
 def test_shrinking_drops_the_oldest():
     cache = FrameCache(5)
     for stamp in range(5):

@@ -118,8 +118,10 @@ def test_inits_refused_back_to_back_are_each_logged_with_their_target(node):
     for frame, stamp_ns in zip(frames[1:], STAMPS_NS[1:]):
         node._on_image(image_msg(frame, stamp_ns))
 
-    for target in ("a", "b"):  # stamped with a frame older than every cached one
+    for target in ("a", "b"):  # stamped with a frame older than every cached one: held for it
         node._start_targets(init_msg(STAMPS_NS[0], [(target, boxes[0])]))
+    node._on_image(image_msg(frames[2], STAMPS_NS[2] + 33_000_000))  # a later frame: both refused
+    node._compute.wait_idle()
 
     refused = [line for line in warnings if "no cached frame" in line]
     assert len(refused) == 2 and "'a'" in refused[0] and "'b'" in refused[1], warnings

@@ -58,13 +58,31 @@ def test_an_inactive_node_refuses_at_once_instead_of_waiting():
     assert frame is None and "no cached frame has stamp 0.000000025" in refusal
 
 
-def test_an_init_older_than_the_cache_says_to_raise_its_size():
-    frame, refusal = _find(_cache(10, 20, 30, 40), PendingInits(1.0), _init(10, "a", "b"))
+def test_an_init_older_than_the_cache_waits_then_says_to_raise_its_size():
+    """It may name the first frame of a bag loop that has not arrived yet; once a later frame
+    came, the refusal says what to change."""
+    cache, pending = _cache(10, 20, 30, 40), PendingInits(1.0)
+    msg = _init(10, "a", "b")
+
+    assert _find(cache, pending, msg) == (None, None)
+    frame, refusal = _find(cache, pending, msg, held="a later frame arrived first")
 
     assert frame is None
     assert refusal.startswith("init ignored for 'a', 'b': no cached frame has stamp 0.000000010 (the "
-                              "cache holds 3 frames from 0.000000020 to 0.000000040; the stamp is "
-                              "older than every cached frame: raise frame_cache_size (now 3)")
+                              "init waited for that frame but a later frame arrived first; the cache "
+                              "holds 3 frames from 0.000000020 to 0.000000040; the stamp is older than "
+                              "every cached frame: raise frame_cache_size (now 3)")
+
+
+def test_the_first_frame_of_a_bag_loop_starts_an_init_that_came_before_it():
+    cache, pending = _cache(20, 30, 40), PendingInits(1.0)
+    msg = _init(10, "a")
+    assert _find(cache, pending, msg) == (None, None)
+
+    cache.put(CachedFrame(10, SimpleNamespace(), lambda m: np.zeros((2, 2, 3), np.uint8)))  # the loop
+    assert pending.on_frame(10) == [msg]
+    frame, refusal = _find(cache, pending, msg, held="a later frame arrived first")
+    assert refusal is None and frame.stamp_ns == 10
 
 
 def test_a_stamp_between_cached_frames_waits_as_its_frame_may_be_late_then_is_refused():
