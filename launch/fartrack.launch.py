@@ -38,6 +38,8 @@ ARGUMENTS = (
     ("use_lifecycle", "false",
      "true: start a managed (lifecycle) node that waits unconfigured for configure and activate"),
     ("rviz", "false", "true: also start rviz2 showing the debug image (rviz2 must be installed)"),
+    ("use_sim_time", "", "true: follow /clock, as for a bag replay or a simulator (empty: as in params_file, "
+                         "default false)"),
 )
 
 
@@ -63,6 +65,8 @@ def _tracker_node(value):
     # ParameterValue(str): launch_ros would otherwise read the text as YAML (a number, a bool)
     overrides = {name: ParameterValue(value(name), value_type=str)
                  for name in OVERRIDES if value(name) != ""}
+    if value("use_sim_time") != "":
+        overrides["use_sim_time"] = _is_true(value("use_sim_time"))
     managed = _is_true(value("use_lifecycle"))
     kind = LifecycleNode if managed else Node
     return [kind(

@@ -143,13 +143,18 @@ def _load_with_stand_ins(monkeypatch):
     return module
 
 
+# launch argument values as a launch context holds them (the defaults, params_file by name)
+LAUNCH_VALUES = {"image": "/camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
+                 "params_file": "fartrack.yaml", "use_lifecycle": "false", "namespace": "", "rviz": "false",
+                 "use_sim_time": ""}
+
+
 @pytest.mark.parametrize("namespace, topic", [("", "/fartrack/debug_image"),
                                               ("robot1", "/robot1/fartrack/debug_image"),
                                               ("/fleet/robot1/", "/fleet/robot1/fartrack/debug_image")])
 def test_rviz_shows_the_debug_image_of_the_namespaced_node(monkeypatch, namespace, topic):
     launch = _load_with_stand_ins(monkeypatch)
-    context = {"image": "/camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
-               "params_file": "fartrack.yaml", "use_lifecycle": "false", "namespace": namespace, "rviz": "true"}
+    context = {**LAUNCH_VALUES, "namespace": namespace, "rviz": "true"}
 
     tracker, rviz = launch._nodes(context)
 
@@ -157,3 +162,16 @@ def test_rviz_shows_the_debug_image_of_the_namespaced_node(monkeypatch, namespac
     assert rviz.kwargs["executable"] == "rviz2"
     assert rviz.kwargs["remappings"] == [("/fartrack/debug_image", topic)]
     assert len(launch._nodes({**context, "rviz": "false"})) == 1
+
+
+@pytest.mark.parametrize("given, expected", [("", None), ("true", True), ("false", False)])
+def test_use_sim_time_reaches_the_node_only_when_given(monkeypatch, given, expected):
+    launch = _load_with_stand_ins(monkeypatch)
+    context = {**LAUNCH_VALUES, "device": "cpu", "use_sim_time": given}
+
+    (tracker,) = launch._nodes(context)
+
+    params_file, overrides = tracker.kwargs["parameters"]
+    assert params_file == "fartrack.yaml"
+    assert overrides.get("use_sim_time") is expected
+    assert "device" in overrides  # the string overrides are unchanged
