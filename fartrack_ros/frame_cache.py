@@ -102,7 +102,9 @@ class FrameCache:
         newest, and not before them all, is `Arrival.late`: reordered on its way (two publishers on
         one topic, a relay). A stamp further back, or an older stamp seen before, starts a new
         timeline (a bag loop, also one shorter than the cache; a simulator reset; a clock stepped
-        back): the frames stamped after it are dropped, so stamps compare within one timeline."""
+        back): the frames stamped after it are dropped, so stamps compare within one timeline.
+        With fewer than 2 frames cached no interval is known, and any earlier stamp is a new
+        timeline."""
         stamp_ns = frame.stamp_ns
         with self._lock:
             newest = next(reversed(self._frames), None)
