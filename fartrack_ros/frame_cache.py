@@ -10,6 +10,7 @@ Pure Python (no ROS): the converter is any callable ``message -> HxWx3 uint8 arr
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import OrderedDict
@@ -63,6 +64,7 @@ class CachedFrame:
 
 
 LATE_FRAMES = 3  # a frame stamped at most this many frame intervals before the newest is late
+INTERVALS_MEASURED = 5  # the frame interval is the median of this many recent ones
 
 
 @dataclass(frozen=True)
@@ -98,13 +100,12 @@ class FrameCache:
     def put(self, frame: CachedFrame) -> Arrival:
         """Add a frame; a frame with the newest stamp replaces that frame.
 
-        A new stamp up to `LATE_FRAMES` frame intervals (the cached frames' mean) before the
-        newest, and not before them all, is `Arrival.late`: reordered on its way (two publishers on
-        one topic, a relay). A stamp further back, or an older stamp seen before, starts a new
-        timeline (a bag loop, also one shorter than the cache; a simulator reset; a clock stepped
-        back): the frames stamped after it are dropped, so stamps compare within one timeline.
-        With fewer than 2 frames cached no interval is known, and any earlier stamp is a new
-        timeline."""
+        A stamp up to `late_window_ns` before the newest, and not before every cached frame, is
+        `Arrival.late`: reordered on its way (two publishers on one topic, a relay), or a copy of
+        a recent frame (two paths from one camera), which leaves the cached one in place. A stamp
+        further back starts a new timeline (a bag loop, also one shorter than the cache; a
+        simulator reset; a clock stepped back): the frames stamped after it are dropped, so
+        stamps compare within one timeline."""
         stamp_ns = frame.stamp_ns
         with self._lock:
             newest = next(reversed(self._frames), None)
@@ -112,10 +113,11 @@ class FrameCache:
                 self._frames[stamp_ns] = frame
                 self._trim()
                 return Arrival()
-            if self._within_late_window(stamp_ns):
-                self._frames[stamp_ns] = frame
-                self._frames = OrderedDict(sorted(self._frames.items(), key=lambda item: item[0]))
-                self._trim()
+            if self._is_late(stamp_ns):
+                if stamp_ns not in self._frames:
+                    self._frames[stamp_ns] = frame
+                    self._frames = OrderedDict(sorted(self._frames.items(), key=lambda item: item[0]))
+                    self._trim()
                 return Arrival(late=True)
             later = [stamp for stamp in self._frames if stamp > stamp_ns]
             for stamp in later:
@@ -123,13 +125,22 @@ class FrameCache:
             self._frames[stamp_ns] = frame
             return Arrival(dropped=len(later))
 
-    def _within_late_window(self, stamp_ns: int) -> bool:
-        """A stamp not cached, before the newest, that `put` would take as late."""
-        if len(self._frames) < 2 or stamp_ns in self._frames:
-            return False
+    def late_window_ns(self) -> float:
+        """How far before the newest frame a stamp is late rather than a new timeline: `LATE_FRAMES`
+        frame intervals, the median of the last few (0 with fewer than 2 frames cached)."""
+        with self._lock:
+            return self._late_window_ns()
+
+    def _late_window_ns(self) -> float:
+        recent = list(itertools.islice(reversed(self._frames), INTERVALS_MEASURED + 1))
+        if len(recent) < 2:
+            return 0.0
+        return LATE_FRAMES * float(np.median(np.diff(recent[::-1])))
+
+    def _is_late(self, stamp_ns: int) -> bool:
+        """A stamp before the newest that `put` takes as late (the lock is held)."""
         oldest, newest = next(iter(self._frames)), next(reversed(self._frames))
-        interval_ns = (newest - oldest) / (len(self._frames) - 1)
-        return oldest <= stamp_ns < newest and newest - stamp_ns <= LATE_FRAMES * interval_ns
+        return oldest <= stamp_ns < newest and newest - stamp_ns <= self._late_window_ns()
 
     def latest(self) -> CachedFrame | None:
         with self._lock:
@@ -234,10 +245,11 @@ class PendingInits:
             self._held = kept
             return found
 
-    def on_frame(self, stamp_ns: int) -> list[Any]:
-        """The inits to take now that a frame stamped ``stamp_ns`` arrived: those naming it or an
-        earlier stamp."""
-        return self._hand_out(lambda stamp, deadline: stamp <= stamp_ns)
+    def on_frame(self, stamp_ns: int, late_window_ns: float = 0.0) -> list[Any]:
+        """The inits to take now that a frame stamped ``stamp_ns`` arrived: those naming it, and
+        those naming a stamp more than ``late_window_ns`` earlier (closer, their frame may still
+        come late, reordered on its way)."""
+        return self._hand_out(lambda stamp, deadline: stamp == stamp_ns or stamp < stamp_ns - late_window_ns)
 
     def overdue(self) -> list[Any]:
         """The inits that waited ``wait_s`` for their frame."""

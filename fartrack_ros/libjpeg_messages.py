@@ -5,15 +5,16 @@ libjpeg, which prints them on the process's standard error and decodes on: the c
 that the frame was damaged, and a node's log fills with one unthrottled line per frame outside
 rosout. `run_capturing_libjpeg` runs a decode with file descriptor 2 pointed at a temporary file
 and hands libjpeg's lines to the caller; anything else written there meanwhile (another thread's
-log line) is written back to standard error. While it is redirected, a crash report
-(`faulthandler`, when enabled) goes to the real standard error.
+log line) is written back to standard error. A crash inside the decoder loses what the process
+writes to standard error in its last moment (`faulthandler`'s report, when that goes to fd 2):
+faulthandler's file cannot be read back, so pointing it elsewhere for the decode and back after
+would take a file someone else chose (pytest's, a log) from it.
 
 JPEG has no checksum: damage that happens to decode cleanly stays unseen whatever is done here.
 """
 
 from __future__ import annotations
 
-import faulthandler
 import os
 import re
 import tempfile
@@ -45,10 +46,7 @@ def run_capturing_libjpeg(decode: Callable[[], T]) -> tuple[T, list[str]]:
             saved = os.dup(2)
         except OSError:
             return decode(), []
-        crash_reports = faulthandler.is_enabled()
         try:
-            if crash_reports:  # a crash in the decoder is reported where it always was
-                faulthandler.enable(file=saved, all_threads=True)
             os.dup2(_sink, 2)
             try:
                 result = decode()
@@ -57,8 +55,6 @@ def run_capturing_libjpeg(decode: Callable[[], T]) -> tuple[T, list[str]]:
                 text = _drain(_sink)  # also when the decode raised: nothing is left for the next
                 _pass_on(text)
         finally:
-            if crash_reports:
-                faulthandler.enable(file=2, all_threads=True)
             os.close(saved)
     return result, [line for line in text.decode(errors="replace").splitlines() if _LIBJPEG_LINE.match(line)]
 

@@ -327,8 +327,9 @@ class FarTrackNode(LifecycleNode):
         if arrival.dropped:
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
                        "reset or a restarted camera clock): frames of the earlier timeline left the cache")
-        for init in self._pending_inits.on_frame(frame.stamp_ns):  # before this frame is tracked
-            self._submit_init(init, _LATER_FRAME)
+        if self._pending_inits:  # before this frame is tracked
+            for init in self._pending_inits.on_frame(frame.stamp_ns, self._cache.late_window_ns()):
+                self._submit_init(init, _LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
             idle = not self._num_targets and not self._inits_queued
         if idle or not self._active:

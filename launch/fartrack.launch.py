@@ -83,7 +83,12 @@ def _tracker_node(value):
 
 
 def _is_true(text: str) -> bool:
-    return text.strip().lower() in ("true", "1", "yes")
+    """A boolean launch argument; anything but true/false (1/0, yes/no) is refused, so that a typo
+    such as ``use_sim_time:=ture`` stops the launch instead of meaning false."""
+    value = text.strip().lower()
+    if value not in ("true", "1", "yes", "false", "0", "no"):
+        raise ValueError(f"expected true or false for a boolean launch argument, got {text!r}")
+    return value in ("true", "1", "yes")
 
 
 def generate_launch_description():

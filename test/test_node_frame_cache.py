@@ -85,6 +85,27 @@ def test_a_step_back_beyond_a_few_frames_starts_a_new_timeline_and_keeps_the_old
     assert cache.put(_frame(215)) == Arrival(late=True)  # 10 back: reordered
 
 
+def test_a_copy_of_a_recent_frame_is_late_and_the_cached_one_stays():
+    cache = FrameCache(10)
+    first = [_frame(stamp) for stamp in (100, 200, 300)]
+    for frame in first:
+        cache.put(frame)
+
+    assert cache.put(_frame(200)) == Arrival(late=True)  # the same frame by a second path
+    assert cache.find(200) is first[1] and cache.stamps() == [100, 200, 300]
+
+
+def test_the_late_window_follows_a_change_of_frame_rate():
+    cache = FrameCache(30)
+    for stamp in range(0, 300, 10):  # 10 apart, then the camera slows to 1000 apart
+        cache.put(_frame(stamp))
+    for stamp in range(1290, 6290, 1000):
+        cache.put(_frame(stamp))
+
+    assert cache.late_window_ns() == 3000
+    assert cache.put(_frame(4790)) == Arrival(late=True)  # two frames of the slow camera swapped
+
+
 def test_shrinking_drops_the_oldest():
     cache = FrameCache(5)
     for stamp in range(5):

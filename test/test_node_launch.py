@@ -175,3 +175,10 @@ def test_use_sim_time_reaches_the_node_only_when_given(monkeypatch, given, expec
     assert params_file == "fartrack.yaml"
     assert overrides.get("use_sim_time") is expected
     assert "device" in overrides  # the string overrides are unchanged
+
+
+def test_a_misspelt_boolean_launch_argument_stops_the_launch(monkeypatch):
+    launch = _load_with_stand_ins(monkeypatch)
+
+    with pytest.raises(ValueError, match="expected true or false.*'ture'"):
+        launch._nodes({**LAUNCH_VALUES, "use_sim_time": "ture"})
