@@ -105,7 +105,9 @@ class FrameCache:
         a recent frame (two paths from one camera), which leaves the cached one in place. A stamp
         further back starts a new timeline (a bag loop, also one shorter than the cache; a
         simulator reset; a clock stepped back): the frames stamped after it are dropped, so
-        stamps compare within one timeline."""
+        stamps compare within one timeline. Hence a loop of at most `LATE_FRAMES` + 1 frames is
+        taken for copies, and a cache of fewer frames than that has a narrower window (none with
+        one frame)."""
         stamp_ns = frame.stamp_ns
         with self._lock:
             newest = next(reversed(self._frames), None)
