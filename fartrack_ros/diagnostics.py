@@ -81,8 +81,7 @@ class NodeStatistics:
     """Counters and latency windows shared by the node's callbacks and its worker.
 
     ``record_received`` counts every image that arrives, ``record_dropped`` every frame that was
-    stored for tracking and overwritten before the worker took it (keep-last-1) or that arrived
-    late (after a later-stamped one), and
+    stored for tracking and overwritten before the worker took it (keep-last-1), and
     ``record_processed`` every frame the tracker ran on, with its per-stage milliseconds and the
     delay from the image's header stamp to the publication of its detections.
     """

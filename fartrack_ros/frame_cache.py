@@ -11,6 +11,7 @@ Pure Python (no ROS): the converter is any callable ``message -> HxWx3 uint8 arr
 from __future__ import annotations
 
 import itertools
+import statistics
 import threading
 import time
 from collections import OrderedDict
@@ -63,7 +64,8 @@ class CachedFrame:
         return self._convert_ms
 
 
-LATE_FRAMES = 3  # a frame stamped at most this many frame intervals before the newest is late
+LATE_FRAMES = 3  # a frame stamped at most this many frame intervals before the newest is late,
+LATE_MIN_NS = 200_000_000  # or at most this long: a second path (a republisher) may lag by as much
 INTERVALS_MEASURED = 5  # the frame interval is the median of this many recent ones
 
 
@@ -101,16 +103,18 @@ class FrameCache:
         """Add a frame; a frame with the newest stamp replaces that frame.
 
         A stamp up to `late_window_ns` before the newest, and not before every cached frame, is
-        `Arrival.late`: reordered on its way (two publishers on one topic, a relay), or a copy of
-        a recent frame (two paths from one camera), which leaves the cached one in place. A stamp
-        further back starts a new timeline (a bag loop, also one shorter than the cache; a
-        simulator reset; a clock stepped back): the frames stamped after it are dropped, so
-        stamps compare within one timeline. Hence a loop of at most `LATE_FRAMES` + 1 frames is
-        taken for copies, and a cache of fewer frames than that has a narrower window (none with
-        one frame)."""
+        `Arrival.late`: reordered on its way (a relay, transport jitter at a high rate), or a copy
+        of a recent frame (two paths from one camera), which leaves the cached one in place; so
+        is a copy of the newest frame (same non-zero stamp, same data). A stamp further back
+        starts a new timeline (a bag loop; a simulator reset; a clock stepped back): the frames
+        stamped after it are dropped, so stamps compare within one timeline. Hence a loop shorter
+        than the window is taken for copies, and a small cache narrows the window to the stamps
+        it holds (none with one frame)."""
         stamp_ns = frame.stamp_ns
         with self._lock:
             newest = next(reversed(self._frames), None)
+            if newest == stamp_ns and stamp_ns and _same_data(self._frames[newest].msg, frame.msg):
+                return Arrival(late=True)
             if newest is None or newest <= stamp_ns:
                 self._frames[stamp_ns] = frame
                 self._trim()
@@ -129,7 +133,8 @@ class FrameCache:
 
     def late_window_ns(self) -> float:
         """How far before the newest frame a stamp is late rather than a new timeline: `LATE_FRAMES`
-        frame intervals, the median of the last few (0 with fewer than 2 frames cached)."""
+        frame intervals (the median of the last few), at least `LATE_MIN_NS` (0 with fewer than 2
+        frames cached)."""
         with self._lock:
             return self._late_window_ns()
 
@@ -137,7 +142,8 @@ class FrameCache:
         recent = list(itertools.islice(reversed(self._frames), INTERVALS_MEASURED + 1))
         if len(recent) < 2:
             return 0.0
-        return LATE_FRAMES * float(np.median(np.diff(recent[::-1])))
+        intervals = [later - earlier for later, earlier in zip(recent, recent[1:])]
+        return max(LATE_FRAMES * statistics.median(intervals), LATE_MIN_NS)
 
     def _is_late(self, stamp_ns: int) -> bool:
         """A stamp before the newest that `put` takes as late (the lock is held)."""
@@ -168,6 +174,13 @@ class FrameCache:
     def _trim(self) -> None:
         while len(self._frames) > self._size:
             self._frames.popitem(last=False)
+
+
+def _same_data(a: Any, b: Any) -> bool:
+    """Whether two image messages carry the same bytes (a copy by a second path); a memory compare,
+    far cheaper than a decode, made only when two frames have one stamp."""
+    data_a, data_b = getattr(a, "data", None), getattr(b, "data", None)
+    return data_a is not None and data_b is not None and data_a == data_b
 
 
 class LatestSlot:

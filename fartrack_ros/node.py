@@ -335,9 +335,8 @@ class FarTrackNode(LifecycleNode):
         if idle or not self._active:
             return
         if arrival.late:  # tracked, it would take the targets back in time and the boxes out of order
-            self._stats.record_dropped()
-            self._warn(f"image {format_stamp(frame.stamp_ns)} arrived after a later-stamped one (two "
-                       "publishers on one topic, or a relay that reorders?): cached for inits, not tracked")
+            self._warn(f"image {format_stamp(frame.stamp_ns)} arrived late or a second time (a relay that "
+                       "reorders, a second path from the camera?): kept for inits, not tracked")
             return
         if self._slot.put(frame):
             self._stats.record_dropped()

@@ -41,6 +41,7 @@ class ImageSubscription:
         self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self.publishers_since_s: float | None = None  # since when the topic has publishers
         self._silence_reported = False
+        self._several_told = False  # warned of several publishers since there were fewer
 
     def start(self) -> None:
         """Subscribe as the parameters say, reliable or not as the current publishers offer."""
@@ -70,11 +71,12 @@ class ImageSubscription:
                                   [info.qos_profile.reliability for info in publishers])
 
     def check(self) -> None:
-        """Follow the publishers' reliability, and explain (once per silence) publishers that send
-        nothing to a best-effort subscription."""
+        """Follow the publishers' reliability, explain (once per silence) publishers that send
+        nothing to a best-effort subscription, and warn when several publish on the topic."""
         if self.subscription is None:
             return
         publishers = self.publishers()
+        self._check_several(publishers)
         wanted = self.wanted_reliability(publishers)
         if wanted != self.reliability:
             self._subscribe(wanted)
@@ -91,6 +93,19 @@ class ImageSubscription:
             self._silence_reported = True
             self._node.get_logger().warning(silent_publishers_hint(
                 self.topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
+
+    def _check_several(self, publishers: list) -> None:
+        """Two cameras on one topic interleave two timelines: each jump back of the stamps looks like
+        a bag loop and empties the frame cache. Said once while there are several publishers."""
+        if len(publishers) < 2:
+            self._several_told = False
+        elif not self._several_told:
+            self._several_told = True
+            nodes = ", ".join(sorted({info.node_name for info in publishers}))
+            self._node.get_logger().warning(
+                f"{len(publishers)} publishers on {self.topic_name} (nodes {nodes}): the frames of several "
+                "cameras on one topic interleave and the tracker jumps between them; give each camera its "
+                "own topic and node")
 
     def _subscribe(self, reliability: QoSReliabilityPolicy) -> None:
         """(Re)subscribe with ``reliability``, replacing any current subscription."""

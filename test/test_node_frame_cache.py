@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fartrack_ros.frame_cache import Arrival, CachedFrame, FrameCache, LatestSlot, PendingInits
+from fartrack_ros.frame_cache import LATE_MIN_NS, Arrival, CachedFrame, FrameCache, LatestSlot, PendingInits
 
 
 def _frame(stamp_ns, calls=None):
@@ -65,45 +65,72 @@ def test_a_stamp_before_every_cached_frame_starts_a_new_timeline():
     assert cache.stamps() == [50] and cache.latest().stamp_ns == 50
 
 
+MS = 1_000_000  # nanoseconds
+
+
 def test_a_bag_loop_shorter_than_the_cache_starts_a_new_timeline_on_its_first_repeated_stamp():
     cache = FrameCache(30)
-    for stamp in range(10, 60, 10):
+    stamps = [k * 33 * MS for k in range(10)]  # a 0.3 s bag at 30 Hz
+    for stamp in stamps:
         cache.put(_frame(stamp))
 
-    assert cache.put(_frame(10)) == Arrival(dropped=4)  # the bag's first frame again
-    assert [cache.put(_frame(stamp)) for stamp in range(20, 60, 10)] == [Arrival()] * 4
-    assert cache.stamps() == [10, 20, 30, 40, 50]
+    assert cache.put(_frame(stamps[0])) == Arrival(dropped=9)  # the bag's first frame again
+    assert [cache.put(_frame(stamp)) for stamp in stamps[1:]] == [Arrival()] * 9
+    assert cache.stamps() == stamps
 
 
-def test_a_step_back_beyond_a_few_frames_starts_a_new_timeline_and_keeps_the_older_frames():
+def test_a_step_back_beyond_the_window_starts_a_new_timeline_and_keeps_the_older_frames():
     cache = FrameCache(30)
-    for stamp in range(0, 300, 10):  # 30 frames, 10 apart
+    for stamp in range(0, 300 * MS, 10 * MS):  # 100 Hz
         cache.put(_frame(stamp))
 
-    assert cache.put(_frame(225)) == Arrival(late=False, dropped=7)  # 75 back: over 3 intervals
-    assert cache.stamps()[-2:] == [220, 225]
-    assert cache.put(_frame(215)) == Arrival(late=True)  # 10 back: reordered
+    assert cache.late_window_ns() == LATE_MIN_NS  # 3 intervals are 30 ms: the floor holds
+    assert cache.put(_frame(65 * MS)) == Arrival(dropped=23)  # 225 ms back: a clock stepped back
+    assert cache.stamps()[-2:] == [60 * MS, 65 * MS]
+    assert cache.put(_frame(55 * MS)) == Arrival(late=True)  # 10 ms back: reordered
+
+
+def test_a_copy_by_a_slower_second_path_is_late_even_at_a_high_rate():
+    cache = FrameCache(300)
+    for stamp in range(0, 300 * MS, MS):  # 1 kHz
+        cache.put(_frame(stamp))
+
+    assert cache.put(_frame(150 * MS)) == Arrival(late=True)  # a republisher 150 ms behind
+    assert len(cache) == 300
+
+
+def test_a_copy_of_the_newest_frame_is_late_and_a_new_image_with_its_stamp_replaces_it():
+    cache = FrameCache(10)
+    cache.put(CachedFrame(5 * MS, SimpleNamespace(data=b"image 1"), lambda msg: None))
+
+    assert cache.put(CachedFrame(5 * MS, SimpleNamespace(data=b"image 1"), lambda msg: None)) == Arrival(late=True)
+    assert cache.put(CachedFrame(5 * MS, SimpleNamespace(data=b"image 2"), lambda msg: None)) == Arrival()
+    assert cache.latest().msg.data == b"image 2"
+    zero_stamped = [CachedFrame(0, SimpleNamespace(data=b"same"), lambda msg: None) for _ in range(2)]
+    assert cache.put(zero_stamped[0]) == Arrival(dropped=1)  # a camera that stamps nothing:
+    assert cache.put(zero_stamped[1]) == Arrival()  # every frame is new, whatever its data
+    assert cache.latest() is zero_stamped[1]
 
 
 def test_a_copy_of_a_recent_frame_is_late_and_the_cached_one_stays():
     cache = FrameCache(10)
-    first = [_frame(stamp) for stamp in (100, 200, 300)]
+    first = [_frame(stamp * MS) for stamp in (100, 133, 166)]
     for frame in first:
         cache.put(frame)
 
-    assert cache.put(_frame(200)) == Arrival(late=True)  # the same frame by a second path
-    assert cache.find(200) is first[1] and cache.stamps() == [100, 200, 300]
+    assert cache.put(_frame(133 * MS)) == Arrival(late=True)  # the same frame by a second path
+    assert cache.find(133 * MS) is first[1] and cache.stamps() == [100 * MS, 133 * MS, 166 * MS]
 
 
 def test_the_late_window_follows_a_change_of_frame_rate():
     cache = FrameCache(30)
-    for stamp in range(0, 300, 10):  # 10 apart, then the camera slows to 1000 apart
+    for stamp in range(0, 300 * MS, 10 * MS):  # 100 Hz, then the camera slows to 1 Hz
         cache.put(_frame(stamp))
-    for stamp in range(1290, 6290, 1000):
+    for stamp in range(1290 * MS, 6290 * MS, 1000 * MS):
         cache.put(_frame(stamp))
 
-    assert cache.late_window_ns() == 3000
-    assert cache.put(_frame(4790)) == Arrival(late=True)  # two frames of the slow camera swapped
+    assert cache.late_window_ns() == 3000 * MS
+    assert cache.put(_frame(4790 * MS)) == Arrival(late=True)  # two frames of the slow camera swapped
 
 
 def test_shrinking_drops_the_oldest():

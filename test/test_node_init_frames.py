@@ -120,7 +120,7 @@ def test_inits_refused_back_to_back_are_each_logged_with_their_target(node):
 
     for target in ("a", "b"):  # stamped with a frame older than every cached one: held for it
         node._start_targets(init_msg(STAMPS_NS[0], [(target, boxes[0])]))
-    for k in range(1, 5):  # later frames, beyond the few intervals a late frame may lag: both refused
+    for k in range(1, 8):  # later frames, beyond the time a late frame may lag: both refused
         node._on_image(image_msg(frames[2], STAMPS_NS[2] + k * 33_000_000))
     node._compute.wait_idle()
 
@@ -139,7 +139,7 @@ def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(
         node._compute.wait_idle()
 
     assert [stamp_ns_of(msg.header) for msg in node.published] == [stamps_ns[1], stamps_ns[3]]
-    assert any("arrived after a later-stamped one" in line for line in warnings), warnings
+    assert any("arrived late or a second time" in line for line in warnings), warnings
     assert node._cache.stamps() == stamps_ns
     node._start_targets(init_msg(stamps_ns[2], [("b", boxes[2])]))
     assert node._loaded.tracker.target_ids == ["a", "b"]
@@ -147,21 +147,19 @@ def test_a_frame_reordered_on_its_way_is_not_tracked_but_an_init_still_finds_it(
 
 def test_a_bag_loop_shorter_than_the_frame_cache_is_tracked_on_every_pass(node):
     warnings = _record_warnings(node)
-    frames, boxes, stamps_ns = _tracking_from_frame_0(node, 6)
+    frames, boxes, stamps_ns = _tracking_from_frame_0(node, 9)  # 0.26 s: a loop, not a late copy
     for loop in range(2):
-        for k in range(1 - loop, 6):  # the second pass replays the bag from its first frame
+        for k in range(1 - loop, 9):  # the second pass replays the bag from its first frame
             node._on_image(image_msg(frames[k], stamps_ns[k]))
             node._compute.wait_idle()
 
     assert [stamp_ns_of(msg.header) for msg in node.published] == stamps_ns[1:] + stamps_ns
     assert any("image stamps went back" in line for line in warnings), warnings
-    assert not any("later-stamped" in line for line in warnings), warnings
+    assert not any("arrived late" in line for line in warnings), warnings
 
 
 def test_a_copy_of_a_recent_frame_from_a_second_path_is_not_tracked_again(node):
-    """Two relays of one camera: each frame arrives twice, the copy sometimes after the next frame.
-    (A copy of the newest frame is tracked again: a camera that stamps nothing sends every frame
-    with one stamp.)"""
+    """Two relays of one camera: each frame arrives twice, the copy sometimes after the next frame."""
     warnings = _record_warnings(node)
     frames, boxes, stamps_ns = _tracking_from_frame_0(node, 4)
     for k in (1, 2, 1, 3, 2, 3):
@@ -169,7 +167,7 @@ def test_a_copy_of_a_recent_frame_from_a_second_path_is_not_tracked_again(node):
         node._compute.wait_idle()
 
     published = [stamp_ns_of(msg.header) for msg in node.published]
-    assert published == [stamps_ns[1], stamps_ns[2], stamps_ns[3], stamps_ns[3]], published
+    assert published == stamps_ns[1:], published
     assert node._cache.stamps() == stamps_ns  # nothing left the cache
     assert not any("went back" in line for line in warnings), warnings
 

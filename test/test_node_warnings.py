@@ -113,3 +113,38 @@ def test_the_best_effort_publisher_warning_waits_a_check_for_the_node_s_name():
     watch.check()
 
     assert len(log.lines) == 1 and "on /fartrack/init (node detector)" in log.lines[0], log.lines
+
+
+def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(rclpy_context):
+    from types import SimpleNamespace
+
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        log = _RecordingLogger()
+        node.get_logger = lambda: log
+        cameras = [SimpleNamespace(node_name=name, qos_profile=SimpleNamespace(
+            reliability=QoSReliabilityPolicy.BEST_EFFORT)) for name in ("left_camera", "right_camera")]
+        current = list(cameras)
+        node._images.publishers = lambda: current
+        node._images.reliability = QoSReliabilityPolicy.BEST_EFFORT
+
+        node._check_publishers()
+        node._check_publishers()
+        current[:] = cameras[:1]
+        node._check_publishers()
+        current[:] = cameras
+        node._check_publishers()
+
+        several = [line for line in log.lines if "publishers on /image" in line]
+        assert len(several) == 2, log.lines
+        assert "2 publishers on /image (nodes left_camera, right_camera)" in several[0]
+    finally:
+        node.stop()
+        node.destroy_node()
