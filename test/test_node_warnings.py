@@ -4,6 +4,8 @@ client sending many bad requests cannot flood the log."""
 
 from __future__ import annotations
 
+import pytest
+
 
 class _RecordingLogger:
     def __init__(self):
@@ -31,14 +33,12 @@ def test_warnings_naming_different_ids_are_logged_a_few_per_period(rclpy_context
         node.destroy_node()
 
 
-def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_context):
-    from types import SimpleNamespace
-
+@pytest.fixture
+def active_node(rclpy_context):
+    """An activated node in this process whose log lines are kept: (node, log)."""
     from rclpy.lifecycle import TransitionCallbackReturn
-    from rclpy.qos import QoSReliabilityPolicy
 
     from fartrack_ros.node import FarTrackNode
-    from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
 
     node = FarTrackNode(context=rclpy_context, managed=True)
     try:
@@ -46,20 +46,39 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(rclpy_cont
         assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
         log = _RecordingLogger()
         node.get_logger = lambda: log
-        images = node._images
-        images.last_image_s -= 10.0  # subscribed long ago, nothing published since
-        camera = SimpleNamespace(qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
-        images.publishers = lambda: [camera]
-        images.reliability = QoSReliabilityPolicy.BEST_EFFORT
-
-        node._check_publishers()  # the camera has just appeared: no hint yet
-        assert log.lines == []
-        images.publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
-        node._check_publishers()
-        assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
+        yield node, log
     finally:
         node.stop()
         node.destroy_node()
+
+
+def _camera(node_name: str = "camera"):
+    """A best-effort image publisher as the graph describes it."""
+    from types import SimpleNamespace
+
+    from rclpy.qos import QoSReliabilityPolicy
+
+    return SimpleNamespace(node_name=node_name,
+                           qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
+
+
+def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(active_node):
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
+
+    node, log = active_node
+    images = node._images
+    images.last_image_s -= 10.0  # subscribed long ago, nothing published since
+    camera = _camera()
+    images.publishers = lambda: [camera]
+    images.reliability = QoSReliabilityPolicy.BEST_EFFORT
+
+    node._check_publishers()  # the camera has just appeared: no hint yet
+    assert log.lines == []
+    images.publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
+    node._check_publishers()
+    assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
 
 
 def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(rclpy_context):
@@ -115,36 +134,22 @@ def test_the_best_effort_publisher_warning_waits_a_check_for_the_node_s_name():
     assert len(log.lines) == 1 and "on /fartrack/init (node detector)" in log.lines[0], log.lines
 
 
-def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(rclpy_context):
-    from types import SimpleNamespace
-
-    from rclpy.lifecycle import TransitionCallbackReturn
+def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(active_node):
     from rclpy.qos import QoSReliabilityPolicy
 
-    from fartrack_ros.node import FarTrackNode
+    node, log = active_node
+    cameras = [_camera("left_camera"), _camera("right_camera")]
+    current = list(cameras)
+    node._images.publishers = lambda: current
+    node._images.reliability = QoSReliabilityPolicy.BEST_EFFORT
 
-    node = FarTrackNode(context=rclpy_context, managed=True)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        log = _RecordingLogger()
-        node.get_logger = lambda: log
-        cameras = [SimpleNamespace(node_name=name, qos_profile=SimpleNamespace(
-            reliability=QoSReliabilityPolicy.BEST_EFFORT)) for name in ("left_camera", "right_camera")]
-        current = list(cameras)
-        node._images.publishers = lambda: current
-        node._images.reliability = QoSReliabilityPolicy.BEST_EFFORT
+    node._check_publishers()
+    node._check_publishers()
+    current[:] = cameras[:1]
+    node._check_publishers()
+    current[:] = cameras
+    node._check_publishers()
 
-        node._check_publishers()
-        node._check_publishers()
-        current[:] = cameras[:1]
-        node._check_publishers()
-        current[:] = cameras
-        node._check_publishers()
-
-        several = [line for line in log.lines if "publishers on /image" in line]
-        assert len(several) == 2, log.lines
-        assert "2 publishers on /image (nodes left_camera, right_camera)" in several[0]
-    finally:
-        node.stop()
-        node.destroy_node()
+    several = [line for line in log.lines if "publishers on /image" in line]
+    assert len(several) == 2, log.lines
+    assert "2 publishers on /image (nodes left_camera, right_camera)" in several[0]
