@@ -248,9 +248,10 @@ class PendingInits:
         self._lock = threading.Lock()
         self._held: list[tuple[int, float, Any]] = []  # (stamp_ns, monotonic deadline, init)
 
-    def hold(self, stamp_ns: int, init: Any) -> None:
+    def hold(self, stamp_ns: int, init: Any, wait_s: float | None = None) -> None:
+        """Hold ``init`` for its frame, at most ``wait_s`` (default: the ``wait_s`` given at start)."""
         with self._lock:
-            self._held.append((int(stamp_ns), time.monotonic() + self.wait_s, init))
+            self._held.append((int(stamp_ns), time.monotonic() + (self.wait_s if wait_s is None else wait_s), init))
 
     def withdraw(self, init: Any) -> bool:
         """Take ``init`` back from the waiting ones; False when it was already handed out."""

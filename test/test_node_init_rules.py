@@ -101,3 +101,18 @@ def test_a_named_target_counts_once_with_its_last_box_and_unnamed_ones_all_count
 
     assert [(d.id, d.n) for d in kept] == [("", 1), ("b", 2), ("", 4), ("a", 5)]
     assert repeated == {"a": 3}
+
+
+def test_at_a_low_frame_rate_an_init_waits_as_long_as_a_frame_may_come_late(monkeypatch):
+    import fartrack_ros.frame_cache as frame_cache
+
+    now = [100.0]
+    monkeypatch.setattr(frame_cache.time, "monotonic", lambda: now[0])
+    second = 1_000_000_000
+    slow, fast = _cache(0, 5 * second, 10 * second), _cache(0, second // 30, 2 * second // 30)
+    for cache in (slow, fast):
+        pending = PendingInits(1.0)
+        assert _find(cache, pending, _init(cache.stamps()[-1] + 1, "a")) == (None, None)
+        now[0] += 2.0
+        held_after_2_s = len(pending.overdue()) == 0
+        assert held_after_2_s == (cache is slow)  # 0.2 Hz: up to 15 s late; 30 Hz: the usual 1 s
