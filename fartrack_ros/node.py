@@ -586,6 +586,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     rclpy.init(args=argv)
     node = None
+    # Kept until ROS is shut down: rclpy's signal thread triggers the executor's guard condition,
+    # and an executor freed while a signal is being handled crashed the exit (2 exits in 70).
+    executor = None
     code = 0
     left_behind = False  # a model load cut short by a signal still runs
     try:
@@ -594,7 +597,13 @@ def main(argv: list[str] | None = None) -> int:
         except ParameterException as exc:  # a bad -p value or params file: say which, no traceback
             rclpy.logging.get_logger("fartrack").error(f"not started: invalid parameter: {exc}")
             return 2
-        code = _run(node, managed=options.managed)
+        not_started = None if options.managed else _start_plain(node)
+        if not_started is not None:
+            code = not_started
+        else:
+            executor = make_executor(node.get_parameter("executor").value, node.get_logger())
+            executor.add_node(node)
+            spin_while(executor, node.context.ok)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except _rclpy.RCLError:
@@ -608,7 +617,8 @@ def main(argv: list[str] | None = None) -> int:
                 rclpy.logging.get_logger("fartrack_node").info(
                     "stopped while the model was loading: exiting without waiting for the load")
             node.destroy_node()
-        rclpy.try_shutdown()
+        rclpy.try_shutdown()  # also ends rclpy's signal thread
+        del executor
     if left_behind:  # the load cannot be interrupted, and the interpreter would wait for its thread
         sys.stdout.flush()
         sys.stderr.flush()
@@ -616,18 +626,15 @@ def main(argv: list[str] | None = None) -> int:
     return code
 
 
-def _run(node: FarTrackNode, *, managed: bool) -> int:
-    """Configure and activate a plain node, then spin until ROS shuts down; the exit status."""
-    if not managed:
-        if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
-            return 1 if rclpy.ok() else 0  # a signal while the model loaded: a clean stop
-        if not rclpy.ok():
-            return 0
-        node.trigger_activate()
-    executor = make_executor(node.get_parameter("executor").value, node.get_logger())
-    executor.add_node(node)
-    spin_while(executor, node.context.ok)
-    return 0
+def _start_plain(node: FarTrackNode) -> int | None:
+    """Configure and activate a plain (not managed) node; the exit status when it cannot run
+    (None: it runs)."""
+    if node.trigger_configure() != TransitionCallbackReturn.SUCCESS:
+        return 1 if rclpy.ok() else 0  # a signal while the model loaded: a clean stop
+    if not rclpy.ok():
+        return 0
+    node.trigger_activate()
+    return None
 
 
 if __name__ == "__main__":
