@@ -196,6 +196,24 @@ def rclpy_context():
     rclpy.try_shutdown(context=context)
 
 
+@pytest.fixture
+def active_node(rclpy_context):
+    """A FARTrack node in this process (managed, bundled model), configured and activated; stopped
+    and destroyed after the test."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+
+    from fartrack_ros.node import FarTrackNode
+
+    node = FarTrackNode(context=rclpy_context, managed=True)
+    try:
+        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+        yield node
+    finally:
+        node.stop()
+        node.destroy_node()
+
+
 class RosTestNode:
     """A node in the test process with its own executor: spin until something has happened."""
 

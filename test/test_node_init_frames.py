@@ -15,22 +15,11 @@ STAMPS_NS = [1_000_000_000 + k * 33_000_000 for k in range(3)]
 
 
 @pytest.fixture
-def node(rclpy_context):
+def node(active_node):
     """An active node in this process; what it publishes as detections is kept in ``published``."""
-    from rclpy.lifecycle import TransitionCallbackReturn
-
-    from fartrack_ros.node import FarTrackNode
-
-    node = FarTrackNode(context=rclpy_context, managed=True)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        node.published = []
-        node._detections_pub = SimpleNamespace(publish=node.published.append)
-        yield node
-    finally:
-        node.stop()
-        node.destroy_node()
+    active_node.published = []
+    active_node._detections_pub = SimpleNamespace(publish=active_node.published.append)
+    return active_node
 
 
 def _record_warnings(node) -> list[str]:

@@ -34,22 +34,11 @@ def test_warnings_naming_different_ids_are_logged_a_few_per_period(rclpy_context
 
 
 @pytest.fixture
-def active_node(rclpy_context):
+def logged_node(active_node):
     """An activated node in this process whose log lines are kept: (node, log)."""
-    from rclpy.lifecycle import TransitionCallbackReturn
-
-    from fartrack_ros.node import FarTrackNode
-
-    node = FarTrackNode(context=rclpy_context, managed=True)
-    try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        log = _RecordingLogger()
-        node.get_logger = lambda: log
-        yield node, log
-    finally:
-        node.stop()
-        node.destroy_node()
+    log = _RecordingLogger()
+    active_node.get_logger = lambda: log
+    return active_node, log
 
 
 def _camera(node_name: str = "camera"):
@@ -62,12 +51,12 @@ def _camera(node_name: str = "camera"):
                            qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
 
 
-def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(active_node):
+def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(logged_node):
     from rclpy.qos import QoSReliabilityPolicy
 
     from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
 
-    node, log = active_node
+    node, log = logged_node
     images = node._images
     images.last_image_s -= 10.0  # subscribed long ago, nothing published since
     camera = _camera()
@@ -81,21 +70,14 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(active_nod
     assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
 
 
-def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(rclpy_context):
+def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(logged_node, rclpy_context):
     import rclpy
-    from rclpy.lifecycle import TransitionCallbackReturn
     from rclpy.qos import qos_profile_sensor_data
     from vision_msgs.msg import Detection2DArray
 
-    from fartrack_ros.node import FarTrackNode
-
-    node = FarTrackNode(context=rclpy_context, managed=True)
+    node, log = logged_node
     detector = rclpy.create_node("detector", context=rclpy_context)
     try:
-        assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
-        assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
-        log = _RecordingLogger()
-        node.get_logger = lambda: log
         node._check_publishers()
         assert log.lines == []
         detector.create_publisher(Detection2DArray, "/fartrack/init", qos_profile_sensor_data)
@@ -106,8 +88,6 @@ def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node
         assert len(log.lines) == 1, log.lines
         assert "best-effort publisher(s) on /fartrack/init (node detector)" in log.lines[0]
     finally:
-        node.stop()
-        node.destroy_node()
         detector.destroy_node()
 
 
@@ -134,10 +114,10 @@ def test_the_best_effort_publisher_warning_waits_a_check_for_the_node_s_name():
     assert len(log.lines) == 1 and "on /fartrack/init (node detector)" in log.lines[0], log.lines
 
 
-def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(active_node):
+def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(logged_node):
     from rclpy.qos import QoSReliabilityPolicy
 
-    node, log = active_node
+    node, log = logged_node
     cameras = [_camera("left_camera"), _camera("right_camera")]
     current = list(cameras)
     node._images.publishers = lambda: current
