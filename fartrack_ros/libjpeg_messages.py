@@ -52,11 +52,13 @@ def run_capturing_libjpeg(decode: Callable[[], T]) -> tuple[T, list[str]]:
                 result = decode()
             finally:
                 os.dup2(saved, 2)
-                text = _drain(_sink)  # also when the decode raised: nothing is left for the next
-                _pass_on(text)
+                # drained also when the decode raised: nothing is left for the next one
+                libjpeg, others = _split(_drain(_sink))
+                if others:  # other threads' output goes on to standard error
+                    os.write(2, ("\n".join(others) + "\n").encode())
         finally:
             os.close(saved)
-    return result, [line for line in text.decode(errors="replace").splitlines() if _LIBJPEG_LINE.match(line)]
+    return result, libjpeg
 
 
 def damage(lines: list[str]) -> str | None:
@@ -64,11 +66,12 @@ def damage(lines: list[str]) -> str | None:
     return next((line for line in lines if _DAMAGE.match(line)), None)
 
 
-def _pass_on(text: bytes) -> None:
-    """Write what is not libjpeg's in ``text`` (other threads' output) back to standard error."""
-    others = [line for line in text.decode(errors="replace").splitlines() if not _LIBJPEG_LINE.match(line)]
-    if others:
-        os.write(2, ("\n".join(others) + "\n").encode())
+def _split(text: bytes) -> tuple[list[str], list[str]]:
+    """The lines of ``text``: (libjpeg's, the others)."""
+    libjpeg, others = [], []
+    for line in text.decode(errors="replace").splitlines():
+        (libjpeg if _LIBJPEG_LINE.match(line) else others).append(line)
+    return libjpeg, others
 
 
 def _make_sink() -> int:
