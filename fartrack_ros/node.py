@@ -39,8 +39,9 @@ Init. Each detection of an init array starts (or restarts) a target on the cache
 stamp equals the init header stamp (zero stamp: the latest frame). An init whose frame is not
 cached waits for it until a frame stamped as late or later arrives, at most ``INIT_WAIT_S`` (a
 large image can arrive after the small init that answers it; a bag loop's first frame after an
-init for it), then is refused with a warning (`init_frames`). The target is tracked from the frames that arrive after that frame. ``id`` names the
-target; an empty id gets the next free number.
+init for it), then is refused with a warning (`init_frames`). The target is tracked from the
+frames that arrive after that frame. ``id`` names the target; an empty id gets the next free
+number.
 
 Lifecycle. The class is a ``rclpy.lifecycle.LifecycleNode``: configure loads and warms up the
 model and creates the publishers, services and control subscriptions; activate subscribes to
@@ -387,7 +388,7 @@ class FarTrackNode(LifecycleNode):
                 publish_s[0] = time.perf_counter() - started
 
             results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
-            self._num_lost = len(loaded.tracker.lost_target_ids)
+            self._count_targets(loaded.tracker)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
@@ -485,8 +486,7 @@ class FarTrackNode(LifecycleNode):
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
-            self._num_targets = len(tracker.target_ids)
-            self._num_lost = len(tracker.lost_target_ids)
+            self._count_targets(tracker)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
@@ -500,6 +500,11 @@ class FarTrackNode(LifecycleNode):
             self.get_logger().debug(f"init for frame {format_stamp(stamp_to_ns(msg.header.stamp))} waits")
         return frame
 
+    def _count_targets(self, tracker) -> None:
+        """Note how many targets ``tracker`` has and how many are LOST (the tracker lock is held)."""
+        self._num_targets = len(tracker.target_ids)
+        self._num_lost = len(tracker.lost_target_ids)
+
     def _on_remove(self, msg: String) -> None:
         with self._tracker_lock:
             if self._loaded is None:
@@ -509,8 +514,7 @@ class FarTrackNode(LifecycleNode):
             except KeyError as exc:
                 self._warn(f"remove ignored: {exc.args[0] if exc.args else exc}")
                 return
-            self._num_targets = len(self._loaded.tracker.target_ids)
-            self._num_lost = len(self._loaded.tracker.lost_target_ids)
+            self._count_targets(self._loaded.tracker)
         if not self._num_targets:
             self._slot.discard()
         self.get_logger().info(f"target {msg.data!r} removed")
