@@ -20,6 +20,8 @@ import numpy as np
 
 from .libjpeg_messages import damage, run_capturing_libjpeg
 
+BT601_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B weights of OpenCV's RGB2GRAY
+
 
 @dataclass(frozen=True)
 class _Layout:
@@ -228,8 +230,7 @@ def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
         luma, chroma = planar[:height * width], planar[height * width:].reshape(2, -1)
         first, second = chroma if layout.yuv == "NV12" else chroma[::-1]  # NV21: V before U
         return np.concatenate([luma, np.stack([first, second], axis=1).reshape(-1)])
-    # ITU-R BT.601 luma, the weights OpenCV's RGB2GRAY uses.
-    luma = rgb.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    luma = rgb.astype(np.float32) @ BT601_LUMA
     return np.clip(np.rint(luma), 0, 255).astype(np.uint8)
 
 

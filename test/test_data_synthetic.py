@@ -112,3 +112,29 @@ def test_a_grey_view_shows_each_frame_as_the_node_decodes_a_mono8_image_of_it():
     assert np.abs(seen.astype(int) - from_camera).max() <= 1  # OpenCV's integer luma vs the float one
     assert np.array_equal(grey.boxes, colour.boxes) and not colour.grey  # the colour sequence is untouched
     assert np.array_equal(colour.frame(5), frame)
+
+
+def _texture_luma(layer) -> float:
+    """Mean BT.601 luma of a layer's largest texture over its own shape, in [0, 1]."""
+    texture = layer.pyramid[0].astype(np.float64)
+    alpha = texture[..., 3] / 255.0
+    return float(((texture[..., :3] @ [0.299, 0.587, 0.114]) / 255.0 * alpha).sum() / alpha.sum())
+
+
+def test_scenes_for_a_mono_camera_set_the_target_apart_in_brightness_and_keep_everything_else():
+    """In grey only brightness, pattern and shape are left: with ``luma_contrast`` the target's
+    brightness differs from the background's and its look-alikes' from its own; the motion, the
+    objects and the rest of the scene are the same seed's."""
+    mono = SyntheticConfig(luma_contrast=True)
+    target_gaps, distractor_gaps, default_gaps = [], [], []
+    for seed in SET_SEEDS:
+        colour, grey = plan_sequence(seed), plan_sequence(seed, mono)
+        assert np.array_equal(colour.boxes, grey.boxes) and np.array_equal(colour.background, grey.background)
+        assert [layer.role for layer in colour.layers] == [layer.role for layer in grey.layers]
+        background = float((grey.background.reshape(-1, 3) @ [0.299, 0.587, 0.114]).mean()) / 255.0
+        target = _texture_luma(grey.target)
+        target_gaps.append(abs(target - background))
+        default_gaps.append(abs(_texture_luma(colour.target) - background))
+        distractor_gaps += [abs(_texture_luma(layer) - target) for layer in grey.layers if layer.role == "distractor"]
+    assert min(target_gaps) > 0.12 and np.median(target_gaps) > 2 * np.median(default_gaps)
+    assert distractor_gaps and min(distractor_gaps) > 0.06

@@ -144,8 +144,15 @@ def test_a_share_of_the_training_sequences_is_grey_and_the_choice_is_a_function_
     picks = [greyed(k).grey for k in range(200)]
     assert 0.15 < np.mean(picks) < 0.35
     assert picks == [source().with_grey(0.25, seed=3)(k).grey for k in range(200)]
-    frame = greyed(picks.index(True)).frame(0)
+    grey_index = picks.index(True)
+    frame = greyed(grey_index).frame(0)
     assert np.array_equal(frame[..., 0], frame[..., 1]) and np.array_equal(frame[..., 0], frame[..., 2])
+    # a grey sequence is its seed's scene drawn for a mono camera, not the colour one greyed
+    colour = source()(grey_index)
+    assert np.array_equal(greyed(grey_index).boxes, colour.boxes)
+    assert not np.array_equal(frame, colour.as_grey().frame(0))
+    colour_index = picks.index(False)
+    assert np.array_equal(greyed(colour_index).frame(0), source()(colour_index).frame(0))
     assert not any(source().with_grey(0.0, seed=3)(k).grey for k in range(20))
     with pytest.raises(ValueError, match="grey fraction"):
         source().with_grey(1.5, seed=3)

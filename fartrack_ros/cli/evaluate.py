@@ -43,7 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=SyntheticConfig.width, help="synthetic frame width")
     parser.add_argument("--height", type=int, default=SyntheticConfig.height, help="synthetic frame height")
     parser.add_argument("--grey", action="store_true",
-                        help="score on the frames as a grey camera gives them (BT.601 luma in all three channels)")
+                        help="score on the frames as a grey camera gives them (BT.601 luma in all three "
+                             "channels); generated scenes are then drawn for a mono camera, with objects "
+                             "that differ in brightness as well as hue")
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
                         help="comma-separated: fartrack, csrt, kcf (default all three)")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
@@ -71,7 +73,7 @@ def _sequences(args):
     if args.seed_base in TRAIN_SEED_RANGE:
         warn(PROG, f"seed base {args.seed_base} lies in the training seed range "
                    f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out")
-    config = SyntheticConfig(width=args.width, height=args.height)
+    config = SyntheticConfig(width=args.width, height=args.height, luma_contrast=args.grey)
     return (generate_sequence(args.seed_base + k, config, lazy=True) for k in range(count)), count
 
 

@@ -14,7 +14,9 @@ import numpy as np
 
 from fartrack_ros.data.layers import composite_layer, texture_pyramid
 from fartrack_ros.data.textures import (SHAPES, TEXTURE_FAMILIES, colour_texture, fractal_noise,
-                                        random_palette, shape_mask, shift_palette)
+                                        palette_luma, random_palette, set_apart_in_luma, shape_mask,
+                                        shift_palette)
+from fartrack_ros.image_conversion import BT601_LUMA
 
 CAMERA_MARGIN = 40  # background canvas is this much larger than the frame on every side
 SHADOW_MARGIN = 40
@@ -215,8 +217,11 @@ def boxes_from(centres: np.ndarray, size: np.ndarray, aspect: np.ndarray) -> np.
 
 # --------------------------------------------------------------------------- other objects
 
-def _distractors(rng, n, d, target_boxes, family, palette, shape, texture_size):
-    """Look-alikes: the target's family and shape, another pattern, a turned hue; they cross it."""
+def _distractors(rng, n, d, target_boxes, family, palette, shape, texture_size, luma_rng=None):
+    """Look-alikes: the target's family and shape, another pattern, a turned hue; they cross it.
+
+    With ``luma_rng`` their brightness differs from the target's too (`set_apart_in_luma`).
+    """
     layers = []
     count = int(rng.binomial(3, lerp(0.15, 0.65, d)))
     centres = target_boxes[:, :2] + target_boxes[:, 2:] / 2
@@ -233,6 +238,9 @@ def _distractors(rng, n, d, target_boxes, family, palette, shape, texture_size):
         aspect = (target_boxes[cross, 2] / target_boxes[cross, 3]) * np.exp(smooth_curve(rng, n, 0.2))
         hue_turn = rng.choice([-1, 1]) * rng.uniform(lerp(70.0, 25.0, d), lerp(120.0, 60.0, d))
         look = shift_palette(palette, hue_turn, rng.uniform(0.8, 1.2))
+        if luma_rng is not None:
+            look = set_apart_in_luma(luma_rng, look, palette_luma(palette),
+                                     luma_rng.uniform(lerp(0.2, 0.08, d), 0.3))
         texture = object_texture(rng, family, look, shape, texture_size)
         layers.append(dict(role="distractor", pyramid=texture_pyramid(texture),
                            boxes=boxes_from(path, sizes, aspect)))
@@ -316,8 +324,13 @@ def _noise(rng, n, width, height, sigma):
     return up, down, offsets
 
 
-def plan_scene(rng: np.random.Generator, config, n: int, d: float) -> dict:
-    """Draw a whole scene; returns the fields of ``SyntheticPlan`` (layers as dicts)."""
+def plan_scene(rng: np.random.Generator, config, n: int, d: float,
+               luma_rng: np.random.Generator | None = None) -> dict:
+    """Draw a whole scene; returns the fields of ``SyntheticPlan`` (layers as dicts).
+
+    With ``luma_rng`` the target also differs from the background, and its look-alikes from it,
+    in brightness (drawn from that generator, so ``rng``'s draws and the rest of the scene stay).
+    """
     width, height, tex = config.width, config.height, config.texture_size
     scene_hue = rng.uniform(0, 360)
     background = background_canvas(rng, width + 2 * CAMERA_MARGIN, height + 2 * CAMERA_MARGIN, d, scene_hue)
@@ -332,6 +345,10 @@ def plan_scene(rng: np.random.Generator, config, n: int, d: float) -> dict:
     shape = str(rng.choice(SHAPES))
     contrast = rng.choice([-1, 1]) * rng.uniform(lerp(100.0, 35.0, d), 180.0)
     palette = random_palette(rng, hue=scene_hue + contrast, hue_spread=40, saturation=(0.35, 0.9))
+    if luma_rng is not None:
+        background_luma = float((background.reshape(-1, 3) @ BT601_LUMA).mean()) / 255.0
+        palette = set_apart_in_luma(luma_rng, palette, background_luma,
+                                    luma_rng.uniform(lerp(0.3, 0.15, d), 0.45))
     mask = shape_mask(rng, shape, tex)
     look = object_texture(rng, family, palette, shape, tex, mask)
     second_look = object_texture(rng, family, palette, shape, tex, mask)
@@ -339,7 +356,7 @@ def plan_scene(rng: np.random.Generator, config, n: int, d: float) -> dict:
     target = dict(role="target", pyramid=texture_pyramid(look), boxes=target_boxes,
                   morph_pyramid=texture_pyramid(second_look), morph=morph)
 
-    distractors = _distractors(rng, n, d, target_boxes, family, palette, shape, tex)
+    distractors = _distractors(rng, n, d, target_boxes, family, palette, shape, tex, luma_rng)
     is_behind = rng.random(len(distractors)) < 0.75
     behind = [layer for layer, back in zip(distractors, is_behind) if back]
     in_front = [layer for layer, back in zip(distractors, is_behind) if not back]

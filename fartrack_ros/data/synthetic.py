@@ -40,6 +40,7 @@ from fartrack_ros.data.sequence import TrackingSequence
 TRAIN_SEED_RANGE = range(0, 1_000_000)
 EVAL_SEED_BASE = 1_000_000
 ABSENT_VISIBLE_RATIO = 0.05
+LUMA_STREAM = 1  # brightness draws come from default_rng([seed, LUMA_STREAM])
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,9 @@ class SyntheticConfig:
     difficulty: float | None = None  # None: drawn per sequence from the seed, uniform in [0, 1]
     texture_size: int = 128
     noise_sigma: float = 2.0
+    # objects differ in brightness too, as they must for a mono camera; off, only hue, pattern
+    # and shape set the target apart (the held-out colour set's scenes)
+    luma_contrast: bool = False
 
     def __post_init__(self) -> None:
         if self.width < 64 or self.height < 64:
@@ -270,7 +274,8 @@ def plan_sequence(seed: int, config: SyntheticConfig = SyntheticConfig()) -> Syn
     difficulty = float(rng.uniform(0.0, 1.0))
     if config.difficulty is not None:
         difficulty = float(config.difficulty)
-    scene = plan_scene(rng, config, length, difficulty)
+    luma_rng = np.random.default_rng([seed, LUMA_STREAM]) if config.luma_contrast else None
+    scene = plan_scene(rng, config, length, difficulty, luma_rng)
     layers = [Layer(**spec) for spec in scene.pop("layers")]
     return SyntheticPlan(seed=seed, config=config, difficulty=difficulty, layers=layers, **scene)
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from fartrack_ros.image_conversion import BT601_LUMA
+
 TEXTURE_FAMILIES = ("clouds", "stripes", "spots", "tiles", "marble")
 SHAPES = ("ellipse", "rounded_rect", "polygon")
 
@@ -75,6 +77,37 @@ def shift_palette(palette: np.ndarray, hue_shift: float, value_gain: float = 1.0
     hsv[:, 0] = (hsv[:, 0] + hue_shift) % 360.0
     hsv[:, 2] = np.clip(hsv[:, 2] * value_gain, 0, 1)
     return hsv_to_rgb(hsv)
+
+
+LUMA_RANGE = (0.08, 0.92)  # how dark or light a set-apart palette may get on average
+
+
+def palette_luma(palette: np.ndarray) -> float:
+    """Mean BT.601 luma of a palette's stops, in [0, 1]."""
+    return float((np.clip(palette, 0, 1).reshape(-1, 3) @ BT601_LUMA).mean())
+
+
+def with_luma(palette: np.ndarray, luma: float) -> np.ndarray:
+    """The palette darkened towards black or lightened towards white until its mean luma is
+    ``luma``; hues stay, so the colour scene keeps its look."""
+    palette = np.clip(palette, 0, 1).astype(np.float32)
+    current = palette_luma(palette)
+    if luma <= current:
+        return palette * np.float32(luma / max(current, 1e-6))
+    return 1.0 - (1.0 - palette) * np.float32((1.0 - luma) / max(1.0 - current, 1e-6))
+
+
+def set_apart_in_luma(rng: np.random.Generator, palette: np.ndarray, other_luma: float,
+                      separation: float) -> np.ndarray:
+    """The palette made ``separation`` brighter or darker (on average) than ``other_luma``: the
+    side is drawn among those with room in `LUMA_RANGE`, else the one with more room is taken."""
+    low, high = LUMA_RANGE
+    sides = [luma for luma in (other_luma - separation, other_luma + separation) if low <= luma <= high]
+    if sides:
+        luma = sides[int(rng.integers(len(sides)))]
+    else:
+        luma = low if other_luma - low > high - other_luma else high
+    return with_luma(palette, luma)
 
 
 def apply_palette(values: np.ndarray, palette: np.ndarray) -> np.ndarray:

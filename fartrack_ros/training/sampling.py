@@ -21,12 +21,13 @@ One sample, as the tracker sees it at inference:
   sparsified templates; the newest slot is never pruned, as at inference.
 
 The crops are the official ones (`tracker.cropping.sample_target`). A share of the sequences may
-be seen in grey, as from a mono camera (`SequenceSource.with_grey`, `TrainConfig.grey_fraction`).
+be seen in grey, as from a mono camera (`SequenceSource.with_grey`, `TrainConfig.grey_fraction`);
+generated ones are then drawn with objects that differ in brightness too, as a mono camera needs.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 import numpy as np
@@ -59,25 +60,38 @@ class SamplerConfig:
 
 
 class SequenceSource:
-    """Sequence ``k`` of a run: a generated training sequence or one of a fixed list, by index."""
+    """Sequence ``k`` of a run: a generated training sequence or one of a fixed list, by index;
+    a ``grey_fraction`` of them seen by a grey camera (sequence ``k`` grey or not by a draw from
+    (grey seed, k), so a run stays a function of its seed)."""
 
-    def __init__(self, get: Callable[[int], TrackingSequence], description: str) -> None:
+    def __init__(self, get: Callable[[int, bool], TrackingSequence], description: str,
+                 grey_fraction: float = 0.0, grey_seed: int = 0) -> None:
+        if not 0.0 <= grey_fraction <= 1.0:
+            raise ValueError(f"grey fraction must lie in [0, 1], got {grey_fraction}")
         self._get = get
+        self._grey_fraction = grey_fraction
+        self._grey_seed = grey_seed
         self.description = description
 
     def __call__(self, index: int) -> TrackingSequence:
-        return self._get(index)
+        grey = (self._grey_fraction > 0.0
+                and np.random.default_rng([self._grey_seed, STREAM_GREY, index]).random() < self._grey_fraction)
+        return self._get(index, grey)
 
     @classmethod
     def synthetic(cls, seed: int, config=None) -> "SequenceSource":
-        """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k)."""
+        """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k).
+        A grey one is the same seed's scene drawn for a mono camera (``luma_contrast``)."""
         from ..data.synthetic import TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
 
         config = config or SyntheticConfig()
+        mono = replace(config, luma_contrast=True)
 
-        def get(index: int) -> TrackingSequence:
+        def get(index: int, grey: bool) -> TrackingSequence:
             rng = np.random.default_rng([seed, STREAM_SEQUENCE, index])
             seq_seed = int(rng.integers(TRAIN_SEED_RANGE.start, TRAIN_SEED_RANGE.stop))
+            if grey:
+                return generate_sequence(seq_seed, mono, lazy=True).as_grey()
             return generate_sequence(seq_seed, config, lazy=True)
 
         return cls(get, f"synthetic (training seeds {TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1})")
@@ -88,27 +102,19 @@ class SequenceSource:
         if not sequences:
             raise ValueError(f"no usable sequences in {description}")
 
-        def get(index: int) -> TrackingSequence:
+        def get(index: int, grey: bool) -> TrackingSequence:
             epoch, pos = divmod(index, len(sequences))
             order = np.random.default_rng([seed, STREAM_SEQUENCE, epoch]).permutation(len(sequences))
-            return sequences[int(order[pos])]
+            sequence = sequences[int(order[pos])]
+            return sequence.as_grey() if grey else sequence
 
         return cls(get, description)
 
     def with_grey(self, fraction: float, seed: int) -> "SequenceSource":
-        """This source with a ``fraction`` of its sequences seen by a grey camera (sequence ``k`` is
-        grey or not by a draw from (seed, k), so a run stays a function of its seed)."""
-        if not 0.0 <= fraction <= 1.0:
-            raise ValueError(f"grey fraction must lie in [0, 1], got {fraction}")
+        """This source with a ``fraction`` of its sequences seen by a grey camera."""
         if fraction == 0.0:
             return self
-
-        def get(index: int) -> TrackingSequence:
-            sequence = self._get(index)
-            grey = np.random.default_rng([seed, STREAM_GREY, index]).random() < fraction
-            return sequence.as_grey() if grey else sequence
-
-        return SequenceSource(get, f"{self.description}, {fraction:.0%} of them grey")
+        return SequenceSource(self._get, f"{self.description}, {fraction:.0%} of them grey", fraction, seed)
 
 
 def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.random.Generator) -> list[float]:

@@ -56,9 +56,8 @@ class TrainConfig:
     stage2_steps: int = 200
     stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
     checkpoint_every: int = 500
-    # share of the training sequences seen in grey, in both stages (OSTrack's value on real video).
-    # Generated scenes set targets apart from background and look-alikes by hue, so there much
-    # more grey buys little: see the model card's limitations
+    # share of the training sequences seen in grey, in both stages (OSTrack's value on real video);
+    # generated grey ones are drawn for a mono camera, objects differing in brightness too
     grey_fraction: float = 0.05
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
