@@ -36,7 +36,7 @@ class LoadedTracker:
 
     @property
     def bundled(self) -> bool:
-        """Whether the model is the package's bundled default, which learned to follow colour."""
+        """Whether the model is the package's bundled default, which tracks less well in grey."""
         return Path(self.weights) == DEFAULT_WEIGHTS_PATH
 
     def describe(self) -> str:

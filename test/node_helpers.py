@@ -386,12 +386,13 @@ def iou(a, b) -> float:
 
 
 def ground_truth_sequence(length: int = 40, seed: int = 1_000_003, difficulty: float = 0.1,
-                          width: int = 320, height: int = 240):
-    """(frames, boxes): an easy held-out synthetic sequence, 320x240 unless told."""
+                          width: int = 320, height: int = 240, luma_contrast: bool = False):
+    """(frames, boxes): an easy held-out synthetic sequence, 320x240 unless told (``luma_contrast``:
+    the scene drawn for a mono camera)."""
     from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 
     config = SyntheticConfig(width=width, height=height, min_length=length, max_length=length,
-                             difficulty=difficulty)
+                             difficulty=difficulty, luma_contrast=luma_contrast)
     sequence = generate_sequence(seed, config)
     return sequence.frames, sequence.boxes
 

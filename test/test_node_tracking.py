@@ -74,6 +74,18 @@ def test_cameras_raw_encodings_are_tracked(ros, encoding):
 
 
 @needs_bundled_model
+def test_a_mono_camera_is_tracked(ros):
+    node, probe = ros
+    frames, boxes = ground_truth_sequence(FRAMES, SEED, difficulty=0.1, luma_contrast=True)
+
+    results = track_sequence(probe, frames, boxes[0], 6_000_000_000_000, encoding="mono8")
+
+    ious = [iou(box_of(r.detections[0]), boxes[i]) if r.detections else 0.0
+            for i, r in enumerate(results, start=1)]
+    assert np.mean(ious) >= MIN_AO, f"IoU per frame {np.round(ious, 2).tolist()}"
+
+
+@needs_bundled_model
 def test_a_camera_switching_resolution_is_followed_with_a_warning(ros):
     import cv2
 
