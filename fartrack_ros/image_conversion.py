@@ -91,9 +91,10 @@ class ImageConversionError(ValueError):
     """An image message that cannot be turned into an RGB frame (the text says why)."""
 
 
-def is_grey_encoding(encoding: str) -> bool:
-    """Whether raw images in ``encoding`` carry no colour (mono8, mono16, 8UC1)."""
-    return _BY_LOWER_NAME.get(str(encoding).strip().lower(), "").startswith("mono")
+def is_grey_frame(rgb: np.ndarray) -> bool:
+    """Whether a converted frame has no colour (R = G = B everywhere): what a mono camera's raw
+    or compressed image becomes."""
+    return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
 def _canonical_encoding(encoding: str) -> str:

@@ -9,7 +9,7 @@ from fartrack_ros.image_conversion import (
     ImageConversionError,
     compressed_size,
     compressed_to_rgb,
-    is_grey_encoding,
+    is_grey_frame,
     raw_to_rgb,
     rgb_to_compressed,
     rgb_to_raw,
@@ -423,6 +423,22 @@ def test_yuv422_samples_without_opencv_s_422_codes_match_them(monkeypatch, order
     assert step == 64 and np.abs(samples.astype(int) - expected).max() <= 1
 
 
-def test_grey_encodings_are_the_mono_ones_and_their_opencv_alias():
-    assert [is_grey_encoding(e) for e in ("mono8", "MONO16", "8UC1")] == [True, True, True]
-    assert not any(is_grey_encoding(e) for e in ("rgb8", "bayer_rggb8", "nv12", "16UC1", ""))
+@pytest.mark.parametrize("encoding", ["mono8", "mono16", "8UC1", "jpeg", "png"])
+def test_a_mono_cameras_frame_is_grey_after_conversion_raw_or_compressed(encoding):
+    import cv2
+
+    grey = cv2.cvtColor(_random_rgb(16, 24), cv2.COLOR_RGB2GRAY)
+    if encoding in ("jpeg", "png"):
+        ok, data = cv2.imencode(f".{encoding}", grey)
+        frame = compressed_to_rgb(data.tobytes(), f"mono8; {encoding} compressed mono8")
+    else:
+        data, step = rgb_to_raw(cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB), encoding)
+        frame = raw_to_rgb(data, 16, 24, step, encoding)
+    assert is_grey_frame(frame)
+
+
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "bayer_rggb8", "nv12"])
+def test_a_colour_frame_is_not_grey(encoding):
+    rgb = _random_rgb(16, 24)
+    data, step = rgb_to_raw(rgb, encoding)
+    assert not is_grey_frame(raw_to_rgb(data, 16, 24, step, encoding))
