@@ -138,3 +138,25 @@ def test_scenes_for_a_mono_camera_set_the_target_apart_in_brightness_and_keep_ev
         distractor_gaps += [abs(_texture_luma(layer) - target) for layer in grey.layers if layer.role == "distractor"]
     assert min(target_gaps) > 0.12 and np.median(target_gaps) > 2 * np.median(default_gaps)
     assert distractor_gaps and min(distractor_gaps) > 0.06
+
+
+@pytest.mark.parametrize("luma", [0.0, 0.1, 0.5, 0.93, 1.0])
+def test_a_palette_brought_to_a_luma_has_that_mean_luma_and_keeps_its_order(luma):
+    from fartrack_ros.data.textures import palette_luma, random_palette, with_luma
+
+    palette = random_palette(np.random.default_rng(5))
+    moved = with_luma(palette, luma)
+    assert palette_luma(moved) == pytest.approx(luma, abs=1e-5)
+    assert moved.min() >= 0.0 and moved.max() <= 1.0
+    assert np.all(np.diff(moved.mean(axis=1)) >= -1e-6)  # still dark to light
+
+
+def test_brightness_outside_the_range_or_nan_is_refused():
+    from fartrack_ros.data.textures import random_palette, set_apart_in_luma, with_luma
+
+    palette = random_palette(np.random.default_rng(5))
+    for luma in (1.5, -0.2, float("nan")):
+        with pytest.raises(ValueError, match="luma"):
+            with_luma(palette, luma)
+    with pytest.raises(ValueError, match="luma"):
+        set_apart_in_luma(np.random.default_rng(0), palette, float("nan"), 0.2)

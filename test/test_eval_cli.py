@@ -133,7 +133,9 @@ def test_make_data_errors_are_one_line(tmp_path, capsys, args, message):
     assert message in err and "Traceback" not in err
 
 
-def test_eval_in_grey_gives_every_tracker_grey_frames(monkeypatch, capsys):
+@pytest.fixture
+def recorded_frames(monkeypatch) -> list:
+    """The frames fartrack-eval hands its trackers, in order (a recording tracker stands in)."""
     seen = []
 
     class Recorder:
@@ -150,7 +152,32 @@ def test_eval_in_grey_gives_every_tracker_grey_frames(monkeypatch, capsys):
             return np.array([10.0, 10.0, 20.0, 20.0])
 
     monkeypatch.setattr(evaluate, "make_runner", Recorder)
-    assert evaluate.main(["--synthetic", "2", "--trackers", "recorder", "--max-frames", "4", "--grey"]) == 0
-    assert "synthetic seeds 1000000..1000001, in grey" in capsys.readouterr().out
-    assert len(seen) == 8
-    assert all(np.array_equal(f[..., 0], f[..., 1]) and np.array_equal(f[..., 0], f[..., 2]) for f in seen)
+    return seen
+
+
+@pytest.mark.parametrize("luma_contrast", [False, True])
+def test_eval_in_grey_gives_every_tracker_the_grey_frames_of_the_scenes_asked_for(recorded_frames, capsys,
+                                                                                 luma_contrast):
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+
+    options = ["--luma-contrast"] if luma_contrast else []
+    assert evaluate.main(["--synthetic", "2", "--trackers", "recorder", "--max-frames", "4", "--grey", *options]) == 0
+
+    scenes = ", scenes drawn for a mono camera" if luma_contrast else ""
+    assert f"synthetic seeds 1000000..1000001{scenes}, in grey;" in capsys.readouterr().out
+    config = SyntheticConfig(luma_contrast=luma_contrast)
+    expected = [generate_sequence(seed, config, lazy=True).as_grey().frame(index)
+                for seed in (1_000_000, 1_000_001) for index in range(4)]
+    assert len(recorded_frames) == 8
+    assert all(np.array_equal(seen, frame) for seen, frame in zip(recorded_frames, expected))
+
+def test_luma_contrast_on_a_dataset_is_said_to_change_nothing(tmp_path, recorded_frames, capsys):
+    root = tmp_path / "set"
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
+    capsys.readouterr()
+
+    assert evaluate.main(["--dataset", str(root), "--trackers", "recorder", "--max-frames", "3", "--luma-contrast"]) == 0
+
+    captured = capsys.readouterr()
+    assert "--luma-contrast applies to generated sequences only" in captured.err
+    assert "mono camera" not in captured.out and len(recorded_frames) == 3

@@ -33,6 +33,9 @@ needs_bundled_model = pytest.mark.skipif(
 FRAMES = 30
 SEED = HELD_OUT_SEED
 MIN_AO = 0.5
+# a scene drawn for a mono camera where a colour-only model loses the target in grey (mean IoU
+# 0.08 in the library's Tracker; the bundled model 0.78)
+MONO_SEED = 1_000_006
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +79,7 @@ def test_cameras_raw_encodings_are_tracked(ros, encoding):
 @needs_bundled_model
 def test_a_mono_camera_is_tracked(ros):
     node, probe = ros
-    frames, boxes = ground_truth_sequence(FRAMES, SEED, difficulty=0.1, luma_contrast=True)
+    frames, boxes = ground_truth_sequence(FRAMES, MONO_SEED, difficulty=0.1, luma_contrast=True)
 
     results = track_sequence(probe, frames, boxes[0], 6_000_000_000_000, encoding="mono8")
 

@@ -153,7 +153,11 @@ def test_a_share_of_the_training_sequences_is_grey_and_the_choice_is_a_function_
     assert not np.array_equal(frame, colour.as_grey().frame(0))
     colour_index = picks.index(False)
     assert np.array_equal(greyed(colour_index).frame(0), source()(colour_index).frame(0))
-    assert not any(source().with_grey(0.0, seed=3)(k).grey for k in range(20))
+    # without luma contrast (a run stored before it) the colour scene is only turned grey
+    assert np.array_equal(source().with_grey(0.25, seed=3, luma_contrast=False)(grey_index).frame(0),
+                          colour.as_grey().frame(0))
+    assert not any(greyed.with_grey(0.0, seed=3)(k).grey for k in range(20))
+    assert greyed.with_grey(0.0, seed=3).description == source().description
     with pytest.raises(ValueError, match="grey fraction"):
         source().with_grey(1.5, seed=3)
 
@@ -162,6 +166,13 @@ def test_a_run_stored_before_grey_training_resumes_without_grey():
     stored = RUN.to_dict()
     del stored["grey_fraction"]
     assert TrainConfig.from_dict(stored).grey_fraction == 0.0
+
+
+def test_a_run_stored_before_mono_scenes_resumes_with_its_grey_sequences_as_they_were():
+    stored = replace(RUN, grey_fraction=0.3).to_dict()
+    del stored["grey_luma_contrast"]
+    assert TrainConfig.from_dict(stored).grey_luma_contrast is False
+    assert TrainConfig.from_dict(replace(RUN, grey_fraction=0.3).to_dict()).grey_luma_contrast is True
     assert TrainConfig.from_dict(RUN.to_dict()) == RUN
 
 

@@ -43,9 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=SyntheticConfig.width, help="synthetic frame width")
     parser.add_argument("--height", type=int, default=SyntheticConfig.height, help="synthetic frame height")
     parser.add_argument("--grey", action="store_true",
-                        help="score on the frames as a grey camera gives them (BT.601 luma in all three "
-                             "channels); generated scenes are then drawn for a mono camera, with objects "
-                             "that differ in brightness as well as hue")
+                        help="score on the frames as a grey camera gives them (BT.601 luma in all three channels)")
+    parser.add_argument("--luma-contrast", action="store_true",
+                        help="draw the generated scenes for a mono camera: objects differ in brightness as "
+                             "well as hue (with --grey, what a mono camera sees of a scene)")
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
                         help="comma-separated: fartrack, csrt, kcf (default all three)")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
@@ -73,7 +74,7 @@ def _sequences(args):
     if args.seed_base in TRAIN_SEED_RANGE:
         warn(PROG, f"seed base {args.seed_base} lies in the training seed range "
                    f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out")
-    config = SyntheticConfig(width=args.width, height=args.height, luma_contrast=args.grey)
+    config = SyntheticConfig(width=args.width, height=args.height, luma_contrast=args.luma_contrast)
     return (generate_sequence(args.seed_base + k, config, lazy=True) for k in range(count)), count
 
 
@@ -86,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
         raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf)", code=2)
     if not args.dataset and (args.max_sequences or args.layout != "auto"):
         warn(PROG, "--max-sequences and --layout apply to --dataset only (--synthetic N sets the count)")
+    if args.dataset and args.luma_contrast:
+        warn(PROG, "--luma-contrast applies to generated sequences only; --dataset's frames are scored as they are")
     for output in (args.json, args.plot):  # before minutes of tracking, not after
         if output and Path(output).is_dir():
             raise CliError(f"{output} is a folder; give a file path", code=2)
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError, RuntimeError) as exc:  # an unreadable frame, an unusable first box
         raise CliError(exc) from None
     source = args.dataset or f"synthetic seeds {args.seed_base}..{args.seed_base + count - 1}"
+    if args.luma_contrast and not args.dataset:
+        source += ", scenes drawn for a mono camera"
     if args.grey:
         source += ", in grey"
     scored = next(iter(scores.values())).frames

@@ -14,6 +14,7 @@ from fartrack_ros.image_conversion import BT601_LUMA
 
 TEXTURE_FAMILIES = ("clouds", "stripes", "spots", "tiles", "marble")
 SHAPES = ("ellipse", "rounded_rect", "polygon")
+LUMA_RANGE = (0.08, 0.92)  # how dark or light a set-apart palette may get on average
 
 
 def fractal_noise(rng: np.random.Generator, height: int, width: int, octaves: int = 5,
@@ -79,9 +80,6 @@ def shift_palette(palette: np.ndarray, hue_shift: float, value_gain: float = 1.0
     return hsv_to_rgb(hsv)
 
 
-LUMA_RANGE = (0.08, 0.92)  # how dark or light a set-apart palette may get on average
-
-
 def palette_luma(palette: np.ndarray) -> float:
     """Mean BT.601 luma of a palette's stops, in [0, 1]."""
     return float((np.clip(palette, 0, 1).reshape(-1, 3) @ BT601_LUMA).mean())
@@ -90,6 +88,8 @@ def palette_luma(palette: np.ndarray) -> float:
 def with_luma(palette: np.ndarray, luma: float) -> np.ndarray:
     """The palette darkened towards black or lightened towards white until its mean luma is
     ``luma``; hues stay, so the colour scene keeps its look."""
+    if not 0.0 <= luma <= 1.0:  # also refuses NaN
+        raise ValueError(f"luma must lie in [0, 1], got {luma}")
     palette = np.clip(palette, 0, 1).astype(np.float32)
     current = palette_luma(palette)
     if luma <= current:
@@ -101,6 +101,8 @@ def set_apart_in_luma(rng: np.random.Generator, palette: np.ndarray, other_luma:
                       separation: float) -> np.ndarray:
     """The palette made ``separation`` brighter or darker (on average) than ``other_luma``: the
     side is drawn among those with room in `LUMA_RANGE`, else the one with more room is taken."""
+    if not (0.0 <= other_luma <= 1.0 and separation >= 0.0):  # also refuses NaN
+        raise ValueError(f"need a luma in [0, 1] and a separation >= 0, got {other_luma} and {separation}")
     low, high = LUMA_RANGE
     sides = [luma for luma in (other_luma - separation, other_luma + separation) if low <= luma <= high]
     if sides:

@@ -22,7 +22,9 @@ One sample, as the tracker sees it at inference:
 
 The crops are the official ones (`tracker.cropping.sample_target`). A share of the sequences may
 be seen in grey, as from a mono camera (`SequenceSource.with_grey`, `TrainConfig.grey_fraction`);
-generated ones are then drawn with objects that differ in brightness too, as a mono camera needs.
+generated ones are then drawn with objects that differ in brightness too, as a mono camera needs
+(`TrainConfig.grey_luma_contrast`; a folder's sequences, `fartrack-make-data`'s too, are only
+turned grey).
 """
 
 from __future__ import annotations
@@ -62,37 +64,39 @@ class SamplerConfig:
 class SequenceSource:
     """Sequence ``k`` of a run: a generated training sequence or one of a fixed list, by index;
     a ``grey_fraction`` of them seen by a grey camera (sequence ``k`` grey or not by a draw from
-    (grey seed, k), so a run stays a function of its seed)."""
+    (grey seed, k), so a run stays a function of its seed). With ``grey_luma_contrast`` a grey
+    generated sequence is its seed's scene drawn for a mono camera (`SyntheticConfig.luma_contrast`);
+    a fixed list's sequences are only turned grey."""
 
-    def __init__(self, get: Callable[[int, bool], TrackingSequence], description: str,
-                 grey_fraction: float = 0.0, grey_seed: int = 0) -> None:
+    def __init__(self, get: Callable[[int, bool, bool], TrackingSequence], description: str,
+                 grey_fraction: float = 0.0, grey_seed: int = 0, grey_luma_contrast: bool = True) -> None:
         if not 0.0 <= grey_fraction <= 1.0:
             raise ValueError(f"grey fraction must lie in [0, 1], got {grey_fraction}")
-        self._get = get
+        self._get = get  # (index, grey, grey_luma_contrast) -> sequence
         self._grey_fraction = grey_fraction
         self._grey_seed = grey_seed
-        self.description = description
+        self._grey_luma_contrast = grey_luma_contrast
+        self._base_description = description
+        self.description = description + (f", {grey_fraction:.0%} of them grey" if grey_fraction else "")
 
     def __call__(self, index: int) -> TrackingSequence:
         grey = (self._grey_fraction > 0.0
                 and np.random.default_rng([self._grey_seed, STREAM_GREY, index]).random() < self._grey_fraction)
-        return self._get(index, grey)
+        return self._get(index, grey, self._grey_luma_contrast)
 
     @classmethod
     def synthetic(cls, seed: int, config=None) -> "SequenceSource":
-        """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k).
-        A grey one is the same seed's scene drawn for a mono camera (``luma_contrast``)."""
+        """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k)."""
         from ..data.synthetic import TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
 
         config = config or SyntheticConfig()
         mono = replace(config, luma_contrast=True)
 
-        def get(index: int, grey: bool) -> TrackingSequence:
+        def get(index: int, grey: bool, luma_contrast: bool) -> TrackingSequence:
             rng = np.random.default_rng([seed, STREAM_SEQUENCE, index])
             seq_seed = int(rng.integers(TRAIN_SEED_RANGE.start, TRAIN_SEED_RANGE.stop))
-            if grey:
-                return generate_sequence(seq_seed, mono, lazy=True).as_grey()
-            return generate_sequence(seq_seed, config, lazy=True)
+            sequence = generate_sequence(seq_seed, mono if grey and luma_contrast else config, lazy=True)
+            return sequence.as_grey() if grey else sequence
 
         return cls(get, f"synthetic (training seeds {TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1})")
 
@@ -102,7 +106,7 @@ class SequenceSource:
         if not sequences:
             raise ValueError(f"no usable sequences in {description}")
 
-        def get(index: int, grey: bool) -> TrackingSequence:
+        def get(index: int, grey: bool, luma_contrast: bool) -> TrackingSequence:
             epoch, pos = divmod(index, len(sequences))
             order = np.random.default_rng([seed, STREAM_SEQUENCE, epoch]).permutation(len(sequences))
             sequence = sequences[int(order[pos])]
@@ -110,11 +114,9 @@ class SequenceSource:
 
         return cls(get, description)
 
-    def with_grey(self, fraction: float, seed: int) -> "SequenceSource":
-        """This source with a ``fraction`` of its sequences seen by a grey camera."""
-        if fraction == 0.0:
-            return self
-        return SequenceSource(self._get, f"{self.description}, {fraction:.0%} of them grey", fraction, seed)
+    def with_grey(self, fraction: float, seed: int, luma_contrast: bool = True) -> "SequenceSource":
+        """This source with a ``fraction`` of its sequences seen by a grey camera (0: none)."""
+        return SequenceSource(self._get, self._base_description, fraction, seed, luma_contrast)
 
 
 def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.random.Generator) -> list[float]:

@@ -56,9 +56,11 @@ class TrainConfig:
     stage2_steps: int = 200
     stage2_lr_scale: float = 0.1  # stage 2 starts at lr * this and decays linearly to 0
     checkpoint_every: int = 500
-    # share of the training sequences seen in grey, in both stages (OSTrack's value on real video);
-    # generated grey ones are drawn for a mono camera, objects differing in brightness too
+    # share of the training sequences seen in grey, in both stages (OSTrack's value on real video)
     grey_fraction: float = 0.05
+    # generated grey sequences drawn for a mono camera, objects differing in brightness too (in
+    # scenes set apart by hue alone the network learns little grey: see the model card)
+    grey_luma_contrast: bool = True
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
@@ -73,6 +75,7 @@ class TrainConfig:
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
         values = dict(values)
         values.setdefault("grey_fraction", 0.0)  # a run stored before grey training had none
+        values.setdefault("grey_luma_contrast", False)  # ... or turned the colour scenes grey
         values["sampler"] = SamplerConfig(**values.get("sampler", {}))
         values["rollout"] = RolloutConfig(**values.get("rollout", {}))
         known = {f.name for f in fields(cls)}
@@ -202,7 +205,7 @@ class Trainer:
     def __init__(self, model: FARTrack, source: SequenceSource, config: TrainConfig, out_dir: "str | Path",
                  workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None) -> None:
         self.model = model
-        self.source = source.with_grey(config.grey_fraction, config.seed)
+        self.source = source.with_grey(config.grey_fraction, config.seed, config.grey_luma_contrast)
         self.config = config
         self.out_dir = Path(out_dir)
         self.workers = workers
