@@ -102,6 +102,7 @@ WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this of
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
 LOAD_POLL_S = 0.1  # how often configure looks for a signal while the model loads
+NEARLY_BLACK_PEAK = 15  # an init image no brighter than this (of 255) is warned of: 12-bit data read as 16
 # why a held init is started or refused once handed back (see PendingInits)
 _LATER_FRAME = "a later frame arrived first"
 _WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
@@ -459,14 +460,11 @@ class FarTrackNode(LifecycleNode):
             if self._loaded is None:
                 self._warn("init ignored: the node is not configured")
                 return
-            if self._loaded.bundled and is_grey_frame(rgb):
-                self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
-                           "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, "
-                           "0.14 where hue alone sets it apart (OpenCV CSRT 0.56 and 0.51)")
             tracker = self._loaded.tracker
             detections, repeated = last_of_each_id(msg.detections)
             for target_id, count in repeated.items():
                 self._warn(f"init lists target {target_id!r} {count} times: its last box is used")
+            started = False
             for detection in detections:
                 try:
                     requested = init_box(detection)
@@ -475,6 +473,7 @@ class FarTrackNode(LifecycleNode):
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue
                 self._init_seq[target_id] = frame.seq
+                started = True
                 box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
                 if max(abs(a - b) for a, b in zip(box, requested)) > 1e-3:
                     self._warn(
@@ -484,10 +483,24 @@ class FarTrackNode(LifecycleNode):
                 self.get_logger().info(
                     f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
+            if started:
+                self._warn_of_image_look(rgb)
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
             self._count_targets(tracker)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
+
+    def _warn_of_image_look(self, rgb) -> None:
+        """Warn of an init image the model sees badly: nearly black, or grey for the bundled model."""
+        peak = int(rgb.max())
+        if peak <= NEARLY_BLACK_PEAK:
+            self._warn(f"init on a nearly black image (brightest value {peak} of 255): 16-bit images are read "
+                       "by their high byte, as cv_bridge does, so 10- or 12-bit data in the low bits of a "
+                       "16-bit word comes out this dark; have the camera driver put it in the high bits")
+        elif self._loaded.bundled and is_grey_frame(rgb):
+            self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
+                       "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, "
+                       "0.14 where hue alone sets it apart (OpenCV CSRT 0.56 and 0.51)")
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
         """The cached frame ``msg`` names (`find_init_frame`); None when it is refused (warned) or

@@ -22,6 +22,14 @@ from .image_qos import choose_reliability, image_qos, reliability_name, silent_p
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
 
 
+UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # what the graph says before discovery has the node's name
+
+
+def node_names(names: set[str]) -> str:
+    """Publishers' node names for a log line, sorted; one discovery has not named yet is "not known"."""
+    return ", ".join(sorted(name if name != UNKNOWN_NODE else "not known" for name in names))
+
+
 class ImageSubscription:
     """The image subscription of ``node``: made by `start`, remade by `check` when the publishers'
     reliability asks for another (``qos_reliability`` auto), destroyed by `stop`. Reads the node's
@@ -42,6 +50,7 @@ class ImageSubscription:
         self.publishers_since_s: float | None = None  # since when the topic has publishers
         self._silence_reported = False
         self._several_told = False  # warned of several publishers since there were fewer
+        self._several_waited = False  # ... or waited a check for a publisher's node name
 
     def start(self) -> None:
         """Subscribe as the parameters say, reliable or not as the current publishers offer."""
@@ -96,16 +105,23 @@ class ImageSubscription:
 
     def _check_several(self, publishers: list) -> None:
         """Two cameras on one topic interleave two timelines: each jump back of the stamps looks like
-        a bag loop and empties the frame cache. Said once while there are several publishers."""
+        a bag loop and empties the frame cache. Said once while there are several publishers, a
+        check later when discovery has not named one yet."""
         if len(publishers) < 2:
-            self._several_told = False
-        elif not self._several_told:
-            self._several_told = True
-            nodes = ", ".join(sorted({info.node_name for info in publishers}))
-            self._node.get_logger().warning(
-                f"{len(publishers)} publishers on {self.topic_name} (nodes {nodes}): the frames of several "
-                "cameras on one topic interleave and the tracker jumps between them; give each camera its "
-                "own topic and node")
+            self._several_told = self._several_waited = False
+            return
+        names = {info.node_name for info in publishers}
+        if self._several_told:
+            return
+        if UNKNOWN_NODE in names and not self._several_waited:
+            self._several_waited = True
+            return
+        self._several_told = True
+        self._node.get_logger().warning(
+            f"{len(publishers)} publishers on {self.topic_name} (nodes {node_names(names)}): the frames of "
+            "several cameras on one topic interleave and the tracker jumps between them; give each camera "
+            "its own topic and node (a driver that restarted after a crash counts twice until its old "
+            "publisher's lease runs out)")
 
     def _subscribe(self, reliability: QoSReliabilityPolicy) -> None:
         """(Re)subscribe with ``reliability``, replacing any current subscription."""
@@ -134,8 +150,6 @@ class ControlPublisherWatch:
     (Subscribing best effort instead would drop a reliable client's retransmissions; following the
     publishers would miss a one-shot init.)"""
 
-    UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # what the graph says before discovery has the node's name
-
     def __init__(self, node: Node):
         self._node = node
         self.subscriptions: list = []
@@ -151,11 +165,10 @@ class ControlPublisherWatch:
             if not unmatched:
                 self._told.discard(topic)
                 self._waited.discard(topic)
-            elif self.UNKNOWN_NODE in names and topic not in self._waited:
+            elif UNKNOWN_NODE in names and topic not in self._waited:
                 self._waited.add(topic)  # one check later discovery has usually named it
             elif topic not in self._told:
                 self._told.add(topic)
-                nodes = ", ".join(sorted(name if name != self.UNKNOWN_NODE else "not known" for name in names))
                 self._node.get_logger().warning(
-                    f"{len(unmatched)} best-effort publisher(s) on {topic} (node {nodes}) cannot reach this "
+                    f"{len(unmatched)} best-effort publisher(s) on {topic} (node {node_names(names)}) cannot reach this "
                     "node, whose subscription is reliable: publish with reliable QoS (e.g. QoSProfile(depth=10))")

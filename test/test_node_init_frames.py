@@ -7,6 +7,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from node_helpers import box_of, ground_truth_sequence, image_msg, init_msg, iou, stamp_ns_of
@@ -84,6 +85,36 @@ def test_an_init_on_a_grey_image_is_warned_the_bundled_model_tracks_less_well_in
 
     assert node._loaded.bundled and node._loaded.tracker.target_ids == ["a"]
     assert any("the bundled model tracks less well in grey" in line for line in lines) == told, lines
+
+
+def test_an_init_refused_on_a_grey_image_is_not_warned_of_grey(node):
+    warnings = _record_warnings(node)
+    frames, _ = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0], encoding="mono8"))
+
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", (-100.0, -100.0, 50.0, 50.0))]))
+
+    assert not node._loaded.tracker.target_ids
+    assert any("refused" in line for line in warnings) and not any("grey" in line for line in warnings), warnings
+
+
+def test_an_init_on_12_bit_data_in_the_low_bits_of_mono16_is_warned_of_a_nearly_black_image(node):
+    from fartrack_ros.image_conversion import rgb_to_image_msg
+
+    from node_helpers import header_of
+
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(2)
+    msg = rgb_to_image_msg(frames[0], header_of(STAMPS_NS[0]), encoding="mono16")
+    twelve_bit = np.frombuffer(bytes(msg.data), "<u2" if not msg.is_bigendian else ">u2") >> 4  # 0..4095
+    msg.data = twelve_bit.tobytes()
+    node._on_image(msg)
+
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+
+    (line,) = [line for line in warnings if "nearly black" in line]
+    # 12-bit values put at most 15 in the high byte; this frame's brightest pixel gives 13
+    assert "brightest value 13 of 255" in line and "high bits" in line
 
 
 def test_after_the_stamps_go_back_an_init_that_overtakes_its_image_still_waits_for_it(node):

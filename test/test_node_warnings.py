@@ -96,10 +96,10 @@ def test_the_best_effort_publisher_warning_waits_a_check_for_the_node_s_name():
 
     from rclpy.qos import QoSReliabilityPolicy
 
-    from fartrack_ros.subscriptions import ControlPublisherWatch
+    from fartrack_ros.subscriptions import UNKNOWN_NODE, ControlPublisherWatch
 
     log = _RecordingLogger()
-    publisher = SimpleNamespace(node_name=ControlPublisherWatch.UNKNOWN_NODE,
+    publisher = SimpleNamespace(node_name=UNKNOWN_NODE,
                                 qos_profile=SimpleNamespace(reliability=QoSReliabilityPolicy.BEST_EFFORT))
     node = SimpleNamespace(get_logger=lambda: log, get_publishers_info_by_topic=lambda topic: [publisher])
     watch = ControlPublisherWatch(node)
@@ -133,3 +133,22 @@ def test_several_publishers_on_the_image_topic_are_told_once_while_they_last(log
     several = [line for line in log.lines if "publishers on /image" in line]
     assert len(several) == 2, log.lines
     assert "2 publishers on /image (nodes left_camera, right_camera)" in several[0]
+
+
+def test_a_camera_not_named_yet_is_waited_for_before_several_publishers_are_told(logged_node):
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.subscriptions import UNKNOWN_NODE
+
+    node, log = logged_node
+    current = [_camera("left_camera"), _camera(UNKNOWN_NODE)]
+    node._images.publishers = lambda: current
+    node._images.reliability = QoSReliabilityPolicy.BEST_EFFORT
+
+    node._check_publishers()
+    assert not [line for line in log.lines if "publishers on /image" in line]
+    current[1] = _camera("right_camera")  # discovery has named it by the next check
+    node._check_publishers()
+
+    several = [line for line in log.lines if "publishers on /image" in line]
+    assert len(several) == 1 and "(nodes left_camera, right_camera)" in several[0], log.lines
