@@ -136,6 +136,7 @@ class FarTrackNode(LifecycleNode):
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # held inits handed to the compute thread and not started yet
+        self._grey_told = False  # the bundled model's grey warning was given since configure
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
@@ -169,6 +170,7 @@ class FarTrackNode(LifecycleNode):
                 return TransitionCallbackReturn.FAILURE
         try:
             self._loaded = self._load.result()
+            self._grey_told = False
         except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -483,24 +485,29 @@ class FarTrackNode(LifecycleNode):
                 self.get_logger().info(
                     f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
-            if started:
-                self._warn_of_image_look(rgb)
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
             self._count_targets(tracker)
             self._init_seq = {t: self._init_seq.get(t, -1) for t in tracker.target_ids}  # removed ones go
+            if started:
+                self._warn_of_image_look(rgb, frame.msg)
 
-    def _warn_of_image_look(self, rgb) -> None:
-        """Warn of an init image the model sees badly: nearly black, or grey for the bundled model."""
+    def _warn_of_image_look(self, rgb, msg) -> None:
+        """Warn of an init image the model sees badly: nearly black (16-bit data in the low bits, or
+        a dark scene), or grey for the bundled model (once per configure: a mono camera stays one)."""
         peak = int(rgb.max())
         if peak <= NEARLY_BLACK_PEAK:
-            self._warn(f"init on a nearly black image (brightest value {peak} of 255): 16-bit images are read "
-                       "by their high byte, as cv_bridge does, so 10- or 12-bit data in the low bits of a "
-                       "16-bit word comes out this dark; have the camera driver put it in the high bits")
-        elif self._loaded.bundled and is_grey_frame(rgb):
+            source = str(getattr(msg, "encoding", "") or getattr(msg, "format", ""))
+            cause = ("16-bit images are read by their high byte, as cv_bridge does, so 10- or 12-bit data in "
+                     "the low bits of a 16-bit word comes out this dark; have the camera driver put it in the "
+                     "high bits" if "16" in source else
+                     "the target can hardly be seen; check the camera's exposure (or a lens cap)")
+            self._warn(f"init on a nearly black image (brightest value {peak} of 255): {cause}")
+        elif self._loaded.bundled and is_grey_frame(rgb) and not self._grey_told:
+            self._grey_told = True
             self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
-                       "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, "
-                       "0.14 where hue alone sets it apart (OpenCV CSRT 0.56 and 0.51)")
+                       "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, 0.14 "
+                       "on colour scenes turned grey, where many barely do (OpenCV CSRT 0.56 and 0.51)")
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
         """The cached frame ``msg`` names (`find_init_frame`); None when it is refused (warned) or

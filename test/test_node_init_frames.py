@@ -87,6 +87,17 @@ def test_an_init_on_a_grey_image_is_warned_the_bundled_model_tracks_less_well_in
     assert any("the bundled model tracks less well in grey" in line for line in lines) == told, lines
 
 
+def test_a_mono_camera_is_warned_of_grey_at_its_first_init_only(node):
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(2)
+    for index, stamp_ns in enumerate(STAMPS_NS[:2]):
+        node._on_image(image_msg(frames[index], stamp_ns, encoding="mono8"))
+        node._start_targets(init_msg(stamp_ns, [(f"t{index}", boxes[index])]))
+
+    assert node._loaded.tracker.target_ids == ["t0", "t1"]
+    assert len([line for line in warnings if "grey" in line]) == 1, warnings
+
+
 def test_an_init_refused_on_a_grey_image_is_not_warned_of_grey(node):
     warnings = _record_warnings(node)
     frames, _ = ground_truth_sequence(2)
@@ -115,6 +126,17 @@ def test_an_init_on_12_bit_data_in_the_low_bits_of_mono16_is_warned_of_a_nearly_
     (line,) = [line for line in warnings if "nearly black" in line]
     # 12-bit values put at most 15 in the high byte; this frame's brightest pixel gives 13
     assert "brightest value 13 of 255" in line and "high bits" in line
+
+
+def test_an_init_on_a_dark_8_bit_image_is_warned_of_the_exposure_not_of_16_bit_data(node):
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0] // 20, STAMPS_NS[0], encoding="bgr8"))
+
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+
+    (line,) = [line for line in warnings if "nearly black" in line]
+    assert "exposure" in line and "16-bit" not in line
 
 
 def test_after_the_stamps_go_back_an_init_that_overtakes_its_image_still_waits_for_it(node):

@@ -43,7 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--width", type=int, default=SyntheticConfig.width, help="synthetic frame width")
     parser.add_argument("--height", type=int, default=SyntheticConfig.height, help="synthetic frame height")
     parser.add_argument("--grey", action="store_true",
-                        help="score on the frames as a grey camera gives them (BT.601 luma in all three channels)")
+                        help="score on the frames as a grey camera gives them (BT.601 luma in all three channels; "
+                             "generated scenes stay those drawn for colour unless --luma-contrast)")
     parser.add_argument("--luma-contrast", action="store_true",
                         help="draw the generated scenes for a mono camera: objects differ in brightness as "
                              "well as hue (with --grey, what a mono camera sees of a scene)")

@@ -16,6 +16,7 @@ from fartrack_ros.data.layers import composite_layer, texture_pyramid
 from fartrack_ros.data.textures import (SHAPES, TEXTURE_FAMILIES, colour_texture, fractal_noise,
                                         palette_luma, random_palette, set_apart_in_luma, shape_mask,
                                         shift_palette)
+from fartrack_ros.image_conversion import BT601_LUMA
 
 CAMERA_MARGIN = 40  # background canvas is this much larger than the frame on every side
 SHADOW_MARGIN = 40
@@ -345,7 +346,7 @@ def plan_scene(rng: np.random.Generator, config, n: int, d: float,
     contrast = rng.choice([-1, 1]) * rng.uniform(lerp(100.0, 35.0, d), 180.0)
     palette = random_palette(rng, hue=scene_hue + contrast, hue_spread=40, saturation=(0.35, 0.9))
     if luma_rng is not None:
-        background_luma = palette_luma(background.reshape(-1, 3) / np.float32(255.0))
+        background_luma = float((background.reshape(-1, 3) @ BT601_LUMA).mean()) / 255.0
         palette = set_apart_in_luma(luma_rng, palette, background_luma,
                                     luma_rng.uniform(lerp(0.3, 0.15, d), 0.45))
     mask = shape_mask(rng, shape, tex)
