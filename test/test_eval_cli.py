@@ -1,6 +1,7 @@
 """fartrack-eval and fartrack-make-data end to end, with the fast OpenCV trackers on short sequences."""
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -36,6 +37,25 @@ def test_make_data_writes_a_set_that_eval_reads_back(tmp_path, capsys, layout):
     assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 0
     out = capsys.readouterr().out
     assert "wrote 2 sequences" in out and f"2 sequences from {root}" in out
+
+
+def test_make_data_draws_the_scenes_for_a_mono_camera_when_asked(tmp_path, capsys):
+    import cv2
+
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+
+    root = tmp_path / "mono"
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--luma-contrast",
+                           "--jpeg-quality", "100"] + SHORT_SEQUENCES) == 0
+
+    (first,) = sorted(root.glob("*/00000001.jpg"))
+    written = cv2.cvtColor(cv2.imread(str(first)), cv2.COLOR_BGR2RGB).astype(float)
+    config = SyntheticConfig(min_length=12, max_length=12)
+    mono, colour = generate_sequence(40, replace(config, luma_contrast=True)), generate_sequence(40, config)
+    x, y, w, h = (int(round(v)) for v in mono.boxes[0])
+    target = (slice(y, y + h), slice(x, x + w))  # where the two scenes differ most
+    assert np.abs(written - mono.frame(0))[target].mean() < 5.0
+    assert np.abs(written - colour.frame(0))[target].mean() > 20.0
 
 
 def test_eval_rejects_an_unknown_tracker_with_the_choices(capsys):

@@ -36,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-length", type=int, default=SyntheticConfig.max_length)
     parser.add_argument("--difficulty", type=float, default=None,
                         help="fix the difficulty in [0, 1] (default: drawn per sequence from its seed)")
+    parser.add_argument("--luma-contrast", action="store_true",
+                        help="draw the scenes for a mono camera: objects differ in brightness as well as hue "
+                             "(for grey training, fartrack-train --grey-fraction, or fartrack-eval --grey)")
     parser.add_argument("--jpeg-quality", type=int, default=95, choices=range(101), metavar="0..100")
     return parser
 
@@ -48,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
                        "<class>-<n>)", code=2)
     try:
         config = SyntheticConfig(width=args.width, height=args.height, min_length=args.min_length,
-                                 max_length=args.max_length, difficulty=args.difficulty)
+                                 max_length=args.max_length, difficulty=args.difficulty,
+                                 luma_contrast=args.luma_contrast)
     except ValueError as exc:
         raise CliError(exc, code=2) from None
     out = Path(args.out)

@@ -23,8 +23,8 @@ One sample, as the tracker sees it at inference:
 The crops are the official ones (`tracker.cropping.sample_target`). A share of the sequences may
 be seen in grey, as from a mono camera (`SequenceSource.with_grey`, `TrainConfig.grey_fraction`);
 generated ones are then drawn with objects that differ in brightness too, as a mono camera needs
-(`TrainConfig.grey_luma_contrast`; a folder's sequences, `fartrack-make-data`'s too, are only
-turned grey).
+(`TrainConfig.grey_luma_contrast`); a folder's sequences are only turned grey (`fartrack-make-data
+--luma-contrast` writes scenes drawn for a mono camera).
 """
 
 from __future__ import annotations
