@@ -152,10 +152,11 @@ def run(options) -> int:
     from fartrack_ros.msg import TrackerStatus
 
     config = SyntheticConfig(width=320, height=240, min_length=options.frames, max_length=options.frames,
-                             difficulty=options.difficulty)
+                             difficulty=options.difficulty, luma_contrast=options.mono)
     truth = generate_sequence(options.seed, config, lazy=True)  # boxes only; frames render lazily
+    camera = ", mono8 images of a scene drawn for a mono camera" if options.mono else ""
     print(f"demo: sequence {options.seed} ({options.frames} frames, 320x240, difficulty "
-          f"{options.difficulty}), {options.rate:g} fps, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
+          f"{options.difficulty}{camera}), {options.rate:g} fps, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
 
     node_params = {"device": options.device, "weights": options.weights, "variant": options.variant,
                    "image_transport": options.transport}
@@ -168,6 +169,8 @@ def run(options) -> int:
         "--wait", "60", "--subscribers", "2"]
     if options.difficulty is not None:
         publisher_argv += ["--difficulty", str(options.difficulty)]
+    if options.mono:
+        publisher_argv += ["--luma-contrast", "--encoding", "mono8"]
 
     rclpy.init()
     node = rclpy.create_node("fartrack_demo")
@@ -357,6 +360,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--weights", default="", help="checkpoint for the node (default: bundled model)")
     parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as the checkpoint)")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"])
+    parser.add_argument("--mono", action="store_true",
+                        help="play it as a mono camera: mono8 images of the scene drawn for one (raw transport)")
     parser.add_argument("--timeout", type=positive_float, default=120.0, help="give up after this many seconds")
     parser.add_argument("--grace", type=non_negative_float, default=3.0,
                         help="seconds to wait for the last detections after the publisher ends")
@@ -364,7 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    options = build_parser().parse_args(argv)
+    parser = build_parser()
+    options = parser.parse_args(argv)
+    if options.mono and options.transport != "raw":
+        parser.error("--mono publishes raw mono8 images: leave --transport raw")
     try:
         return run(options)
     except KeyboardInterrupt:

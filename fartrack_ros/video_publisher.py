@@ -46,12 +46,13 @@ class FrameSource:
 
 
 def synthetic_source(seed: int, frames: int | None = None, width: int = 320, height: int = 240,
-                     difficulty: float | None = None) -> FrameSource:
+                     difficulty: float | None = None, luma_contrast: bool = False) -> FrameSource:
+    """The generated sequence of ``seed`` (``luma_contrast``: its scene drawn for a mono camera)."""
     from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 
     length = frames or 100
     config = SyntheticConfig(width=width, height=height, min_length=max(length, 2),
-                             max_length=max(length, 2), difficulty=difficulty)
+                             max_length=max(length, 2), difficulty=difficulty, luma_contrast=luma_contrast)
     sequence = generate_sequence(seed, config, lazy=True)
     return FrameSource(sequence.frames, len(sequence.frames), tuple(float(v) for v in sequence.boxes[0]))
 
@@ -99,6 +100,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--difficulty", type=float, help="synthetic: fixed difficulty in [0, 1]")
     parser.add_argument("--size", default="320x240", type=frame_size,
                         help="synthetic: frame size WxH (default 320x240)")
+    parser.add_argument("--luma-contrast", action="store_true",
+                        help="synthetic: draw the scene for a mono camera, objects differing in brightness too "
+                             "(publish it as one with --encoding mono8)")
     parser.add_argument("--rate", type=positive_float, help="frames per second (default: the video's, else 10)")
     parser.add_argument("--loop", action="store_true", help="play again from the start until stopped")
     parser.add_argument("--encoding", default="rgb8", choices=SUPPORTED_ENCODINGS, metavar="ENCODING",
@@ -226,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     options = build_parser().parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     try:
         if options.synthetic is not None:
-            source = synthetic_source(options.synthetic, options.frames, *options.size, options.difficulty)
+            source = synthetic_source(options.synthetic, options.frames, *options.size, options.difficulty,
+                                      options.luma_contrast)
         else:
             source = video_source(options.video, options.frames)
         if options.transport == "raw":

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from node_helpers import REPO, pick_domain_id, ros_env, weights_for_tests
+from node_helpers import DEFAULT_WEIGHTS, REPO, pick_domain_id, ros_env, weights_for_tests
 
 from fartrack_ros.demo import DemoRecorder, _index_of, _published
 
@@ -56,3 +56,28 @@ def test_the_demo_runs_node_and_publisher_and_prints_a_summary():
     assert re.search(r"frames +published 1[012] ", summary), summary
     for field in ("rate", "p50", "p95", "AO", "model"):
         assert field in summary, field
+
+
+@pytest.mark.ros
+@pytest.mark.slow
+def test_the_demo_plays_a_mono_camera_and_the_bundled_model_tracks_it():
+    env = ros_env(pick_domain_id())
+    result = subprocess.run(
+        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--rate", "10", "--device", "cpu",
+         "--weights", str(weights_for_tests()), "--timeout", "90", "--mono"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
+
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert "mono8 images of a scene drawn for a mono camera" in output
+    if weights_for_tests() == DEFAULT_WEIGHTS:  # the bundled model learned grey
+        ao = float(re.search(r"accuracy +AO ([\d.]+)", output).group(1))
+        assert ao >= 0.6, output
+
+
+def test_the_mono_demo_refuses_compressed_transport(capsys):
+    from fartrack_ros.demo import main
+
+    with pytest.raises(SystemExit):
+        main(["--mono", "--transport", "compressed"])
+    assert "--mono publishes raw mono8 images" in capsys.readouterr().err

@@ -84,6 +84,16 @@ def test_synthetic_source_carries_the_ground_truth_first_box():
     assert len(source.first_box) == 4 and source.first_box[2] > 0
 
 
+def test_a_synthetic_source_for_a_mono_camera_is_its_seeds_scene_drawn_for_one():
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+
+    source = synthetic_source(1_000_000, frames=5, luma_contrast=True)
+
+    mono = generate_sequence(1_000_000, SyntheticConfig(min_length=5, max_length=5, luma_contrast=True))
+    assert np.array_equal(source.frames[0], mono.frame(0))
+    assert not np.array_equal(source.frames[0], synthetic_source(1_000_000, frames=5).frames[0])
+
+
 @pytest.mark.ros
 def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_frame():
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
