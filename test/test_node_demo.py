@@ -36,17 +36,22 @@ def test_numbers_are_unknown_before_the_init_or_for_unseen_stamps():
     assert _index_of(_recorder(100, [110]), 90) is None
 
 
+def _run_demo(*options: str) -> str:
+    """A 12-frame demo in processes of its own; its output (the demo must succeed)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--rate", "10", "--device", "cpu",
+         "--weights", str(weights_for_tests()), "--timeout", "90", *options],
+        env=ros_env(pick_domain_id()), cwd=REPO, capture_output=True, text=True, timeout=150)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    return output
+
+
 @pytest.mark.ros
 @pytest.mark.slow
 def test_the_demo_runs_node_and_publisher_and_prints_a_summary():
-    env = ros_env(pick_domain_id())
-    result = subprocess.run(
-        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--rate", "10", "--device", "cpu",
-         "--weights", str(weights_for_tests()), "--timeout", "90"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
+    output = _run_demo()
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert "[node]" in output and "[publisher]" in output  # separate processes
     # Images travel best-effort (as from a camera driver), so a loaded machine may lose one or two
     # of the 11 frames after the init; most must come back as boxes with a latency.
@@ -61,14 +66,8 @@ def test_the_demo_runs_node_and_publisher_and_prints_a_summary():
 @pytest.mark.ros
 @pytest.mark.slow
 def test_the_demo_plays_a_mono_camera_and_the_bundled_model_tracks_it():
-    env = ros_env(pick_domain_id())
-    result = subprocess.run(
-        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--rate", "10", "--device", "cpu",
-         "--weights", str(weights_for_tests()), "--timeout", "90", "--mono"],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=150)
+    output = _run_demo("--mono")
 
-    output = result.stdout + result.stderr
-    assert result.returncode == 0, output
     assert "mono8 images of a scene drawn for a mono camera" in output
     if weights_for_tests() == DEFAULT_WEIGHTS:  # the bundled model learned grey
         ao = float(re.search(r"accuracy +AO ([\d.]+)", output).group(1))
