@@ -503,7 +503,7 @@ class FarTrackNode(LifecycleNode):
                      "high bits" if "16" in source else
                      "the target can hardly be seen; check the camera's exposure (or a lens cap)")
             self._warn(f"init on a nearly black image (brightest value {peak} of 255): {cause}")
-        elif self._loaded.bundled and is_grey_frame(rgb) and not self._grey_told:
+        elif self._loaded.bundled and not self._grey_told and is_grey_frame(rgb):  # a full-frame compare
             self._grey_told = True
             self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
                        "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, 0.14 "
