@@ -28,7 +28,7 @@ class _Layout:
     """How an encoding lays out its pixels.
 
     ``samples`` per pixel (1 mono or Bayer, 3-4 colour, 2 bytes per pixel of YUV 4:2:2), each of
-    ``sample_bytes`` (16-bit samples are read by their high byte, as cv_bridge scales 16 to 8 bit);
+    ``sample_bytes`` (16-bit samples: see `raw_to_rgb`'s ``bit_depth``);
     ``to_rgb`` names OpenCV's conversion of the 8-bit samples to RGB (empty: R, G, B come first).
     For writing: where packed colour puts R, G, B (``rgb``), the Bayer 2x2 ``pattern`` and the
     ``yuv`` layout; ``yuv420`` data holds a chroma plane of half the rows after the luma rows.
@@ -82,6 +82,8 @@ _LAYOUTS: dict[str, _Layout] = {
 _ALIASES = {"yuv422": "uyvy", "yuv422_yuy2": "yuyv", "8UC1": "mono8", "8UC3": "bgr8", "8UC4": "bgra8"}
 _BY_LOWER_NAME = {**{name: name for name in _LAYOUTS}, **{alias.lower(): name for alias, name in _ALIASES.items()}}
 SUPPORTED_ENCODINGS = tuple(_LAYOUTS) + tuple(_ALIASES)
+FULL_BIT_DEPTH = 16  # 16-bit samples read by their high byte, as cv_bridge scales 16 to 8 bits
+MIN_BIT_DEPTH = 9  # fewer significant bits would fit in 8-bit samples
 # A compressed frame whose header claims more pixels is refused before decoding (a few KB of PNG
 # can otherwise expand to gigabytes); 8K UHD is 33 Mpx.
 MAX_COMPRESSED_PIXELS = 64_000_000
@@ -107,6 +109,11 @@ def _canonical_encoding(encoding: str) -> str:
     return name
 
 
+def bits_per_sample(encoding: str) -> int:
+    """8 or 16: the bits of each sample of ``encoding`` (ImageConversionError when unknown)."""
+    return 8 * _LAYOUTS[_canonical_encoding(encoding)].sample_bytes
+
+
 def row_layout(encoding: str, width: int, height: int) -> tuple[int, int]:
     """(bytes of one row's pixels, rows of data) of a ``width`` x ``height`` image in ``encoding``."""
     return _LAYOUTS[_canonical_encoding(encoding)].rows(width, height)
@@ -120,15 +127,18 @@ def _check_subsampled_size(name: str, layout: _Layout, width: int, height: int) 
 
 
 def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
-               is_bigendian: bool = False) -> np.ndarray:
+               is_bigendian: bool = False, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """Pixel buffer of a ``sensor_msgs/Image`` -> C-contiguous HxWx3 uint8 RGB array.
 
     ``data`` is anything with the buffer protocol (bytes, ``array.array('B')``, numpy). Row
     padding (``step`` larger than the row's pixel bytes) is skipped; the last row may omit its
     padding; data beyond ``step`` times the rows means the header is wrong and is an error.
-    ``is_bigendian`` matters for 16-bit encodings only. The result never shares memory with
-    ``data``.
+    ``is_bigendian`` and ``bit_depth`` matter for 16-bit encodings only: 16 reads a sample's high
+    byte, as cv_bridge does; fewer (10, 12, 14: what many cameras send in the low bits of the word)
+    scales so that 2**bit_depth - 1 is white (`scale_to_8_bits`). The result never shares memory
+    with ``data``.
     """
+    _check_bit_depth(bit_depth)
     name = _canonical_encoding(encoding)
     layout = _LAYOUTS[name]
     height, width, step = int(height), int(width), int(step)
@@ -153,15 +163,35 @@ def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
             f"image data has {buffer.size} bytes, more than step*rows = {step}*{rows} = "
             f"{step * rows}: the header does not describe the data (wrong width, height or step?)"
         )
-    # One byte per sample: a 16-bit sample's high byte is its first byte when big-endian.
-    high_byte = 1 if layout.sample_bytes == 2 and not is_bigendian else 0
-    samples = np.lib.stride_tricks.as_strided(
-        buffer[high_byte:], shape=(rows, width, layout.samples),
-        strides=(step, layout.pixel_bytes, layout.sample_bytes), writeable=False,
-    )
+    if layout.sample_bytes == 2 and bit_depth < FULL_BIT_DEPTH:
+        words = np.ndarray(shape=(rows, width, layout.samples), dtype=">u2" if is_bigendian else "<u2",
+                           buffer=buffer, strides=(step, layout.pixel_bytes, 2))
+        samples = scale_to_8_bits(words, bit_depth)
+    else:
+        # One byte per sample: a 16-bit sample's high byte is its first byte when big-endian.
+        high_byte = 1 if layout.sample_bytes == 2 and not is_bigendian else 0
+        samples = np.lib.stride_tricks.as_strided(
+            buffer[high_byte:], shape=(rows, width, layout.samples),
+            strides=(step, layout.pixel_bytes, layout.sample_bytes), writeable=False,
+        )
     if not layout.to_rgb:
         return np.array(samples[:, :, :3], dtype=np.uint8, order="C", copy=True)
     return _opencv_to_rgb(samples, layout.to_rgb)
+
+
+def scale_to_8_bits(samples: np.ndarray, bit_depth: int) -> np.ndarray:
+    """16-bit samples (either byte order, rows may be padded) of ``bit_depth`` significant bits ->
+    uint8, 2**bit_depth - 1 to 255 (rounded); larger values (bits above the depth) saturate at 255.
+    OpenCV's saturating scale: 0.5 ms for 1920x1080 rgb16, 25x faster than numpy's arithmetic."""
+    import cv2
+
+    native = np.require(samples, np.uint16, ["A"])  # OpenCV misreads unaligned or byte-swapped data
+    return cv2.convertScaleAbs(native, alpha=255 / ((1 << bit_depth) - 1)).reshape(samples.shape)
+
+
+def _check_bit_depth(bit_depth: int) -> None:
+    if not MIN_BIT_DEPTH <= int(bit_depth) <= FULL_BIT_DEPTH:
+        raise ValueError(f"bit_depth {bit_depth} is not in [{MIN_BIT_DEPTH}, {FULL_BIT_DEPTH}]")
 
 
 def _opencv_to_rgb(samples: np.ndarray, conversion: str) -> np.ndarray:
@@ -180,21 +210,28 @@ def _opencv_to_rgb(samples: np.ndarray, conversion: str) -> np.ndarray:
                                    f"to RGB: {detail}") from None
 
 
-def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None) -> tuple[bytes, int]:
+def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None,
+               bit_depth: int = FULL_BIT_DEPTH) -> tuple[bytes, int]:
     """HxWx3 uint8 RGB array -> (pixel bytes, step) in ``encoding``; ``step`` may add padding.
 
     What a camera of that encoding would send: little-endian (``is_bigendian`` 0) 16-bit samples
-    of value ``v * 257`` (the 8-bit value in both bytes), a Bayer mosaic of the pattern's colour
-    at each pixel, YUV as OpenCV converts it (BT.601, video range), grey as BT.601 luma.
+    of value ``v * 257`` (the 8-bit value in both bytes), or with ``bit_depth`` below 16 the value
+    scaled to that many low bits (``v * (2**bit_depth - 1) / 255``, rounded), a Bayer mosaic of
+    the pattern's colour at each pixel, YUV as OpenCV converts it (BT.601, video range), grey as
+    BT.601 luma.
     """
     rgb = _check_rgb(rgb)
+    _check_bit_depth(bit_depth)
     name = _canonical_encoding(encoding)
     layout = _LAYOUTS[name]
     height, width = rgb.shape[:2]
     _check_subsampled_size(name, layout, width, height)
     row_bytes, rows = layout.rows(width, height)
     pixels = _samples_of(rgb, layout).reshape(rows, -1)
-    if layout.sample_bytes == 2:
+    if layout.sample_bytes == 2 and bit_depth < FULL_BIT_DEPTH:
+        top = (1 << bit_depth) - 1
+        pixels = ((pixels.astype(np.uint32) * top + 127) // 255).astype("<u2").view(np.uint8)
+    elif layout.sample_bytes == 2:
         pixels = (pixels.astype("<u2") * 257).view(np.uint8)
     step = row_bytes if step is None else int(step)
     if step < row_bytes:
@@ -257,7 +294,7 @@ def _yuv422_via_i420(rgb: np.ndarray, order: str) -> np.ndarray:
     return samples
 
 
-def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
+def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """JPEG/PNG bytes of a ``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array.
 
     ``image_format`` is the message's ``format`` field (``"jpeg"``, ``"png"``,
@@ -265,10 +302,13 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     (image_transport's compressed codecs), whose headers give the size to check before decoding;
     the field is only checked for depth formats we cannot use. Colour images come out of
     image_transport's encoder in BGR order, which this turns into RGB; grey images become three
-    equal channels; an alpha channel is dropped. EXIF orientation is not applied.
+    equal channels; an alpha channel is dropped. EXIF orientation is not applied. A 16-bit PNG or
+    TIFF is scaled to 8 bits by OpenCV (about its high byte), or with ``bit_depth`` below 16 as
+    `raw_to_rgb` scales it.
     """
     import cv2  # OpenCV is needed for the compressed path only
 
+    _check_bit_depth(bit_depth)
     if "compresseddepth" in str(image_format).lower():
         raise ImageConversionError(
             f"compressed image format {image_format!r} is a depth image; the tracker needs colour"
@@ -288,8 +328,10 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
     # EXIF orientation is ignored, as image_transport's decoder ignores it: boxes stay in the
     # pixel frame that the camera and every other subscriber see
     flags = cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION
+    if bit_depth < FULL_BIT_DEPTH:
+        flags |= cv2.IMREAD_ANYDEPTH  # 16-bit stays 16-bit, to be scaled below
 
-    def decode():
+    def decode(flags: int = flags):
         try:
             return cv2.imdecode(buffer, flags)
         except cv2.error as exc:  # some corrupt streams make the decoder throw instead of failing
@@ -303,8 +345,12 @@ def compressed_to_rgb(data, image_format: str = "") -> np.ndarray:
             raise ImageConversionError(f"could not decode {what}: the JPEG is damaged (libjpeg: {problem})")
     else:
         bgr = decode()
-    if bgr is None:
+    if bgr is not None and bgr.dtype not in (np.uint8, np.uint16):  # a float TIFF, read with IMREAD_ANYDEPTH
+        bgr = decode(flags & ~cv2.IMREAD_ANYDEPTH)  # as without it
+    if bgr is None or not bgr.size:
         raise ImageConversionError(f"could not decode {what}; expected JPEG, PNG or TIFF")
+    if bgr.dtype == np.uint16:
+        bgr = scale_to_8_bits(bgr, bit_depth)
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -398,21 +444,23 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 # --- sensor_msgs adapters -------------------------------------------------------------------
 
 
-def image_msg_to_rgb(msg) -> np.ndarray:
-    """``sensor_msgs/Image`` -> HxWx3 uint8 RGB array."""
-    return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian))
+def image_msg_to_rgb(msg, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
+    """``sensor_msgs/Image`` -> HxWx3 uint8 RGB array (``bit_depth``: see `raw_to_rgb`)."""
+    return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian), bit_depth)
 
 
-def compressed_msg_to_rgb(msg) -> np.ndarray:
-    """``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array."""
-    return compressed_to_rgb(msg.data, msg.format)
+def compressed_msg_to_rgb(msg, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
+    """``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array (``bit_depth``: see `raw_to_rgb`)."""
+    return compressed_to_rgb(msg.data, msg.format, bit_depth)
 
 
-def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8", step: int | None = None):
-    """HxWx3 uint8 RGB array -> ``sensor_msgs/Image`` (header copied when given)."""
+def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8", step: int | None = None,
+                     bit_depth: int = FULL_BIT_DEPTH):
+    """HxWx3 uint8 RGB array -> ``sensor_msgs/Image`` (header copied when given; ``bit_depth``:
+    see `rgb_to_raw`)."""
     from sensor_msgs.msg import Image
 
-    data, step = rgb_to_raw(rgb, encoding, step)
+    data, step = rgb_to_raw(rgb, encoding, step, bit_depth)
     msg = Image()
     if header is not None:
         msg.header = header

@@ -90,6 +90,7 @@ from .executors import make_executor, spin_while
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
 from .heap import keep_freed_memory
 from .image_conversion import is_grey_frame
+from .image_look import exposure_warning
 from .image_qos import reliability_name
 from .init_frames import find_init_frame, last_of_each_id
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp, init_box,
@@ -102,7 +103,6 @@ WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this of
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
 INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
 LOAD_POLL_S = 0.1  # how often configure looks for a signal while the model loads
-NEARLY_BLACK_PEAK = 15  # an init image no brighter than this (of 255) is warned of: 12-bit data read as 16
 # why a held init is started or refused once handed back (see PendingInits)
 _LATER_FRAME = "a later frame arrived first"
 _WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
@@ -493,16 +493,12 @@ class FarTrackNode(LifecycleNode):
                 self._warn_of_image_look(rgb, frame.msg)
 
     def _warn_of_image_look(self, rgb, msg) -> None:
-        """Warn of an init image the model sees badly: nearly black (16-bit data in the low bits, or
-        a dark scene), or grey for the bundled model (once per configure: a mono camera stays one)."""
-        peak = int(rgb.max())
-        if peak <= NEARLY_BLACK_PEAK:
-            source = str(getattr(msg, "encoding", "") or getattr(msg, "format", ""))
-            cause = ("16-bit images are read by their high byte, as cv_bridge does, so 10- or 12-bit data in "
-                     "the low bits of a 16-bit word comes out this dark; have the camera driver put it in the "
-                     "high bits" if "16" in source else
-                     "the target can hardly be seen; check the camera's exposure (or a lens cap)")
-            self._warn(f"init on a nearly black image (brightest value {peak} of 255): {cause}")
+        """Warn of an init image the model sees badly: nearly black or saturated (`exposure_warning`),
+        or grey for the bundled model (once per configure: a mono camera stays one)."""
+        source_format = str(getattr(msg, "encoding", "") or getattr(msg, "format", ""))
+        exposure = exposure_warning(rgb, source_format, self._images.bit_depth)
+        if exposure is not None:
+            self._warn(exposure)
         elif self._loaded.bundled and not self._grey_told and is_grey_frame(rgb):  # a full-frame compare
             self._grey_told = True
             self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "

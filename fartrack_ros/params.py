@@ -145,6 +145,14 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         ACTIVATE, choices=("raw", "compressed"),
     ),
     ParamSpec(
+        "image_bit_depth", 16,
+        "Significant bits of 16-bit images (mono16, rgb16, bayer_*16, 16-bit PNG or TIFF): 16 reads a "
+        "sample's high byte, as cv_bridge does; 10, 12 or 14 for a camera that sends that many bits "
+        "in the low bits of each 16-bit sample (read as 16, such images are nearly black): "
+        "2^bits - 1 becomes white, higher values saturate. 8-bit images are not affected.",
+        ACTIVATE, low=9, high=16,
+    ),
+    ParamSpec(
         "qos_reliability", "auto",
         "Reliability of the image subscription: auto (reliable when every image publisher offers "
         "reliable, else best effort; re-checked as publishers come and go), best_effort (matches "

@@ -8,6 +8,7 @@ topics, which they cannot reach.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any, Callable
 
@@ -16,7 +17,7 @@ from rclpy.qos import QoSReliabilityPolicy
 from rclpy.utilities import get_rmw_implementation_identifier
 from sensor_msgs.msg import CompressedImage, Image
 
-from .image_conversion import compressed_msg_to_rgb, image_msg_to_rgb
+from .image_conversion import FULL_BIT_DEPTH, compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 
 SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
@@ -33,7 +34,7 @@ def node_names(names: set[str]) -> str:
 class ImageSubscription:
     """The image subscription of ``node``: made by `start`, remade by `check` when the publishers'
     reliability asks for another (``qos_reliability`` auto), destroyed by `stop`. Reads the node's
-    ``image_transport``, ``qos_reliability`` and ``qos_depth`` parameters."""
+    ``image_transport``, ``image_bit_depth``, ``qos_reliability`` and ``qos_depth`` parameters."""
 
     def __init__(self, node: Node, callback: Callable[[Any], None], callback_group: Any,
                  on_subscribed: Callable[[], None]):
@@ -45,6 +46,7 @@ class ImageSubscription:
         self.reliability = QoSReliabilityPolicy.BEST_EFFORT
         self.msg_type: type = Image
         self.convert: Callable[[Any], Any] = image_msg_to_rgb
+        self.bit_depth = FULL_BIT_DEPTH  # of 16-bit images, as `convert` reads them
         self.topic_name = ""  # resolved at `start`, kept after `stop`
         self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self.publishers_since_s: float | None = None  # since when the topic has publishers
@@ -55,11 +57,13 @@ class ImageSubscription:
     def start(self) -> None:
         """Subscribe as the parameters say, reliable or not as the current publishers offer."""
         if self._param("image_transport") == "compressed":
-            self.msg_type, self.convert = CompressedImage, compressed_msg_to_rgb
+            self.msg_type, convert = CompressedImage, compressed_msg_to_rgb
             self.topic_name = self._node.resolve_topic_name("image") + "/compressed"
         else:
-            self.msg_type, self.convert = Image, image_msg_to_rgb
+            self.msg_type, convert = Image, image_msg_to_rgb
             self.topic_name = self._node.resolve_topic_name("image")
+        self.bit_depth = self._param("image_bit_depth")
+        self.convert = functools.partial(convert, bit_depth=self.bit_depth)
         self._subscribe(self.wanted_reliability(self.publishers()))
 
     def stop(self) -> None:

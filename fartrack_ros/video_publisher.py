@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from .cli.options import box_xywh, frame_size, non_negative_float, positive_float, positive_int
-from .image_conversion import SUPPORTED_ENCODINGS, rgb_to_raw
+from .image_conversion import FULL_BIT_DEPTH, MIN_BIT_DEPTH, SUPPORTED_ENCODINGS, bits_per_sample, rgb_to_raw
 
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--encoding", default="rgb8", choices=SUPPORTED_ENCODINGS, metavar="ENCODING",
                         help="raw images' encoding, as a camera would send them (default rgb8; any of "
                              + ", ".join(SUPPORTED_ENCODINGS) + ")")
+    parser.add_argument("--bit-depth", type=int, default=FULL_BIT_DEPTH, metavar="BITS",
+                        choices=range(MIN_BIT_DEPTH, FULL_BIT_DEPTH + 1), help="16-bit encodings: the data in the low BITS bits of each sample, as "
+                        "a 10-, 12- or 14-bit camera sends it (default 16; read it with the node's image_bit_depth)")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"],
                         help="raw: sensor_msgs/Image on 'image'; compressed: JPEG on 'image/compressed'")
     parser.add_argument("--frame-id", default="camera", help="header.frame_id of the images")
@@ -161,7 +164,7 @@ class VideoPublisher:
         header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
         if self.options.transport == "compressed":
             return rgb_to_compressed_msg(rgb, header, "jpeg", jpeg_quality=90)
-        return rgb_to_image_msg(rgb, header, encoding=self.options.encoding)
+        return rgb_to_image_msg(rgb, header, encoding=self.options.encoding, bit_depth=self.options.bit_depth)
 
     def _init_message(self, header, box):
         from vision_msgs.msg import Detection2D, Detection2DArray
@@ -236,6 +239,10 @@ def main(argv: list[str] | None = None) -> int:
             source = video_source(options.video, options.frames)
         if options.transport == "raw":
             rgb_to_raw(source.frames[0], options.encoding)  # e.g. YUV needs even sizes: say so now
+        sixteen_bit = options.transport == "raw" and bits_per_sample(options.encoding) == 16
+        if options.bit_depth != FULL_BIT_DEPTH and not sixteen_bit:
+            raise ValueError(f"--bit-depth {options.bit_depth} needs raw images in a 16-bit --encoding "
+                             "(mono16, rgb16, bayer_rggb16, ...)")
     except (ValueError, OSError) as exc:
         print(f"video_publisher: {exc}", file=sys.stderr)
         return 2

@@ -340,10 +340,11 @@ def stamp_ns_of(header) -> int:
     return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
-def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: str = FRAME_ID):
+def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: str = FRAME_ID,
+              bit_depth: int = 16):
     from fartrack_ros.image_conversion import rgb_to_image_msg
 
-    return rgb_to_image_msg(rgb, header_of(stamp_ns, frame_id), encoding=encoding)
+    return rgb_to_image_msg(rgb, header_of(stamp_ns, frame_id), encoding=encoding, bit_depth=bit_depth)
 
 
 def compressed_msg(rgb: np.ndarray, stamp_ns: int, image_format: str = "jpeg", frame_id: str = FRAME_ID):
@@ -438,13 +439,14 @@ def track_lockstep(probe: Probe, frames, stamps, publish_image=None, timeout: fl
     return results
 
 
-def track_sequence(probe: Probe, frames, first_box, base_ns: int, encoding: str = "bgr8"):
-    """Init a target "target" on frame 0 and track the rest in lock-step (images in ``encoding``);
-    the detections of frames 1.., each checked for its stamp, frame_id and id."""
+def track_sequence(probe: Probe, frames, first_box, base_ns: int, encoding: str = "bgr8", bit_depth: int = 16):
+    """Init a target "target" on frame 0 and track the rest in lock-step (images in ``encoding``,
+    16-bit ones with data in ``bit_depth`` bits); the detections of frames 1.., each checked for its
+    stamp, frame_id and id."""
     stamps = [base_ns + i * 50_000_000 for i in range(len(frames))]
 
     def publish(rgb, stamp):
-        probe.image_pub.publish(image_msg(rgb, stamp, encoding=encoding))
+        probe.image_pub.publish(image_msg(rgb, stamp, encoding=encoding, bit_depth=bit_depth))
 
     probe.reset()
     first = start_targets(probe, frames[0], stamps[0], [("target", tuple(first_box))], frames[1], stamps[1],

@@ -7,6 +7,7 @@ import pytest
 from fartrack_ros.image_conversion import (
     SUPPORTED_ENCODINGS,
     ImageConversionError,
+    bits_per_sample,
     compressed_size,
     compressed_to_rgb,
     is_grey_frame,
@@ -114,6 +115,81 @@ def test_16_bit_images_keep_the_high_byte_in_either_byte_order(encoding, samples
     decoded = raw_to_rgb(data, 7, 5, step, encoding, is_bigendian=big_endian)
 
     np.testing.assert_array_equal(decoded, (wire[:, :, order] >> 8).astype(np.uint8))
+
+
+@pytest.mark.parametrize("encoding, samples, order", [
+    ("rgb16", 3, [0, 1, 2]), ("bgra16", 4, [2, 1, 0]), ("mono16", 1, [0, 0, 0])])
+@pytest.mark.parametrize("big_endian", [False, True])
+@pytest.mark.parametrize("bit_depth", [10, 12, 14])
+def test_data_in_the_low_bits_is_scaled_by_its_bit_depth_and_values_above_it_saturate(
+        encoding, samples, order, big_endian, bit_depth):
+    top = (1 << bit_depth) - 1
+    wire = np.random.default_rng(4).integers(0, top + 1, size=(7, 5, samples), dtype=np.uint16)
+    wire[0, 0] = top + 1 + 77  # a stray bit above the depth
+    step = 5 * samples * 2 + 3  # an odd step: every second row's samples are unaligned
+    data = _pack(wire.astype(">u2" if big_endian else "<u2").view(np.uint8), step)
+
+    decoded = raw_to_rgb(data, 7, 5, step, encoding, is_bigendian=big_endian, bit_depth=bit_depth)
+
+    expected = np.floor(np.minimum(wire[:, :, order].astype(float), top) * 255 / top + 0.5).astype(np.uint8)
+    np.testing.assert_array_equal(decoded, expected)
+    assert decoded[0, 0].tolist() == [255, 255, 255]
+    # read as 16 bits (the high byte), such data is nearly black
+    assert raw_to_rgb(data, 7, 5, step, encoding, is_bigendian=big_endian)[1:].max() <= top >> 8
+
+
+@pytest.mark.parametrize("encoding", ["mono16", "rgb16", "bgr16", "bgra16", "bayer_grbg16"])
+@pytest.mark.parametrize("bit_depth", [9, 12, 16])
+def test_16_bit_data_written_at_a_bit_depth_reads_back_at_it_as_its_8_bit_encoding_would(encoding, bit_depth):
+    rgb = _random_rgb(8, 6)
+    eight_bit = encoding.replace("16", "8")
+    expected = raw_to_rgb(*_args(rgb_to_raw(rgb, eight_bit), rgb), eight_bit)
+
+    data, step = rgb_to_raw(rgb, encoding, bit_depth=bit_depth)
+
+    assert max(np.frombuffer(data, "<u2")) <= (1 << bit_depth) - 1
+    np.testing.assert_array_equal(raw_to_rgb(data, 8, 6, step, encoding, bit_depth=bit_depth), expected)
+
+
+def _args(data_step, rgb):
+    data, step = data_step
+    return data, rgb.shape[0], rgb.shape[1], step
+
+
+def test_8_bit_encodings_ignore_the_bit_depth():
+    rgb = _random_rgb()
+    data, step = rgb_to_raw(rgb, "bgr8", bit_depth=12)
+    np.testing.assert_array_equal(raw_to_rgb(data, 7, 5, step, "bgr8", bit_depth=10), rgb)
+
+
+@pytest.mark.parametrize("bit_depth", [8, 17, 0])
+def test_a_bit_depth_outside_9_to_16_is_refused(bit_depth):
+    data, step = rgb_to_raw(_random_rgb(), "mono16")
+    with pytest.raises(ValueError, match=f"bit_depth {bit_depth} is not in \\[9, 16\\]"):
+        raw_to_rgb(data, 7, 5, step, "mono16", bit_depth=bit_depth)
+    with pytest.raises(ValueError, match="bit_depth"):
+        compressed_to_rgb(rgb_to_compressed(_random_rgb(), "png"), "png", bit_depth=bit_depth)
+
+
+@pytest.mark.parametrize("codec", [".png", ".tiff"])
+def test_a_16_bit_png_or_tiff_of_12_bit_data_is_read_by_its_bit_depth(codec):
+    import cv2
+
+    rgb = _random_rgb(16, 12)
+    twelve_bit = (rgb.astype(np.uint32) * 4095 // 255).astype(np.uint16)
+    ok, encoded = cv2.imencode(codec, np.ascontiguousarray(twelve_bit[:, :, ::-1]))  # OpenCV writes BGR
+    assert ok
+
+    decoded = compressed_to_rgb(encoded.tobytes(), "png", bit_depth=12)
+
+    assert np.abs(decoded.astype(int) - rgb).max() <= 1  # the floor above, rounded back
+    assert compressed_to_rgb(encoded.tobytes(), "png").max() <= 16  # 4095 / 256, as OpenCV rounds it
+
+
+def test_bits_per_sample_names_8_and_16_bit_encodings():
+    assert [bits_per_sample(e) for e in ("rgb8", "8UC3", "mono16", "bayer_rggb16", "nv12")] == [8, 8, 16, 16, 8]
+    with pytest.raises(ImageConversionError, match="unsupported image encoding"):
+        bits_per_sample("32FC1")
 
 
 def _smooth_colours(height=24, width=32):

@@ -13,6 +13,7 @@ import pytest
 from node_helpers import box_of, ground_truth_sequence, image_msg, init_msg, iou, stamp_ns_of
 
 STAMPS_NS = [1_000_000_000 + k * 33_000_000 for k in range(3)]
+MONO_SEED = 1_000_006  # a held-out scene drawn for a mono camera
 
 
 @pytest.fixture
@@ -125,7 +126,53 @@ def test_an_init_on_12_bit_data_in_the_low_bits_of_mono16_is_warned_of_a_nearly_
 
     (line,) = [line for line in warnings if "nearly black" in line]
     # 12-bit values put at most 15 in the high byte; this frame's brightest pixel gives 13
-    assert "brightest value 13 of 255" in line and "high bits" in line
+    assert "brightest value 13 of 255" in line and "set the node's image_bit_depth" in line
+
+
+def _reactivate_with(node, **values) -> None:
+    """Deactivate ``node``, set parameters read at activation, activate it again."""
+    from rclpy.lifecycle import TransitionCallbackReturn
+    from rclpy.parameter import Parameter
+
+    assert node.trigger_deactivate() == TransitionCallbackReturn.SUCCESS
+    results = node.set_parameters([Parameter(name, value=value) for name, value in values.items()])
+    assert all(result.successful for result in results), results
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+
+
+def test_with_image_bit_depth_12_a_12_bit_camera_is_tracked_and_not_warned_of(node):
+    from fartrack_ros.image_conversion import rgb_to_image_msg
+
+    from node_helpers import header_of
+
+    _reactivate_with(node, image_bit_depth=12)
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(2, MONO_SEED, luma_contrast=True)  # a scene for a mono camera
+    messages = [rgb_to_image_msg(frame, header_of(stamp_ns), encoding="mono16", bit_depth=12)
+                for frame, stamp_ns in zip(frames, STAMPS_NS)]
+    assert max(np.frombuffer(bytes(messages[0].data), "<u2")) <= 4095  # 12-bit data in the low bits
+
+    node._on_image(messages[0])
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+    node._on_image(messages[1])
+    node._compute.wait_idle()
+
+    assert not [line for line in warnings if "nearly black" in line or "saturated" in line], warnings
+    assert node._cache.find(STAMPS_NS[0]).rgb().max() > 200  # the full range, not 4095 >> 8
+    (detection,) = node.published[0].detections
+    assert iou(box_of(detection), boxes[1]) > 0.5
+
+
+def test_16_bit_data_read_with_a_lower_image_bit_depth_is_warned_of_as_saturated(node):
+    _reactivate_with(node, image_bit_depth=10)
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0], encoding="rgb16"))  # full 16-bit range
+
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+
+    (line,) = [line for line in warnings if "saturated" in line]
+    assert "image_bit_depth 10" in line and "raise it" in line
 
 
 def test_an_init_on_a_dark_8_bit_image_is_warned_of_the_exposure_not_of_16_bit_data(node):

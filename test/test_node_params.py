@@ -16,12 +16,13 @@ DESIGN_PARAMETERS = {
     "frame_cache_size", "publish_debug_image", "diagnostics_period", "backend", "precision",
     "cpu_threads", "pin_cpu_threads", "executor",
 }
+PROJECT_PARAMETERS = {"image_bit_depth"}  # beyond the design: 10-16 bit cameras
 
 
 def test_every_design_parameter_is_declared_once():
     names = [spec.name for spec in PARAMETERS]
     assert len(names) == len(set(names))
-    assert set(names) == DESIGN_PARAMETERS
+    assert set(names) == DESIGN_PARAMETERS | PROJECT_PARAMETERS
 
 
 def test_every_parameter_has_a_description_and_a_valid_default():
@@ -117,7 +118,7 @@ def test_yaml_documents_every_parameter_with_its_default():
     text = CONFIG.read_text()
     values = yaml.safe_load(text)["/**"]["ros__parameters"]
 
-    assert set(values) == DESIGN_PARAMETERS
+    assert set(values) == DESIGN_PARAMETERS | PROJECT_PARAMETERS
     for spec in PARAMETERS:
         assert values[spec.name] == spec.default, spec.name
         assert f"# {spec.name}" in text or f"{spec.name}:" in text

@@ -140,3 +140,15 @@ def test_an_encoding_the_frames_cannot_take_is_refused_before_publishing():
     assert process.returncode == 2
     assert "video_publisher: a yuyv image needs an even width, got 321x240" in process.stderr
     assert "Traceback" not in process.stderr
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("args", [["--encoding", "mono8"], ["--encoding", "mono16", "--transport", "compressed"]])
+def test_a_bit_depth_below_16_needs_raw_16_bit_images(args):
+    process = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "video_publisher"), "--synthetic", "1000000", "--frames", "3",
+         "--bit-depth", "12", "--wait", "0", *args],
+        env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
+
+    assert process.returncode == 2
+    assert "video_publisher: --bit-depth 12 needs raw images in a 16-bit --encoding" in process.stderr
