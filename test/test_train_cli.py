@@ -41,6 +41,18 @@ def test_the_grey_fraction_is_a_setting_of_the_run(tmp_path, capsys):
     assert "expected a number in [0, 1], got '1.5'" in capsys.readouterr().err
 
 
+def test_self_distillation_is_a_setting_of_the_run_and_logs_its_layer_to_layer_divergence(tmp_path, capsys):
+    assert main(["--out", str(tmp_path / "a"), "--steps", "2", "--stage2-steps", "1", "--self-distill-from", "1",
+                 *SMOKE]) == 0
+    stored = torch.load(tmp_path / "a" / "final.pth", weights_only=True)["train_config"]
+    assert stored["self_distill_from"] == 1
+    log = [json.loads(line) for line in (tmp_path / "a" / "train_log.jsonl").read_text().splitlines()]
+    assert all(entry["distill_kl"] >= 0 and 0 <= entry["shallowest_iou"] <= 1 for entry in log)  # both stages
+
+    assert main(["--out", str(tmp_path / "b"), "--self-distill-from", "2", *SMOKE]) == 1
+    assert "self_distill_from 2 must be below the model's 2 layers" in capsys.readouterr().err
+
+
 def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 0
     capsys.readouterr()

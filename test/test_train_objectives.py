@@ -13,7 +13,8 @@ from fartrack_ros.model.decode import bin_values
 from fartrack_ros.training import (coordinate_bin_ids, coordinate_cross_entropy, expectation_boxes, giou_loss,
                                    model_config, siou_loss, soft_targets)
 from fartrack_ros.training.configs import init_for_training
-from fartrack_ros.training.objectives import attention_loss, search_token_labels, tracking_loss
+from fartrack_ros.training.objectives import (attention_loss, search_token_labels, self_distillation_loss,
+                                              tracking_loss)
 
 CFG = ModelConfig()  # official 300 bins, range 2, 605 ids
 
@@ -133,3 +134,47 @@ def test_box_loss_targets_are_clamped_to_the_reachable_coordinate_range():
     _, parts_beyond = tracking_loss(logits, beyond, CFG)
     _, parts_limit = tracking_loss(logits, at_limit, CFG)
     assert parts_beyond["siou"] == pytest.approx(parts_limit["siou"])
+
+
+def test_self_distillation_averages_the_exits_tracking_losses_and_adds_the_weighted_kl():
+    torch.manual_seed(1)
+    exits = [torch.randn(3, 4, CFG.vocab_size) for _ in range(3)]
+    box = torch.tensor([[0.3, 0.3, 0.6, 0.7], [0.2, 0.4, 0.5, 0.5], [0.4, 0.1, 0.9, 0.6]])
+
+    total, parts = self_distillation_loss(exits, box, CFG, distill_weight=0.5)
+
+    per_exit = [tracking_loss(logits, box, CFG)[0] for logits in exits]
+    bins = CFG.num_bins
+    kls = []
+    for shallow, deep in zip(exits, exits[1:]):  # KL(deep || shallow) over the coordinate bins, per sample
+        p, log_q = deep[..., :bins].softmax(-1), shallow[..., :bins].log_softmax(-1)
+        kls.append((p * (p.log() - log_q)).sum() / box.shape[0])
+    expected_kl = sum(kls) / len(kls)
+    assert parts["distill_kl"] == pytest.approx(float(expected_kl), rel=1e-4)
+    assert float(total) == pytest.approx(float(sum(per_exit) / 3 + 0.5 * expected_kl), rel=1e-4)
+    assert parts["iou"] == tracking_loss(exits[-1], box, CFG)[1]["iou"]  # the whole model's parts
+    assert parts["shallowest_iou"] == tracking_loss(exits[0], box, CFG)[1]["iou"]
+
+
+def test_the_kl_term_teaches_the_shallower_exit_and_leaves_the_deeper_one_as_its_target():
+    torch.manual_seed(2)
+    shallow = torch.randn(2, 4, CFG.vocab_size, requires_grad=True)
+    deep = torch.randn(2, 4, CFG.vocab_size, requires_grad=True)
+    box = torch.tensor([[0.3, 0.3, 0.6, 0.7], [0.2, 0.4, 0.5, 0.5]])
+
+    # the KL alone: tracking terms weighted 0
+    total, parts = self_distillation_loss([shallow, deep], box, CFG, ce_weight=0.0, box_weight=0.0,
+                                          distill_weight=1.0)
+    total.backward()
+
+    assert parts["distill_kl"] > 0
+    assert deep.grad is None or torch.count_nonzero(deep.grad) == 0
+    assert torch.count_nonzero(shallow.grad[..., :CFG.num_bins]) > 0
+    assert torch.count_nonzero(shallow.grad[..., CFG.num_bins:]) == 0  # special ids are no coordinates
+
+
+def test_identical_exits_have_no_divergence():
+    logits = torch.randn(2, 4, CFG.vocab_size)
+    box = torch.tensor([[0.3, 0.3, 0.6, 0.7], [0.2, 0.4, 0.5, 0.5]])
+    _, parts = self_distillation_loss([logits, logits.clone()], box, CFG)
+    assert parts["distill_kl"] == pytest.approx(0.0, abs=1e-6)

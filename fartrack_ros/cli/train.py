@@ -5,6 +5,7 @@ Examples:
     fartrack-train --out out/run1 --resume                 # continue from the latest checkpoint
     fartrack-train --out out/ft --init model.pth --steps 500 --dataset /data/GOT-10k/train
     fartrack-train --out out/tiny --variant tiny --device cuda --batch-size 64
+    fartrack-train --out out/sd --init tiny.pth --self-distill-from 5   # nano/pico cut from it track
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 PROG = "fartrack-train"
 # the run settings the command line can give, with TrainConfig's defaults
 DEFAULTS = {name: getattr(TrainConfig, name) for name in
-            ("steps", "batch_size", "lr", "stage2_steps", "checkpoint_every", "grey_fraction")}
+            ("steps", "batch_size", "lr", "stage2_steps", "checkpoint_every", "grey_fraction", "self_distill_from")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--grey-fraction", type=fraction,
                         help=f"share of the training sequences seen in grey, as from a mono camera "
                              f"(default {DEFAULTS['grey_fraction']}; 0: colour only)")
+    parser.add_argument("--self-distill-from", type=non_negative_int, metavar="DEPTH",
+                        help="FARTrack's task-specific self-distillation: every layer from DEPTH on also learns "
+                             "to predict the box, from the box and from the next deeper layer, so that the first "
+                             "N layers track alone (e.g. --variant tiny --self-distill-from 5; then the node's "
+                             "variant nano/pico cuts it to 10/6 layers). Default 0: off")
     parser.add_argument("--dataset", type=Path,
                         help="GOT-10k or LaSOT root to train on instead of generated sequences")
     parser.add_argument("--workers", type=non_negative_int, default=0, help="threads preparing the next batch (default 0)")

@@ -137,6 +137,34 @@ def tracking_loss(
     return total, {"loss": float(total.detach()), "ce": float(ce.detach()), "siou": float(siou.detach()), "iou": float(iou)}
 
 
+def self_distillation_loss(
+    exit_logits: list[Tensor],
+    box_xyxy: Tensor,
+    cfg: ModelConfig,
+    ce_weight: float = 1.0,
+    box_weight: float = 2.0,
+    sigma_bins: float = 0.0,
+    distill_weight: float = 0.01,
+) -> tuple[Tensor, dict[str, float]]:
+    """FARTrack's Task-Specific Self-Distillation on the (B, 4, vocab) logits of successive exits
+    (shallowest first, the whole model last): `tracking_loss` averaged over the exits, plus
+    ``distill_weight`` times the mean KL divergence of each exit's coordinate distribution from the
+    next deeper one's. The deeper exit is the target (no gradient flows into it through the KL), so
+    each layer learns from the one above it and no teacher-student layer pairs are chosen by hand.
+    The parts are the whole model's, plus ``exits_loss``, ``distill_kl`` and ``shallowest_iou``."""
+    losses = [tracking_loss(logits, box_xyxy, cfg, ce_weight, box_weight, sigma_bins) for logits in exit_logits]
+    tracking = torch.stack([loss for loss, _ in losses]).mean()
+    bins = cfg.num_bins
+    divergences = [F.kl_div(shallow[..., :bins].float().log_softmax(dim=-1),
+                            deep[..., :bins].detach().float().softmax(dim=-1), reduction="batchmean")
+                   for shallow, deep in zip(exit_logits, exit_logits[1:])]
+    kl = torch.stack(divergences).mean() if divergences else tracking.new_zeros(())
+    total = tracking + distill_weight * kl
+    parts = {**losses[-1][1], "loss": float(total.detach()), "exits_loss": float(tracking.detach()),
+             "distill_kl": float(kl.detach()), "shallowest_iou": losses[0][1]["iou"]}
+    return total, parts
+
+
 def search_token_labels(box_xyxy: Tensor, cfg: ModelConfig) -> Tensor:
     """(B, 4) crop-normalised boxes -> (B, G*G) 1.0 where a search patch centre lies inside the box."""
     g = cfg.search_grid

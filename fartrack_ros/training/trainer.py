@@ -29,7 +29,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from ..model import FARTrack, save_checkpoint
-from .objectives import attention_loss, objectness_loss, tracking_loss
+from .objectives import attention_loss, objectness_loss, self_distillation_loss, tracking_loss
 from .rollout import RolloutConfig, rollout_batch
 from .sampling import PairSampler, SamplerConfig, SequenceSource
 
@@ -61,6 +61,12 @@ class TrainConfig:
     # generated grey sequences drawn for a mono camera, objects differing in brightness too (in
     # scenes set apart by hue alone the network learns little grey: see the model card)
     grey_luma_contrast: bool = True
+    # Task-Specific Self-Distillation (FARTrack): from this depth on, every layer also predicts the
+    # box (the tied head on its command tokens), trained on the box and on the next deeper layer's
+    # coordinate distribution, so that the first N layers track on their own (the official Nano and
+    # Pico are the first 10 and 6 layers of such a Tiny). 0: off, only the last layer predicts.
+    self_distill_from: int = 0
+    distill_weight: float = 0.01  # weight of the layer-to-layer KL term (the official value)
     sampler: SamplerConfig = field(default_factory=SamplerConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
 
@@ -126,16 +132,19 @@ def latest_checkpoint(out_dir: Path) -> Optional[Path]:
 
 
 def forward_for_training(model: FARTrack, template_embeds: torch.Tensor, template_keep: torch.Tensor,
-                         search: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The fast forward path (pruned tokens dropped, fused attention) with two extra outputs.
+                         search: torch.Tensor, exits_from: int = 0
+                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+    """The fast forward path (pruned tokens dropped, fused attention) with extra outputs.
 
     Returns the coordinate logits (B, 4, vocab), exactly as `FARTrack.forward_embedded`;
     a per-search-token target score (B, G*G): the final-normed search state projected on the
     padding id's row of the tied head (an existing, otherwise unused parameter, so checkpoints
-    keep the official keys); and the attention of the 4 command tokens to the search tokens in
-    every layer, averaged over heads and commands (L, B, G*G). The last two feed the auxiliary
-    losses, dense signals that make a small model trained from scratch look at the target long
-    before the 4-token head alone would.
+    keep the official keys); the attention of the 4 command tokens to the search tokens in
+    every layer, averaged over heads and commands (L, B, G*G); and, with ``exits_from`` > 0, the
+    head's logits after each layer from that depth to the one before the last (what the first
+    N layers alone would predict: self-distillation's exits). The score and the attention feed the
+    auxiliary losses, dense signals that make a small model trained from scratch look at the target
+    long before the 4-token head alone would.
     """
     cfg = model.cfg
     batch = template_embeds.shape[0]
@@ -144,15 +153,18 @@ def forward_for_training(model: FARTrack, template_embeds: torch.Tensor, templat
                         backbone.command_tokens(batch)], dim=1)
     hidden, key_keep, _, _ = model._drop_pruned(tokens, template_keep.reshape(batch, -1))
     search_slice = slice(hidden.shape[1] - 4 - cfg.search_tokens, hidden.shape[1] - 4)
-    attention = []
-    for block in backbone.layers():
+    attention, exits = [], []
+    layers = backbone.layers()
+    for depth, block in enumerate(layers, start=1):
         attention.append(_command_attention(block, hidden, key_keep)[..., search_slice])
         hidden, _ = block(hidden, key_keep=key_keep, fused=True)
+        if 0 < exits_from <= depth < len(layers):
+            exits.append(backbone.head(hidden[:, -4:]))
     logits = backbone.head(hidden[:, -4:])
     pad = cfg.vocab_size - 1
     search_states = backbone.norm(hidden[:, search_slice])
     search_logits = search_states @ backbone.word_embeddings.weight[pad] + backbone.output_bias[pad]
-    return logits, search_logits, torch.stack(attention)
+    return logits, search_logits, torch.stack(attention), exits
 
 
 def _command_attention(block, hidden: torch.Tensor, key_keep) -> torch.Tensor:
@@ -176,9 +188,14 @@ def train_step(model: FARTrack, optimizer: torch.optim.Optimizer, batch: dict[st
     templates = batch["templates"]
     b, s = templates.shape[:2]
     embeds = model.embed_template(templates.flatten(0, 1)).unflatten(0, (b, s))
-    logits, search_logits, attention = forward_for_training(model, embeds, batch["template_keep"], batch["search"])
-    loss, parts = tracking_loss(logits, batch["target_xyxy"], model.cfg, config.ce_weight,
-                                config.box_weight, config.label_sigma_bins)
+    logits, search_logits, attention, exits = forward_for_training(
+        model, embeds, batch["template_keep"], batch["search"], config.self_distill_from)
+    if exits:
+        loss, parts = self_distillation_loss([*exits, logits], batch["target_xyxy"], model.cfg, config.ce_weight,
+                                             config.box_weight, config.label_sigma_bins, config.distill_weight)
+    else:
+        loss, parts = tracking_loss(logits, batch["target_xyxy"], model.cfg, config.ce_weight,
+                                    config.box_weight, config.label_sigma_bins)
     if config.objectness_weight > 0:
         objectness = objectness_loss(search_logits, batch["target_xyxy"], model.cfg)
         loss = loss + config.objectness_weight * objectness
@@ -204,6 +221,9 @@ class Trainer:
 
     def __init__(self, model: FARTrack, source: SequenceSource, config: TrainConfig, out_dir: "str | Path",
                  workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None) -> None:
+        if config.self_distill_from >= model.cfg.num_layers:
+            raise ValueError(f"self_distill_from {config.self_distill_from} must be below the model's "
+                             f"{model.cfg.num_layers} layers (the last layer always predicts)")
         self.model = model
         self.source = source.with_grey(config.grey_fraction, config.seed, config.grey_luma_contrast)
         self.config = config
