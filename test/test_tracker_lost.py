@@ -35,6 +35,29 @@ def test_target_is_lost_after_lost_frames_low_scores_and_tracked_again_when_scor
     assert [r.score for r, _ in steps] == pytest.approx([HIGH] * 3 + [LOW] * 5 + [HIGH] * 2, abs=1e-4)
 
 
+def test_a_lost_target_waking_up_on_the_box_another_target_tracks_stays_lost():
+    """Two ids on one object: 'b' goes LOST while 'a' tracks; when 'b' is confident again on the
+    box 'a' holds it stays LOST (one object reported twice otherwise), and once 'a' is gone it
+    is found again there. 'c', far away, recovers at once."""
+    scores = [(HIGH, LOW, LOW)] * 3 + [(HIGH, HIGH, HIGH)] * 2 + [(HIGH, HIGH)]
+    model = ScriptedScoreModel(random_model(MICRO_CONFIG), scores)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.5, lost_frames=3))
+    frames, _ = moving_target_video(len(scores) + 1, velocity=(0.0, 0.0))
+    tracker.add_target(frames[0], INIT_BOX, "a")
+    tracker.add_target(frames[0], INIT_BOX, "b")  # the same object
+    tracker.add_target(frames[0], (4.0, 4.0, 16.0, 16.0), "c")  # another one
+
+    states = []
+    for index, frame in enumerate(frames[1:]):
+        if index == len(scores) - 1:
+            tracker.remove_target("a")
+        states.append({r.target_id: r.state for r in tracker.track(frame)})
+
+    assert [s["b"] for s in states] == [TrackState.TRACKING] * 2 + [TrackState.LOST] * 3 + [TrackState.TRACKING]
+    assert [s["c"] for s in states[2:5]] == [TrackState.LOST, TrackState.TRACKING, TrackState.TRACKING]
+    assert all(s["a"] == TrackState.TRACKING for s in states[:-1])
+
+
 def test_lost_target_reports_and_searches_around_its_last_confident_box():
     steps = _run_scripted([HIGH] * 3 + [LOW] * 5 + [HIGH])
     last_confident = steps[2][0].box_xywh

@@ -122,7 +122,8 @@ def iou_xywh(a, b) -> float:
 class ScriptedScoreModel(torch.nn.Module):
     """Test double for the *score only*: a real network runs, then its coordinate logits are
     replaced by ones that decode to the centre of the search crop with the target's usual size
-    and whose confidence (peak bin probability) is the next value of ``scores``."""
+    and whose confidence (peak bin probability) is the next value of ``scores`` (a tuple: one
+    per target of the batch)."""
 
     def __init__(self, model: FARTrack, scores):
         super().__init__()
@@ -136,13 +137,15 @@ class ScriptedScoreModel(torch.nn.Module):
     def forward_embedded(self, template_embeds, template_keep, search, drop_pruned=True):
         out = self.inner.forward_embedded(template_embeds, template_keep, search, drop_pruned)
         score = self.scores.pop(0)
+        per_target = score if isinstance(score, tuple) else (score,) * out.logits.shape[0]
         cfg = self.cfg
         # bins whose values are x0,y0 = 0.375 and x1,y1 = 0.625: a box a quarter of the crop
         bins = [round((v + 0.5) * cfg.bins) for v in (0.375, 0.375, 0.625, 0.625)]
-        peak = float(np.log(score * (cfg.num_bins - 1) / (1.0 - score)))
         logits = torch.zeros_like(out.logits)
-        for i, b in enumerate(bins):
-            logits[:, i, b] = peak
+        for row, row_score in enumerate(per_target):
+            peak = float(np.log(row_score * (cfg.num_bins - 1) / (1.0 - row_score)))
+            for i, b in enumerate(bins):
+                logits[row, i, b] = peak
         return ModelOutput(logits=logits, prune_scores=out.prune_scores, prune_keep=out.prune_keep,
                            template_scores=out.template_scores)
 

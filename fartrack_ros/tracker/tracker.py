@@ -28,6 +28,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
+from ..evaluation.metrics import iou_xywh
 from ..model import box_confidence, decode_boxes, xyxy_to_cxcywh
 from .box_mapping import clip_box, crop_px_boxes, map_box_back
 from .cropping import normalize_patches, sample_target
@@ -35,6 +36,7 @@ from .template_memory import TemplateMemory
 
 MEMORY_MODES = ("bounded", "official")
 CLIP_MARGIN_PX = 10
+RECOVERY_OVERLAP = 0.5  # a LOST target waking up on a box this much over a tracked one's stays LOST
 
 
 class TrackState(str, Enum):
@@ -60,7 +62,10 @@ class TrackerConfig:
       unconfident predictions, which wander off; a target that left the view and comes back
       near where it was last seen is found again there. The reported box is that last
       confident box.
-    - The first confident frame makes the target TRACKING again and moves it to the new box.
+    - The first confident frame makes the target TRACKING again and moves it to the new box,
+      unless that box overlaps (IoU >= RECOVERY_OVERLAP) the box of a target tracked confidently
+      in the same frame: a LOST target that wakes up on another target's object (the same object
+      given two ids, or a look-alike's tracker) would report one object twice; it stays LOST.
 
     ``drop_pruned`` False runs the official arithmetic instead of the fast path: every template
     token present, pruned ones masked, eager attention, in torch whatever the backend. The boxes
@@ -286,12 +291,13 @@ class Tracker:
             boxes_px = crop_px_boxes(boxes, cfg.search_size, factors)
             height, width = frame.shape[:2]
             new_templates = []
-            for target, box_px, factor, score, keep in zip(targets, boxes_px, factors, scores,
-                                                          out.prune_keep):
-                predicted = clip_box(map_box_back(box_px, target.state_xywh, cfg.search_size, factor),
-                                     height, width, margin=CLIP_MARGIN_PX)
+            predictions = [clip_box(map_box_back(box_px, target.state_xywh, cfg.search_size, factor),
+                                    height, width, margin=CLIP_MARGIN_PX)
+                           for target, box_px, factor in zip(targets, boxes_px, factors)]
+            taken = self._boxes_taken(targets, predictions, scores)
+            for target, predicted, score, keep, is_taken in zip(targets, predictions, scores, out.prune_keep, taken):
                 target.memory.record_newest_keep(keep.clone())
-                if self._update_state(target, predicted, score):
+                if self._update_state(target, predicted, score, is_taken):
                     new_templates.append(target)
             # The memory's bookkeeping first, so the results count the new templates; their
             # embeddings (what only the next frame reads) are filled in after on_results.
@@ -310,9 +316,23 @@ class Tracker:
                                         "decode": 1e3 * decode_s}
         return results
 
-    def _update_state(self, target: _Target, predicted: list[float], score: float) -> bool:
-        """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template."""
-        confident = score >= self.config.lost_threshold
+    def _boxes_taken(self, targets: list[_Target], predictions: list, scores: list[float]) -> list[bool]:
+        """Per target: a LOST target whose box this frame lies on a box that a TRACKING target
+        confidently holds (IoU >= RECOVERY_OVERLAP): the look-alike or the very object another id
+        follows, not its own object coming back (see `TrackerConfig`)."""
+        threshold = self.config.lost_threshold
+        held = [box for target, box, score in zip(targets, predictions, scores)
+                if target.status == TrackState.TRACKING and score >= threshold]
+        taken = []
+        for target, box, score in zip(targets, predictions, scores):
+            recovering = target.status == TrackState.LOST and score >= threshold and held
+            taken.append(bool(recovering) and float(iou_xywh([box] * len(held), held).max()) >= RECOVERY_OVERLAP)
+        return taken
+
+    def _update_state(self, target: _Target, predicted: list[float], score: float, taken: bool = False) -> bool:
+        """Apply the confidence rules of `TrackerConfig`; True when this frame adds a template.
+        ``taken``: the box is another target's (`_boxes_taken`), so the frame is not confident."""
+        confident = score >= self.config.lost_threshold and not taken
         target.frames_below = 0 if confident else target.frames_below + 1
         target.frames_at_size += 1
         lost = target.frames_below >= self.config.lost_frames
