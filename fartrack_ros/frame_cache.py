@@ -275,6 +275,20 @@ class PendingInits:
     def take_all(self) -> list[Any]:
         return self._hand_out(lambda stamp, deadline: True)
 
+    def drop_targets(self, drop: Callable[[Any], bool]) -> int:
+        """Remove the detections for which ``drop`` is true from the held inits (an init left with
+        none goes); how many were removed. For inits with a ``detections`` list (Detection2DArray)."""
+        with self._lock:
+            dropped, kept = 0, []
+            for stamp, deadline, init in self._held:
+                remaining = [detection for detection in init.detections if not drop(detection)]
+                dropped += len(init.detections) - len(remaining)
+                if remaining:
+                    init.detections = remaining
+                    kept.append((stamp, deadline, init))
+            self._held = kept
+            return dropped
+
     def __len__(self) -> int:
         with self._lock:
             return len(self._held)

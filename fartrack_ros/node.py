@@ -135,11 +135,12 @@ class FarTrackNode(LifecycleNode):
         self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
-        self._inits_queued = 0  # held inits handed to the compute thread and not started yet
+        self._inits_queued = 0  # inits queued for the compute thread and not started yet
         self._grey_told = False  # the bundled model's grey warning was given since configure
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
+        self._state_throttle = WarningThrottle(WARN_EVERY_S)  # targets going LOST and found again
         self._slot = LatestSlot()
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._track_queued = False  # a _track_latest call is queued in the compute thread
@@ -390,8 +391,10 @@ class FarTrackNode(LifecycleNode):
                 self._detections_pub.publish(detections_msg(header, results))
                 publish_s[0] = time.perf_counter() - started
 
+            lost_before = set(loaded.tracker.lost_target_ids)
             results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
             self._count_targets(loaded.tracker)
+            self._log_state_changes(lost_before, set(loaded.tracker.lost_target_ids), results)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
@@ -408,6 +411,22 @@ class FarTrackNode(LifecycleNode):
             delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._stats.record_processed(stage_ms, delay_ms)
 
+    def _log_state_changes(self, lost_before: set[str], lost_now: set[str], results) -> None:
+        """Log a target going LOST or found again (each change of a target at most every WARN_EVERY_S)."""
+        for result in results:
+            target_id = result.target_id
+            if (target_id in lost_now) == (target_id in lost_before):
+                continue
+            if target_id in lost_now:
+                change, text = "lost", (f"target {target_id!r} LOST (confidence below lost_threshold for lost_frames "
+                                        "frames): left out of ~/detections, searched for around its last "
+                                        "confident box")
+            else:
+                change, text = "found", f"target {target_id!r} found again (confidence {result.score:.2f})"
+            admit, held = self._state_throttle.admit(f"{change} {target_id}", "state changes")
+            if admit:
+                self.get_logger().info(text + (f" ({held} similar lines held back)" if held else ""))
+
     def _warn_rescaled(self, old_hw: dict[str, tuple[int, int]], width: int, height: int) -> None:
         """The camera's frame size changed under tracked targets: say so (the tracker has scaled
         their boxes to it)."""
@@ -419,23 +438,23 @@ class FarTrackNode(LifecycleNode):
 
     # -- targets --------------------------------------------------------------------------------
     def _on_init(self, msg: Detection2DArray) -> None:
-        try:
-            self._compute.run(self._start_targets, msg)
-        except Exception as exc:  # noqa: BLE001
-            self._warn(f"init ignored: {type(exc).__name__}: {exc}")
+        # Queued, not waited for: the executor thread must not stall (and images overflow the
+        # subscription's queue uncounted) while the compute thread finishes a frame. Removes and
+        # resets queue behind it, so they act on what the inits before them started.
+        self._submit_init(msg, None)
 
-    def _submit_init(self, msg: Detection2DArray, refusal: str) -> None:
-        """Queue a held init for the compute thread, which starts it, or refuses it for ``refusal``
-        if its frame is not cached."""
+    def _submit_init(self, msg: Detection2DArray, refusal: str | None) -> None:
+        """Queue an init for the compute thread, which starts it; a held one (``refusal`` given) is
+        refused for ``refusal`` if its frame is not cached."""
         with self._queue_lock:
             self._inits_queued += 1
         try:
-            self._compute.submit(self._start_held_targets, msg, refusal)
+            self._compute.submit(self._start_queued_targets, msg, refusal)
         except RuntimeError:  # the compute thread was stopped (node stopping)
             with self._queue_lock:
                 self._inits_queued -= 1
 
-    def _start_held_targets(self, msg: Detection2DArray, refusal: str) -> None:
+    def _start_queued_targets(self, msg: Detection2DArray, refusal: str | None) -> None:
         try:
             self._start_targets(msg, held=refusal)
         except Exception as exc:  # noqa: BLE001
@@ -470,6 +489,7 @@ class FarTrackNode(LifecycleNode):
             for detection in detections:
                 try:
                     requested = init_box(detection)
+                    restarted = bool(detection.id) and detection.id in tracker.target_ids
                     target_id = tracker.add_target(rgb, requested, detection.id or None)
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
@@ -483,7 +503,7 @@ class FarTrackNode(LifecycleNode):
                         f"w={requested[2]:.1f} h={requested[3]:.1f}) extends beyond the "
                         f"{rgb.shape[1]}x{rgb.shape[0]} image: clipped to it")
                 self.get_logger().info(
-                    f"target {target_id!r} started at x={box[0]:.1f} y={box[1]:.1f} "
+                    f"target {target_id!r} {'restarted' if restarted else 'started'} at x={box[0]:.1f} y={box[1]:.1f} "
                     f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
@@ -522,30 +542,49 @@ class FarTrackNode(LifecycleNode):
         self._num_lost = len(tracker.lost_target_ids)
 
     def _on_remove(self, msg: String) -> None:
+        try:  # behind the inits received before it, which it may undo
+            self._compute.submit(self._remove_target, msg.data)
+        except RuntimeError:  # the compute thread was stopped (node stopping)
+            pass
+
+    def _remove_target(self, target_id: str) -> None:
+        """Compute thread: drop ``target_id``, tracked or still waiting for its init frame."""
+        waiting = self._pending_inits.drop_targets(lambda detection: detection.id == target_id)
         with self._tracker_lock:
             if self._loaded is None:
                 return
             try:
-                self._loaded.tracker.remove_target(msg.data)
+                self._loaded.tracker.remove_target(target_id)
             except KeyError as exc:
-                self._warn(f"remove ignored: {exc.args[0] if exc.args else exc}")
-                return
+                if not waiting:
+                    self._warn(f"remove ignored: {exc.args[0] if exc.args else exc}")
+                    return
             self._count_targets(self._loaded.tracker)
         if not self._num_targets:
             self._slot.discard()
-        self.get_logger().info(f"target {msg.data!r} removed")
+        self.get_logger().info(f"target {target_id!r} removed" + (" (its init was waiting for its frame)"
+                                                                  if waiting else ""))
 
     def _on_reset(self, request, response):
+        try:  # behind the inits received before it; waited for, to answer with what it removed
+            response.message = self._compute.run(self._reset_targets)
+            response.success = True
+        except RuntimeError as exc:  # the compute thread was stopped (node stopping)
+            response.success, response.message = False, f"not reset: {exc}"
+        self.get_logger().info(f"reset: {response.message}")
+        return response
+
+    def _reset_targets(self) -> str:
+        """Compute thread: drop every target and every init waiting for its frame; what was dropped."""
+        waiting = self._pending_inits.drop_targets(lambda detection: True)
         with self._tracker_lock:
             ids = self._loaded.tracker.target_ids if self._loaded is not None else []
             if self._loaded is not None:
                 self._loaded.tracker.reset()
             self._num_targets = self._num_lost = 0
         self._slot.discard()
-        response.success = True
-        response.message = f"removed {len(ids)} target(s): {', '.join(ids) or '-'}"
-        self.get_logger().info(f"reset: {response.message}")
-        return response
+        return f"removed {len(ids)} target(s): {', '.join(ids) or '-'}" + (
+            f"; dropped {waiting} init box(es) waiting for their frame" if waiting else "")
 
     # -- diagnostics ----------------------------------------------------------------------------
     def _publish_diagnostics(self) -> None:

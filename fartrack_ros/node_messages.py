@@ -38,11 +38,13 @@ def init_box(detection) -> tuple[float, float, float, float]:
     box under a pixel wide or high, which is a box in normalized coordinates far more often than
     an object (the tracker judges the other sizes)."""
     bbox = detection.bbox
-    w, h = float(bbox.size_x), float(bbox.size_y)
+    cx, cy, w, h = float(bbox.center.position.x), float(bbox.center.position.y), float(bbox.size_x), float(bbox.size_y)
+    if not all(math.isfinite(value) for value in (cx, cy, w, h)):
+        raise ValueError(f"box centre ({cx:g}, {cy:g}) size {w:g}x{h:g} is not finite")
     if 0.0 < w < 1.0 or 0.0 < h < 1.0:
         raise ValueError(f"box size {w:g}x{h:g} is under a pixel: init boxes are in pixels "
                          "(normalized coordinates?)")
-    return (float(bbox.center.position.x) - w / 2.0, float(bbox.center.position.y) - h / 2.0, w, h)
+    return (cx - w / 2.0, cy - h / 2.0, w, h)
 
 
 def detection_msg(header, result) -> Detection2D:

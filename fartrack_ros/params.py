@@ -163,7 +163,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "qos_depth", 1,
         "History depth of the image subscription. The node keeps only the newest frame for the "
-        "tracker whatever the depth.",
+        "tracker whatever the depth; a frame replaced in this queue before the node took it is "
+        "neither seen nor counted as dropped (frames_received counts what arrived).",
         ACTIVATE, low=1, high=100,
     ),
     ParamSpec(

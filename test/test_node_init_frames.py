@@ -59,6 +59,53 @@ def test_a_target_started_on_the_waiting_frame_does_not_hold_back_the_others(nod
     assert min(iou(box, boxes[2]) for box in frame2.values()) > 0.5
 
 
+def test_an_init_is_queued_for_the_busy_compute_thread_without_stalling_the_executor(node):
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))
+    busy = threading.Event()
+    node._compute.submit(busy.wait, 10.0)  # the compute thread is busy with a frame
+
+    node._on_init(init_msg(STAMPS_NS[0], [("a", boxes[0])]))  # returns at once
+    assert not busy.is_set() and node._loaded.tracker.target_ids == []
+    node._on_image(image_msg(frames[1], STAMPS_NS[1]))  # queued for tracking behind the init
+    busy.set()
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == ["a"]
+    assert [stamp_ns_of(msg.header) for msg in node.published] == [STAMPS_NS[1]]
+
+
+def test_a_remove_drops_an_init_still_waiting_for_its_frame(node):
+    lines = []
+    node.get_logger = lambda: SimpleNamespace(warning=lines.append, info=lines.append, debug=lambda *_: None)
+    frames, boxes = ground_truth_sequence(2)
+    node._on_init(init_msg(STAMPS_NS[0], [("x", boxes[0]), ("y", boxes[0])]))  # before its frame: held
+    node._on_remove(SimpleNamespace(data="x"))
+    node._compute.wait_idle()
+
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # the frame: the held init starts what is left
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == ["y"]
+    assert "target 'x' removed (its init was waiting for its frame)" in lines
+    assert not any("remove ignored" in line for line in lines)
+
+
+def test_a_reset_drops_the_targets_and_the_inits_waiting_for_their_frame_and_says_so(node):
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))
+    node._on_init(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+    node._on_init(init_msg(STAMPS_NS[1], [("x", boxes[1])]))  # its frame has not arrived: held
+
+    response = node._on_reset(None, SimpleNamespace(success=False, message=""))
+    node._on_image(image_msg(frames[1], STAMPS_NS[1]))
+    node._compute.wait_idle()
+
+    assert response.success
+    assert response.message == "removed 1 target(s): a; dropped 1 init box(es) waiting for their frame"
+    assert node._loaded.tracker.target_ids == []
+
+
 def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_queued(node):
     frames, boxes = ground_truth_sequence(2)
     node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))  # before its frame: held
@@ -270,3 +317,25 @@ def test_an_init_that_overtakes_a_reordered_frame_waits_for_it(node):
     node._compute.wait_idle()
 
     assert node._loaded.tracker.target_ids == ["a", "b"]
+
+
+def test_a_target_going_lost_and_found_again_is_logged_and_a_re_init_says_restarted(node):
+    from rclpy.parameter import Parameter
+
+    lines = []
+    node.get_logger = lambda: SimpleNamespace(warning=lines.append, info=lines.append, debug=lambda *_: None)
+    node.set_parameters([Parameter("lost_frames", value=1)])
+    frames, boxes = ground_truth_sequence(4)
+    stamps = [1_000_000_000 + k * 33_000_000 for k in range(5)]
+    node._on_image(image_msg(frames[0], stamps[0]))
+    node._start_targets(init_msg(stamps[0], [("a", boxes[0])]))
+    blank = np.full_like(frames[1], 128)  # the target gone: a low confidence, LOST after 1 frame
+    for frame, stamp_ns in ((blank, stamps[1]), (frames[1], stamps[2])):
+        node._on_image(image_msg(frame, stamp_ns))
+        node._compute.wait_idle()
+
+    states = [line for line in lines if "LOST (" in line or "found again" in line]
+    assert len(states) == 2 and states[0].startswith("target 'a' LOST"), lines
+    assert states[1].startswith("target 'a' found again (confidence ")
+    node._start_targets(init_msg(stamps[2], [("a", boxes[1])]))
+    assert any(line.startswith("target 'a' restarted at x=") for line in lines)
