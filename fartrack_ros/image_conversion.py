@@ -87,6 +87,9 @@ MIN_BIT_DEPTH = 9  # fewer significant bits would fit in 8-bit samples
 # A compressed frame whose header claims more pixels is refused before decoding (a few KB of PNG
 # can otherwise expand to gigabytes); 8K UHD is 33 Mpx.
 MAX_COMPRESSED_PIXELS = 64_000_000
+# A JPEG with more scans is refused: each scan of a progressive JPEG is a pass over the whole
+# image, and a few hundred KB of repeated tiny scans of an 8000x8000 frame decoded for 18 s.
+MAX_JPEG_SCANS = 100
 
 
 class ImageConversionError(ValueError):
@@ -339,6 +342,10 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
             raise ImageConversionError(f"could not decode {what}: {detail}") from None
 
     if buffer[:2].tobytes() == b"\xff\xd8":  # libjpeg tells of damage only on stderr
+        scans = buffer.tobytes().count(b"\xff\xda")  # 0xFF in scan data is followed by 0x00 or RSTn
+        if scans > MAX_JPEG_SCANS:
+            raise ImageConversionError(f"{what} has {scans} scans, more than the {MAX_JPEG_SCANS} this node "
+                                       "decodes (progressive JPEGs have about 10; thousands take seconds)")
         bgr, messages = run_capturing_libjpeg(decode)
         problem = damage(messages)
         if problem is not None:
@@ -381,9 +388,18 @@ def _tiff_size(buffer: np.ndarray, order: str) -> tuple[int, int] | None:
         if entry + 12 > buffer.size:
             return None
         tag, kind = number(entry, 2), number(entry + 2, 2)
-        if tag in (256, 257) and kind in (3, 4):  # SHORT or LONG; the first of a repeated tag
-            size.setdefault(tag, number(entry + 8, 2 if kind == 3 else 4))  # counts, as in libtiff
+        if tag in (256, 257) and tag not in size:  # the first of a repeated tag counts, as in libtiff
+            length = _TIFF_INTEGER_BYTES.get(kind)
+            if length is None:  # a type libtiff may still read as a size: unchecked, so refused
+                return None
+            value = int.from_bytes(buffer[entry + 8:entry + 8 + length].tobytes(), order, signed=kind in (8, 9))
+            if value <= 0:
+                return None
+            size[tag] = value
     return (size[256], size[257]) if len(size) == 2 else None
+
+
+_TIFF_INTEGER_BYTES = {3: 2, 4: 4, 8: 2, 9: 4}  # SHORT, LONG, SSHORT, SLONG
 
 
 def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:

@@ -476,6 +476,13 @@ class FarTrackNode(LifecycleNode):
         if msg.header.frame_id and msg.header.frame_id != frame.header.frame_id:
             self._warn(f"init frame_id {msg.header.frame_id!r} differs from the image frame_id "
                        f"{frame.header.frame_id!r}: its boxes are taken as pixels of that image")
+        try:
+            self._start_on_frame(msg, frame)
+        finally:
+            frame.drop_rgb()  # the cache keeps messages only: a decoded frame kept per init would pile up
+
+    def _start_on_frame(self, msg: Detection2DArray, frame: CachedFrame) -> None:
+        """Compute thread: start a target per detection of ``msg`` on its cached ``frame``."""
         rgb = frame.rgb()
         with self._tracker_lock:
             if self._loaded is None:

@@ -393,6 +393,39 @@ def test_a_tiff_size_is_read_from_the_first_of_repeated_tags():
     assert compressed_size(b"II*\x00" + (8).to_bytes(4, "little") + ifd) == (900, 500)
 
 
+def _tiff_header(entries) -> bytes:
+    """A little-endian TIFF header and first directory of (tag, type, value) entries, count 1."""
+    ifd = len(entries).to_bytes(2, "little") + b"".join(
+        tag.to_bytes(2, "little") + kind.to_bytes(2, "little") + (1).to_bytes(4, "little")
+        + value.to_bytes(4, "little", signed=True) for tag, kind, value in entries) + bytes(4)
+    return b"II*\x00" + (8).to_bytes(4, "little") + ifd
+
+
+def test_a_tiff_size_of_a_signed_type_counts_and_an_unreadable_type_is_refused():
+    """A signed ImageWidth first (which libtiff reads) must not let a later small entry pass a
+    12000x12000 image; a size of a type not read here is refused rather than left unchecked."""
+    assert compressed_size(_tiff_header([(256, 9, 12000), (257, 4, 12000), (256, 3, 16)])) == (12000, 12000)
+    assert compressed_size(_tiff_header([(256, 11, 0), (257, 4, 16), (256, 3, 16)])) is None  # FLOAT
+    assert compressed_size(_tiff_header([(256, 9, -5), (257, 4, 16)])) is None
+    with pytest.raises(ImageConversionError, match="more than the 64000000 pixels"):
+        compressed_to_rgb(_tiff_header([(256, 9, 12000), (257, 3, 12000), (256, 3, 16)]), "tiff")
+
+
+def test_a_progressive_jpeg_decodes_and_one_of_thousands_of_scans_is_refused_before_decoding(monkeypatch):
+    import cv2
+
+    import fartrack_ros.image_conversion as conversion
+
+    rgb = _random_rgb(48, 64)
+    ok, progressive = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    assert ok and 1 < progressive.tobytes().count(b"\xff\xda") <= conversion.MAX_JPEG_SCANS
+    assert compressed_to_rgb(progressive.tobytes(), "jpeg").shape == rgb.shape
+    bomb = progressive.tobytes()[:-2] + b"\xff\xda\x00\x08\x01\x01\x00\x00\x00\x00" * 200 + b"\xff\xd9"
+    monkeypatch.setattr(cv2, "imdecode", lambda *_: pytest.fail("decoded"))
+    with pytest.raises(ImageConversionError, match="scans, more than the 100 this node decodes"):
+        compressed_to_rgb(bomb, "jpeg")
+
+
 def test_ff00_is_no_marker_so_a_frame_header_hidden_in_a_comment_is_not_read(monkeypatch):
     import fartrack_ros.image_conversion as conversion
 

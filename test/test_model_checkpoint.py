@@ -259,6 +259,46 @@ def test_strict_key_check_lists_missing_and_unexpected_keys(tmp_path):
     assert "backbone.norm.weight" in str(err.value) and "backbone.extra.weight" in str(err.value)
 
 
+def test_a_checkpoint_missing_a_weight_is_refused_naming_it(tmp_path):
+    state = _small_model().state_dict()
+    state.pop("backbone.norm.weight")
+    torch.save({"net": state, "model_config": SMALL.to_dict()}, tmp_path / "missing.pth")
+    with pytest.raises(CheckpointError, match=r"missing keys \['backbone.norm.weight'\], unexpected keys \[\]"):
+        load_checkpoint(tmp_path / "missing.pth")
+
+
+@pytest.mark.parametrize("change, reason", [
+    ({"depth": 20000}, r"does not describe its weights: depth=20000 \(the tensors: 3\)"),
+    ({"embed_dim": 4096}, "embed_dim=4096"),
+    ({"patch_size": 0}, "invalid model config: patch_size must be a positive integer, got 0"),
+    ({"depth": 3.0}, "invalid model config: depth must be a positive integer, got 3.0"),
+    ({"num_heads": 3}, "invalid model config: embed_dim 64 is not divisible by num_heads 3"),
+])
+def test_a_model_config_that_does_not_describe_the_tensors_is_refused_before_building(tmp_path, change, reason):
+    """The network is built from model_config: a few bytes claiming 20,000 layers took gigabytes."""
+    config = {**SMALL.to_dict(), **change}
+    torch.save({"net": _small_model().state_dict(), "model_config": config}, tmp_path / "config.pth")
+    with pytest.raises(CheckpointError, match=reason):
+        load_checkpoint(tmp_path / "config.pth")
+
+
+@pytest.mark.parametrize("tamper, reason", [
+    (lambda state: state.update({"backbone.norm.weight": torch.full((64,), complex("nan+0j"))}),
+     "'backbone.norm.weight' is torch.complex64, not floating point"),
+    (lambda state: state.update({"backbone.norm.weight": torch.ones(64, dtype=torch.int64)}),
+     "is torch.int64, not floating point"),
+    (lambda state: state.update({"backbone.pos_embed_x": torch.zeros(1).expand(1, 36, 64)}),
+     "'backbone.pos_embed_x' is a view larger than its storage"),
+    (lambda state: state.update({7: torch.zeros(1)}), "keys that are not parameter names: \\[7\\]"),
+])
+def test_weights_no_saved_network_holds_are_refused(tmp_path, tamper, reason):
+    state = _small_model().state_dict()
+    tamper(state)
+    torch.save({"net": state, "model_config": SMALL.to_dict()}, tmp_path / "odd.pth")
+    with pytest.raises(CheckpointError, match=reason):
+        load_checkpoint(tmp_path / "odd.pth")
+
+
 def test_data_parallel_prefix_is_explained(tmp_path):
     state = {f"module.{k}": v for k, v in _small_model().state_dict().items()}
     torch.save({"net": state}, tmp_path / "dp.pth")

@@ -339,3 +339,16 @@ def test_a_target_going_lost_and_found_again_is_logged_and_a_re_init_says_restar
     assert states[1].startswith("target 'a' found again (confidence ")
     node._start_targets(init_msg(stamps[2], [("a", boxes[1])]))
     assert any(line.startswith("target 'a' restarted at x=") for line in lines)
+
+
+def test_an_init_keeps_no_decoded_frame_in_the_cache(node):
+    """Inits naming cached frames (refused ones too) must not pile up decoded images: the cache holds
+    messages, each frame decoded when needed."""
+    frames, boxes = ground_truth_sequence(3)
+    for frame, stamp_ns in zip(frames, STAMPS_NS):
+        node._on_image(image_msg(frame, stamp_ns))
+    node._start_targets(init_msg(STAMPS_NS[0], [("a", boxes[0])]))
+    node._start_targets(init_msg(STAMPS_NS[1], [("b", (-500.0, -500.0, 10.0, 10.0))]))  # refused
+
+    assert node._loaded.tracker.target_ids == ["a"]
+    assert all(node._cache.find(stamp_ns)._rgb is None for stamp_ns in STAMPS_NS)

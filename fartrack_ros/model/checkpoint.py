@@ -84,6 +84,37 @@ def _check_archive(path: Path) -> None:
         raise zipfile.BadZipFile(f"record {bad!r} fails its CRC check")
 
 
+def _check_tensors(path: "str | Path", state_dict: dict) -> None:
+    """Refuse what no saved network holds, before anything is sized from it: keys that are not
+    names, weights that are not floating point (a complex NaN would pass the finite check and be
+    cast into the weights), and views larger than their storage (a stride-0 tensor of a few bytes
+    expands to gigabytes when read)."""
+    odd_keys = [key for key in state_dict if not isinstance(key, str)]
+    if odd_keys:
+        raise CheckpointError(f"{path}: 'net' has keys that are not parameter names: {odd_keys[:4]!r}")
+    for key, value in state_dict.items():
+        if not value.is_floating_point():
+            raise CheckpointError(f"{path}: weight {key!r} is {value.dtype}, not floating point")
+        if value.layout != torch.strided:
+            raise CheckpointError(f"{path}: weight {key!r} is a {value.layout} tensor, not a dense one")
+        if value.untyped_storage().nbytes() < value.numel() * value.element_size():
+            raise CheckpointError(f"{path}: weight {key!r} is a view larger than its storage (stride 0): "
+                                  "no saved network holds one")
+
+
+def _check_config(path: "str | Path", cfg: ModelConfig, state_dict: dict[str, torch.Tensor]) -> None:
+    """A stored ``model_config`` must describe the tensors: the network is built from it, so a
+    few-byte config claiming 20,000 layers would otherwise allocate gigabytes before the keys are
+    compared."""
+    inferred = config_from_state_dict(state_dict)
+    mismatched = [f"{name}={getattr(cfg, name)!r} (the tensors: {getattr(inferred, name)!r})"
+                  for name in ("embed_dim", "depth", "extension_depth", "patch_size", "template_size",
+                               "search_size", "num_template_slots", "vocab_size")
+                  if getattr(cfg, name) != getattr(inferred, name)]
+    if mismatched:
+        raise CheckpointError(f"{path}: model_config does not describe its weights: {', '.join(mismatched)}")
+
+
 def _check_finite(path: "str | Path", state_dict: dict[str, torch.Tensor]) -> None:
     bad = [key for key, value in state_dict.items()
            if value.is_floating_point() and not bool(torch.isfinite(value).all())]
@@ -184,6 +215,7 @@ def load_checkpoint(
     state_dict = {k: v for k, v in checkpoint["net"].items() if isinstance(v, torch.Tensor)}
     if len(state_dict) != len(checkpoint["net"]):
         raise CheckpointError(f"{path}: 'net' holds entries that are not tensors; not a state dict")
+    _check_tensors(path, state_dict)
     _check_finite(path, state_dict)
     if any(k.startswith("module.") for k in state_dict):
         raise CheckpointError(
@@ -200,6 +232,7 @@ def load_checkpoint(
             cfg = ModelConfig.from_dict(stored)
         except (TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: invalid model config: {exc}") from exc
+        _check_config(path, cfg, state_dict)
     if stored is None and cfg.embed_dim not in STANDARD_VIT_WIDTHS:
         # The tensors give every size but the head count. The standard ViT widths have 64-wide
         # heads; in any other (the bundled model: 128 wide, 4 heads of 32) it cannot be known.

@@ -31,6 +31,11 @@ class ModelConfig:
     name: str = "tiny"
 
     def __post_init__(self) -> None:
+        for count_name in ("embed_dim", "depth", "extension_depth", "num_heads", "patch_size", "template_size",
+                           "search_size", "num_template_slots", "bins", "coord_range"):
+            value = getattr(self, count_name)
+            if type(value) is not int or value < (0 if count_name == "extension_depth" else 1):
+                raise ValueError(f"{count_name} must be a positive integer, got {value!r}")
         if self.embed_dim % self.num_heads:
             raise ValueError(f"embed_dim {self.embed_dim} is not divisible by num_heads {self.num_heads}")
         for size_name in ("template_size", "search_size"):
