@@ -13,7 +13,7 @@ from fartrack_ros.cli.train import main
 from fartrack_ros.data.got10k import write_got10k
 from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 from fartrack_ros.model import load_checkpoint
-from fartrack_ros.training import latest_checkpoint
+from fartrack_ros.training import TrainConfig, latest_checkpoint
 
 SMOKE = ["--config", "test-xs", "--batch-size", "2", "--checkpoint-every", "2", "--no-progress", "--device", "cpu"]
 
@@ -163,3 +163,41 @@ def test_an_out_that_cannot_be_a_folder_is_a_one_line_error(tmp_path, capsys, ou
 
     assert main(["--out", str(tmp_path / out), *SMOKE]) == 1
     assert f"cannot make the run folder --out {tmp_path / out}" in _error_line(capsys)
+
+
+def test_ctrl_c_stops_after_the_current_step_with_a_checkpoint_of_it_and_says_how_to_resume(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    command = [sys.executable, "-m", "fartrack_ros.cli.train", "--out", str(tmp_path), "--steps", "100000",
+               "--stage2-steps", "0", *SMOKE[:4], "--checkpoint-every", "100000", "--no-progress", "--device", "cpu"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    log = tmp_path / "train_log.jsonl"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (log.is_file() and log.stat().st_size > 0):
+        time.sleep(0.2)  # the log is written line by line, flushed at checkpoints and by the OS buffer
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and f"continue with fartrack-train --out {tmp_path} --resume" in err
+    checkpoint = torch.load(latest_checkpoint(tmp_path), map_location="cpu", weights_only=True)
+    logged = [json.loads(line)["step"] for line in log.read_text().splitlines()]
+    assert checkpoint["step"] == logged[-1] > 0 and f"step {logged[-1]} saved" in err
+
+
+def test_an_empty_init_fine_tunes_the_bundled_model_at_the_fine_tuning_lr(tmp_path):
+    from fartrack_ros.cli.train import FINE_TUNE_LR
+    from fartrack_ros.model import DEFAULT_WEIGHTS_PATH
+
+    assert main(["--out", str(tmp_path / "ft"), "--init", "", "--steps", "1", "--stage2-steps", "0",
+                 "--batch-size", "2", "--no-progress", "--device", "cpu"]) == 0
+    stored = torch.load(tmp_path / "ft" / "final.pth", weights_only=True)
+    assert stored["train_config"]["lr"] == FINE_TUNE_LR < TrainConfig().lr
+    assert stored["metadata"]["origin"].startswith(f"init {DEFAULT_WEIGHTS_PATH} (sha256 ")
+    assert main(["--out", str(tmp_path / "lr"), "--init", "", "--lr", "3e-4", "--steps", "1", "--stage2-steps", "0",
+                 "--batch-size", "2", "--no-progress", "--device", "cpu"]) == 0
+    assert torch.load(tmp_path / "lr" / "final.pth", weights_only=True)["train_config"]["lr"] == 3e-4

@@ -216,6 +216,14 @@ def train_step(model: FARTrack, optimizer: torch.optim.Optimizer, batch: dict[st
     return parts
 
 
+class TrainingStopped(Exception):
+    """`Trainer.run` stopped on request (`Trainer.stop_requested`), its last step checkpointed."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(f"stopped at step {step}")
+        self.step = step
+
+
 class Trainer:
     """Runs (or resumes) a training run into ``out_dir``."""
 
@@ -235,6 +243,8 @@ class Trainer:
         self.sampler = PairSampler(self.source, model.cfg, config.seed, config.sampler)
         self.step = 0
         self.wall_time_s = 0.0  # summed over all sessions of this run
+        # set (by a signal handler) to stop after the current step with a checkpoint of it
+        self.stop_requested = False
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path: Path, last_parts: dict[str, float]) -> None:
@@ -308,9 +318,12 @@ class Trainer:
                     bar.update(1)
                     if on_step is not None:
                         on_step(self.step, parts)
-                    if self.step % config.checkpoint_every == 0 or self.step == config.total_steps:
+                    at_end = self.step % config.checkpoint_every == 0 or self.step == config.total_steps
+                    if at_end or self.stop_requested:
                         log.flush()
                         self.save(checkpoint_path(self.out_dir, _epoch(self.step, config)), parts)
+                    if self.stop_requested:
+                        raise TrainingStopped(self.step)
         finally:
             if pending is not None:
                 pending.cancel()
