@@ -39,6 +39,23 @@ def test_centre_error_is_the_distance_between_centres():
     assert centre_error([[0, 0, 10, 10]], [[0, 0, 20, 20]])[0] == pytest.approx(np.hypot(5, 5))
 
 
+def test_bound_clips_a_box_past_the_bottom_edge_and_a_negative_size_is_empty():
+    assert iou_xywh([[0, 5, 10, 200]], [[0, 5, 10, 95]], bound=(100, 100))[0] == pytest.approx(1.0)
+    assert iou_xywh([[0, 0, -5, 10]], [[-5, 0, 5, 10]])[0] == 0.0
+
+
+def test_centre_error_of_tall_boxes_uses_their_heights():
+    assert centre_error([[0, 0, 10, 40]], [[0, 0, 10, 20]])[0] == pytest.approx(10.0)
+
+
+def test_sr75_counts_an_iou_of_0_72_as_a_miss_and_sr50_as_a_hit():
+    gt = [BOX] * 2
+    pred = [BOX, [0, 0, 10, 7.2]]  # frame 1 has IoU 0.72
+    scores = score_results([result(pred, gt)])
+    assert scores.ao == pytest.approx(0.72)
+    assert scores.sr50 == 1.0 and scores.sr75 == 0.0
+
+
 def test_ao_skips_the_first_frame_and_absent_frames():
     gt = [BOX] * 4
     pred = [[50, 50, 5, 5], [5, 0, 10, 10], [50, 50, 5, 5], BOX]  # frame 0 and 2 would score 0

@@ -6,7 +6,9 @@ import pytest
 
 from node_helpers import (
     FRAME_ID,
+    box_of,
     compressed_msg,
+    iou,
     running_node,
     stamp_ns_of,
     start_targets,
@@ -28,8 +30,9 @@ def ros():
 
 
 def _frame(shift=0):
+    """A square off the image's centre lines (a flipped or mirrored decode would move it)."""
     frame = np.full((240, 320, 3), 90, np.uint8)
-    frame[100:140, 120 + shift:160 + shift] = (230, 200, 30)
+    frame[60:100, 120 + shift:160 + shift] = (230, 200, 30)
     return frame
 
 
@@ -42,7 +45,7 @@ def test_compressed_frames_are_tracked_with_their_header(ros, image_format):
     def publish(rgb, stamp):
         probe.compressed_pub.publish(compressed_msg(rgb, stamp, image_format))
 
-    first = start_targets(probe, _frame(0), base, [("box", (120.0, 100.0, 40.0, 40.0))], _frame(2),
+    first = start_targets(probe, _frame(0), base, [("box", (120.0, 60.0, 40.0, 40.0))], _frame(2),
                           base + 33_000_000, publish_image=publish)
     later = track_lockstep(probe, [_frame(4)], [base + 66_000_000], publish_image=publish)
 
@@ -50,6 +53,7 @@ def test_compressed_frames_are_tracked_with_their_header(ros, image_format):
     assert later[0] is not None
     assert stamp_ns_of(later[0].header) == base + 66_000_000 and later[0].header.frame_id == FRAME_ID
     assert [d.id for d in later[0].detections] == ["box"]
+    assert iou(box_of(later[0].detections[0]), (124.0, 60.0, 40.0, 40.0)) > 0.7
 
 
 def test_the_raw_topic_is_not_subscribed_in_compressed_mode(ros):

@@ -310,6 +310,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
     assert values["pinned_cpus"] == "none"  # one thread: nothing to pin
     assert values["image_reliability"] == "reliable"  # auto, and the probe's camera is reliable
     assert values["targets"] == "1" and values["targets_lost"] == "0"
+    assert status.level == bytes([0]) and status.message.startswith("tracking"), status.message
     assert values["image_size"] == f"{WIDTH}x{HEIGHT}"
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     start = readme.index("`/diagnostics` carries")
@@ -323,6 +324,33 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
 
     undocumented = [key for key in values if not listed(key)]
     assert not undocumented, f"diagnostics keys not listed in the README's /diagnostics paragraph: {undocumented}"
+
+
+def test_a_lost_target_leaves_the_detections_and_is_reported_lost_in_status_and_diagnostics(node, probe, stamps):
+    from fartrack_ros.msg import TargetStatus
+
+    _start(probe, stamps, [("red", BOX_RED)])
+    (threshold, frames) = probe.set_parameters(lost_threshold=1.0, lost_frames=2)  # no frame is confident
+    try:
+        frame_stamps = [stamps() for _ in range(3)]
+        detections = track_lockstep(probe, [_scene(4), _scene(6), _scene(8)], frame_stamps)
+        statuses = [probe.wait_for("status", lambda m, s=s: stamp_ns_of(m.header) == s) for s in frame_stamps]
+
+        def all_lost(msg):
+            values = {kv.key: kv.value for status in msg.status for kv in status.values}
+            return values.get("targets_lost") == "1"
+
+        diagnostics = probe.wait_for("diagnostics", all_lost, timeout=5.0)
+    finally:
+        restored = probe.set_parameters(lost_threshold=0.0, lost_frames=5)
+
+    assert threshold.successful and frames.successful and all(r.successful for r in restored)
+    assert [[d.id for d in msg.detections] for msg in detections] == [["red"], [], []]
+    assert [[t.state for t in msg.targets] for msg in statuses] == [
+        [TargetStatus.TRACKING], [TargetStatus.LOST], [TargetStatus.LOST]]
+    (status,) = diagnostics.status
+    assert status.level == bytes([1]) and status.message.startswith("all 1 target(s) lost"), status.message
+    assert "target 'red' LOST" in node.log_text()
 
 
 def test_debug_image_is_published_while_subscribed(node, probe, stamps):
