@@ -5,7 +5,7 @@ An init stamped with an image's header starts its targets on that frame; a zero 
 latest. One whose frame is not cached is held for it (`PendingInits`): the init may have
 overtaken its image, or come just before the first frame of a bag loop. It is refused, with a
 reason that says what to change, once a frame stamped as late or later has arrived, or after the
-wait (longer at low frame rates: as long as a frame may come late).
+wait (longer at low frame rates: as long as a frame may come late, at most MAX_INIT_WAIT_S).
 """
 
 from __future__ import annotations
@@ -15,6 +15,9 @@ from typing import Any
 
 from .frame_cache import CachedFrame, FrameCache, PendingInits
 from .node_messages import format_stamp, is_zero_stamp, stamp_to_ns
+
+
+MAX_INIT_WAIT_S = 10.0  # the longest an init waits for its frame, whatever the frame rate
 
 
 def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None,
@@ -32,8 +35,9 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     stamp_ns = stamp_to_ns(stamp)
     frame = cache.find(stamp_ns)
     if frame is None and held is None and may_wait:
-        # at a low frame rate a large image may lag its init by more than the usual wait
-        pending.hold(stamp_ns, msg, max(pending.wait_s, cache.late_window_ns() / 1e9))
+        # at a low frame rate a large image may lag its init by more than the usual wait (not for
+        # ever: stamps far apart, a camera clock gone wrong, would hold inits and their memory)
+        pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
         frame = cache.find(stamp_ns)  # it may have arrived while the init was held
         if frame is None or not pending.withdraw(msg):
             return None, None  # waits, or was already handed back to the image callback's retry

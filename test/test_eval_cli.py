@@ -142,7 +142,9 @@ def test_make_data_rewriting_a_set_leaves_no_frames_of_the_old_one(tmp_path, cap
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--layout", "lasot", "--class-name", "my-class"], "must not contain '-'"),
+    (["--layout", "lasot", "--class-name", "my-class"], "class name 'my-class' must be a folder name without '-'"),
+    (["--layout", "lasot", "--class-name", ".."], "class name '..' must be a folder name"),
+    (["--layout", "lasot", "--class-name", ""], "class name '' must be a folder name"),
     (["--layout", "got10k"], "cannot write to"),
 ])
 def test_make_data_errors_are_one_line(tmp_path, capsys, args, message):

@@ -116,3 +116,19 @@ def test_at_a_low_frame_rate_an_init_waits_as_long_as_a_frame_may_come_late(monk
         now[0] += 2.0
         held_after_2_s = len(pending.overdue()) == 0
         assert held_after_2_s == (cache is slow)  # 0.2 Hz: up to 15 s late; 30 Hz: the usual 1 s
+
+
+def test_an_init_waits_no_longer_than_max_init_wait_s_whatever_the_frame_intervals(monkeypatch):
+    """Stamps a million seconds apart (a camera clock gone wrong) must not hold an init for ever."""
+    import fartrack_ros.frame_cache as frame_cache
+    from fartrack_ros.init_frames import MAX_INIT_WAIT_S
+
+    now = [100.0]
+    monkeypatch.setattr(frame_cache.time, "monotonic", lambda: now[0])
+    apart = 10**6 * 1_000_000_000
+    cache, pending = _cache(0, apart, 2 * apart), PendingInits(1.0)
+    assert _find(cache, pending, _init(2 * apart + 1, "a")) == (None, None)
+    now[0] += MAX_INIT_WAIT_S - 0.5
+    assert pending.overdue() == []
+    now[0] += 1.0
+    assert len(pending.overdue()) == 1

@@ -14,7 +14,7 @@ from pathlib import Path
 from fartrack_ros.cli.messages import CliError, command
 from fartrack_ros.cli.options import non_negative_int, positive_int
 from fartrack_ros.data.got10k import write_got10k
-from fartrack_ros.data.lasot import write_lasot
+from fartrack_ros.data.lasot import check_class_name, write_lasot
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, SyntheticConfig, generate_sequence
 
 PROG = "fartrack-make-data"
@@ -46,9 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.layout == "lasot" and ("-" in args.class_name or "/" in args.class_name):
-        raise CliError(f"--class-name {args.class_name!r} must not contain '-' or '/' (LaSOT names are "
-                       "<class>-<n>)", code=2)
+    if args.layout == "lasot":
+        try:
+            check_class_name(args.class_name)
+        except ValueError as exc:
+            raise CliError(f"--class-name: {exc}", code=2) from None
     try:
         config = SyntheticConfig(width=args.width, height=args.height, min_length=args.min_length,
                                  max_length=args.max_length, difficulty=args.difficulty,

@@ -63,14 +63,21 @@ def load_lasot(root: str | Path) -> list[TrackingSequence]:
     return [read_lasot_sequence(folder) for folder in sorted(folders, key=_sort_key)]
 
 
+def check_class_name(class_name: str) -> None:
+    """ValueError unless ``class_name`` can name a LaSOT class folder inside the root: not empty,
+    no '-' (LaSOT names are <class>-<n>), no path separator, not '.' or '..'."""
+    if not class_name or class_name in (".", "..") or any(c in class_name for c in "-/\\"):
+        raise ValueError(f"class name {class_name!r} must be a folder name without '-', '/' or '\\' and not "
+                         "'.' or '..' (LaSOT names are <class>-<n>)")
+
+
 def write_lasot(sequence: TrackingSequence, root: str | Path, class_name: str = "synthetic",
                 index: int = 1, jpeg_quality: int = 95) -> Path:
     """Write ``sequence`` as ``root/<class_name>/<class_name>-<index>/`` in the LaSOT layout.
 
     Writes img/*.jpg, groundtruth.txt, full_occlusion.txt and out_of_view.txt; returns the folder.
     """
-    if "-" in class_name or "/" in class_name:
-        raise ValueError(f"class name {class_name!r} must not contain '-' or '/' (LaSOT names are <class>-<n>)")
+    check_class_name(class_name)
     folder = Path(root) / class_name / f"{class_name}-{index}"
     write_frames(sequence, folder / "img", jpeg_quality)
     write_boxes(folder / "groundtruth.txt", sequence.boxes)
