@@ -259,6 +259,12 @@ def test_strict_key_check_lists_missing_and_unexpected_keys(tmp_path):
     assert "backbone.norm.weight" in str(err.value) and "backbone.extra.weight" in str(err.value)
 
 
+def test_an_onnx_file_given_as_weights_is_told_to_be_the_pth(tmp_path):
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX protobuf's start
+    with pytest.raises(CheckpointError, match="is an ONNX model: give the .pth checkpoint"):
+        load_checkpoint(tmp_path / "model.onnx")
+
+
 def test_a_checkpoint_missing_a_weight_is_refused_naming_it(tmp_path):
     state = _small_model().state_dict()
     state.pop("backbone.norm.weight")

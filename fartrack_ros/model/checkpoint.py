@@ -42,6 +42,9 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
         wrapped = _wrapper_of(path)
         if wrapped:
             raise CheckpointError(f"weights file {path} is {wrapped}: unpack the checkpoint first") from exc
+        if path.suffix.lower() == ".onnx":
+            raise CheckpointError(f"weights file {path} is an ONNX model: give the .pth checkpoint (backend "
+                                  "onnxruntime builds its ONNX graph from it when the model loads)") from exc
         raise CheckpointError(f"weights file {path} is corrupt or not a torch checkpoint: "
                               f"{type(exc).__name__}: {exc}") from exc
     if isinstance(checkpoint, dict) and "net" not in checkpoint and checkpoint and all(
