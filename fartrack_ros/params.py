@@ -24,6 +24,7 @@ from typing import Any
 START, CONFIGURE, ACTIVATE, LIVE = "start", "configure", "activate", "live"
 
 _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+_VARIANT = re.compile(r"^(|tiny|nano|pico|[1-9]\d{0,2})$")
 
 
 @dataclass(frozen=True)
@@ -62,8 +63,10 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ),
     ParamSpec(
         "variant", "",
-        "Model depth: tiny (15 layers), nano (first 10), pico (first 6). Empty: as in the checkpoint.",
-        CONFIGURE, choices=("", "tiny", "nano", "pico"),
+        "Model depth: tiny (15 layers), nano (first 10), pico (first 6), or a number N: the first N "
+        "layers (for a checkpoint trained with fartrack-train --self-distill-from N or less). Empty: "
+        "as in the checkpoint.",
+        CONFIGURE, constraints="'' | tiny | nano | pico | N",
     ),
     ParamSpec(
         "num_templates", 0,
@@ -227,6 +230,8 @@ def validate(name: str, value: Any) -> str | None:
         return f"{name}={value!r} is out of range [{spec.low}, {spec.high}]"
     if name == "device" and not _DEVICE.match(value.strip().lower()):
         return f"device={value!r} is not valid: use auto, cpu, cuda or cuda:N"
+    if name == "variant" and not _VARIANT.match(value):
+        return f"variant={value!r} is not valid: use '', tiny, nano, pico or a number of layers"
     return None
 
 

@@ -31,9 +31,8 @@ from pathlib import Path
 import numpy as np
 
 from .cli.messages import CliError, command
-from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int
+from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int, variant_name
 from .demo import Child, child_env, executable, ros_missing
-from .params import BY_NAME as PARAMETERS
 
 NODE_NAME = "fartrack_soak"
 IMAGE_TOPIC = f"/{NODE_NAME}_image"
@@ -392,8 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--template-cap", type=int_at_least(5), default=defaults.template_cap,
                         help="the node's template_memory_cap (small, so it is reached early)")
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
-    parser.add_argument("--variant", default="", choices=PARAMETERS["variant"].choices,
-                        help="tiny, nano or pico (default: as in the checkpoint)")
+    parser.add_argument("--variant", default="", type=variant_name,
+                        help="tiny, nano, pico or a number of layers (default: as in the checkpoint)")
     parser.add_argument("--rate-hz", type=non_negative_float, default=0.0, help="send at this rate (default: closed loop)")
     parser.add_argument("--node-threads", type=non_negative_int, default=0, help="the node's cpu_threads parameter (0: automatic)")
     parser.add_argument("--max-growth-pct", type=non_negative_float, default=defaults.max_growth_pct)

@@ -29,7 +29,8 @@ ARGUMENTS = (
     ("device", "", "Compute device: auto, cpu, cuda or cuda:N (empty: as in params_file, default auto)"),
     ("weights", "", "Checkpoint file, official FARTrack .pth.tar or fartrack-train output "
                     "(empty: as in params_file, default the bundled model)"),
-    ("variant", "", "Model depth: tiny, nano or pico (empty: as in params_file, default as the checkpoint)"),
+    ("variant", "", "Model depth: tiny, nano, pico or a number of layers (empty: as in params_file, default as "
+                    "the checkpoint)"),
     ("precision", "", "Arithmetic of the layer stack: float32, bfloat16 (about 1.5x faster than float32 "
                       "for the official sizes on CPUs with native bf16) or float16 (CUDA) (empty: as in params_file, default float32)"),
     ("namespace", "", "Namespace of the node (topics become <namespace>/fartrack/...)"),

@@ -259,6 +259,19 @@ def test_strict_key_check_lists_missing_and_unexpected_keys(tmp_path):
     assert "backbone.norm.weight" in str(err.value) and "backbone.extra.weight" in str(err.value)
 
 
+def test_a_number_as_variant_keeps_that_many_first_layers(tmp_path):
+    save_checkpoint(_small_model(), tmp_path / "small.pth")  # 3 blocks + 1 extension
+    full = load_checkpoint(tmp_path / "small.pth")
+    for layers, (depth, extension) in {"2": (2, 0), "4": (3, 1)}.items():
+        cut = load_checkpoint(tmp_path / "small.pth", variant=layers)
+        assert (cut.cfg.depth, cut.cfg.extension_depth) == (depth, extension)
+        for key, value in cut.state_dict().items():
+            assert torch.equal(value, full.state_dict()[key]), key
+    assert load_checkpoint(tmp_path / "small.pth", variant="2").cfg.name == "test-2L"
+    with pytest.raises(CheckpointError, match="variant '5' needs 5 layers but the checkpoint has only 4"):
+        load_checkpoint(tmp_path / "small.pth", variant="5")
+
+
 def test_an_onnx_file_given_as_weights_is_told_to_be_the_pth(tmp_path):
     (tmp_path / "model.onnx").write_bytes(b"\x08\x07\x12\x07pytorch")  # an ONNX protobuf's start
     with pytest.raises(CheckpointError, match="is an ONNX model: give the .pth checkpoint"):

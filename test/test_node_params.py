@@ -36,7 +36,8 @@ def test_every_parameter_has_a_description_and_a_valid_default():
     [
         ("device", "gpu", "device='gpu' is not valid"),
         ("device", "cuda:x", "not valid"),
-        ("variant", "huge", "variant='huge' is not one of"),
+        ("variant", "huge", "variant='huge' is not valid: use '', tiny, nano, pico or a number of layers"),
+        ("variant", "0", "variant='0' is not valid"),
         ("image_transport", "theora", "not one of 'raw', 'compressed'"),
         ("qos_reliability", "sometimes", "not one of"),
         ("backend", "tensorrt", "not one of 'torch', 'onnxruntime'"),
@@ -59,7 +60,8 @@ def test_bad_values_are_rejected_with_the_value_and_reason(name, value, reason):
 
 @pytest.mark.parametrize(
     "name, value",
-    [("device", "cuda:1"), ("device", "CPU"), ("variant", ""), ("lost_threshold", 0), ("diagnostics_period", 2)],
+    [("device", "cuda:1"), ("device", "CPU"), ("variant", ""), ("variant", "3"), ("lost_threshold", 0),
+     ("diagnostics_period", 2)],
 )
 def test_good_values_pass(name, value):
     assert validate(name, value) is None

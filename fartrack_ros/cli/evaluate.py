@@ -23,9 +23,8 @@ from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
 
 from ..heap import keep_freed_memory
-from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command, warn
-from .options import add_runtime_options, int_at_least, non_negative_int, positive_int
+from .options import add_runtime_options, int_at_least, non_negative_int, positive_int, variant_name
 
 PROG = "fartrack-eval"
 
@@ -51,8 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
                         help="comma-separated: fartrack, csrt, kcf (default all three)")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
-    parser.add_argument("--variant", default="", choices=PARAMETERS["variant"].choices,
-                        help="use the first 15/10/6 layers of the FARTrack checkpoint; empty keeps them all")
+    parser.add_argument("--variant", default="", type=variant_name,
+                        help="tiny/nano/pico: the first 15/10/6 layers of the checkpoint, or a number N: the "
+                             "first N (a self-distilled checkpoint); empty keeps them all")
     parser.add_argument("--device", default="cpu", help="FARTrack device: auto, cpu, cuda, cuda:N (default cpu)")
     add_runtime_options(parser)
     parser.add_argument("--max-frames", type=int_at_least(2), default=None,

@@ -80,3 +80,13 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
                         help="arithmetic of the layer stack (torch backend; bfloat16 is about 1.5x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
+
+
+def variant_name(text: str) -> str:
+    """argparse type for --variant: '', tiny, nano, pico or a number of layers (the node's rule)."""
+    from ..params import validate
+
+    problem = validate("variant", text)
+    if problem is not None:
+        raise argparse.ArgumentTypeError(problem)
+    return text

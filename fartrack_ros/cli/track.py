@@ -21,9 +21,8 @@ from tqdm import tqdm
 
 from ..data.files import IMAGE_SUFFIXES, image_files
 from ..heap import keep_freed_memory
-from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command, warn
-from .options import add_runtime_options, box_xywh
+from .options import add_runtime_options, box_xywh, variant_name
 
 PROG = "fartrack-track"
 FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
@@ -130,8 +129,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "(write --init=-5,10,40,30 when x starts with a minus)")
     parser.add_argument("--weights", default="",
                         help="FARTrack checkpoint (.pth/.pth.tar); empty means the bundled default model")
-    parser.add_argument("--variant", default="", choices=PARAMETERS["variant"].choices,
-                        help="use the first 15/10/6 layers of the checkpoint; empty keeps them all")
+    parser.add_argument("--variant", default="", type=variant_name,
+                        help="tiny/nano/pico: the first 15/10/6 layers of the checkpoint, or a number N: the "
+                             "first N (a self-distilled checkpoint); empty keeps them all")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     add_runtime_options(parser)
     parser.add_argument("--memory", default="bounded", choices=["bounded", "official"],

@@ -115,16 +115,21 @@ def variant_config(variant: str) -> ModelConfig:
 
 
 def truncate_config(config: ModelConfig, variant: str) -> ModelConfig:
-    """Config of the first N layers of `config` (N from the variant), as Nano/Pico are cut from Tiny."""
-    if variant not in VARIANT_LAYERS:
-        raise ValueError(f"unknown variant {variant!r}: choose one of {sorted(VARIANT_LAYERS)}")
-    layers = VARIANT_LAYERS[variant]
+    """Config of the first N layers of `config`, as Nano/Pico are cut from Tiny: N from the variant
+    name (tiny/nano/pico) or given as a number ("3": the first 3 layers, for a checkpoint trained
+    with self-distillation down to that depth)."""
+    if variant.isdigit() and int(variant) >= 1:
+        layers, name = int(variant), f"{config.name}-{int(variant)}L"
+    elif variant in VARIANT_LAYERS:
+        layers, name = VARIANT_LAYERS[variant], variant
+    else:
+        raise ValueError(f"unknown variant {variant!r}: choose one of {sorted(VARIANT_LAYERS)} or a number of layers")
     if layers > config.num_layers:
         raise ValueError(
             f"variant {variant!r} needs {layers} layers but the checkpoint has only {config.num_layers}"
         )
     if layers == config.num_layers:
-        return replace(config, name=variant)
+        return replace(config, name=name if not variant.isdigit() else config.name)
     if layers <= config.depth:
-        return replace(config, depth=layers, extension_depth=0, name=variant)
-    return replace(config, extension_depth=layers - config.depth, name=variant)
+        return replace(config, depth=layers, extension_depth=0, name=name)
+    return replace(config, extension_depth=layers - config.depth, name=name)
