@@ -60,7 +60,11 @@ def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--resume", "--steps", "9", *SMOKE]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["steps"] == 2
-    assert "ignored: --steps 9 (the run has 2)" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "ignored: --steps 9 (the run has 2)" in err and "--config" not in err  # the run's own model
+    assert main(["--out", str(tmp_path), "--resume", "--config", "bundled-s", "--seed", "3", *SMOKE[2:]]) == 0
+    err = capsys.readouterr().err
+    assert "--config bundled-s (the run's model is test-xs)" in err and "--seed 3 (the run has 0)" in err
     (resume,) = torch.load(tmp_path / "final.pth", weights_only=True)["metadata"]["resumes"]
     assert resume["at_step"] == 2 and "--resume" in resume["command"] and "torch threads" in resume["hardware"]
 

@@ -173,7 +173,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         except CheckpointError as exc:
             raise CliError(f"--resume: {exc} (delete it to resume from the checkpoint before it)") from None
         config = _train_config(args, stored["train_config"])
-        _warn_of_ignored_settings(args, config)
+        _warn_of_ignored_settings(args, config, stored)
         torch.manual_seed(config.seed)
         model = FARTrack(ModelConfig.from_dict(stored["model_config"]))
         metadata = dict(stored.get("metadata", {}))
@@ -204,10 +204,22 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
     return trainer
 
 
-def _warn_of_ignored_settings(args: argparse.Namespace, config) -> None:
-    """A resumed run keeps its stored settings: say which given ones differ and are ignored."""
+def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) -> None:
+    """A resumed run keeps its stored settings, model and data (``stored``: its checkpoint): say
+    which given ones differ and are ignored."""
     ignored = [f"--{name.replace('_', '-')} {getattr(args, name)} (the run has {getattr(config, name)})"
                for name in DEFAULTS if getattr(args, name) is not None and getattr(args, name) != getattr(config, name)]
+    # the model and the data are the run's too (its checkpoint and metadata)
+    if args.init is not None:
+        ignored.append(f"--init {args.init!r}")
+    for name in ("config", "variant"):
+        if getattr(args, name) not in (None, stored["model_config"].get("name")):
+            ignored.append(f"--{name} {getattr(args, name)} (the run's model is {stored['model_config'].get('name')})")
+    data = stored.get("metadata", {}).get("data", "synthetic")
+    if args.dataset is not None and str(args.dataset.expanduser().resolve()) != data:
+        ignored.append(f"--dataset {args.dataset} (the run's data: {data})")
+    if args.seed != config.seed:
+        ignored.append(f"--seed {args.seed} (the run has {config.seed})")
     if ignored:
         warn(PROG, f"--resume continues the run with its stored settings; ignored: {', '.join(ignored)} "
                    "(to train longer, start a new run with --init from this run's final.pth)")
