@@ -203,3 +203,19 @@ def test_luma_contrast_on_a_dataset_is_said_to_change_nothing(tmp_path, recorded
     captured = capsys.readouterr()
     assert "--luma-contrast applies to generated sequences only" in captured.err
     assert "mono camera" not in captured.out and len(recorded_frames) == 3
+
+
+def test_the_report_names_the_model_file_and_weights_without_fartrack_are_warned(tmp_path, capsys):
+    from fartrack_ros.model import build_model, save_checkpoint
+    from fartrack_ros.training import model_config
+
+    save_checkpoint(build_model(model_config("test-xs")), tmp_path / "mine.pth")
+    assert evaluate.main(["--synthetic", "1", "--max-frames", "4", "--trackers", "fartrack",
+                          "--weights", str(tmp_path / "mine.pth"), "--json", str(tmp_path / "r.json")]) == 0
+    described = f"{tmp_path / 'mine.pth'} (test-xs, 2 layers, torch float32)"
+    assert f"fartrack: {described}" in capsys.readouterr().out
+    assert json.loads((tmp_path / "r.json").read_text())["trackers"]["fartrack"]["model"] == described
+
+    assert evaluate.main(["--synthetic", "1", "--max-frames", "4", "--trackers", "kcf",
+                          "--weights", str(tmp_path / "mine.pth")]) == 0
+    assert "--weights and --variant apply to the fartrack tracker" in capsys.readouterr().err

@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
     if not names:
         raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf)", code=2)
+    if "fartrack" not in names and (args.weights or args.variant):
+        warn(PROG, "--weights and --variant apply to the fartrack tracker, which --trackers leaves out")
     if not args.dataset and (args.max_sequences or args.layout != "auto"):
         warn(PROG, "--max-sequences and --layout apply to --dataset only (--synthetic N sets the count)")
     if args.dataset and args.luma_contrast:
@@ -125,6 +127,9 @@ def main(argv: list[str] | None = None) -> int:
                        "(a GOT-10k test split has only first-frame boxes)")
     print(f"{used} sequences from {source}; {scored} frames scored per tracker "
           f"({time.perf_counter() - started:.0f} s)")
+    models = {runner.name: runner.description for runner in runners if hasattr(runner, "description")}
+    for name, description in models.items():
+        print(f"{name}: {description}")
     print(format_table(scores))
     print("AO, SR: GOT-10k rules (frames after the first, pooled); AUC, Prec@20: OTB rules (every frame, "
           "per-sequence mean); frames without the target are left out of all")
@@ -138,6 +143,8 @@ def main(argv: list[str] | None = None) -> int:
                              "sequence_ao": {r.name: _finite_or_none(sequence_ao(r)) for r in results[name]}}
                       for name, s in scores.items()}
             Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            for name, description in models.items():
+                report[name]["model"] = description
             Path(args.json).write_text(json.dumps({"source": source, "trackers": report}, indent=2,
                                                   allow_nan=False))
     except OSError as exc:

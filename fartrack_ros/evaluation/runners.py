@@ -84,8 +84,11 @@ class FARTrackRunner:
         from fartrack_ros.model import device_for_backend, load_checkpoint, with_backend_for_device
         from fartrack_ros.tracker import Tracker
 
+        # what runs, for reports: fine-tunes of one size share a model name, so the file is named too
+        source = "a network given in process" if model is not None else (weights or "the bundled model")
         if model is None:
             model = load_checkpoint(weights, variant=variant, device=device_for_backend(device, backend))
+        self.description = f"{source} ({model.cfg.name}, {model.cfg.num_layers} layers, {backend} {precision})"
         model, _, warning = with_backend_for_device(model, backend, precision)
         if warning:
             _LOG.warning(warning)
