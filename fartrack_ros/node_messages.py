@@ -16,8 +16,8 @@ from fartrack_ros.msg import TargetStatus, TrackerStatus
 
 from .image_conversion import rgb_to_image_msg
 
-_TRACKING_COLOUR = (40, 220, 60)  # RGB
-_LOST_COLOUR = (230, 40, 40)
+TRACKING_COLOUR = (40, 220, 60)  # RGB
+LOST_COLOUR = (230, 40, 40)
 
 
 def stamp_to_ns(stamp) -> int:
@@ -104,11 +104,16 @@ def debug_image_msg(header, rgb: np.ndarray, results: Iterable):
     thickness = max(1, round(min(canvas.shape[:2]) / 240))
     for result in results:
         x, y, w, h = (int(round(v)) for v in result.box_xywh)
-        colour = _TRACKING_COLOUR if _is_tracking(result) else _LOST_COLOUR
+        colour = TRACKING_COLOUR if _is_tracking(result) else LOST_COLOUR
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness)
         label = f"{result.target_id} {result.score:.2f}"
-        cv2.putText(canvas, label, (x, max(y - 4, 10)), cv2.FONT_HERSHEY_SIMPLEX,
-                    0.4 * thickness, colour, thickness, cv2.LINE_AA)
+        scale = 0.4 * thickness
+        (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+        origin = (x, max(y - 4, text_h + 2))
+        # on a dark plate: readable on any scene and over a neighbour's box
+        corners = (origin[0] - 1, origin[1] - text_h - 2), (origin[0] + text_w + 1, origin[1] + baseline - 1)
+        cv2.rectangle(canvas, *corners, (0, 0, 0), cv2.FILLED)
+        cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
     return rgb_to_image_msg(canvas, header)
 
 

@@ -109,8 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="raw images' encoding, as a camera would send them (default rgb8; any of "
                              + ", ".join(SUPPORTED_ENCODINGS) + ")")
     parser.add_argument("--bit-depth", type=int, default=FULL_BIT_DEPTH, metavar="BITS",
-                        choices=range(MIN_BIT_DEPTH, FULL_BIT_DEPTH + 1), help="16-bit encodings: the data in the low BITS bits of each sample, as "
-                        "a 10-, 12- or 14-bit camera sends it (default 16; read it with the node's image_bit_depth)")
+                        choices=range(MIN_BIT_DEPTH, FULL_BIT_DEPTH + 1),
+                        help="16-bit encodings: the data in the low BITS bits of each sample, as a 10-, 12- or "
+                             "14-bit camera sends it (default 16; read it with the node's image_bit_depth)")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"],
                         help="raw: sensor_msgs/Image on 'image'; compressed: JPEG on 'image/compressed'")
     parser.add_argument("--frame-id", default="camera", help="header.frame_id of the images")

@@ -15,6 +15,7 @@ import pytest
 
 from node_helpers import (
     FRAME_ID,
+    box_of,
     image_msg,
     init_msg,
     running_node,
@@ -357,6 +358,8 @@ def test_debug_image_is_published_while_subscribed(node, probe, stamps):
     from rclpy.qos import QoSProfile
     from sensor_msgs.msg import Image
 
+    from fartrack_ros.node_messages import TRACKING_COLOUR
+
     probe.subscribe("debug_image", Image, f"{probe.prefix}/debug_image", QoSProfile(depth=5))
     try:
         _start(probe, stamps, [("red", BOX_RED)])
@@ -371,7 +374,10 @@ def test_debug_image_is_published_while_subscribed(node, probe, stamps):
     assert debug is not None and debug.header.frame_id == FRAME_ID
     assert (debug.height, debug.width, debug.encoding) == (HEIGHT, WIDTH, "rgb8")
     drawn = np.frombuffer(bytes(debug.data), np.uint8).reshape(HEIGHT, WIDTH, 3)
-    assert np.any(drawn != _scene(4)), "nothing drawn on the debug image"
+    (detection,) = probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp).detections
+    x, y, w, h = (int(round(v)) for v in box_of(detection))
+    left_edge = drawn[y + 2:y + h - 2, x]
+    assert (left_edge == TRACKING_COLOUR).all(axis=-1).mean() > 0.9, "the box is not drawn where it was found"
 
 
 def test_a_fast_camera_drops_frames_and_the_newest_frame_is_tracked(node, probe, stamps):
