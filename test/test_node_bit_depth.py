@@ -3,20 +3,11 @@ with ``image_bit_depth: 12``. Read as 16 bits such images are nearly black (the 
 tests in test_node_init_frames.py check the warnings); a module of its own, as the node's
 parameter is read at activation and the other modules' nodes share the topics."""
 
-import os
-
 import numpy as np
 import pytest
 
-from node_helpers import (
-    DEFAULT_WEIGHTS,
-    box_of,
-    ground_truth_sequence,
-    iou,
-    running_node,
-    track_sequence,
-    weights_for_tests,
-)
+from node_helpers import (box_of, ground_truth_sequence, iou, needs_bundled_model, running_node, track_sequence,
+                          weights_for_tests)
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -24,8 +15,7 @@ MONO_SEED = 1_000_006  # a held-out scene drawn for a mono camera
 MIN_AO = 0.5
 
 
-@pytest.mark.skipif(weights_for_tests() != DEFAULT_WEIGHTS and not os.environ.get("FARTRACK_TEST_WEIGHTS"),
-                    reason=f"the bundled model {DEFAULT_WEIGHTS.name} is not trained yet")
+@needs_bundled_model
 def test_a_12_bit_mono_camera_is_tracked_with_image_bit_depth_12():
     frames, boxes = ground_truth_sequence(12, MONO_SEED, difficulty=0.1, luma_contrast=True)
 

@@ -7,18 +7,17 @@ and the result does not depend on the machine's speed. The images are bgr8, so t
 is part of what is checked; cameras' other raw encodings (Bayer, YUV) are tracked as well.
 """
 
-import os
 
 import numpy as np
 import pytest
 
 from node_helpers import (
-    DEFAULT_WEIGHTS,
     HELD_OUT_SEED,
     assert_tracks_as_the_library,
     box_of,
     ground_truth_sequence,
     iou,
+    needs_bundled_model,
     running_node,
     track_sequence,
     weights_for_tests,
@@ -26,9 +25,6 @@ from node_helpers import (
 from robustness_helpers import wait_for_log
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
-needs_bundled_model = pytest.mark.skipif(
-    weights_for_tests() != DEFAULT_WEIGHTS and not os.environ.get("FARTRACK_TEST_WEIGHTS"),
-    reason=f"the bundled model {DEFAULT_WEIGHTS.name} is not trained yet (or set FARTRACK_TEST_WEIGHTS)")
 
 FRAMES = 30
 SEED = HELD_OUT_SEED
