@@ -259,6 +259,40 @@ def test_strict_key_check_lists_missing_and_unexpected_keys(tmp_path):
     assert "backbone.norm.weight" in str(err.value) and "backbone.extra.weight" in str(err.value)
 
 
+class _Allocates:
+    """Pickles as ``constructor(size)``: what a hostile file writes by hand."""
+
+    def __init__(self, constructor, size):
+        self.constructor, self.size = constructor, size
+
+    def __reduce__(self):
+        return self.constructor, (self.size,)
+
+
+@pytest.mark.parametrize("constructor", [bytearray, torch.FloatTensor], ids=["bytearray", "FloatTensor"])
+def test_a_pickle_asking_a_constructor_for_a_huge_allocation_is_refused_before_loading(tmp_path, constructor):
+    """bytearray(N) and torch.FloatTensor(N) are allowed by torch's weights_only reader: a 384-byte
+    file asked for 1.6 GB. (Settings holding a small bytearray of data still load: see below.)"""
+    state = {"net": _small_model().state_dict(), "model_config": SMALL.to_dict(),
+             "settings": _Allocates(constructor, 1_600_000_000)}
+    with open(tmp_path / "sized.pth", "wb") as file:
+        torch.save(state, file)
+    with pytest.raises(CheckpointError, match=r"refusing to load .*the pickle calls .*\(1600000000\)"):
+        load_checkpoint(tmp_path / "sized.pth")
+
+
+def test_a_checkpoint_with_compressed_records_is_refused(tmp_path):
+    """torch.save stores records uncompressed; a deflated one can inflate a small file to gigabytes."""
+    save_checkpoint(_small_model(), tmp_path / "plain.pth")
+    with zipfile.ZipFile(tmp_path / "plain.pth") as source, \
+            zipfile.ZipFile(tmp_path / "deflated.pth", "w", zipfile.ZIP_DEFLATED) as target:
+        for info in source.infolist():
+            target.writestr(info.filename, source.read(info))
+    assert load_checkpoint(tmp_path / "plain.pth").cfg == SMALL
+    with pytest.raises(CheckpointError, match="is compressed, which torch.save never does"):
+        load_checkpoint(tmp_path / "deflated.pth")
+
+
 def test_a_number_as_variant_keeps_that_many_first_layers(tmp_path):
     save_checkpoint(_small_model(), tmp_path / "small.pth")  # 3 blocks + 1 extension
     full = load_checkpoint(tmp_path / "small.pth")

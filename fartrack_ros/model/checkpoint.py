@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import pickletools
 import re
+import struct
 import zipfile
 from dataclasses import replace
 from pathlib import Path
@@ -75,16 +77,67 @@ def _wrapper_of(path: Path) -> str | None:
 
 
 def _check_archive(path: Path) -> None:
-    """Refuse a zip checkpoint whose records fail their CRC: torch.load does not check them, and
-    damage in the middle of a file would load as wrong (often NaN) weights."""
+    """Refuse a zip checkpoint whose records fail their CRC (torch.load does not check them, and
+    damage in the middle of a file would load as wrong, often NaN, weights), whose records are
+    compressed (torch.save never compresses; a 1 MB deflated record inflated to 1.2 GB), or whose
+    pickle calls a constructor that allocates what its arguments ask (`_check_pickle`)."""
     if not zipfile.is_zipfile(path):
         return  # torch's legacy format: torch.load judges it
     with zipfile.ZipFile(path) as archive:
-        if all(info.CRC == 0 for info in archive.infolist()):
+        records = archive.infolist()
+        compressed = [info.filename for info in records if info.compress_type != zipfile.ZIP_STORED]
+        if compressed:
+            raise zipfile.BadZipFile(f"record {compressed[0]!r} is compressed, which torch.save never does")
+        for info in records:
+            if info.filename.endswith("/data.pkl") or info.filename == "data.pkl":
+                _check_pickle(_stored_record(path, info))
+        if all(info.CRC == 0 for info in records):
             return  # saved with torch.serialization.set_crc32_options(False): nothing to check
         bad = archive.testzip()
     if bad is not None:
         raise zipfile.BadZipFile(f"record {bad!r} fails its CRC check")
+
+
+def _stored_record(path: Path, info: zipfile.ZipInfo) -> bytes:
+    """The bytes of an uncompressed zip record, read past its local header (zipfile's own reader
+    checks the CRC, which torch lets a writer leave out)."""
+    with open(path, "rb") as file:
+        file.seek(info.header_offset + 26)
+        name_length, extra_length = struct.unpack("<HH", file.read(4))
+        file.seek(info.header_offset + 30 + name_length + extra_length)
+        return file.read(info.file_size)
+
+
+# Constructors torch's weights_only reader (and the restricted one) allow that allocate the size a
+# pickle gives them: a 384-byte file asked bytearray for 1.6 GB. Settings may hold a small bytearray
+# of data; a size argument above MAX_PICKLED_ALLOCATION is refused.
+_SIZED_CONSTRUCTORS = {("builtins", "bytearray"), ("__builtin__", "bytearray")} | {
+    ("torch", f"{kind}Tensor") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short",
+                                           "Char", "Byte", "Bool")}
+MAX_PICKLED_ALLOCATION = 1 << 24
+_INT_OPCODES = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
+
+
+def _check_pickle(data: bytes) -> None:
+    """pickle.UnpicklingError when the pickle calls a `_SIZED_CONSTRUCTORS` entry with an integer
+    argument above MAX_PICKLED_ALLOCATION."""
+    strings: list[str] = []
+    calling = ""  # the sized constructor whose arguments follow, until the call
+    try:
+        for opcode, argument, _ in pickletools.genops(data):
+            name = opcode.name
+            if name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
+                strings = [*strings[-1:], str(argument)]
+            elif name in ("GLOBAL", "STACK_GLOBAL"):
+                module, attribute = str(argument).split(" ", 1) if name == "GLOBAL" else (strings + ["", ""])[-2:]
+                calling = f"{module}.{attribute}" if (module, attribute) in _SIZED_CONSTRUCTORS else ""
+            elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+                calling = ""
+            elif calling and name in _INT_OPCODES and isinstance(argument, int) and argument > MAX_PICKLED_ALLOCATION:
+                raise pickle.UnpicklingError(f"the pickle calls {calling}({argument}), an allocation no checkpoint "
+                                             "needs")
+    except ValueError:
+        return  # not a pickle pickletools can walk: torch.load will say what is wrong
 
 
 def _check_tensors(path: "str | Path", state_dict: dict) -> None:
