@@ -16,6 +16,9 @@ Fixtures for other test files:
   ros_python     start(code, *args, env=None) -> RosProcess running `python -c code args...`
   rclpy_context  an initialised rclpy Context of its own, shut down after the test
   ros_node       a RosTestNode (node + executor + spin_until) in that context
+
+The official parity fixtures (../shared/fixtures/official) must be beside the repository, else the
+run stops with a usage error: FARTRACK_ALLOW_NO_FIXTURES=1 runs without them (their tests skip).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from typing import Callable
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+OFFICIAL_FIXTURES = REPO_ROOT.parent / "shared" / "fixtures" / "official"
 
 # ROS 2 documents 0..101 as the domain ids that are safe on every platform; 0 is the default
 # that interactive sessions use, so tests stay off it.
@@ -60,6 +64,7 @@ def _take_free_domain_id() -> tuple[int, int]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _require_parity_fixtures()
     domain_id, fd = _take_free_domain_id()
     log_dir = tempfile.mkdtemp(prefix="fartrack-ros-log-")
     config._fartrack_ros_domain = (fd, log_dir)
@@ -68,6 +73,16 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.pop("ROS_LOCALHOST_ONLY", None)  # deprecated; conflicts with the range setting
     os.environ.pop("ROS_STATIC_PEERS", None)
     os.environ["ROS_LOG_DIR"] = log_dir
+
+
+def _require_parity_fixtures() -> None:
+    """The parity tests skip without ../shared/fixtures/official; a run missing it by accident would
+    pass without them, so it stops unless FARTRACK_ALLOW_NO_FIXTURES=1 says that is meant."""
+    if not OFFICIAL_FIXTURES.is_dir() and os.environ.get("FARTRACK_ALLOW_NO_FIXTURES") != "1":
+        raise pytest.UsageError(
+            f"the official parity fixtures are not at {OFFICIAL_FIXTURES} (../shared beside the repository): "
+            "the parity tests would be skipped. Put them there, or set FARTRACK_ALLOW_NO_FIXTURES=1 to run "
+            "without them.")
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
