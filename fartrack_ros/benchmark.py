@@ -83,9 +83,12 @@ def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
 
 
 def load_variant(name: str, device: str = "cpu") -> FARTrack:
-    """Official-size variants get random weights (speed does not depend on them); 'bundled' loads ours."""
+    """Official-size variants get random weights (speed does not depend on them); 'bundled' loads ours,
+    'bundled-NL' its first N layers."""
     if name == "bundled":
         return load_checkpoint(None, device=device)
+    if name.startswith("bundled-") and name.endswith("L"):
+        return load_checkpoint(None, variant=name[len("bundled-"):-1], device=device)
     torch.manual_seed(0)
     return build_model(name).eval().to(device)
 

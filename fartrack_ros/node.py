@@ -529,7 +529,7 @@ class FarTrackNode(LifecycleNode):
         elif self._loaded.bundled and not self._grey_told and is_grey_frame(rgb):  # a full-frame compare
             self._grey_told = True
             self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
-                       "(AO 0.74): 0.53 where the target differs in brightness from its surroundings, 0.14 "
+                       "(AO 0.75): 0.51 where the target differs in brightness from its surroundings, 0.15 "
                        "on colour scenes turned grey, where many barely do (OpenCV CSRT 0.56 and 0.51)")
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:

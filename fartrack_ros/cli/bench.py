@@ -21,13 +21,15 @@ from .options import PRECISION_CHOICES, comma_choices, frame_size, int_at_least,
 
 PROG = "fartrack-bench"
 VARIANTS = ("tiny", "nano", "pico", "bundled")
+EXTRA_VARIANTS = ("bundled-3L",)  # the bundled model's first 3 layers (self-distilled): on request
 SECTIONS = ("model", "tracker", "scaling", "opencv", "node")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
-    parser.add_argument("--variants", default=",".join(VARIANTS), type=comma_choices(VARIANTS),
-                        help="comma list of tiny, nano, pico (official sizes, random weights) and bundled")
+    parser.add_argument("--variants", default=",".join(VARIANTS), type=comma_choices(VARIANTS + EXTRA_VARIANTS),
+                        help="comma list of tiny, nano, pico (official sizes, random weights), bundled and "
+                             "bundled-3L (its first 3 layers, variant 3; not in the default list)")
     parser.add_argument("--threads", type=positive_int, default=2, help="torch / ONNX Runtime CPU threads")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N for the model, tracker and scaling rows (default cpu)")
