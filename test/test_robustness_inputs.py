@@ -273,7 +273,7 @@ def test_more_targets_than_max_targets_are_refused_and_the_others_tracked(ros_ok
     ("diagnostics_period", 0.0, "diagnostics_period=0.0 is out of range"),
     ("publish_debug_image", "yes", "publish_debug_image must be true or false"),
     ("device", "cuda", "device is read when the model loads, at start in a plain node; restart"),
-    ("variant", "huge", "variant='huge' is not one of"),
+    ("variant", "huge", "variant='huge' is not valid: use '', tiny, nano, pico or a number of layers"),
     ("image_transport", "theora", "image_transport='theora' is not one of"),
 ])
 def test_invalid_parameter_value_at_run_time_is_refused_with_a_reason(ros_ok, name, value, logged):
