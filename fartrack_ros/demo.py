@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli.options import int_at_least, non_negative_float, positive_float
+from .cli.options import int_at_least, non_negative_float, positive_float, variant_name
 
 NODE_NAME = "fartrack"
 TARGET_ID = "target"
@@ -358,7 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="fixed difficulty in [0, 1] (default: drawn from the seed)")
     parser.add_argument("--device", default="auto", help="node device: auto, cpu, cuda, cuda:N")
     parser.add_argument("--weights", default="", help="checkpoint for the node (default: bundled model)")
-    parser.add_argument("--variant", default="", help="tiny, nano or pico (default: as the checkpoint)")
+    parser.add_argument("--variant", default="", type=variant_name,
+                        help="tiny, nano, pico or a number of layers (default: as the checkpoint)")
     parser.add_argument("--transport", default="raw", choices=["raw", "compressed"])
     parser.add_argument("--mono", action="store_true",
                         help="play it as a mono camera: mono8 images of the scene drawn for one (raw transport)")

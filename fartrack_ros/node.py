@@ -27,8 +27,9 @@ The compute thread takes the newest frame from the slot, converts it, tracks, pu
 overwritten in the slot before it was taken is counted as dropped, so a slow model never queues
 behind the camera. Everything that runs the model (loading, warm-up, new targets, tracking) runs
 in that one compute thread: a second thread computing with PyTorch makes OpenMP stop
-spin-waiting and halves the model's speed. Remove, reset and parameter changes take the tracker
-lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
+spin-waiting and halves the model's speed. Inits, removes and resets are queued for that thread in
+the order they arrive (the executor thread never waits for a frame to finish, except a reset's
+reply); parameter changes take the tracker lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
 EventsExecutor, whose callback gets an image 0.2-0.3 ms sooner and hands it to the compute thread
 in 0.08 ms instead of 0.4-0.5 ms): with rclpy's MultiThreadedExecutor, closed-loop round trips on
 2 cores stalled for 0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread

@@ -200,11 +200,15 @@ _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 def as_declared_kind(name: str, value: Any) -> Any:
     """``value`` as the parameter's declared type where that loses nothing: an integer for a float
-    parameter (``-p lost_threshold:=1`` or ``period: 2`` in YAML) becomes a float, as a user means;
+    parameter (``-p lost_threshold:=1`` or ``period: 2`` in YAML) becomes a float, and for a string
+    parameter its digits (``-p variant:=3``: ROS reads the 3 as an integer), as a user means;
     anything else is returned unchanged."""
     spec = BY_NAME.get(name)
-    if spec is not None and spec.kind is float and isinstance(value, int) and not isinstance(value, bool):
-        return float(value)
+    if spec is not None and isinstance(value, int) and not isinstance(value, bool):
+        if spec.kind is float:
+            return float(value)
+        if spec.kind is str:
+            return str(value)
     return value
 
 

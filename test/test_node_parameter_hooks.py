@@ -89,16 +89,18 @@ def test_an_integer_for_a_float_parameter_is_taken_as_that_number(node):
     assert not [line for line in log.lines if line.startswith("warning")], log.lines
 
 
-def test_integers_given_at_start_for_float_parameters_start_the_node(rclpy_context):
+def test_integers_given_at_start_for_float_and_string_parameters_start_the_node(rclpy_context):
     from rclpy.parameter import Parameter
 
     from fartrack_ros.node import FarTrackNode
 
     node = FarTrackNode(context=rclpy_context, managed=True, parameter_overrides=[
-        Parameter("diagnostics_period", value=2), Parameter("lost_threshold", value=0)])
+        Parameter("diagnostics_period", value=2), Parameter("lost_threshold", value=0),
+        Parameter("variant", value=3)])  # -p variant:=3 reaches the node as an integer
     try:
         assert node.get_parameter("diagnostics_period").value == 2.0
         assert isinstance(node.get_parameter("lost_threshold").value, float)
+        assert node.get_parameter("variant").value == "3"
     finally:
         node.stop()
         node.destroy_node()
