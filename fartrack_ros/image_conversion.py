@@ -342,7 +342,7 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
             raise ImageConversionError(f"could not decode {what}: {detail}") from None
 
     if buffer[:2].tobytes() == b"\xff\xd8":  # libjpeg tells of damage only on stderr
-        scans = buffer.tobytes().count(b"\xff\xda")  # 0xFF in scan data is followed by 0x00 or RSTn
+        scans = _jpeg_scans(buffer.tobytes())
         if scans > MAX_JPEG_SCANS:
             raise ImageConversionError(f"{what} has {scans} scans, more than the {MAX_JPEG_SCANS} this node "
                                        "decodes (progressive JPEGs have about 10; thousands take seconds)")
@@ -403,15 +403,36 @@ _TIFF_INTEGER_BYTES = {3: 2, 4: 4, 8: 2, 9: 4}  # SHORT, LONG, SSHORT, SLONG
 
 
 def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
-    """Walk the JPEG segments, whatever their total length, to the frame header (SOFn), reading
-    markers as libjpeg does: bytes before a marker, fill bytes and FF 00 pairs are skipped."""
+    """(width, height) from the frame header (SOFn), if one comes before the first scan."""
     data = buffer.tobytes()
+    for marker, pos in _jpeg_markers(data):
+        if marker == 0xDA:  # scan data before any frame header
+            return None
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if pos + 9 > len(data):
+                return None
+            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+    return None
+
+
+def _jpeg_scans(data: bytes) -> int:
+    """How many scans (SOS markers) a JPEG holds: those from its first scan on (FF DA cannot occur
+    inside scan data, where FF is followed by 00 or a marker; before it, metadata such as an EXIF
+    thumbnail may hold any bytes)."""
+    first = next((pos for marker, pos in _jpeg_markers(data) if marker == 0xDA), None)
+    return 0 if first is None else data.count(b"\xff\xda", first)
+
+
+def _jpeg_markers(data: bytes):
+    """(marker, position) of each segment of a JPEG's header, up to and including its first scan
+    (SOS), whatever their total length, reading markers as libjpeg does: bytes before a marker,
+    fill bytes and FF 00 pairs are skipped."""
     pos, end = 2, len(data)
     while pos + 4 <= end:
         if data[pos] != 0xFF:  # stray bytes: on to the next FF (one pass over the data in all)
             pos = data.find(b"\xff", pos)
             if pos < 0:
-                return None
+                return
             continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte
@@ -420,14 +441,10 @@ def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
         if marker in (0x00, 0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length: FF 00 is no marker
             pos += 2
             continue
-        if marker == 0xDA:  # scan data before any frame header
-            return None
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            if pos + 9 > end:
-                return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+        yield marker, pos
+        if marker == 0xDA:
+            return
         pos += 2 + int.from_bytes(data[pos + 2:pos + 4], "big")
-    return None
 
 
 def rgb_to_compressed(rgb: np.ndarray, image_format: str = "jpeg", jpeg_quality: int = 90) -> bytes:

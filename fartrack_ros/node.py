@@ -29,7 +29,8 @@ behind the camera. Everything that runs the model (loading, warm-up, new targets
 in that one compute thread: a second thread computing with PyTorch makes OpenMP stop
 spin-waiting and halves the model's speed. Inits, removes and resets are queued for that thread in
 the order they arrive (the executor thread never waits for a frame to finish, except a reset's
-reply); parameter changes take the tracker lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
+reply); a remove or reset also drops at once the inits still waiting for their frame, which would
+otherwise be queued behind it when the frame came. Parameter changes take the tracker lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
 EventsExecutor, whose callback gets an image 0.2-0.3 ms sooner and hands it to the compute thread
 in 0.08 ms instead of 0.4-0.5 ms): with rclpy's MultiThreadedExecutor, closed-loop round trips on
 2 cores stalled for 0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread
@@ -471,6 +472,9 @@ class FarTrackNode(LifecycleNode):
         if not msg.detections:
             self._warn("init ignored: the Detection2DArray has no detections")
             return
+        if self._loaded is None:  # queued before a cleanup that emptied the cache too
+            self._warn("init ignored: the node is not configured")
+            return
         frame = self._init_frame(msg, held)
         if frame is None:
             return
@@ -550,14 +554,19 @@ class FarTrackNode(LifecycleNode):
         self._num_lost = len(tracker.lost_target_ids)
 
     def _on_remove(self, msg: String) -> None:
-        try:  # behind the inits received before it, which it may undo
-            self._compute.submit(self._remove_target, msg.data)
+        target_id = msg.data
+        # An init waiting for its frame goes now (its frame may come before the queued remove runs);
+        # inits already queued go when the remove runs, behind them.
+        waiting = self._pending_inits.drop_targets(lambda detection: detection.id == target_id)
+        try:
+            self._compute.submit(self._remove_target, target_id, waiting)
         except RuntimeError:  # the compute thread was stopped (node stopping)
             pass
 
-    def _remove_target(self, target_id: str) -> None:
-        """Compute thread: drop ``target_id``, tracked or still waiting for its init frame."""
-        waiting = self._pending_inits.drop_targets(lambda detection: detection.id == target_id)
+    def _remove_target(self, target_id: str, waiting: int = 0) -> None:
+        """Compute thread: drop ``target_id``, tracked or still waiting for its init frame
+        (``waiting``: how many of its boxes were dropped so already)."""
+        waiting += self._pending_inits.drop_targets(lambda detection: detection.id == target_id)
         with self._tracker_lock:
             if self._loaded is None:
                 return
@@ -574,17 +583,20 @@ class FarTrackNode(LifecycleNode):
                                                                   if waiting else ""))
 
     def _on_reset(self, request, response):
-        try:  # behind the inits received before it; waited for, to answer with what it removed
-            response.message = self._compute.run(self._reset_targets)
+        # as a remove: waiting inits go now, queued ones when the reset runs behind them
+        waiting = self._pending_inits.drop_targets(lambda detection: True)
+        try:  # waited for, to answer with what it removed
+            response.message = self._compute.run(self._reset_targets, waiting)
             response.success = True
         except RuntimeError as exc:  # the compute thread was stopped (node stopping)
             response.success, response.message = False, f"not reset: {exc}"
         self.get_logger().info(f"reset: {response.message}")
         return response
 
-    def _reset_targets(self) -> str:
-        """Compute thread: drop every target and every init waiting for its frame; what was dropped."""
-        waiting = self._pending_inits.drop_targets(lambda detection: True)
+    def _reset_targets(self, waiting: int = 0) -> str:
+        """Compute thread: drop every target and every init waiting for its frame (``waiting`` boxes
+        were dropped already); what was dropped."""
+        waiting += self._pending_inits.drop_targets(lambda detection: True)
         with self._tracker_lock:
             ids = self._loaded.tracker.target_ids if self._loaded is not None else []
             if self._loaded is not None:

@@ -420,7 +420,12 @@ def test_a_progressive_jpeg_decodes_and_one_of_thousands_of_scans_is_refused_bef
     ok, progressive = cv2.imencode(".jpg", rgb[:, :, ::-1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
     assert ok and 1 < progressive.tobytes().count(b"\xff\xda") <= conversion.MAX_JPEG_SCANS
     assert compressed_to_rgb(progressive.tobytes(), "jpeg").shape == rgb.shape
-    bomb = progressive.tobytes()[:-2] + b"\xff\xda\x00\x08\x01\x01\x00\x00\x00\x00" * 200 + b"\xff\xd9"
+    # FF DA bytes in metadata before the first scan (an EXIF thumbnail may hold any) are no scans
+    data = progressive.tobytes()
+    app15 = b"\xff\xda" * 150
+    with_metadata = data[:2] + b"\xff\xef" + (len(app15) + 2).to_bytes(2, "big") + app15 + data[2:]
+    assert compressed_to_rgb(with_metadata, "jpeg").shape == rgb.shape
+    bomb = data[:-2] + b"\xff\xda\x00\x08\x01\x01\x00\x00\x00\x00" * 200 + b"\xff\xd9"
     monkeypatch.setattr(cv2, "imdecode", lambda *_: pytest.fail("decoded"))
     with pytest.raises(ImageConversionError, match="scans, more than the 100 this node decodes"):
         compressed_to_rgb(bomb, "jpeg")

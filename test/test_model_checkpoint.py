@@ -320,6 +320,15 @@ def test_a_checkpoint_missing_a_weight_is_refused_naming_it(tmp_path):
         load_checkpoint(tmp_path / "missing.pth")
 
 
+@pytest.mark.parametrize("sizes", [dict(embed_dim=224, num_heads=4), dict(bins=75, coord_range=3),
+                                   dict(bins=301, coord_range=1)], ids=["width-224", "bins-75x3", "bins-301x1"])
+def test_a_model_config_the_tensors_cannot_tell_apart_still_loads(tmp_path, sizes):
+    """The head count and the bins/range split are not in the tensors: a stored config decides them."""
+    cfg = ModelConfig(**{**SMALL.to_dict(), **sizes})
+    save_checkpoint(build_model(cfg), tmp_path / "custom.pth")
+    assert load_checkpoint(tmp_path / "custom.pth").cfg == cfg
+
+
 @pytest.mark.parametrize("change, reason", [
     ({"depth": 20000}, r"does not describe its weights: depth=20000 \(the tensors: 3\)"),
     ({"embed_dim": 4096}, "embed_dim=4096"),

@@ -91,6 +91,21 @@ def test_a_remove_drops_an_init_still_waiting_for_its_frame(node):
     assert not any("remove ignored" in line for line in lines)
 
 
+def test_a_remove_is_not_undone_by_a_waiting_init_whose_frame_comes_while_the_remove_is_queued(node):
+    frames, boxes = ground_truth_sequence(2)
+    node._on_init(init_msg(STAMPS_NS[0], [("x", boxes[0])]))  # before its frame: held
+    node._compute.wait_idle()
+    busy = threading.Event()
+    node._compute.submit(busy.wait, 10.0)  # the compute thread is busy with a frame
+
+    node._on_remove(SimpleNamespace(data="x"))  # queued behind the frame
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # the init's frame, before the remove runs
+    busy.set()
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == []
+
+
 def test_a_reset_drops_the_targets_and_the_inits_waiting_for_their_frame_and_says_so(node):
     frames, boxes = ground_truth_sequence(2)
     node._on_image(image_msg(frames[0], STAMPS_NS[0]))

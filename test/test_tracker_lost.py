@@ -58,6 +58,48 @@ def test_a_lost_target_waking_up_on_the_box_another_target_tracks_stays_lost():
     assert all(s["a"] == TrackState.TRACKING for s in states[:-1])
 
 
+def test_a_lost_target_held_off_another_target_s_box_follows_it_and_is_found_once_they_part(monkeypatch):
+    """Two overlapping objects walk together; B is occluded for 3 frames (LOST), then found each
+    frame on a box over A's: it stays LOST but its search follows, so when B walks off on its own
+    (frame 15) it is found there, not left where it was last confident."""
+    from fartrack_ros.tracker import tracker as tracker_module
+
+    def truth(frame):  # A and B 40 px wide, B 10 px right of A (IoU 0.6), 8 px per frame
+        ax = 20.0 + 8 * frame
+        bx = ax + 10 if frame < 15 else ax + 10 + 12 * (frame - 14)
+        return [ax, 100.0, 40.0, 40.0], [bx, 100.0, 40.0, 40.0]
+
+    now = {"frame": 0, "row": 0}
+
+    def predicted(box_px, state, size, factor):
+        """The object's true box when its centre lies in the search crop around ``state`` (factor
+        4: two box widths each way), else the crop's centre box: the network sees only the crop."""
+        box = truth(now["frame"])[now["row"] % 2]
+        now["row"] += 1
+        reachable = abs((box[0] + box[2] / 2) - (state[0] + state[2] / 2)) < 2 * state[2]
+        return list(box) if reachable else list(state)
+
+    monkeypatch.setattr(tracker_module, "map_box_back", predicted)
+    monkeypatch.setattr(tracker_module, "box_confidence", lambda logits, cfg: torch.tensor(
+        [0.9, 0.2 if 3 <= now["frame"] < 6 else 0.9]))
+    tracker = Tracker(random_model(MICRO_CONFIG), TrackerConfig(lost_threshold=0.5, lost_frames=3))
+    frames, _ = moving_target_video(25, height=240, width=480, velocity=(0.0, 0.0))
+    tracker.add_target(frames[0], tuple(truth(0)[0]), "A")
+    tracker.add_target(frames[0], tuple(truth(0)[1]), "B")
+    states = {}
+    for frame in range(1, 25):
+        now["frame"], now["row"] = frame, 0
+        states[frame] = {r.target_id: r for r in tracker.track(frames[frame])}
+
+    assert all(states[f]["B"].state == TrackState.LOST for f in range(5, 15))
+    assert states[10]["B"].box_xywh == pytest.approx(truth(2)[1])  # reported as last seen well
+    assert tracker.inspect_target("B").search_box_xywh != truth(2)[1]
+    found = [f for f in range(15, 25) if states[f]["B"].state == TrackState.TRACKING]
+    assert found and found[0] <= 17, {f: states[f]["B"].state for f in states}
+    assert states[24]["B"].box_xywh == pytest.approx(truth(24)[1])
+    assert all(states[f]["A"].state == TrackState.TRACKING for f in states)
+
+
 def test_lost_target_reports_and_searches_around_its_last_confident_box():
     steps = _run_scripted([HIGH] * 3 + [LOW] * 5 + [HIGH])
     last_confident = steps[2][0].box_xywh

@@ -65,6 +65,10 @@ def test_cli_resume_continues_from_the_latest_checkpoint(tmp_path, capsys):
     assert main(["--out", str(tmp_path), "--resume", "--config", "bundled-s", "--seed", "3", *SMOKE[2:]]) == 0
     err = capsys.readouterr().err
     assert "--config bundled-s (the run's model is test-xs)" in err and "--seed 3 (the run has 0)" in err
+    assert main(["--out", str(tmp_path / "s5"), "--seed", "5", "--steps", "1", "--stage2-steps", "0", *SMOKE]) == 0
+    capsys.readouterr()
+    assert main(["--out", str(tmp_path / "s5"), "--resume", *SMOKE]) == 0
+    assert "--seed" not in capsys.readouterr().err  # not given: nothing ignored
     (resume,) = torch.load(tmp_path / "final.pth", weights_only=True)["metadata"]["resumes"]
     assert resume["at_step"] == 2 and "--resume" in resume["command"] and "torch threads" in resume["hardware"]
 

@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in --out from its latest checkpoint (its stored settings win)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--seed", type=non_negative_int, default=0, help="seed of the weights and of every batch (default 0)")
+    parser.add_argument("--seed", type=non_negative_int, help="seed of the weights and of every batch (default 0)")
     parser.add_argument("--steps", type=non_negative_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
     parser.add_argument("--batch-size", type=positive_int, help=f"samples per step (default {DEFAULTS['batch_size']})")
     parser.add_argument("--lr", type=positive_float, help=f"peak learning rate (default {DEFAULTS['lr']})")
@@ -108,7 +108,7 @@ def _train_config(args, stored: Optional[dict] = None):
     values = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     if args.init is not None and args.lr is None:
         values["lr"] = FINE_TUNE_LR
-    return replace(TrainConfig(), seed=args.seed, **values)
+    return replace(TrainConfig(), seed=args.seed or 0, **values)
 
 
 @command(PROG)
@@ -218,7 +218,7 @@ def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) ->
     data = stored.get("metadata", {}).get("data", "synthetic")
     if args.dataset is not None and str(args.dataset.expanduser().resolve()) != data:
         ignored.append(f"--dataset {args.dataset} (the run's data: {data})")
-    if args.seed != config.seed:
+    if args.seed is not None and args.seed != config.seed:
         ignored.append(f"--seed {args.seed} (the run has {config.seed})")
     if ignored:
         warn(PROG, f"--resume continues the run with its stored settings; ignored: {', '.join(ignored)} "

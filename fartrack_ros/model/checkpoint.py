@@ -161,12 +161,15 @@ def _check_tensors(path: "str | Path", state_dict: dict) -> None:
 def _check_config(path: "str | Path", cfg: ModelConfig, state_dict: dict[str, torch.Tensor]) -> None:
     """A stored ``model_config`` must describe the tensors: the network is built from it, so a
     few-byte config claiming 20,000 layers would otherwise allocate gigabytes before the keys are
-    compared."""
-    inferred = config_from_state_dict(state_dict)
-    mismatched = [f"{name}={getattr(cfg, name)!r} (the tensors: {getattr(inferred, name)!r})"
-                  for name in ("embed_dim", "depth", "extension_depth", "patch_size", "template_size",
-                               "search_size", "num_template_slots", "vocab_size")
-                  if getattr(cfg, name) != getattr(inferred, name)]
+    compared. Only what the tensors fix is compared (not the head count or how the vocabulary
+    splits into bins and range)."""
+    sizes = _tensor_sizes(state_dict)
+    stored = {"embed_dim": cfg.embed_dim, "patch_size": cfg.patch_size, "depth": cfg.depth,
+              "extension_depth": cfg.extension_depth, "num_template_slots": cfg.num_template_slots,
+              "template_tokens": cfg.template_tokens, "search_tokens": cfg.search_tokens,
+              "vocab_size": cfg.vocab_size, "mlp_hidden": round(cfg.embed_dim * cfg.mlp_ratio)}
+    mismatched = [f"{name}={value!r} (the tensors: {sizes[name]!r})" for name, value in stored.items()
+                  if value != sizes[name]]
     if mismatched:
         raise CheckpointError(f"{path}: model_config does not describe its weights: {', '.join(mismatched)}")
 
@@ -196,33 +199,42 @@ def adopt_unused_shapes(model: FARTrack, state_dict: dict[str, torch.Tensor]) ->
                     owner.num_embeddings = state_dict[key].shape[0]
 
 
-def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
-    """Infer the network sizes from tensor shapes (official checkpoints carry no config)."""
+def _tensor_sizes(state_dict: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The network sizes the tensor shapes fix (CheckpointError when a key they come from is missing)."""
     try:
         dim, _, patch, _ = state_dict["backbone.patch_embed.proj.weight"].shape
-        slots = state_dict["identity"].shape[1] - 1
-        template_tokens = state_dict["backbone.pos_embed_z0" if "backbone.pos_embed_z0" in state_dict
-                                     else "backbone.pos_embed_z1"].shape[1]
-        search_tokens = state_dict["backbone.pos_embed_x"].shape[1]
-        vocab = state_dict["backbone.word_embeddings.weight"].shape[0]
-        mlp_hidden = state_dict["backbone.blocks.0.mlp.fc1.weight"].shape[0]
+        template_key = "backbone.pos_embed_z0" if "backbone.pos_embed_z0" in state_dict else "backbone.pos_embed_z1"
+        return {
+            "embed_dim": int(dim),
+            "patch_size": int(patch),
+            "depth": _count_layers(state_dict, "blocks"),
+            "extension_depth": _count_layers(state_dict, "extension"),
+            "num_template_slots": int(state_dict["identity"].shape[1] - 1),
+            "template_tokens": int(state_dict[template_key].shape[1]),
+            "search_tokens": int(state_dict["backbone.pos_embed_x"].shape[1]),
+            "vocab_size": int(state_dict["backbone.word_embeddings.weight"].shape[0]),
+            "mlp_hidden": int(state_dict["backbone.blocks.0.mlp.fc1.weight"].shape[0]),
+        }
     except KeyError as exc:
         raise CheckpointError(f"state dict lacks {exc.args[0]!r}; it is not a FARTrack network") from exc
-    depth = _count_layers(state_dict, "blocks")
-    extension = _count_layers(state_dict, "extension")
+
+
+def config_from_state_dict(state_dict: dict[str, torch.Tensor]) -> ModelConfig:
+    """Infer the network sizes from tensor shapes (official checkpoints carry no config)."""
+    sizes = _tensor_sizes(state_dict)
+    dim, patch = sizes["embed_dim"], sizes["patch_size"]
     coord_range = 2
-    bins = (vocab - 5) // coord_range
     cfg = ModelConfig(
         embed_dim=dim,
-        depth=depth,
-        extension_depth=extension,
+        depth=sizes["depth"],
+        extension_depth=sizes["extension_depth"],
         num_heads=max(1, dim // 64),
-        mlp_ratio=mlp_hidden / dim,
+        mlp_ratio=sizes["mlp_hidden"] / dim,
         patch_size=patch,
-        template_size=int(round(template_tokens**0.5)) * patch,
-        search_size=int(round(search_tokens**0.5)) * patch,
-        num_template_slots=slots,
-        bins=bins,
+        template_size=int(round(sizes["template_tokens"] ** 0.5)) * patch,
+        search_size=int(round(sizes["search_tokens"] ** 0.5)) * patch,
+        num_template_slots=sizes["num_template_slots"],
+        bins=(sizes["vocab_size"] - 5) // coord_range,
         coord_range=coord_range,
         name="custom",
     )

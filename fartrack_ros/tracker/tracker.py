@@ -65,7 +65,9 @@ class TrackerConfig:
     - The first confident frame makes the target TRACKING again and moves it to the new box,
       unless that box overlaps (IoU >= RECOVERY_OVERLAP) the box of a target tracked confidently
       in the same frame: a LOST target that wakes up on another target's object (the same object
-      given two ids, or a look-alike's tracker) would report one object twice; it stays LOST.
+      given two ids, or a look-alike's tracker) would report one object twice; it stays LOST,
+      its search following that box meanwhile (two objects moving together would otherwise leave
+      it behind), and is found again once the boxes part.
 
     ``drop_pruned`` False runs the official arithmetic instead of the fast path: every template
     token present, pruned ones masked, eager attention, in torch whatever the backend. The boxes
@@ -342,13 +344,16 @@ class Tracker:
         if self.config.memory == "official":  # follow every prediction, a template every frame
             target.state_xywh = predicted
             return True
-        target.state_xywh = list(target.last_confident_xywh) if lost else predicted
+        # LOST: search around the last confident box, except while the box is another target's:
+        # then follow it, lest the two move away together and leave the search behind
+        target.state_xywh = list(target.last_confident_xywh) if lost and not taken else predicted
         return confident
 
     def _result(self, target: _Target, score: float) -> TrackResult:
+        lost = target.status == TrackState.LOST and self.config.memory != "official"
         return TrackResult(
             target_id=target.target_id,
-            box_xywh=tuple(target.state_xywh),
+            box_xywh=tuple(target.last_confident_xywh if lost else target.state_xywh),  # LOST: as last seen well
             score=float(score),
             state=target.status,
             templates_held=len(target.memory),
