@@ -275,10 +275,29 @@ def test_a_pickle_asking_a_constructor_for_a_huge_allocation_is_refused_before_l
     file asked for 1.6 GB. (Settings holding a small bytearray of data still load: see below.)"""
     state = {"net": _small_model().state_dict(), "model_config": SMALL.to_dict(),
              "settings": _Allocates(constructor, 1_600_000_000)}
-    with open(tmp_path / "sized.pth", "wb") as file:
-        torch.save(state, file)
-    with pytest.raises(CheckpointError, match=r"refusing to load .*the pickle calls .*\(1600000000\)"):
-        load_checkpoint(tmp_path / "sized.pth")
+    for legacy in (False, True):
+        torch.save(state, tmp_path / "sized.pth", _use_new_zipfile_serialization=not legacy)
+        with pytest.raises(CheckpointError, match=r"refusing to load .*the pickle calls .*\(1600000000\)"):
+            load_checkpoint(tmp_path / "sized.pth")
+
+
+def test_a_size_fetched_from_the_pickle_memo_is_seen_as_the_call_s_argument():
+    import pickletools
+
+    from fartrack_ros.model.checkpoint import _check_pickle
+
+    # PROTO 2; BININT 1.6e9; BINPUT 0; POP; GLOBAL bytearray; BINGET 0; TUPLE1; REDUCE; STOP
+    data = (b"\x80\x02J" + (1_600_000_000).to_bytes(4, "little") + b"q\x000c__builtin__\nbytearray\nh\x00\x85R.")
+    with pytest.raises(pickle.UnpicklingError, match=r"bytearray\(1600000000\)"):
+        _check_pickle(pickletools.genops(data))
+
+
+def test_a_reference_to_a_sized_constructor_beside_a_large_number_is_no_call(tmp_path):
+    """A settings object naming torch.FloatTensor next to a count of 40 M samples loads."""
+    state = {"net": _small_model().state_dict(), "model_config": SMALL.to_dict(),
+             "settings": {"tensor_type": torch.FloatTensor, "samples": 40_000_000, "raw": bytearray(b"ab")}}
+    torch.save(state, tmp_path / "typeref.pth")
+    assert load_checkpoint(tmp_path / "typeref.pth").cfg == SMALL
 
 
 def test_a_checkpoint_with_compressed_records_is_refused(tmp_path):

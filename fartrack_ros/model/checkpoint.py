@@ -81,8 +81,11 @@ def _check_archive(path: Path) -> None:
     damage in the middle of a file would load as wrong, often NaN, weights), whose records are
     compressed (torch.save never compresses; a 1 MB deflated record inflated to 1.2 GB), or whose
     pickle calls a constructor that allocates what its arguments ask (`_check_pickle`)."""
-    if not zipfile.is_zipfile(path):
-        return  # torch's legacy format: torch.load judges it
+    if not zipfile.is_zipfile(path):  # torch's legacy format: its first pickles, then raw storages
+        with open(path, "rb") as file:
+            for _ in range(4):  # magic number, protocol, system info, the checkpoint itself
+                _check_pickle(pickletools.genops(file))
+        return
     with zipfile.ZipFile(path) as archive:
         records = archive.infolist()
         compressed = [info.filename for info in records if info.compress_type != zipfile.ZIP_STORED]
@@ -90,7 +93,7 @@ def _check_archive(path: Path) -> None:
             raise zipfile.BadZipFile(f"record {compressed[0]!r} is compressed, which torch.save never does")
         for info in records:
             if info.filename.endswith("/data.pkl") or info.filename == "data.pkl":
-                _check_pickle(_stored_record(path, info))
+                _check_pickle(pickletools.genops(_stored_record(path, info)))
         if all(info.CRC == 0 for info in records):
             return  # saved with torch.serialization.set_crc32_options(False): nothing to check
         bad = archive.testzip()
@@ -110,34 +113,71 @@ def _stored_record(path: Path, info: zipfile.ZipInfo) -> bytes:
 
 # Constructors torch's weights_only reader (and the restricted one) allow that allocate the size a
 # pickle gives them: a 384-byte file asked bytearray for 1.6 GB. Settings may hold a small bytearray
-# of data; a size argument above MAX_PICKLED_ALLOCATION is refused.
+# of data; a call with an integer argument above MAX_PICKLED_ALLOCATION is refused.
 _SIZED_CONSTRUCTORS = {("builtins", "bytearray"), ("__builtin__", "bytearray")} | {
     ("torch", f"{kind}Tensor") for kind in ("Float", "Double", "Half", "BFloat16", "Long", "Int", "Short",
                                            "Char", "Byte", "Bool")}
 MAX_PICKLED_ALLOCATION = 1 << 24
-_INT_OPCODES = {"BININT", "BININT1", "BININT2", "LONG1", "LONG4", "INT", "LONG"}
+_MARK = object()
 
 
-def _check_pickle(data: bytes) -> None:
-    """pickle.UnpicklingError when the pickle calls a `_SIZED_CONSTRUCTORS` entry with an integer
-    argument above MAX_PICKLED_ALLOCATION."""
-    strings: list[str] = []
-    calling = ""  # the sized constructor whose arguments follow, until the call
+def _check_pickle(ops) -> None:
+    """pickle.UnpicklingError when the pickle whose opcodes ``ops`` (`pickletools.genops`) yields
+    calls a `_SIZED_CONSTRUCTORS` entry with an integer above MAX_PICKLED_ALLOCATION. The stack is
+    followed as the unpickler builds it (memo included), holding only globals, numbers, strings
+    and tuples of them; a pickle it cannot follow is left to torch.load to judge."""
+    stack: list = []
+    memo: dict = {}
+
+    def pop_to_mark() -> list:
+        index = len(stack) - 1 - stack[::-1].index(_MARK)
+        items = stack[index + 1:]
+        del stack[index:]
+        return items
+
     try:
-        for opcode, argument, _ in pickletools.genops(data):
+        for opcode, argument, _ in ops:
             name = opcode.name
-            if name in ("SHORT_BINUNICODE", "BINUNICODE", "UNICODE", "BINUNICODE8"):
-                strings = [*strings[-1:], str(argument)]
-            elif name in ("GLOBAL", "STACK_GLOBAL"):
-                module, attribute = str(argument).split(" ", 1) if name == "GLOBAL" else (strings + ["", ""])[-2:]
-                calling = f"{module}.{attribute}" if (module, attribute) in _SIZED_CONSTRUCTORS else ""
-            elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
-                calling = ""
-            elif calling and name in _INT_OPCODES and isinstance(argument, int) and argument > MAX_PICKLED_ALLOCATION:
-                raise pickle.UnpicklingError(f"the pickle calls {calling}({argument}), an allocation no checkpoint "
-                                             "needs")
-    except ValueError:
-        return  # not a pickle pickletools can walk: torch.load will say what is wrong
+            if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if name == "MEMOIZE" else argument] = stack[-1]
+            elif name in ("GET", "BINGET", "LONG_BINGET"):
+                stack.append(memo.get(argument))
+            elif name == "MARK":
+                stack.append(_MARK)
+            elif name == "GLOBAL":
+                stack.append(tuple(str(argument).split(" ", 1)))
+            elif name == "STACK_GLOBAL":
+                attribute, module = stack.pop(), stack.pop()
+                stack.append((module, attribute))
+            elif name in ("TUPLE1", "TUPLE2", "TUPLE3"):
+                count = int(name[-1])
+                items = tuple(stack[-count:])
+                del stack[-count:]
+                stack.append(items)
+            elif name == "TUPLE":
+                stack.append(tuple(pop_to_mark()))
+            elif name in ("REDUCE", "NEWOBJ"):
+                arguments, function = stack.pop(), stack.pop()
+                if function in _SIZED_CONSTRUCTORS and isinstance(arguments, tuple) and any(
+                        isinstance(a, int) and not isinstance(a, bool) and a > MAX_PICKLED_ALLOCATION
+                        for a in arguments):
+                    call = f"{'.'.join(function)}({', '.join(map(repr, arguments))})"
+                    raise pickle.UnpicklingError(f"the pickle calls {call}, an allocation no checkpoint needs")
+                stack.append(None)
+            elif name == "STOP":
+                return
+            else:  # anything else: its arguments off the stack, an unknown result on
+                before = opcode.stack_before
+                if pickletools.markobject in before:
+                    pop_to_mark()
+                    before = before[:before.index(pickletools.markobject)]
+                if before:
+                    del stack[-len(before):]
+                if opcode.stack_after:
+                    stack.extend([argument if isinstance(argument, (int, str)) else None]
+                                 * len(opcode.stack_after))
+    except (ValueError, IndexError, KeyError, TypeError):
+        return  # not a pickle followed here: torch.load will say what is wrong
 
 
 def _check_tensors(path: "str | Path", state_dict: dict) -> None:
