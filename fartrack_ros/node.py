@@ -142,7 +142,8 @@ class FarTrackNode(LifecycleNode):
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
-        self._state_throttle = WarningThrottle(WARN_EVERY_S)  # targets going LOST and found again
+        self._logged_lost: dict[str, bool] = {}  # target id -> LOST as last logged (see _log_state_changes)
+        self._state_logged_s: dict[str, float] = {}  # target id -> monotonic time of that line
         self._slot = LatestSlot()
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._track_queued = False  # a _track_latest call is queued in the compute thread
@@ -393,10 +394,9 @@ class FarTrackNode(LifecycleNode):
                 self._detections_pub.publish(detections_msg(header, results))
                 publish_s[0] = time.perf_counter() - started
 
-            lost_before = set(loaded.tracker.lost_target_ids)
             results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
             self._count_targets(loaded.tracker)
-            self._log_state_changes(lost_before, set(loaded.tracker.lost_target_ids), results)
+            self._log_state_changes(set(loaded.tracker.lost_target_ids), results)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
             stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
@@ -413,21 +413,23 @@ class FarTrackNode(LifecycleNode):
             delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
         self._stats.record_processed(stage_ms, delay_ms)
 
-    def _log_state_changes(self, lost_before: set[str], lost_now: set[str], results) -> None:
-        """Log a target going LOST or found again (each change of a target at most every WARN_EVERY_S)."""
+    def _log_state_changes(self, lost_now: set[str], results) -> None:
+        """Log a target going LOST or found again. A target flapping between the two is logged at
+        most every WARN_EVERY_S, but the log always catches up with its state: what is compared is
+        the state last logged, not last frame's."""
+        now = time.monotonic()
         for result in results:
             target_id = result.target_id
-            if (target_id in lost_now) == (target_id in lost_before):
+            lost = target_id in lost_now
+            if self._logged_lost.get(target_id, False) == lost:
                 continue
-            if target_id in lost_now:
-                change, text = "lost", (f"target {target_id!r} LOST (confidence below lost_threshold for lost_frames "
-                                        "frames): left out of ~/detections, searched for around its last "
-                                        "confident box")
-            else:
-                change, text = "found", f"target {target_id!r} found again (confidence {result.score:.2f})"
-            admit, held = self._state_throttle.admit(f"{change} {target_id}", "state changes")
-            if admit:
-                self.get_logger().info(text + (f" ({held} similar lines held back)" if held else ""))
+            if now - self._state_logged_s.get(target_id, -WARN_EVERY_S) < WARN_EVERY_S:
+                continue  # said again on a later frame, if it still holds then
+            self._logged_lost[target_id], self._state_logged_s[target_id] = lost, now
+            self.get_logger().info(
+                f"target {target_id!r} LOST (confidence below lost_threshold for lost_frames frames): left out "
+                "of ~/detections, searched for around its last confident box" if lost else
+                f"target {target_id!r} found again (confidence {result.score:.2f})")
 
     def _warn_rescaled(self, old_hw: dict[str, tuple[int, int]], width: int, height: int) -> None:
         """The camera's frame size changed under tracked targets: say so (the tracker has scaled
@@ -507,6 +509,8 @@ class FarTrackNode(LifecycleNode):
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue
                 self._init_seq[target_id] = frame.seq
+                self._logged_lost.pop(target_id, None)  # a restarted target starts TRACKING, unlogged
+                self._state_logged_s.pop(target_id, None)
                 started = True
                 box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
                 if max(abs(a - b) for a, b in zip(box, requested)) > 1e-3:
@@ -549,9 +553,14 @@ class FarTrackNode(LifecycleNode):
         return frame
 
     def _count_targets(self, tracker) -> None:
-        """Note how many targets ``tracker`` has and how many are LOST (the tracker lock is held)."""
-        self._num_targets = len(tracker.target_ids)
+        """Note how many targets ``tracker`` has and how many are LOST (the tracker lock is held);
+        forget the logged state of targets that are gone."""
+        ids = tracker.target_ids
+        self._num_targets = len(ids)
         self._num_lost = len(tracker.lost_target_ids)
+        for gone in set(self._logged_lost) - set(ids):
+            del self._logged_lost[gone]
+            self._state_logged_s.pop(gone, None)
 
     def _on_remove(self, msg: String) -> None:
         target_id = msg.data
