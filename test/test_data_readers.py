@@ -115,6 +115,15 @@ def test_detect_layout_points_at_a_split_when_given_the_got10k_root(tmp_path):
         detect_layout(tmp_path)
 
 
+def test_a_lasot_class_folder_given_as_the_root_points_at_the_root(tmp_path, sequences):
+    """Read as a GOT-10k split, its sequences would lose their full-occlusion flags."""
+    write_lasot(sequences[0], tmp_path, class_name="drone", index=1)
+    with pytest.raises(ValueError, match=f"is a LaSOT class folder \\(it holds drone-1\\): give the LaSOT root, "
+                                         f"{tmp_path}"):
+        detect_layout(tmp_path / "drone")
+    assert detect_layout(tmp_path) == "lasot"
+
+
 def test_unknown_layout_name_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'otb'"):
         load_dataset(tmp_path, layout="otb")

@@ -136,7 +136,9 @@ def test_make_data_rewriting_a_set_leaves_no_frames_of_the_old_one(tmp_path, cap
     root = tmp_path / "set"
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "12", "--max-length", "12",
                            *subfolder_before]) == 0
+    capsys.readouterr()
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40", "--min-length", "6", "--max-length", "6"]) == 0
+    assert "already holds folders; the new sequences are added among them" in capsys.readouterr().err
     assert evaluate.main(["--dataset", str(root), "--trackers", "kcf"]) == 0
     assert "1 sequences from" in capsys.readouterr().out
 

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from fartrack_ros.cli.messages import CliError, command
+from fartrack_ros.cli.messages import CliError, command, warn
 from fartrack_ros.cli.options import non_negative_int, positive_int
 from fartrack_ros.data.got10k import write_got10k
 from fartrack_ros.data.lasot import check_class_name, write_lasot
@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         raise CliError(exc, code=2) from None
     out = Path(args.out)
+    if out.is_dir() and any(child.is_dir() for child in out.iterdir()):
+        warn(PROG, f"{out} already holds folders; the new sequences are added among them (a sequence of "
+                   "the same name is rewritten)")
     started, frames = time.perf_counter(), 0
     try:
         out.mkdir(parents=True, exist_ok=True)

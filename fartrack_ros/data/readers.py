@@ -15,12 +15,17 @@ def detect_layout(root: str | Path) -> str:
     """``"got10k"`` or ``"lasot"`` for a dataset folder; ValueError saying what was found otherwise.
 
     GOT-10k: ``list.txt`` or sequence folders (groundtruth.txt + frames) directly under the root.
-    LaSOT: class folders whose sequence folders hold ``img/`` and groundtruth.txt.
+    LaSOT: class folders whose sequence folders hold ``img/`` and groundtruth.txt. A LaSOT class
+    folder given as the root is refused (as a GOT-10k split its full-occlusion flags would go unread).
     """
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"dataset folder not found: {root}")
     children = sorted(p for p in root.iterdir() if p.is_dir())
+    lasot_sequences = [c for c in children if is_lasot_sequence(c) and (c / "full_occlusion.txt").is_file()]
+    if lasot_sequences and not (root / "list.txt").is_file():  # read as GOT-10k, its occlusion flags go unread
+        raise ValueError(f"{root} is a LaSOT class folder (it holds {lasot_sequences[0].name}): give the LaSOT "
+                         f"root, {root.parent}")
     if (root / "list.txt").is_file() or any(is_got10k_sequence(c) for c in children):
         return "got10k"
     if any(is_lasot_sequence(s) for c in children for s in c.iterdir() if s.is_dir()):
