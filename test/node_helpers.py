@@ -71,7 +71,8 @@ class NodeProcess:
     """``fartrack_node`` in a child process, its output in a log file."""
 
     def __init__(self, domain_id: int, parameters: dict | None = None, extra_args: list[str] | None = None,
-                 remaps: dict[str, str] | None = None, program: list[str] | None = None):
+                 remaps: dict[str, str] | None = None, program: list[str] | None = None,
+                 node_name: str = NODE_NAME):
         """``program``: what runs instead of the executable (e.g. ``python -c ...``), given the same
         arguments."""
         # In the run's private ROS_LOG_DIR when conftest.py set one (removed after the run).
@@ -79,7 +80,7 @@ class NodeProcess:
         self.log_path = Path(tempfile.mkstemp(prefix="fartrack_node_", suffix=".log", dir=log_dir)[1])
         program = program or [sys.executable, str(node_executable())]
         args = [*program, *(extra_args or []), "--ros-args",
-                "--log-level", "info", "-r", f"__node:={NODE_NAME}"]
+                "--log-level", "info", "-r", f"__node:={node_name}"]
         for key, value in (remaps or {}).items():
             args += ["-r", f"{key}:={value}"]
         for key, value in (parameters or {}).items():
@@ -118,17 +119,19 @@ class NodeProcess:
 
 @contextlib.contextmanager
 def running_node(parameters: dict, *, extra_args: list[str] | None = None, remaps: dict[str, str] | None = None,
-                 image_topic: str = "/image", connect: str | None = "image"):
+                 image_topic: str = "/image", connect: str | None = "image", node_name: str = NODE_NAME):
     """A node process and a probe on this run's domain, for a module-scoped fixture.
 
     ``connect``: wait until the node subscribes to "image" or "compressed" images (None: do not
-    wait, e.g. an unconfigured managed node). On exit the probe closes and the node must exit 0.
+    wait, e.g. an unconfigured managed node). ``node_name``: a name of its own keeps the node's
+    services apart from those other tests' nodes left in the graph. On exit the probe closes and
+    the node must exit 0.
     """
     domain_id = pick_domain_id()
-    node = NodeProcess(domain_id, parameters=parameters, extra_args=extra_args, remaps=remaps)
+    node = NodeProcess(domain_id, parameters=parameters, extra_args=extra_args, remaps=remaps, node_name=node_name)
     probe = None
     try:
-        probe = Probe(domain_id, image_topic=image_topic)
+        probe = Probe(domain_id, node_name=node_name, image_topic=image_topic)
         if connect is not None:
             probe.wait_until_connected(node, compressed=connect == "compressed")
         yield node, probe
