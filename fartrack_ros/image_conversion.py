@@ -320,7 +320,12 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
     if buffer.size == 0:
         raise ImageConversionError("compressed image has no data")
     what = f"compressed image ({buffer.size} bytes, format {image_format!r})"
-    size = compressed_size(buffer)
+    jpeg = buffer[:2].tobytes() == b"\xff\xd8"
+    if jpeg:  # one copy and one walk of its header give the size and where its scans start
+        data = buffer.tobytes()
+        size, first_scan = _jpeg_header(data)
+    else:
+        size = compressed_size(buffer)
     if size is None:  # other codecs are refused: their size could not be checked before decoding
         raise ImageConversionError(f"could not decode {what}: no JPEG, PNG or TIFF header with the image size")
     if size[0] * size[1] > MAX_COMPRESSED_PIXELS:
@@ -341,8 +346,10 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
             raise ImageConversionError(f"could not decode {what}: {detail}") from None
 
-    if buffer[:2].tobytes() == b"\xff\xd8":  # libjpeg tells of damage only on stderr
-        scans = _jpeg_scans(buffer.tobytes())
+    if jpeg:  # libjpeg tells of damage only on stderr
+        # FF DA cannot occur inside scan data (FF is followed by 00 or a marker there); before the
+        # first scan, metadata such as an EXIF thumbnail may hold any bytes
+        scans = data.count(b"\xff\xda", first_scan)
         if scans > MAX_JPEG_SCANS:
             raise ImageConversionError(f"{what} has {scans} scans, more than the {MAX_JPEG_SCANS} this node "
                                        "decodes (progressive JPEGs have about 10; thousands take seconds)")
@@ -371,7 +378,7 @@ def compressed_size(data) -> tuple[int, int] | None:
         return _tiff_size(buffer, "little" if head.startswith(b"II") else "big")
     if not head.startswith(b"\xff\xd8"):
         return None
-    return _jpeg_frame_size(buffer)
+    return _jpeg_header(buffer.tobytes())[0]
 
 
 def _tiff_size(buffer: np.ndarray, order: str) -> tuple[int, int] | None:
@@ -402,25 +409,18 @@ def _tiff_size(buffer: np.ndarray, order: str) -> tuple[int, int] | None:
 _TIFF_INTEGER_BYTES = {3: 2, 4: 4, 8: 2, 9: 4}  # SHORT, LONG, SSHORT, SLONG
 
 
-def _jpeg_frame_size(buffer: np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from the frame header (SOFn), if one comes before the first scan."""
-    data = buffer.tobytes()
+def _jpeg_header(data: bytes) -> tuple[tuple[int, int] | None, int]:
+    """(width, height) from the frame header (SOFn) if one comes before the first scan, and where
+    the first scan (SOS) starts (the end of ``data`` when none does)."""
+    size = None
     for marker, pos in _jpeg_markers(data):
-        if marker == 0xDA:  # scan data before any frame header
-            return None
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+        if marker == 0xDA:
+            return size, pos
+        if size is None and 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
             if pos + 9 > len(data):
-                return None
-            return int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
-    return None
-
-
-def _jpeg_scans(data: bytes) -> int:
-    """How many scans (SOS markers) a JPEG holds: those from its first scan on (FF DA cannot occur
-    inside scan data, where FF is followed by 00 or a marker; before it, metadata such as an EXIF
-    thumbnail may hold any bytes)."""
-    first = next((pos for marker, pos in _jpeg_markers(data) if marker == 0xDA), None)
-    return 0 if first is None else data.count(b"\xff\xda", first)
+                return None, len(data)
+            size = int.from_bytes(data[pos + 7:pos + 9], "big"), int.from_bytes(data[pos + 5:pos + 7], "big")
+    return size, len(data)
 
 
 def _jpeg_markers(data: bytes):
