@@ -24,6 +24,9 @@ OK, WARN, ERROR, STALE = 0, 1, 2, 3
 # No image (or, with targets, no tracked frame) for this long, and for 3 diagnostics periods, is a
 # warning: a slow camera or a period shorter than the frame interval must not make it flap.
 SILENCE_WARN_S = 3.0
+# Frame rates are measured over the frames of at least the last this many seconds (and of the
+# last diagnostics period when it is longer).
+RATE_WINDOW_S = 2.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,32 @@ class RollingWindow:
         values = np.fromiter(self._samples, dtype=np.float64, count=len(self._samples))
         p50, p95 = np.percentile(values, [50, 95])
         return LatencySummary(len(values), float(p50), float(p95), float(values.max()))
+
+
+class EventRate:
+    """Events per second, from the times of the events of a recent window: (n - 1) gaps over the
+    time they span, so a diagnostics timer that fires early or late does not move a steady rate
+    (counting events per timer period showed 7-12 fps for a steady 10 Hz camera). Time since the
+    last event counts once it exceeds the mean gap, so a stream that stops decays to 0."""
+
+    MAX_EVENTS = 50_000  # 1000 fps over a 50 s diagnostics period: the newest ones span enough
+
+    def __init__(self):
+        self._times: deque[float] = deque(maxlen=self.MAX_EVENTS)
+
+    def add(self, time_s: float) -> None:
+        self._times.append(time_s)
+
+    def per_second(self, now_s: float, window_s: float) -> float:
+        """The rate over the events of the last ``window_s`` seconds (older ones are forgotten)."""
+        times = self._times
+        while times and times[0] < now_s - window_s:
+            times.popleft()
+        if len(times) < 2:
+            return len(times) / window_s
+        span_s = times[-1] - times[0]
+        mean_gap_s = span_s / (len(times) - 1)
+        return (len(times) - 1) / max(span_s, now_s - times[0] - mean_gap_s, 1e-9)
 
 
 @dataclass
@@ -94,7 +123,8 @@ class NodeStatistics:
         self._total = RollingWindow(window)
         self._delay = RollingWindow(window)
         self._received = self._processed = self._dropped = 0
-        self._mark = (self._clock(), 0, 0, 0)  # time, received, processed, dropped at last snapshot
+        self._received_rate, self._processed_rate = EventRate(), EventRate()
+        self._mark = (self._clock(), 0)  # time and dropped count at the last snapshot
         self._last_received_s = self._last_processed_s = self._clock()
 
     def note_subscribed(self) -> None:
@@ -111,6 +141,7 @@ class NodeStatistics:
         with self._lock:
             self._received += 1
             self._last_received_s = self._clock()
+            self._received_rate.add(self._last_received_s)
 
     def record_dropped(self, count: int = 1) -> None:
         with self._lock:
@@ -121,6 +152,7 @@ class NodeStatistics:
         with self._lock:
             self._processed += 1
             self._last_processed_s = self._clock()
+            self._processed_rate.add(self._last_processed_s)
             total = 0.0
             for name, value in stage_ms.items():
                 window = self._stages.get(name)
@@ -137,16 +169,18 @@ class NodeStatistics:
             return self._dropped
 
     def snapshot(self) -> StatisticsSnapshot:
-        """Rates since the previous snapshot, totals since start, latency over the windows."""
+        """Rates over the last `RATE_WINDOW_S` (or since the previous snapshot, when longer), drops
+        since the previous snapshot, totals since start, latency over the windows."""
         with self._lock:
             now = self._clock()
-            then, received, processed, dropped = self._mark
+            then, dropped = self._mark
             period = max(now - then, 1e-9)
-            self._mark = (now, self._received, self._processed, self._dropped)
+            self._mark = (now, self._dropped)
+            window_s = max(RATE_WINDOW_S, period)
             return StatisticsSnapshot(
                 period_s=period,
-                fps_in=(self._received - received) / period,
-                fps_out=(self._processed - processed) / period,
+                fps_in=self._received_rate.per_second(now, window_s),
+                fps_out=self._processed_rate.per_second(now, window_s),
                 received_total=self._received,
                 processed_total=self._processed,
                 dropped_total=self._dropped,

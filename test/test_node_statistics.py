@@ -3,6 +3,7 @@
 import math
 import threading
 
+import numpy as np
 import pytest
 
 from fartrack_ros.diagnostics import (
@@ -44,7 +45,7 @@ def test_empty_window_reports_nan():
     assert summary.count == 0 and math.isnan(summary.p50_ms) and math.isnan(summary.max_ms)
 
 
-def test_rates_are_per_period_and_totals_accumulate():
+def test_totals_accumulate_and_drops_are_counted_per_period():
     clock = FakeClock()
     stats = NodeStatistics(clock=clock)
     for _ in range(30):
@@ -59,9 +60,70 @@ def test_rates_are_per_period_and_totals_accumulate():
     stats.record_received()
     second = stats.snapshot()
 
-    assert (first.fps_in, first.fps_out, first.dropped_in_period) == (15.0, 5.0, 20)
-    assert (second.fps_in, second.fps_out, second.dropped_in_period) == (1.0, 0.0, 0)
+    assert (first.dropped_in_period, second.dropped_in_period) == (20, 0)
     assert (second.received_total, second.processed_total, second.dropped_total) == (31, 10, 20)
+
+
+def _steady_stream(stats, clock, rate_hz, seconds, *, snapshot_every_s=1.0, jitter_s=0.0):
+    """Feed ``rate_hz`` frames (each received and processed) for ``seconds``, taking a snapshot
+    every ``snapshot_every_s`` late by up to ``jitter_s`` (a busy executor); the snapshots."""
+    rng = np.random.default_rng(0)
+    snapshots, next_snapshot = [], clock.now + snapshot_every_s + rng.uniform(0, jitter_s)
+    end = clock.now + seconds
+    frame_times = np.arange(clock.now, end, 1.0 / rate_hz)
+    for t in frame_times:
+        while next_snapshot <= t:
+            clock.now = next_snapshot
+            snapshots.append(stats.snapshot())
+            next_snapshot += snapshot_every_s + rng.uniform(0, jitter_s)
+        clock.now = t
+        stats.record_received()
+        stats.record_processed({"model": 5.0})
+    return snapshots
+
+
+def test_a_steady_stream_shows_its_rate_however_late_the_timer_fires():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+
+    snapshots = _steady_stream(stats, clock, 10.0, 20.0, jitter_s=0.3)
+
+    for snap in snapshots[2:]:  # once the window is full
+        assert snap.fps_in == pytest.approx(10.0, abs=0.05) and snap.fps_out == pytest.approx(10.0, abs=0.05)
+
+
+def test_the_rate_of_a_stream_that_stops_decays_to_zero():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    _steady_stream(stats, clock, 10.0, 5.0)
+    last_frame = clock.now
+
+    rates = []
+    for after_s in (0.05, 0.5, 1.0, 1.5, 2.1):
+        clock.now = last_frame + after_s
+        rates.append(stats.snapshot().fps_in)
+
+    assert rates[0] == pytest.approx(10.0, abs=0.05)
+    assert rates[1] < rates[0] and all(a > b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] == 0.0
+
+
+def test_rates_follow_a_rate_change_within_the_window():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    _steady_stream(stats, clock, 30.0, 5.0)
+    snapshots = _steady_stream(stats, clock, 5.0, 6.0)
+
+    assert snapshots[-1].fps_in == pytest.approx(5.0, abs=0.05)
+
+
+def test_a_long_diagnostics_period_measures_over_the_whole_period():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+
+    snapshots = _steady_stream(stats, clock, 0.5, 31.0, snapshot_every_s=10.0)
+
+    assert [round(s.fps_in, 3) for s in snapshots] == [0.5, 0.5, 0.5]
 
 
 def test_stage_latencies_and_total_and_delay_are_summarised():
