@@ -31,6 +31,20 @@ def test_cli_writes_a_loadable_model_and_official_layout_checkpoints(tmp_path):
     assert [entry["stage"] for entry in log] == [1, 1, 1, 2]
 
 
+def test_keep_checkpoints_keeps_the_newest_and_a_resume_continues_from_them(tmp_path):
+    argv = ["--out", str(tmp_path), "--stage2-steps", "0", "--keep-checkpoints", "2", *SMOKE]
+    assert main([*argv, "--steps", "5"]) == 0
+    names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert names == ["FARTrackSparse_ep0002.pth.tar", "FARTrackSparse_ep0003.pth.tar"]
+    assert torch.load(latest_checkpoint(tmp_path), weights_only=True)["step"] == 5
+
+
+def test_a_folder_that_existed_is_kept_when_the_run_cannot_start(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    assert main(["--out", str(tmp_path / "run"), *SMOKE, "--device", "gpu"]) == 1
+    assert (tmp_path / "run").is_dir()
+
+
 def test_the_grey_fraction_is_a_setting_of_the_run(tmp_path, capsys):
     assert main(["--out", str(tmp_path / "a"), "--steps", "1", "--stage2-steps", "0", "--grey-fraction", "0.5",
                  *SMOKE]) == 0
@@ -127,6 +141,7 @@ def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path, capsy
     assert main(["--out", str(tmp_path / "run"), "--dataset", str(data), "--steps", "1", "--stage2-steps", "0",
                  *SMOKE]) == 1
     assert "nothing to train on" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()  # a run that never started leaves no empty folder behind
 
 
 def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path, capsys):
@@ -136,6 +151,7 @@ def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path, capsys)
     for resume in ([], ["--resume"]):  # --resume with no checkpoint starts a new run: the same rule
         assert main(["--out", str(tmp_path / "none"), "--steps", "0", "--stage2-steps", "0", *resume, *SMOKE]) == 1
         assert "nothing to train" in capsys.readouterr().err
+        assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.parametrize("init", ["missing.pth", "truncated.pth"])
@@ -147,6 +163,7 @@ def test_an_unusable_init_checkpoint_is_a_one_line_error(tmp_path, capsys, init)
 
     assert code == 1
     assert f"{tmp_path / init}" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
 
 
 def test_an_unknown_device_is_a_one_line_error(tmp_path, capsys):

@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--stage2-steps", type=non_negative_int,
                         help=f"sequence-level steps after stage 1, tracking with the template memory (default {DEFAULTS['stage2_steps']})")
     parser.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
+    parser.add_argument("--keep-checkpoints", type=non_negative_int, default=0, metavar="N",
+                        help="keep only the newest N checkpoints (default 0: keep every one)")
     parser.add_argument("--grey-fraction", type=fraction,
                         help=f"share of the training sequences seen in grey, as from a mono camera "
                              f"(default {DEFAULTS['grey_fraction']}; 0: colour only)")
@@ -114,10 +116,14 @@ def _train_config(args, stored: Optional[dict] = None):
 @command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
+    new_out = not args.out.exists()
     try:
         trainer = _trainer(args, argv)
-    except (ValueError, OSError) as exc:  # a bad --device, an unusable --init or dataset
-        raise CliError(exc) from None
+    except BaseException as exc:
+        _remove_if_empty(args.out, new_out)
+        if isinstance(exc, (ValueError, OSError)):
+            raise CliError(exc) from None  # a bad --device, an unusable --init or dataset
+        raise
     def stop_after_this_step(signum, frame) -> None:
         trainer.stop_requested = True
         signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
@@ -139,6 +145,15 @@ def main(argv: Optional[list[str]] = None) -> int:
             signal.signal(signal.SIGINT, previous)
     print(f"{PROG}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
     return 0
+
+
+def _remove_if_empty(folder: Path, made_here: bool) -> None:
+    """Remove the run folder this invocation made when it failed before writing anything into it."""
+    if made_here:
+        try:
+            folder.rmdir()  # only an empty folder goes
+        except OSError:
+            pass
 
 
 def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
@@ -197,7 +212,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
     source = _sequence_source(None if metadata.get("data", "synthetic") == "synthetic" else Path(metadata["data"]),
                               config.seed)
     trainer = Trainer(model, source, config, args.out, workers=args.workers, progress=not args.no_progress,
-                      metadata=metadata)
+                      metadata=metadata, keep_checkpoints=args.keep_checkpoints)
     if resume_path is not None:
         trainer.resume_from(resume_path)
         print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)

@@ -124,11 +124,17 @@ def checkpoint_path(out_dir: Path, epoch: int) -> Path:
     return Path(out_dir) / "checkpoints" / f"FARTrackSparse_ep{epoch:04d}.pth.tar"
 
 
-def latest_checkpoint(out_dir: Path) -> Optional[Path]:
-    """The checkpoint with the highest epoch number under ``<out>/checkpoints``, or None."""
+def checkpoints(out_dir: Path) -> list[Path]:
+    """The checkpoints under ``<out>/checkpoints``, oldest (lowest epoch number) first."""
     folder = Path(out_dir) / "checkpoints"
     found = [(int(m.group(1)), p) for p in folder.glob("*.pth.tar") if (m := CHECKPOINT_PATTERN.match(p.name))]
-    return max(found)[1] if found else None
+    return [path for _, path in sorted(found)]
+
+
+def latest_checkpoint(out_dir: Path) -> Optional[Path]:
+    """The checkpoint with the highest epoch number under ``<out>/checkpoints``, or None."""
+    found = checkpoints(out_dir)
+    return found[-1] if found else None
 
 
 def forward_for_training(model: FARTrack, template_embeds: torch.Tensor, template_keep: torch.Tensor,
@@ -228,7 +234,8 @@ class Trainer:
     """Runs (or resumes) a training run into ``out_dir``."""
 
     def __init__(self, model: FARTrack, source: SequenceSource, config: TrainConfig, out_dir: "str | Path",
-                 workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None) -> None:
+                 workers: int = 0, progress: bool = True, metadata: Optional[dict[str, Any]] = None,
+                 keep_checkpoints: int = 0) -> None:
         if config.self_distill_from >= model.cfg.num_layers:
             raise ValueError(f"self_distill_from {config.self_distill_from} must be below the model's "
                              f"{model.cfg.num_layers} layers (the last layer always predicts)")
@@ -239,6 +246,7 @@ class Trainer:
         self.workers = workers
         self.progress = progress
         self.metadata = dict(metadata or {})
+        self.keep_checkpoints = keep_checkpoints  # after each save, older ones beyond this go (0: all kept)
         self.optimizer = make_optimizer(model, config)
         self.sampler = PairSampler(self.source, model.cfg, config.seed, config.sampler)
         self.step = 0
@@ -260,6 +268,13 @@ class Trainer:
             wall_time_s=self.wall_time_s,
             metadata=self.metadata,
         )
+
+    def _prune_checkpoints(self) -> None:
+        """Delete all but the newest ``keep_checkpoints`` checkpoints (a tiny run's optimizer state
+        makes each 85 MB)."""
+        if self.keep_checkpoints > 0:
+            for old in checkpoints(self.out_dir)[:-self.keep_checkpoints]:
+                old.unlink(missing_ok=True)
 
     def resume_from(self, path: "str | Path") -> None:
         """Load weights, optimizer, step and RNG state of a checkpoint written by `save`."""
@@ -322,6 +337,7 @@ class Trainer:
                     if at_end or self.stop_requested:
                         log.flush()
                         self.save(checkpoint_path(self.out_dir, _epoch(self.step, config)), parts)
+                        self._prune_checkpoints()
                     if self.stop_requested:
                         raise TrainingStopped(self.step)
         finally:
