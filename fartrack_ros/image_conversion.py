@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .libjpeg_messages import damage, run_capturing_libjpeg
+from .decoder_messages import damage, run_capturing_decoder
 
 BT601_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B weights of OpenCV's RGB2GRAY
 
@@ -84,6 +84,7 @@ _BY_LOWER_NAME = {**{name: name for name in _LAYOUTS}, **{alias.lower(): name fo
 SUPPORTED_ENCODINGS = tuple(_LAYOUTS) + tuple(_ALIASES)
 FULL_BIT_DEPTH = 16  # 16-bit samples read by their high byte, as cv_bridge scales 16 to 8 bits
 MIN_BIT_DEPTH = 9  # fewer significant bits would fit in 8-bit samples
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A compressed frame whose header claims more pixels is refused before decoding (a few KB of PNG
 # can otherwise expand to gigabytes); 8K UHD is 33 Mpx.
 MAX_COMPRESSED_PIXELS = 64_000_000
@@ -321,6 +322,7 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
         raise ImageConversionError("compressed image has no data")
     what = f"compressed image ({buffer.size} bytes, format {image_format!r})"
     jpeg = buffer[:2].tobytes() == b"\xff\xd8"
+    png = buffer[:8].tobytes() == PNG_SIGNATURE
     if jpeg:  # one copy and one walk of its header give the size and where its scans start
         data = buffer.tobytes()
         size, first_scan = _jpeg_header(data)
@@ -346,17 +348,20 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
             detail = str(exc).strip().splitlines()[-1] if str(exc).strip() else "OpenCV error"
             raise ImageConversionError(f"could not decode {what}: {detail}") from None
 
-    if jpeg:  # libjpeg tells of damage only on stderr
+    if jpeg:
         # FF DA cannot occur inside scan data (FF is followed by 00 or a marker there); before the
         # first scan, metadata such as an EXIF thumbnail may hold any bytes
         scans = data.count(b"\xff\xda", first_scan)
         if scans > MAX_JPEG_SCANS:
             raise ImageConversionError(f"{what} has {scans} scans, more than the {MAX_JPEG_SCANS} this node "
                                        "decodes (progressive JPEGs have about 10; thousands take seconds)")
-        bgr, messages = run_capturing_libjpeg(decode)
+    if jpeg or png:  # libjpeg and libpng tell of damage only on stderr
+        bgr, messages = run_capturing_decoder(decode)
         problem = damage(messages)
         if problem is not None:
-            raise ImageConversionError(f"could not decode {what}: the JPEG is damaged (libjpeg: {problem})")
+            library = "libjpeg" if jpeg else "libpng"
+            raise ImageConversionError(f"could not decode {what}: the {'JPEG' if jpeg else 'PNG'} is damaged "
+                                       f"({library}: {problem.removeprefix('libpng error: ')})")
     else:
         bgr = decode()
     if bgr is not None and bgr.dtype not in (np.uint8, np.uint16):  # a float TIFF, read with IMREAD_ANYDEPTH
@@ -372,7 +377,7 @@ def compressed_size(data) -> tuple[int, int] | None:
     """(width, height) from a PNG, JPEG or TIFF header, without decoding; None for anything else."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     head = buffer[:24].tobytes()
-    if head.startswith(b"\x89PNG\r\n\x1a\n") and len(head) >= 24 and head[12:16] == b"IHDR":
+    if head.startswith(PNG_SIGNATURE) and len(head) >= 24 and head[12:16] == b"IHDR":
         return int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
     if head.startswith((b"II*\x00", b"MM\x00*")):
         return _tiff_size(buffer, "little" if head.startswith(b"II") else "big")

@@ -483,32 +483,59 @@ def test_extraneous_bytes_before_the_end_marker_decode_as_many_webcams_send_them
     assert capfd.readouterr().err == ""  # libjpeg's line on every frame is not passed on
 
 
+@pytest.mark.parametrize("damage", ["truncated", "bit flip"])
+def test_a_damaged_png_is_refused_with_libpngs_reason_and_nothing_reaches_stderr(capfd, damage):
+    png = rgb_to_compressed(_random_rgb(64, 96), "png")
+    idat = png.index(b"IDAT")
+    if damage == "truncated":
+        broken, reason = png[:len(png) // 2], "PNG input buffer is incomplete"
+    else:
+        broken, reason = png[:idat + 40] + bytes([png[idat + 40] ^ 0xFF]) + png[idat + 41:], "IDAT: CRC error"
+
+    with pytest.raises(ImageConversionError, match=rf"the PNG is damaged \(libpng: {reason}\)"):
+        compressed_to_rgb(broken, "png")
+    assert capfd.readouterr().err == ""
+
+
+def test_libpng_warnings_about_an_intact_png_are_not_passed_on(capfd):
+    rgb = _random_rgb(16, 24)
+    png = rgb_to_compressed(rgb, "png")
+    # a text chunk with a wrong CRC: libpng says "libpng warning: tEXt: CRC error", drops it, decodes
+    body = b"tEXtkey\x00value"
+    chunk = (len(body) - 4).to_bytes(4, "big") + body + (1234).to_bytes(4, "big")
+    after_header = 8 + 25  # signature, IHDR
+    with_warning = png[:after_header] + chunk + png[after_header:]
+
+    np.testing.assert_array_equal(compressed_to_rgb(with_warning, "png"), rgb)
+    assert capfd.readouterr().err == ""
+
+
 def test_other_output_on_stderr_during_a_decode_is_passed_on(capfd):
     import os
 
-    from fartrack_ros.libjpeg_messages import run_capturing_libjpeg
+    from fartrack_ros.decoder_messages import run_capturing_decoder
 
     def decode():
         os.write(2, b"[WARN] [1.0] [other_thread]: a log line\nCorrupt JPEG data: bad Huffman code\n")
         return "decoded"
 
-    assert run_capturing_libjpeg(decode) == ("decoded", ["Corrupt JPEG data: bad Huffman code"])
+    assert run_capturing_decoder(decode) == ("decoded", ["Corrupt JPEG data: bad Huffman code"])
     assert capfd.readouterr().err == "[WARN] [1.0] [other_thread]: a log line\n"
 
 
 def test_what_a_failing_decode_printed_is_not_left_for_the_next_one(capfd):
     import os
 
-    from fartrack_ros.libjpeg_messages import run_capturing_libjpeg
+    from fartrack_ros.decoder_messages import run_capturing_decoder
 
     def failing_decode():
         os.write(2, b"Corrupt JPEG data: premature end of data segment\nanother thread's line\n")
         raise RuntimeError("decoder failed")
 
     with pytest.raises(RuntimeError, match="decoder failed"):
-        run_capturing_libjpeg(failing_decode)
+        run_capturing_decoder(failing_decode)
 
-    assert run_capturing_libjpeg(lambda: "intact") == ("intact", [])
+    assert run_capturing_decoder(lambda: "intact") == ("intact", [])
     assert capfd.readouterr().err == "another thread's line\n"
 
 
