@@ -99,6 +99,7 @@ from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, fo
                             stamp_to_ns, status_msg)
 from .parameter_hooks import ParameterHooks
 from .subscriptions import ControlPublisherWatch, ImageSubscription
+from .target_state_log import TargetStateLog
 from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
@@ -142,8 +143,7 @@ class FarTrackNode(LifecycleNode):
         self._seq = itertools.count()
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
-        self._logged_lost: dict[str, bool] = {}  # target id -> LOST as last logged (see _log_state_changes)
-        self._state_logged_s: dict[str, float] = {}  # target id -> monotonic time of that line
+        self._state_log = TargetStateLog(WARN_EVERY_S)  # the LOST / found-again lines logged
         self._slot = LatestSlot()
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._track_queued = False  # a _track_latest call is queued in the compute thread
@@ -414,22 +414,14 @@ class FarTrackNode(LifecycleNode):
         self._stats.record_processed(stage_ms, delay_ms)
 
     def _log_state_changes(self, lost_now: set[str], results) -> None:
-        """Log a target going LOST or found again. A target flapping between the two is logged at
-        most every WARN_EVERY_S, but the log always catches up with its state: what is compared is
-        the state last logged, not last frame's."""
-        now = time.monotonic()
-        for result in results:
-            target_id = result.target_id
-            lost = target_id in lost_now
-            if self._logged_lost.get(target_id, False) == lost:
-                continue
-            if now - self._state_logged_s.get(target_id, -WARN_EVERY_S) < WARN_EVERY_S:
-                continue  # said again on a later frame, if it still holds then
-            self._logged_lost[target_id], self._state_logged_s[target_id] = lost, now
+        """Log targets going LOST or found again (`TargetStateLog`: a flapping one at most every
+        WARN_EVERY_S)."""
+        scores = {result.target_id: result.score for result in results}
+        for target_id, lost in self._state_log.changes(scores, lost_now):
             self.get_logger().info(
                 f"target {target_id!r} LOST (confidence below lost_threshold for lost_frames frames): left out "
                 "of ~/detections, searched for around its last confident box" if lost else
-                f"target {target_id!r} found again (confidence {result.score:.2f})")
+                f"target {target_id!r} found again (confidence {scores[target_id]:.2f})")
 
     def _warn_rescaled(self, old_hw: dict[str, tuple[int, int]], width: int, height: int) -> None:
         """The camera's frame size changed under tracked targets: say so (the tracker has scaled
@@ -509,8 +501,7 @@ class FarTrackNode(LifecycleNode):
                     self._warn(f"init for target {detection.id!r} refused: {exc}")
                     continue
                 self._init_seq[target_id] = frame.seq
-                self._logged_lost.pop(target_id, None)  # a restarted target starts TRACKING, unlogged
-                self._state_logged_s.pop(target_id, None)
+                self._state_log.forget(target_id)
                 started = True
                 box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
                 if max(abs(a - b) for a, b in zip(box, requested)) > 1e-3:
@@ -558,9 +549,7 @@ class FarTrackNode(LifecycleNode):
         ids = tracker.target_ids
         self._num_targets = len(ids)
         self._num_lost = len(tracker.lost_target_ids)
-        for gone in set(self._logged_lost) - set(ids):
-            del self._logged_lost[gone]
-            self._state_logged_s.pop(gone, None)
+        self._state_log.keep_only(ids)
 
     def _on_remove(self, msg: String) -> None:
         target_id = msg.data

@@ -5,6 +5,7 @@ inits after the camera's stamps went back; what refused inits and inits on grey 
 from __future__ import annotations
 
 import threading
+import time
 from types import SimpleNamespace
 
 import numpy as np
@@ -351,7 +352,7 @@ def test_a_target_going_lost_and_found_again_is_logged_and_a_re_init_says_restar
 
     states = [line for line in lines if "LOST (" in line or "found again" in line]
     assert len(states) == 1 and states[0].startswith("target 'a' LOST"), lines  # found again within 5 s
-    node._state_logged_s["a"] -= 10.0  # 10 s later
+    node._state_log._clock = lambda: time.monotonic() + 10.0  # 10 s later
     node._on_image(image_msg(frames[2], stamps[3]))
     node._compute.wait_idle()
     states = [line for line in lines if "LOST (" in line or "found again" in line]
