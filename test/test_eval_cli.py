@@ -21,7 +21,7 @@ def test_eval_prints_one_table_row_per_tracker_and_writes_the_plot(tmp_path, cap
     assert code == 0
     lines = out.splitlines()
     header = next(i for i, line in enumerate(lines) if line.startswith("tracker"))
-    assert lines[header].split() == ["tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "FPS"]
+    assert lines[header].split() == ["tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "FPS"]
     assert [line.split()[0] for line in lines[header + 2:header + 4]] == ["csrt", "kcf"]
     assert "synthetic seeds 1000000..1000001" in out
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -104,6 +104,38 @@ def test_precision_counts_centre_errors_up_to_and_including_20_px():
     assert score_results([past_20]).precision == 0.5
 
 
+def test_absent_frames_count_as_misses_in_auc_and_precision_as_lasots_toolkit_divides_by_every_frame():
+    gt = [BOX] * 8 + [[0, 0, 0, 0]] * 2  # the last 2 frames without the target
+    scores = score_results([result([BOX] * 10, gt, absent=[False] * 8 + [True] * 2)])
+
+    assert scores.success_auc == pytest.approx(8 / 10 * 20 / 21)  # LaSOT toolkit and pytracking: 0.762
+    assert scores.precision == pytest.approx(0.8) and scores.norm_precision == pytest.approx(0.8)
+    assert scores.ao == 1.0  # GOT-10k leaves them out
+
+
+def test_invalid_predictions_keep_the_previous_box_in_auc_and_precision_as_the_toolkits_do():
+    shifted = [12, 10, 20, 20]
+    gt = [[10, 10, 20, 20]] * 5
+    pred = [[10, 10, 20, 20], shifted, [0, 0, 0, 0], [np.nan] * 4, [12, 10, -5, 20]]
+
+    scores = score_results([result(pred, gt)])
+
+    carried = iou_xywh([shifted], gt[:1])[0]  # 18 x 20 / (800 - 360) = 0.818: frames 1-4
+    assert scores.success_auc == pytest.approx(np.mean(success_curve([1.0] + [carried] * 4)))  # 0.838
+    assert scores.precision == 1.0
+    assert scores.ao == pytest.approx(carried / 4)  # GOT-10k: an invalid box scores 0
+
+
+def test_normalized_precision_divides_each_axis_by_the_ground_truth_size():
+    gt = [[0, 0, 100, 10]] * 2
+    wide_miss = [[19, 0, 100, 10]] * 2  # 19 px off in x: 0.19 of the width
+    tall_miss = [gt[0], [0, 2.1, 100, 10]]  # 2.1 px off in y: 0.21 of the height
+
+    assert score_results([result(wide_miss, gt)]).norm_precision == 1.0
+    assert score_results([result(tall_miss, gt)]).norm_precision == 0.5
+    assert score_results([result(tall_miss, gt)]).precision == 1.0
+
+
 def test_fps_is_update_frames_over_update_time():
     rows = [result([BOX] * 4, [BOX] * 4, time_s=1.5), result([BOX] * 4, [BOX] * 4, time_s=1.5)]
     assert score_results(rows).fps == pytest.approx(2.0)

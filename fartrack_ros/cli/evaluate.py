@@ -30,7 +30,11 @@ PROG = "fartrack-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                                     epilog="Metrics: AO, SR0.5, SR0.75 by GOT-10k's rules; success AUC, "
+                                            "precision at 20 px and normalized precision at 0.2 by LaSOT's, as "
+                                            "pytracking computes them. Definitions, and where they differ from "
+                                            "the toolkits: fartrack_ros/evaluation/metrics.py")
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--dataset", metavar="ROOT", help="a GOT-10k split folder or a LaSOT root")
     source.add_argument("--synthetic", metavar="N", type=positive_int, default=None,
@@ -131,14 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     for name, description in models.items():
         print(f"{name}: {description}")
     print(format_table(scores))
-    print("AO, SR: GOT-10k rules (frames after the first, pooled); AUC, Prec@20: OTB rules (every frame, "
-          "per-sequence mean); frames without the target are left out of all")
+    print("AO, SR: GOT-10k rules (frames after the first, pooled; frames without the target left out); "
+          "AUC, Prec@20, NPrec@0.2: LaSOT rules as pytracking's (every frame, per-sequence mean; frames "
+          "without the target count as misses); definitions: fartrack_ros/evaluation/metrics.py")
     try:
         if plot is not None:
             print(f"success plot: {plot_success(scores, plot, title=f'Success plot ({used} sequences)')}")
         if args.json:
             report = {name: {"ao": s.ao, "sr50": s.sr50, "sr75": s.sr75, "success_auc": s.success_auc,
-                             "precision": s.precision, "fps": _finite_or_none(s.fps),
+                             "precision": s.precision, "norm_precision": s.norm_precision,
+                             "fps": _finite_or_none(s.fps),
                              "success_curve": s.success_curve.tolist(),
                              "sequence_ao": {r.name: _finite_or_none(sequence_ao(r)) for r in results[name]}}
                       for name, s in scores.items()}

@@ -1,30 +1,38 @@
 """Tracking metrics with the GOT-10k and OTB/LaSOT conventions, stated exactly.
 
-Boxes are (N, 4) ``(x, y, w, h)`` in pixels, continuous coordinates (no "+1" pixel convention):
+Boxes are (N, 4) ``(x, y, w, h)`` in pixels, continuous coordinates (no "+1" pixel convention:
+the centre differences, and so every figure here, come out the same with it):
 a box covers [x, x + w) x [y, y + h).
 
 GOT-10k (as the official toolkit's ``ExperimentGOT10k.report``):
 - per frame, the IoU of prediction and ground truth after both are clipped to the image
-  (``bound``); the first frame (the initialisation) and frames where the target is absent
-  (cover level 0) are left out;
+  (``bound``); the first frame (the initialisation) and frames where the target is absent are
+  left out;
 - the IoUs of all sequences are concatenated, so every scored frame weighs the same;
 - AO = mean IoU; SR_t = fraction of those frames with IoU > t (strictly), for t = 0.5 and 0.75.
 
-OTB / LaSOT (as the OTB toolkit and pytracking's LaSOT analysis):
-- per sequence, over the frames where the target is present, the first frame included;
+OTB / LaSOT (as the LaSOT toolkit and pytracking's analysis with its default settings, which
+published LaSOT figures come from):
+- per sequence, over every frame, the first included (its prediction is the initial box);
   IoU without clipping to the image;
+- a prediction with a non-finite value or a size <= 0 is replaced by the previous frame's, as the
+  OTB and LaSOT toolkits do (a tracker that reports nothing keeps its last box);
+- frames where the target is absent (fully occluded, out of view, no ground truth) count as
+  failures: no box can be right there, and the toolkits divide by every frame;
 - success curve: fraction of frames with IoU > t for the 21 thresholds t = 0, 0.05, ..., 1;
   the curves of all sequences are averaged (every sequence weighs the same); success AUC is the
   mean of the averaged curve;
-- precision: fraction of frames whose centre error (distance between box centres) is <= 20 px,
-  averaged over sequences.
+- precision: fraction of frames whose centre error (distance between box centres) is <= 20 px;
+  normalized precision: the same with each axis of the error divided by the ground truth's width
+  and height, at <= 0.2 (pytracking's "Norm Precision"); both averaged over sequences.
 
-Differences from the originals, all about frames with no target: LaSOT's toolkit counts such
-frames as failures (their ground truth is empty), OTB has none; here they are skipped, as GOT-10k
-does, because the generated sets have them and no box can be right there.
+Not as the originals: a GOT-10k frame counts as absent when any label says so (absence.label,
+cover 0, a box of no size), where the toolkit reads cover alone (they differ only where the
+labels disagree); an invalid prediction scores IoU 0 in AO (the toolkit's becomes NaN).
 
 FPS: frames tracked (update calls, the initialisation excluded) divided by the total time spent
-in those calls, over all sequences.
+in those calls, over all sequences (GOT-10k's toolkit averages 1 / time per frame instead, which
+weighs fast frames more).
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import numpy as np
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLD_PX = 20.0
+NORM_PRECISION_THRESHOLD = 0.2  # centre error in units of the ground truth's width and height
 
 
 def _as_boxes(boxes) -> np.ndarray:
@@ -78,11 +87,27 @@ def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
         return np.clip(np.where(union > 0, inter / union, 0.0), 0.0, 1.0)
 
 
-def centre_error(pred, gt) -> np.ndarray:
-    """Per-row distance in pixels between the centres (x + w/2, y + h/2) of two box arrays."""
+def centre_error(pred, gt, normalized: bool = False) -> np.ndarray:
+    """Per-row distance in pixels between the centres (x + w/2, y + h/2) of two box arrays;
+    ``normalized``: each axis divided by ``gt``'s width or height first."""
     a, b = _as_boxes(pred), _as_boxes(gt)
-    return np.hypot((a[:, 0] + a[:, 2] / 2) - (b[:, 0] + b[:, 2] / 2),
-                    (a[:, 1] + a[:, 3] / 2) - (b[:, 1] + b[:, 3] / 2))
+    dx = (a[:, 0] + a[:, 2] / 2) - (b[:, 0] + b[:, 2] / 2)
+    dy = (a[:, 1] + a[:, 3] / 2) - (b[:, 1] + b[:, 3] / 2)
+    if normalized:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            dx, dy = dx / b[:, 2], dy / b[:, 3]
+    return np.hypot(dx, dy)
+
+
+def carry_forward_invalid(pred) -> np.ndarray:
+    """``pred`` with every box holding a non-finite value or a size <= 0 replaced by the box before
+    it, as the OTB and LaSOT toolkits do (row 0, the initial box, is kept)."""
+    boxes = _as_boxes(pred).copy()
+    invalid = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
+    for index in np.flatnonzero(invalid):
+        if index > 0:
+            boxes[index] = boxes[index - 1]
+    return boxes
 
 
 def present_frames(gt, absent=None) -> np.ndarray:
@@ -120,12 +145,17 @@ class SequenceResult:
         return iou_xywh(self.pred[keep], self.gt[keep], bound=self.image_size)
 
     def otb_ious(self) -> np.ndarray:
-        keep = present_frames(self.gt, self.absent)
-        return iou_xywh(self.pred[keep], self.gt[keep])
+        """IoU per frame by OTB / LaSOT rules: every frame, 0 where the target is absent."""
+        present = present_frames(self.gt, self.absent)
+        return np.where(present, iou_xywh(self._otb_pred(), self.gt), 0.0)
 
-    def otb_centre_errors(self) -> np.ndarray:
-        keep = present_frames(self.gt, self.absent)
-        return centre_error(self.pred[keep], self.gt[keep])
+    def otb_centre_errors(self, normalized: bool = False) -> np.ndarray:
+        """Centre error per frame by OTB / LaSOT rules: every frame, infinite where the target is absent."""
+        present = present_frames(self.gt, self.absent)
+        return np.where(present, centre_error(self._otb_pred(), self.gt, normalized), np.inf)
+
+    def _otb_pred(self) -> np.ndarray:
+        return carry_forward_invalid(self.pred)
 
 
 @dataclass(frozen=True)
@@ -137,6 +167,7 @@ class TrackerScores:
     sr75: float
     success_auc: float
     precision: float
+    norm_precision: float
     fps: float
     success_curve: np.ndarray  # (21,) averaged OTB/LaSOT curve over SUCCESS_THRESHOLDS
     frames: int  # frames scored by GOT-10k rules
@@ -148,8 +179,9 @@ def score_results(results: list[SequenceResult]) -> TrackerScores:
         raise ValueError("no sequence results to score")
     got_ious = np.concatenate([r.got10k_ious() for r in results])
     curves = np.stack([success_curve(r.otb_ious()) for r in results])
-    precisions = [float(np.mean(r.otb_centre_errors() <= PRECISION_THRESHOLD_PX))
-                  if present_frames(r.gt, r.absent).any() else 0.0 for r in results]
+    precisions = [float(np.mean(r.otb_centre_errors() <= PRECISION_THRESHOLD_PX)) for r in results]
+    norm_precisions = [float(np.mean(r.otb_centre_errors(normalized=True) <= NORM_PRECISION_THRESHOLD))
+                       for r in results]
     tracked = sum(len(r.pred) - 1 for r in results)
     seconds = sum(r.track_time_s for r in results)
     curve = curves.mean(axis=0)
@@ -159,6 +191,7 @@ def score_results(results: list[SequenceResult]) -> TrackerScores:
         sr75=float(np.mean(got_ious > 0.75)) if got_ious.size else 0.0,
         success_auc=float(curve.mean()),
         precision=float(np.mean(precisions)),
+        norm_precision=float(np.mean(norm_precisions)),
         fps=tracked / seconds if seconds > 0 else float("nan"),
         success_curve=curve,
         frames=int(got_ious.size),

@@ -8,7 +8,7 @@ from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
 from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence
 
-COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "FPS")
+COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "FPS")
 
 
 def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[TrackingSequence],
@@ -36,7 +36,8 @@ def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[Tracking
 def format_table(scores: dict[str, TrackerScores]) -> str:
     """A fixed-width text table, one row per tracker, in the order given."""
     rows = [COLUMNS] + [(name, f"{s.ao:.3f}", f"{s.sr50:.3f}", f"{s.sr75:.3f}", f"{s.success_auc:.3f}",
-                         f"{s.precision:.3f}", f"{s.fps:.1f}") for name, s in scores.items()]
+                         f"{s.precision:.3f}", f"{s.norm_precision:.3f}", f"{s.fps:.1f}")
+                        for name, s in scores.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
              for row in rows]
