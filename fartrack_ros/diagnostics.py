@@ -119,9 +119,17 @@ class NodeStatistics:
         self._clock = clock
         self._lock = threading.Lock()
         self._window = window
-        self._stages = {name: RollingWindow(window) for name in STAGES}
-        self._total = RollingWindow(window)
-        self._delay = RollingWindow(window)
+        self._start()
+
+    def reset(self) -> None:
+        """Forget every count and latency (a new model was configured: the figures describe it)."""
+        with self._lock:
+            self._start()
+
+    def _start(self) -> None:
+        self._stages = {name: RollingWindow(self._window) for name in STAGES}
+        self._total = RollingWindow(self._window)
+        self._delay = RollingWindow(self._window)
         self._received = self._processed = self._dropped = 0
         self._received_rate, self._processed_rate = EventRate(), EventRate()
         self._mark = (self._clock(), 0)  # time and dropped count at the last snapshot
@@ -224,13 +232,15 @@ def diagnostic_items(snapshot: StatisticsSnapshot, **extra: object) -> list[tupl
     return items
 
 
-def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int, lost: int = 0) -> tuple[int, str]:
+def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int, lost: int = 0,
+                     image_problem: str | None = None) -> tuple[int, str]:
     """(level, message) for the node's ``DiagnosticStatus``, with ``targets`` tracked, ``lost`` of
-    them LOST.
+    them LOST, and ``image_problem``: why the images arriving cannot be used, if they cannot.
 
     OK while frames arrive; WARN when the node is active but no image arrived for a while (a
-    wrong topic or QoS is the usual cause), when targets are tracked but no frame was processed
-    for a while (`SILENCE_WARN_S` and at least 3 periods), or when every target is lost.
+    wrong topic or QoS is the usual cause), when the images cannot be used (an encoding the node
+    does not convert), when targets are tracked but no frame was processed for a while
+    (`SILENCE_WARN_S` and at least 3 periods), or when every target is lost.
     """
     if not active:
         return OK, "inactive (not subscribed to images)"
@@ -238,6 +248,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
     if snapshot.since_received_s >= silence_s:
         return WARN, (f"no images received for {snapshot.since_received_s:.1f} s "
                       "(check the image topic and its QoS)")
+    if image_problem is not None:
+        return WARN, f"images arrive but cannot be tracked: {image_problem}"
     if targets and snapshot.since_processed_s >= silence_s:
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
     rates = f"{snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"

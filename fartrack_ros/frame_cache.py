@@ -262,10 +262,10 @@ class PendingInits:
             return found
 
     def on_frame(self, stamp_ns: int, late_window_ns: float = 0.0) -> list[Any]:
-        """The inits to take now that a frame stamped ``stamp_ns`` arrived: those naming it, and
-        those naming a stamp more than ``late_window_ns`` earlier (closer, their frame may still
-        come late, reordered on its way)."""
-        return self._hand_out(lambda stamp, deadline: stamp == stamp_ns or stamp < stamp_ns - late_window_ns)
+        """The inits to take now that a frame stamped ``stamp_ns`` arrived: those naming it, those
+        naming a stamp more than ``late_window_ns`` earlier (closer, their frame may still come late,
+        reordered on its way), and those held with stamp 0 (waiting for any next frame)."""
+        return self._hand_out(lambda stamp, deadline: stamp in (0, stamp_ns) or stamp < stamp_ns - late_window_ns)
 
     def overdue(self) -> list[Any]:
         """The inits that waited ``wait_s`` for their frame."""

@@ -113,6 +113,20 @@ def _canonical_encoding(encoding: str) -> str:
     return name
 
 
+def encoding_problem(encoding: str) -> str | None:
+    """Why raw images in ``encoding`` cannot be converted (None when they can)."""
+    try:
+        _canonical_encoding(encoding)
+    except ImageConversionError as exc:
+        return str(exc)
+    return None
+
+
+def is_grey_encoding(encoding: str) -> bool:
+    """Whether raw images in ``encoding`` carry no colour (mono8, mono16 and their aliases)."""
+    return _BY_LOWER_NAME.get(str(encoding).strip().lower()) in ("mono8", "mono16")
+
+
 def bits_per_sample(encoding: str) -> int:
     """8 or 16: the bits of each sample of ``encoding`` (ImageConversionError when unknown)."""
     return 8 * _LAYOUTS[_canonical_encoding(encoding)].sample_bytes

@@ -2,14 +2,17 @@
 names, and which of its detections count.
 
 An init stamped with an image's header starts its targets on that frame; a zero stamp on the
-latest. One whose frame is not cached is held for it (`PendingInits`): the init may have
-overtaken its image, or come just before the first frame of a bag loop. It is refused, with a
+latest, when it arrived within LATEST_FRAME_MAX_AGE_S (else on the next frame: while the camera is
+silent, or the node inactive, the latest frame may be seconds old, and the target is no longer
+where the init says). One whose frame is not cached is held for it (`PendingInits`): the init may
+have overtaken its image, or come just before the first frame of a bag loop. It is refused, with a
 reason that says what to change, once a frame stamped as late or later has arrived, or after the
 wait (longer at low frame rates: as long as a frame may come late, at most MAX_INIT_WAIT_S).
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -17,7 +20,13 @@ from .frame_cache import CachedFrame, FrameCache, PendingInits
 from .node_messages import format_stamp, is_zero_stamp, stamp_to_ns
 
 
+INIT_WAIT_S = 1.0  # an init whose frame has not arrived yet waits this long for it
 MAX_INIT_WAIT_S = 10.0  # the longest an init waits for its frame, whatever the frame rate
+LATEST_FRAME_MAX_AGE_S = 1.0  # a zero-stamp init starts on the latest frame only if it is this recent
+# why a held init is handed back to be started or refused (see PendingInits)
+LATER_FRAME = "a later frame arrived first"
+WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
+DEACTIVATED = "the node stopped receiving images first"
 
 
 def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None,
@@ -28,16 +37,12 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     stamp = msg.header.stamp
     targets = ", ".join(repr(d.id) for d in msg.detections)
     if is_zero_stamp(stamp):
-        frame = cache.latest()
-        if frame is None:
-            return None, f"init ignored for {targets}: no image received yet on {image_topic}"
-        return frame, None
+        return _latest_frame(cache, pending, msg, held=held, may_wait=may_wait, image_topic=image_topic,
+                             targets=targets)
     stamp_ns = stamp_to_ns(stamp)
     frame = cache.find(stamp_ns)
     if frame is None and held is None and may_wait:
-        # at a low frame rate a large image may lag its init by more than the usual wait (not for
-        # ever: stamps far apart, a camera clock gone wrong, would hold inits and their memory)
-        pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
+        _hold(cache, pending, stamp_ns, msg)
         frame = cache.find(stamp_ns)  # it may have arrived while the init was held
         if frame is None or not pending.withdraw(msg):
             return None, None  # waits, or was already handed back to the image callback's retry
@@ -55,6 +60,43 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     return None, (f"init ignored for {targets}: no cached frame has stamp {format_stamp(stamp_ns)} "
                   f"({cached}); stamp the init with the header of a recent image, or use a zero stamp "
                   "for the latest frame")
+
+
+def _hold(cache: FrameCache, pending: PendingInits, stamp_ns: int, msg: Any) -> None:
+    """Hold ``msg`` for its frame: at a low frame rate a large image may lag its init by more than
+    the usual wait (not for ever: stamps far apart, a camera clock gone wrong, would hold inits and
+    their memory)."""
+    pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
+
+
+def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None, may_wait: bool,
+                  image_topic: str, targets: str) -> tuple[CachedFrame | None, str | None]:
+    """`find_init_frame` for a zero-stamp init: the latest frame if it is recent, or one that
+    arrived while the init was held; else the init waits for the next frame (active node) or is
+    refused."""
+    def recent(frame: CachedFrame | None) -> bool:
+        return frame is not None and time.monotonic() - frame.received_s <= LATEST_FRAME_MAX_AGE_S
+
+    frame = cache.latest()
+    if recent(frame) or (held == LATER_FRAME and frame is not None):  # that frame came after the init
+        return frame, None
+    if held is None and may_wait:
+        _hold(cache, pending, 0, msg)  # handed back by the next frame, whatever its stamp
+        frame = cache.latest()
+        if not recent(frame) or not pending.withdraw(msg):
+            return None, None
+        return frame, None
+    if frame is None:
+        seen = f"no image received yet on {image_topic}"
+    else:
+        seen = (f"the latest image on {image_topic} (stamp {format_stamp(frame.stamp_ns)}) arrived "
+                f"{time.monotonic() - frame.received_s:.1f} s ago")
+    if held is not None:
+        why = f"the init waited for a new one but {held}"
+    else:
+        why = "the node is inactive (not subscribed to images): activate it first"
+    anyway = "; stamp the init with that image's header to start on it anyway" if frame is not None else ""
+    return None, f"init ignored for {targets}: {seen}; {why}{anyway}"
 
 
 def last_of_each_id(detections: list) -> tuple[list, dict[str, int]]:

@@ -38,7 +38,8 @@ p50 8.7 ms, max 50 ms. The callback groups below still keep the node correct ins
 multi-threaded executor.
 
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
-stamp equals the init header stamp (zero stamp: the latest frame). An init whose frame is not
+stamp equals the init header stamp (zero stamp: the latest frame if it arrived within the last
+second, else the next one). An init whose frame is not
 cached waits for it until a frame stamped as late or later arrives, at most ``INIT_WAIT_S`` (a
 large image can arrive after the small init that answers it; a bag loop's first frame after an
 init for it), then is refused with a warning (`init_frames`). The target is tracked from the
@@ -90,11 +91,11 @@ from .compute_thread import ComputeThread
 from .diagnostics import NodeStatistics, WarningThrottle, diagnostic_items, diagnostic_level, warning_kind
 from .executors import make_executor, spin_while
 from .frame_cache import CachedFrame, FrameCache, LatestSlot, PendingInits
-from .heap import keep_freed_memory
-from .image_conversion import is_grey_frame
+from .heap import keep_freed_memory, release_freed_memory
+from .image_conversion import encoding_problem, is_grey_encoding, is_grey_frame
 from .image_look import exposure_warning
 from .image_qos import reliability_name
-from .init_frames import find_init_frame, last_of_each_id
+from .init_frames import DEACTIVATED, INIT_WAIT_S, LATER_FRAME, WAITED, find_init_frame, last_of_each_id
 from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp, init_box,
                             stamp_to_ns, status_msg)
 from .parameter_hooks import ParameterHooks
@@ -104,12 +105,10 @@ from .tracker_loading import LoadedTracker, load_tracker
 
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
-INIT_WAIT_S = 1.0  # an init stamped with a frame not received yet waits this long for it
 LOAD_POLL_S = 0.1  # how often configure looks for a signal while the model loads
-# why a held init is started or refused once handed back (see PendingInits)
-_LATER_FRAME = "a later frame arrived first"
-_WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
-_DEACTIVATED = "the node stopped receiving images first"
+GREY_WARNING = ("the bundled model tracks less well in grey than in colour (AO 0.75): 0.51 where the "
+                "target differs in brightness from its surroundings, 0.15 on colour scenes turned grey, "
+                "where many barely do (OpenCV CSRT 0.56 and 0.51)")
 _CONTROL_QOS = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
 
 
@@ -130,12 +129,15 @@ class FarTrackNode(LifecycleNode):
         self._image_group = MutuallyExclusiveCallbackGroup()
         self._configured = False
         self._active = False
+        self._finalized = False  # shut down: no transition is left, nothing a parameter sets applies
         self._loaded: LoadedTracker | None = None
         self._load: futures.Future | None = None  # the model load while configure waits for it
         self._tracker_lock = threading.Lock()
         self._num_targets = 0
         self._num_lost = 0  # targets LOST after the last change or tracked frame
         self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
+        self._encoding: str | None = None  # of the last raw image received
+        self._image_problem: str | None = None  # why the latest images cannot be used (diagnostics)
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # inits queued for the compute thread and not started yet
@@ -183,6 +185,8 @@ class FarTrackNode(LifecycleNode):
         if not self.context.ok():  # a signal stopped ROS as the load ended
             return TransitionCallbackReturn.FAILURE
         self.get_logger().info(self._loaded.describe())
+        self._stats.reset()  # diagnostics describe this model from now on, not the one before
+        self._frame_size = ""
         self._create_interfaces()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
@@ -195,15 +199,20 @@ class FarTrackNode(LifecycleNode):
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
         self._stop_images()
+        self.get_logger().info(f"deactivated: not subscribed to images; {self._num_targets} target(s) kept, "
+                               "tracked again on activate")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
+        self.get_logger().info(f"cleanup: {self._release()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        was = "active" if self._active else "inactive" if self._configured else "unconfigured"
         self._stop_images()
-        self._release()
+        self._finalized = True
+        self.get_logger().info(f"shut down from {was}: {self._release()}; the node cannot be configured "
+                               "again (restart the process)")
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
@@ -248,7 +257,8 @@ class FarTrackNode(LifecycleNode):
             self._param("diagnostics_period") if period_s is None else period_s,
             self._publish_diagnostics, callback_group=self._control_group, clock=self._steady_clock)
 
-    def _release(self) -> None:
+    def _release(self) -> str:
+        """Free the model, its targets and the configure-time interfaces; what was released."""
         if self._diagnostics_timer is not None:
             self.destroy_timer(self._diagnostics_timer)
             self._diagnostics_timer = None
@@ -259,12 +269,16 @@ class FarTrackNode(LifecycleNode):
         self._entities = []
         self._control_watch.subscriptions = []
         with self._tracker_lock:
-            if self._loaded is not None:
-                self._loaded.release()
-            self._loaded = None
+            loaded, self._loaded = self._loaded, None
+            if loaded is not None:
+                ids = loaded.tracker.target_ids
+                loaded.release()
             self._num_targets = self._num_lost = 0
         self._cache.clear()
         self._configured = False
+        if loaded is None:
+            return "no model was loaded"
+        return f"released model {loaded.model_name}; dropped {len(ids)} target(s): {', '.join(ids) or '-'}"
 
     def _subscribe_images(self) -> None:
         self._images.start()
@@ -276,7 +290,7 @@ class FarTrackNode(LifecycleNode):
         """Timer: refuse inits that waited too long for their frame, follow the image publishers
         (`ImageSubscription.check`) and tell of control publishers that cannot reach the node."""
         for init in self._pending_inits.overdue():
-            self._submit_init(init, _WAITED)
+            self._submit_init(init, WAITED)
         try:
             self._control_watch.check()
             self._images.check()
@@ -291,7 +305,7 @@ class FarTrackNode(LifecycleNode):
         self._images.stop()
         self._slot.close()
         for init in self._pending_inits.take_all():  # their frames will not come now: refused
-            self._submit_init(init, _DEACTIVATED)
+            self._submit_init(init, DEACTIVATED)
         self._compute.wait_idle()  # a frame being tracked is finished and published
 
     # -- parameters -----------------------------------------------------------------------------
@@ -301,6 +315,8 @@ class FarTrackNode(LifecycleNode):
     def _rejection(self, name: str, value, declared: bool) -> str | None:
         """Why setting ``name`` to ``value`` now is refused (None when it is not); ``declared``:
         the parameters are declared (the declaration itself sets every one)."""
+        if self._finalized:
+            return f"the node is shut down (finalized): nothing would apply {name}; restart the node"
         loaded = self._loaded
         return (params.validate(name, value)
                 or params.change_allowed(name, configured=self._configured, active=self._active,
@@ -311,7 +327,10 @@ class FarTrackNode(LifecycleNode):
         """Put accepted changes (values by name) into effect (Humble's on-set hook runs before
         rclpy stores them, so unchanged values are read and changed ones taken from ``changed``)."""
         if "frame_cache_size" in changed:
+            shrinks = changed["frame_cache_size"] < self._cache.size
             self._cache.resize(changed["frame_cache_size"])
+            if shrinks:  # the heap keeps its peak (heap.py): give the frames' memory back once
+                release_freed_memory()
         if "diagnostics_period" in changed and self._configured:
             self._start_diagnostics_timer(changed["diagnostics_period"])
         tracker_names = {"template_memory_cap", "lost_threshold", "lost_frames", "max_targets"}
@@ -331,13 +350,14 @@ class FarTrackNode(LifecycleNode):
             return
         self._stats.record_received()
         self._images.note_image(frame.received_s)
+        self._note_encoding(getattr(msg, "encoding", None))
         arrival = self._cache.put(frame)
         if arrival.dropped:
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
                        "reset or a restarted camera clock): frames of the earlier timeline left the cache")
         if self._pending_inits:  # before this frame is tracked
             for init in self._pending_inits.on_frame(frame.stamp_ns, self._cache.late_window_ns()):
-                self._submit_init(init, _LATER_FRAME)
+                self._submit_init(init, LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
             idle = not self._num_targets and not self._inits_queued
         if idle or not self._active:
@@ -357,6 +377,23 @@ class FarTrackNode(LifecycleNode):
         except RuntimeError:  # the compute thread was stopped under this callback (node stopping)
             with self._queue_lock:
                 self._track_queued = False
+
+    def _note_encoding(self, encoding: str | None) -> None:
+        """Tell at once of raw images in an encoding the node cannot use (also while no target
+        needs them) and of a camera changing encoding; None: a compressed image."""
+        if encoding is None or encoding == self._encoding:
+            return
+        previous, self._encoding = self._encoding, encoding
+        self._image_problem = encoding_problem(encoding)
+        if self._image_problem is not None:
+            self._warn(f"images on {self._image_topic()} cannot be tracked: {self._image_problem}")
+            return
+        if previous is not None:
+            self.get_logger().info(f"image encoding changed from {previous!r} to {encoding!r}")
+        loaded = self._loaded
+        if is_grey_encoding(encoding) and loaded is not None and loaded.bundled and not self._grey_told:
+            self._grey_told = True
+            self._warn(f"{encoding} images: {GREY_WARNING}")
 
     def _track_latest(self) -> None:
         """Compute thread: track the newest waiting frame, if any."""
@@ -528,9 +565,7 @@ class FarTrackNode(LifecycleNode):
             self._warn(exposure)
         elif self._loaded.bundled and not self._grey_told and is_grey_frame(rgb):  # a full-frame compare
             self._grey_told = True
-            self._warn("init on a grey image: the bundled model tracks less well in grey than in colour "
-                       "(AO 0.75): 0.51 where the target differs in brightness from its surroundings, 0.15 "
-                       "on colour scenes turned grey, where many barely do (OpenCV CSRT 0.56 and 0.51)")
+            self._warn(f"init on a grey image: {GREY_WARNING}")
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
         """The cached frame ``msg`` names (`find_init_frame`); None when it is refused (warned) or
@@ -614,8 +649,8 @@ class FarTrackNode(LifecycleNode):
     def _publish_diagnostics_now(self) -> None:
         snapshot = self._stats.snapshot()
         loaded = self._loaded
-        level, message = diagnostic_level(snapshot, active=self._active,
-                                          targets=self._num_targets, lost=self._num_lost)
+        level, message = diagnostic_level(snapshot, active=self._active, targets=self._num_targets,
+                                          lost=self._num_lost, image_problem=self._image_problem)
         items = diagnostic_items(
             snapshot,
             device=loaded.device if loaded else "",

@@ -173,7 +173,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "frame_cache_size", 30,
         "Recent frames kept (as received messages) so that an init box stamped with an earlier "
-        "image is applied to that image.",
+        "image is applied to that image. Each costs its message's size in memory (640x480 rgb8: "
+        "0.9 MB; 1920x1080: 6 MB).",
         LIVE, low=1, high=1000,
     ),
     ParamSpec(

@@ -41,3 +41,26 @@ def test_freed_frame_memory_is_reused_without_page_faults():
     kept = _faults_per_frame("keep")
     assert default > 500, f"the default heap no longer returns freed blocks ({default} faults per frame)"
     assert kept < 0.05 * default, f"{kept} page faults per frame with keep_freed_memory, {default} without"
+
+
+_RELEASE_SCRIPT = """
+from fartrack_ros.heap import keep_freed_memory, release_freed_memory
+
+def rss_mb():
+    return int(open("/proc/self/statm").read().split()[1]) * 4096 / 2**20
+
+keep_freed_memory()
+frames = [bytes([k % 251]) * 921_600 for k in range(200)]  # 200 cached 640x480 rgb8 messages
+del frames
+kept = rss_mb()
+release_freed_memory()
+print(kept, rss_mb())
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc_trim is glibc's")
+def test_release_freed_memory_gives_back_what_keep_freed_memory_kept():
+    done = subprocess.run([sys.executable, "-c", _RELEASE_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    kept_mb, released_mb = map(float, done.stdout.split())
+    assert kept_mb - released_mb > 150, (kept_mb, released_mb)  # of the 176 MB the frames took

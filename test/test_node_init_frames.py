@@ -1,6 +1,6 @@
 """Inits on an in-process node: targets started on different frames are each tracked from the
 frame after their own init frame (an init for one target never makes the others skip a frame);
-inits after the camera's stamps went back; what refused inits and inits on grey images are told."""
+inits after the camera's stamps went back; what refused inits and grey images are told."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from fartrack_ros.node import GREY_WARNING
 from node_helpers import box_of, ground_truth_sequence, image_msg, init_msg, iou, stamp_ns_of
 
 STAMPS_NS = [1_000_000_000 + k * 33_000_000 for k in range(3)]
@@ -138,6 +139,21 @@ def test_the_frame_after_a_held_init_s_frame_is_tracked_while_the_init_is_still_
     assert detection.id == "a" and iou(box_of(detection), boxes[1]) > 0.5
 
 
+def test_a_zero_stamp_init_after_a_camera_outage_starts_on_the_next_frame_not_the_old_one(node):
+    warnings = _record_warnings(node)
+    frames, boxes = ground_truth_sequence(3)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))
+    node._cache.latest().received_s -= 6.0  # the camera went silent 6 s ago
+
+    node._start_targets(init_msg(0, [("a", boxes[1])]))
+    assert not node._loaded.tracker.target_ids  # held for the next frame
+    node._on_image(image_msg(frames[1], STAMPS_NS[1]))
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == ["a"], warnings
+    assert node._init_seq["a"] == node._cache.find(STAMPS_NS[1]).seq
+
+
 @pytest.mark.parametrize("encoding, told", [("mono8", True), ("8UC1", True), ("rgb8", False)])
 def test_an_init_on_a_grey_image_is_warned_the_bundled_model_tracks_less_well_in_grey(node, encoding, told):
     lines = []
@@ -162,15 +178,17 @@ def test_a_mono_camera_is_warned_of_grey_at_its_first_init_only(node):
     assert len([line for line in warnings if "grey" in line]) == 1, warnings
 
 
-def test_an_init_refused_on_a_grey_image_is_not_warned_of_grey(node):
+def test_a_mono_camera_is_warned_of_grey_as_its_images_arrive_and_a_refused_init_adds_nothing(node):
     warnings = _record_warnings(node)
     frames, _ = ground_truth_sequence(2)
     node._on_image(image_msg(frames[0], STAMPS_NS[0], encoding="mono8"))
+    assert [line for line in warnings if "grey" in line] == [
+        f"mono8 images: {GREY_WARNING}"]  # before any init: a camera that went mono is told at once
 
     node._start_targets(init_msg(STAMPS_NS[0], [("a", (-100.0, -100.0, 50.0, 50.0))]))
 
     assert not node._loaded.tracker.target_ids
-    assert any("refused" in line for line in warnings) and not any("grey" in line for line in warnings), warnings
+    assert any("refused" in line for line in warnings) and len([l for l in warnings if "grey" in l]) == 1
 
 
 def test_an_init_on_12_bit_data_in_the_low_bits_of_mono16_is_warned_of_a_nearly_black_image(node):

@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import numpy as np
 
 from fartrack_ros.frame_cache import CachedFrame, FrameCache, PendingInits
-from fartrack_ros.init_frames import find_init_frame, last_of_each_id
+from fartrack_ros.init_frames import LATER_FRAME, WAITED, find_init_frame, last_of_each_id
 
 
 def _cache(*stamps_ns: int) -> FrameCache:
@@ -34,11 +34,54 @@ def test_a_stamped_init_names_its_frame_and_a_zero_stamp_the_latest():
     assert _find(cache, pending, _init(0, "a"))[0].stamp_ns == 30
 
 
-def test_a_zero_stamp_before_any_image_is_refused_naming_the_topic():
-    frame, refusal = _find(_cache(), PendingInits(1.0), _init(0, "a"))
+def test_a_zero_stamp_before_any_image_waits_for_the_first_and_starts_on_it():
+    cache, pending = _cache(), PendingInits(1.0)
+    msg = _init(0, "a")
+
+    assert _find(cache, pending, msg) == (None, None)
+    cache.put(CachedFrame(50, SimpleNamespace(), lambda msg: np.zeros((2, 2, 3), np.uint8)))
+    assert pending.on_frame(50) == [msg]  # any next frame hands it back
+    assert _find(cache, pending, msg, held=LATER_FRAME)[0].stamp_ns == 50
+
+
+def test_a_zero_stamp_that_waited_in_vain_is_refused_naming_the_topic():
+    frame, refusal = _find(_cache(), PendingInits(1.0), _init(0, "a"), held=WAITED)
 
     assert frame is None
-    assert refusal == "init ignored for 'a': no image received yet on /camera/image"
+    assert refusal == ("init ignored for 'a': no image received yet on /camera/image; the init waited "
+                       "for a new one but it did not arrive within 1 s")
+
+
+def _age(cache: FrameCache, seconds: float) -> None:
+    for stamp_ns in cache.stamps():
+        cache.find(stamp_ns).received_s -= seconds
+
+
+def test_a_zero_stamp_waits_for_the_next_frame_when_the_latest_is_old():
+    """After a camera outage the latest frame is seconds old and the target no longer there."""
+    cache, pending = _cache(10, 20), PendingInits(1.0)
+    _age(cache, 6.0)
+    msg = _init(0, "a")
+
+    assert _find(cache, pending, msg) == (None, None)
+    assert pending.take_all() == [msg]
+    frame, refusal = _find(cache, pending, msg, held=WAITED)
+    assert frame is None
+    assert refusal.startswith("init ignored for 'a': the latest image on /camera/image (stamp 0.000000020) "
+                              "arrived 6.0 s ago; the init waited for a new one but it did not arrive within 1 s; "
+                              "stamp the init with that image's header to start on it anyway")
+    assert _find(cache, pending, _init(20, "a"))[0].stamp_ns == 20  # as it says
+
+
+def test_an_inactive_node_refuses_a_zero_stamp_when_its_latest_frame_is_old():
+    cache = _cache(10)
+    _age(cache, 7.0)
+
+    frame, refusal = _find(cache, PendingInits(1.0), _init(0, "a"), may_wait=False)
+
+    assert frame is None
+    assert "arrived 7.0 s ago; the node is inactive (not subscribed to images): activate it first" in refusal
+    assert _find(_cache(10), PendingInits(1.0), _init(0, "a"), may_wait=False)[0].stamp_ns == 10  # a recent one
 
 
 def test_an_init_newer_than_every_frame_waits_for_it_once():

@@ -97,12 +97,13 @@ def test_activate_subscribes_and_tracks(ros):
 
 
 def test_deactivate_unsubscribes(ros):
-    _, probe = ros
+    node, probe = ros
 
     assert probe.transition(Transition.TRANSITION_DEACTIVATE)
 
     assert probe.lifecycle_state() == State.PRIMARY_STATE_INACTIVE
     assert _image_subscribers(probe, expect=0) == 0
+    assert "deactivated: not subscribed to images; 1 target(s) kept" in node.log_text()
 
 
 def test_cleanup_returns_to_unconfigured(ros):
@@ -111,6 +112,7 @@ def test_cleanup_returns_to_unconfigured(ros):
     assert probe.transition(Transition.TRANSITION_CLEANUP)
 
     assert probe.lifecycle_state() == State.PRIMARY_STATE_UNCONFIGURED
+    assert "cleanup: released model " in node.log_text() and "; dropped 1 target(s): t" in node.log_text()
     (device,) = probe.set_parameters(device="cpu")
     assert device.successful
     assert node.alive()
@@ -125,3 +127,25 @@ def test_cpu_threads_apply_at_the_next_configure(ros):
 
     assert probe.lifecycle_state() == State.PRIMARY_STATE_INACTIVE
     assert " on cpu (1 thread): loaded in" in node.log_text(), node.log_text()
+
+
+def test_a_new_configure_reports_the_new_model_alone_in_diagnostics(ros):
+    _, probe = ros
+    probe.clear()
+
+    msg = probe.wait_for("diagnostics", lambda m: bool(m.status), timeout=5.0)
+
+    assert msg is not None
+    values = {kv.key: kv.value for kv in msg.status[0].values}
+    assert values["frames_processed"] == "0" and values["latency_model_p50_ms"] == "nan", values
+
+
+def test_shutdown_says_what_it_dropped_and_parameters_are_refused_after_it(ros):
+    node, probe = ros
+
+    assert probe.transition(Transition.TRANSITION_INACTIVE_SHUTDOWN)
+
+    assert probe.lifecycle_state() == State.PRIMARY_STATE_FINALIZED
+    assert "shut down from inactive: released model " in node.log_text()
+    (lost_frames,) = probe.set_parameters(lost_frames=4)
+    assert not lost_frames.successful and "finalized" in lost_frames.reason

@@ -126,6 +126,19 @@ def test_a_long_diagnostics_period_measures_over_the_whole_period():
     assert [round(s.fps_in, 3) for s in snapshots] == [0.5, 0.5, 0.5]
 
 
+def test_reset_forgets_counts_and_latencies():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    _steady_stream(stats, clock, 10.0, 3.0)
+    stats.record_dropped(4)
+
+    stats.reset()
+    snap = stats.snapshot()
+
+    assert (snap.received_total, snap.processed_total, snap.dropped_total, snap.fps_in) == (0, 0, 0, 0.0)
+    assert snap.stage_latency["model"].count == 0 and snap.total_latency.count == 0
+
+
 def test_stage_latencies_and_total_and_delay_are_summarised():
     stats = NodeStatistics(clock=FakeClock())
     for i in range(1, 101):

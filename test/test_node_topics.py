@@ -413,6 +413,25 @@ def test_bad_images_are_logged_and_the_node_keeps_tracking(node, probe, stamps):
     assert "needs at least" in log
 
 
+def test_images_in_an_unusable_encoding_warn_in_diagnostics_while_no_target_needs_them(node, probe, stamps):
+    bad = image_msg(_scene(4), stamps())
+    bad.encoding = "32FC1"
+    probe.image_pub.publish(bad)
+
+    def warns(msg):
+        return msg.status[0].level == bytes([1]) and "cannot be tracked" in msg.status[0].message
+
+    msg = probe.wait_for("diagnostics", warns, timeout=5.0)
+    assert msg is not None, node.log_text()[-2000:]
+    assert "unsupported image encoding '32FC1'" in msg.status[0].message
+    assert "images on /image cannot be tracked: unsupported image encoding '32FC1'" in node.log_text()
+
+    probe.clear()
+    probe.image_pub.publish(image_msg(_scene(4), stamps()))
+    assert probe.wait_for("diagnostics", lambda m: m.status[0].level == bytes([0]), timeout=5.0) is not None
+    assert "image encoding changed from '32FC1' to 'rgb8'" in node.log_text()
+
+
 def test_bad_init_boxes_are_refused_without_dropping_the_good_ones(node, probe, stamps):
     detections = _start(probe, stamps, [("inside", BOX_RED), ("outside", (900.0, 900.0, 10.0, 10.0)),
                                         ("flat", (10.0, 10.0, 0.0, 5.0))])
