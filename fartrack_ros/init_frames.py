@@ -49,10 +49,12 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     if frame is not None:
         return frame, None
     stamps = cache.stamps()  # in stamp order
+    if not stamps:  # a wrong image topic, or a camera not started: the stamp is not the problem
+        waited = f"; the init waited for its frame but {held}" if held is not None else ""
+        return None, f"init ignored for {targets}: no image received yet on {image_topic}{waited}"
     count = f"{len(stamps)} frame" + ("s" if len(stamps) != 1 else "")
-    cached = (f"the cache holds {count} from {format_stamp(stamps[0])} to {format_stamp(stamps[-1])}"
-              if stamps else "no frame is cached")
-    if stamps and stamp_ns < stamps[0]:
+    cached = f"the cache holds {count} from {format_stamp(stamps[0])} to {format_stamp(stamps[-1])}"
+    if stamp_ns < stamps[0]:
         cached += (f"; the stamp is older than every cached frame: raise frame_cache_size "
                    f"(now {cache.size}) or send the init sooner")
     if held is not None:

@@ -63,6 +63,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import os
+import re
 import signal
 import sys
 import threading
@@ -691,7 +692,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="fartrack_node", description=__doc__.split("\n")[0])
     parser.add_argument("--managed", action="store_true",
                         help="start unconfigured as a lifecycle node and wait for transitions")
-    options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    try:
+        options = parser.parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
+    except (_rclpy.RCLInvalidROSArgsError, _rclpy.UnknownROSArgsError) as exc:  # a missing or broken params file
+        reason = re.sub(r",? at \S+:\d+", "", str(exc)).strip()  # rcl's source locations
+        rclpy.logging.get_logger(_logger_name(argv)).error(f"not started: invalid ROS arguments: {reason}")
+        return 2
     keep_freed_memory()
     # the executable's start-up handlers (see scripts/fartrack_node) give way to Python's and rclpy's
     signal.signal(signal.SIGINT, signal.default_int_handler)
@@ -707,7 +713,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             node = FarTrackNode(managed=options.managed)
         except ParameterException as exc:  # a bad -p value or params file: say which, no traceback
-            rclpy.logging.get_logger("fartrack").error(f"not started: invalid parameter: {exc}")
+            reason = re.sub(r"'([\w.]+)'(.*): \1$", r"'\1'\2", str(exc))  # rclpy repeats the name at the end
+            rclpy.logging.get_logger(_logger_name(argv)).error(f"not started: invalid parameter: {reason}")
             return 2
         not_started = None if options.managed else _start_plain(node)
         if not_started is not None:
@@ -736,6 +743,21 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.flush()
         os._exit(code)
     return code
+
+
+def _logger_name(argv: list[str]) -> str:
+    """The node's logger name (``cam_left.fartrack``), from the ``__ns`` and ``__node`` remaps of
+    ``argv``: for errors logged before the node exists, so that one of several nodes is told apart."""
+    namespace, name = "", "fartrack"
+    for flag, rule in zip(argv, argv[1:]):
+        if flag in ("-r", "--remap"):
+            target, _, value = rule.partition(":=")
+            key = target.rpartition(":")[2]  # "fartrack:__ns" applies to this node too
+            if key == "__ns":
+                namespace = value
+            elif key == "__node":
+                name = value
+    return ".".join([part for part in namespace.split("/") if part] + [name])
 
 
 def _start_plain(node: FarTrackNode) -> int | None:

@@ -43,6 +43,14 @@ class ParameterHooks:
         if pre_post_hooks:
             node.add_post_set_parameters_callback(self._apply)
         self.declared = True
+        self._warn_of_unknown_overrides()
+
+    def _warn_of_unknown_overrides(self) -> None:
+        """rclpy ignores a start-up value (``-p``, a params file) for a name the node does not
+        declare: a misspelt parameter would leave its default in effect without a word."""
+        overrides = getattr(self._node, "_parameter_overrides", {})
+        for name in sorted(name for name in overrides if not self._node.has_parameter(name)):
+            self._node.get_logger().warning(params.unknown_parameter(name))
 
     def _take_integers_for_floats(self) -> None:
         """Start-up values (``-p``, params files) of float parameters given as integers become

@@ -16,6 +16,7 @@ When a parameter takes effect (``applies``):
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from dataclasses import dataclass
@@ -197,6 +198,13 @@ def defaults() -> dict[str, Any]:
 
 
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
+
+
+def unknown_parameter(name: str) -> str:
+    """What to say of a start-up value given for ``name``, which the node does not declare."""
+    close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.75)
+    guess = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"parameter {name!r} given at start is not one of this node's and is ignored{guess}"
 
 
 def as_declared_kind(name: str, value: Any) -> Any:

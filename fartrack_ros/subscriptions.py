@@ -20,7 +20,8 @@ from sensor_msgs.msg import CompressedImage, Image
 from .image_conversion import FULL_BIT_DEPTH, compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 
-SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
+SILENT_PUBLISHERS_S = 3.0  # no image for this long (with or without publishers): say why that may be
+IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
 UNKNOWN_NODE = "_NODE_NAME_UNKNOWN_"  # what the graph says before discovery has the node's name
@@ -64,7 +65,8 @@ class ImageSubscription:
             self.topic_name = self._node.resolve_topic_name("image")
         self.bit_depth = self._param("image_bit_depth")
         self.convert = functools.partial(convert, bit_depth=self.bit_depth)
-        self._subscribe(self.wanted_reliability(self.publishers()))
+        publishers = self.publishers()
+        self._subscribe(self.wanted_reliability(publishers), len(publishers))
 
     def stop(self) -> None:
         if self.subscription is not None:
@@ -92,7 +94,7 @@ class ImageSubscription:
         self._check_several(publishers)
         wanted = self.wanted_reliability(publishers)
         if wanted != self.reliability:
-            self._subscribe(wanted)
+            self._subscribe(wanted, len(publishers))
             return
         now = time.monotonic()
         if not publishers:
@@ -101,11 +103,29 @@ class ImageSubscription:
             self.publishers_since_s = now
         # silent since the last image, subscribing, or the first publisher, whichever is latest
         silent_s = now - max(self.last_image_s, self.publishers_since_s or 0.0)
-        if (publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported
-                and silent_s >= SILENT_PUBLISHERS_S):
+        if self._silence_reported or silent_s < SILENT_PUBLISHERS_S:
+            return
+        if not publishers:
+            self._silence_reported = True
+            self._node.get_logger().warning(self._no_publisher_hint(silent_s))
+        elif wanted == QoSReliabilityPolicy.BEST_EFFORT:
             self._silence_reported = True
             self._node.get_logger().warning(silent_publishers_hint(
                 self.topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
+
+    def _no_publisher_hint(self, silent_s: float) -> str:
+        """No publisher on the image topic: where images are published instead (a wrong remap or
+        transport is the usual cause), or what else to check."""
+        own = {self._node.resolve_topic_name("~/debug_image")}
+        offered = sorted(f"{name} ({kind.rpartition('/')[2]})"
+                         for name, kinds in self._node.get_topic_names_and_types()
+                         for kind in kinds if kind in IMAGE_TYPES and name not in own | {self.topic_name}
+                         and self._node.count_publishers(name) > 0)
+        text = f"no image on {self.topic_name}: no publisher there for {silent_s:.0f} s"
+        if offered:
+            return (f"{text}; images are published on {', '.join(offered[:6])}: remap image:= to the camera's "
+                    "topic (with image_transport:=compressed the node adds /compressed itself)")
+        return f"{text}, nor on any other topic: is the camera driver running, in this ROS domain?"
 
     def _check_several(self, publishers: list) -> None:
         """Two cameras on one topic interleave two timelines: each jump back of the stamps looks like
@@ -127,8 +147,9 @@ class ImageSubscription:
             "its own topic and node (a driver that restarted after a crash counts twice until its old "
             "publisher's lease runs out)")
 
-    def _subscribe(self, reliability: QoSReliabilityPolicy) -> None:
-        """(Re)subscribe with ``reliability``, replacing any current subscription."""
+    def _subscribe(self, reliability: QoSReliabilityPolicy, publishers: int) -> None:
+        """(Re)subscribe with ``reliability`` (chosen for ``publishers`` publishers), replacing any
+        current subscription."""
         self.stop()
         self.reliability = reliability
         depth = self._param("qos_depth")
@@ -140,7 +161,12 @@ class ImageSubscription:
         self._silence_reported = False
         setting = self._param("qos_reliability")
         chosen = reliability_name(reliability)
-        how = f"{chosen} (auto, as the current publishers offer)" if setting == "auto" else chosen
+        if setting != "auto":
+            how = chosen
+        elif publishers:
+            how = f"{chosen} (auto, as the current publishers offer)"
+        else:
+            how = f"{chosen} (auto: no publisher yet, it follows the camera's once one appears)"
         self._node.get_logger().info(
             f"subscribed to {self.subscription.topic_name} ({self.msg_type.__name__}, {how}, depth {depth})")
 

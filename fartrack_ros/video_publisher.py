@@ -7,11 +7,12 @@ at a fixed rate, and publish the first-frame init box for the FARTrack node.
 
 Each frame is stamped with the ROS clock when it is sent. The init box is stamped with the first
 frame's header, so the node applies it to exactly that frame; the first frame is sent a few
-times (same stamp) before the init, since a lost best-effort frame would make the init miss it,
-and the other frames follow at the rate after a short pause.
+times (same stamp) before the init, so that a subscriber that joins late (a recorder, a second
+node) also has it, and the other frames follow at the rate after a short pause.
 
-Topics: ``image`` (or ``image/compressed`` with ``--transport compressed``), and the init topic
-(``/fartrack/init`` by default). Synthetic sequences come from ``fartrack_ros.data.synthetic``
+Topics, relative so that ``__ns`` puts them beside a namespaced node's: ``image`` (or
+``image/compressed`` with ``--transport compressed``), and the init topic (``fartrack/init`` by
+default: ``/cam_left/fartrack/init`` under ``-r __ns:=/cam_left``). Synthetic sequences come from ``fartrack_ros.data.synthetic``
 (the same seed gives the same frames and ground truth everywhere).
 """
 
@@ -119,7 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(synthetic: the ground truth when not given)")
     parser.add_argument("--no-init", action="store_true", help="publish no init box")
     parser.add_argument("--init-id", default="target", help="id of the target in the init (empty: automatic)")
-    parser.add_argument("--init-topic", default="/fartrack/init")
+    parser.add_argument("--init-topic", default="fartrack/init",
+                        help="topic of the init box, the node's ~/init (default fartrack/init, in this "
+                             "process's namespace, as the node's own namespace puts it)")
     parser.add_argument("--wait", type=non_negative_float, default=30.0,
                         help="seconds to wait for the node to subscribe before playing (0: do not wait)")
     parser.add_argument("--subscribers", type=positive_int, default=1,
@@ -155,6 +158,16 @@ class VideoPublisher:
                 return True
             time.sleep(0.05)
         return False
+
+    def missing_subscribers(self) -> str:
+        """What `wait_for_subscribers` still waits for, by topic."""
+        missing = []
+        images = self.image_pub.get_subscription_count()
+        if images < self.options.subscribers:
+            missing.append(f"{images} of {self.options.subscribers} subscriber(s) on {self.image_pub.topic_name}")
+        if not self.options.no_init and self.init_pub.get_subscription_count() == 0:
+            missing.append(f"no subscriber on {self.init_pub.topic_name}")
+        return "; ".join(missing) or "every subscriber is there"
 
     def _message(self, rgb: np.ndarray, stamp_ns: int):
         from std_msgs.msg import Header
@@ -253,9 +266,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         player = VideoPublisher(node, options, source)
         if options.wait > 0 and not player.wait_for_subscribers(options.wait):
-            node.get_logger().error(
-                f"no subscriber on {player.image_pub.topic_name} and {options.init_topic} after "
-                f"{options.wait:.0f} s (is fartrack_node running, in this ROS domain?)")
+            node.get_logger().error(f"{player.missing_subscribers()} after {options.wait:.0f} s (is fartrack_node "
+                                    "running, in this ROS domain and namespace? --init-topic names its ~/init)")
             return 1
         player.play()
         if not player.flush():

@@ -8,7 +8,8 @@ Parameters come from params_file (default: the package's config/fartrack.yaml); 
 weights, variant and precision arguments override it when given (left empty they keep the file's values).
 Topics (relative to the namespace): <namespace>/fartrack/{init,remove,reset,detections,status,
 debug_image}; the input is remapped from the `image` argument (`<image>/compressed` when the
-params file sets image_transport: compressed).
+params file sets image_transport: compressed), by default the relative camera/image_raw:
+<namespace>/camera/image_raw, /camera/image_raw without a namespace.
 """
 
 from launch import LaunchDescription
@@ -24,8 +25,9 @@ NODE_NAME = "fartrack"
 OVERRIDES = ("device", "weights", "variant", "precision")  # node parameters settable as launch arguments
 
 ARGUMENTS = (
-    ("image", "/camera/image_raw",
-     "Image topic to track in (sensor_msgs/Image; <image>/compressed with image_transport: compressed)"),
+    ("image", "camera/image_raw",
+     "Image topic to track in (sensor_msgs/Image; <image>/compressed with image_transport: compressed); "
+     "relative names resolve in the namespace, so two namespaced trackers do not share one camera"),
     ("device", "", "Compute device: auto, cpu, cuda or cuda:N (empty: as in params_file, default auto)"),
     ("weights", "", "Checkpoint file, official FARTrack .pth.tar or fartrack-train output "
                     "(empty: as in params_file, default the bundled model)"),

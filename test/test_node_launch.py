@@ -144,7 +144,7 @@ def _load_with_stand_ins(monkeypatch):
 
 
 # launch argument values as a launch context holds them (the defaults, params_file by name)
-LAUNCH_VALUES = {"image": "/camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
+LAUNCH_VALUES = {"image": "camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
                  "params_file": "fartrack.yaml", "use_lifecycle": "false", "namespace": "", "rviz": "false",
                  "use_sim_time": ""}
 

@@ -104,3 +104,27 @@ def test_integers_given_at_start_for_float_and_string_parameters_start_the_node(
     finally:
         node.stop()
         node.destroy_node()
+
+
+def test_a_misspelt_start_up_parameter_is_warned_of_with_the_likely_name(rclpy_context):
+    from rclpy.parameter import Parameter
+
+    from fartrack_ros.node import FarTrackNode
+
+    log = _RecordingLogger()
+
+    class Node(FarTrackNode):
+        def get_logger(self):
+            return log
+
+    node = Node(context=rclpy_context, managed=True, parameter_overrides=[
+        Parameter("lost_treshold", value=0.3), Parameter("lost_frames", value=4), Parameter("zzz", value=1)])
+    try:
+        assert ("warning: parameter 'lost_treshold' given at start is not one of this node's and is ignored "
+                "(did you mean 'lost_threshold'?)") in log.lines
+        assert "warning: parameter 'zzz' given at start is not one of this node's and is ignored" in log.lines
+        assert not any("'lost_frames'" in line for line in log.lines)
+        assert node.get_parameter("lost_frames").value == 4
+    finally:
+        node.stop()
+        node.destroy_node()

@@ -152,3 +152,16 @@ def test_a_bit_depth_below_16_needs_raw_16_bit_images(args):
 
     assert process.returncode == 2
     assert "video_publisher: --bit-depth 12 needs raw images in a 16-bit --encoding" in process.stderr
+
+
+@pytest.mark.ros
+def test_its_topics_follow_its_namespace_and_a_missing_node_is_named_by_topic():
+    script = REPO / "scripts" / "video_publisher"
+    process = subprocess.run(
+        [sys.executable, str(script), "--synthetic", "1000000", "--frames", "2", "--wait", "1",
+         "--ros-args", "-r", "__ns:=/cam_left"],
+        env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
+
+    assert process.returncode == 1
+    assert ("0 of 1 subscriber(s) on /cam_left/image; no subscriber on /cam_left/fartrack/init after 1 s"
+            in process.stderr), process.stderr

@@ -70,6 +70,31 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(logged_nod
     assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
 
 
+def test_no_publisher_on_the_image_topic_is_told_once_naming_where_images_are_published(logged_node, rclpy_context):
+    import time
+
+    import rclpy
+    from sensor_msgs.msg import Image
+
+    node, log = logged_node
+    camera = rclpy.create_node("camera", context=rclpy_context)
+    try:
+        camera.create_publisher(Image, "/camera/image_raw", 1)  # a remap forgotten: the node listens on /image
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and node.count_publishers("/camera/image_raw") == 0:
+            time.sleep(0.05)
+        node._images.last_image_s -= 10.0  # subscribed long ago, nothing received since
+
+        node._check_publishers()
+        node._check_publishers()
+    finally:
+        camera.destroy_node()
+
+    assert len(log.lines) == 1, log.lines
+    assert log.lines[0].startswith("no image on /image: no publisher there for 10 s; images are "
+                                   "published on /camera/image_raw (Image): remap image:= "), log.lines
+
+
 def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(logged_node, rclpy_context):
     import rclpy
     from rclpy.qos import qos_profile_sensor_data

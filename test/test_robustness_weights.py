@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import time
 
 import pytest
@@ -21,8 +22,11 @@ from lifecycle_msgs.msg import State, Transition
 
 from node_helpers import (
     FIXTURE_WEIGHTS,
+    NODE_NAME,
     NodeProcess,
+    node_executable,
     pick_domain_id,
+    ros_env,
     running_node,
     start_targets,
     weights_for_tests,
@@ -143,8 +147,8 @@ def test_cuda_without_cuda_warns_once_then_configures_on_cpu_and_tracks(managed)
 # --- the plain executable -----------------------------------------------------------------------
 
 
-def _run_plain(parameters: dict, timeout: float = 90.0) -> tuple[int, str]:
-    node = NodeProcess(pick_domain_id(), parameters=parameters)
+def _run_plain(parameters: dict, timeout: float = 90.0, remaps: dict | None = None) -> tuple[int, str]:
+    node = NodeProcess(pick_domain_id(), parameters=parameters, remaps=remaps)
     try:
         code = node.process.wait(timeout)
     except subprocess.TimeoutExpired:
@@ -174,7 +178,7 @@ def test_plain_executable_exits_non_zero_with_the_reason(bad_weights, case, expe
         reason = "configure failed: " + refusal
 
     started = time.monotonic()
-    code, output = _run_plain(parameters)
+    code, output = _run_plain(parameters, remaps={"__ns": "/cam_left"})
 
     assert code == expected_code, output
     assert reason in output, output
@@ -183,3 +187,16 @@ def test_plain_executable_exits_non_zero_with_the_reason(bad_weights, case, expe
     assert not marker.exists()
     if case == "invalid-parameter":
         assert "device='gpu' is not valid: use auto, cpu, cuda or cuda:N" in output
+        # the node's own name, which tells one of several nodes apart, although the node never existed
+        assert f"[cam_left.{NODE_NAME}]: not started: invalid parameter" in output, output
+
+
+def test_a_missing_params_file_stops_the_start_with_one_line_not_a_traceback(tmp_path):
+    done = subprocess.run([sys.executable, str(node_executable()), "--ros-args", "-r", "__ns:=/cam_left",
+                           "--params-file", str(tmp_path / "missing.yaml")],
+                          env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 2, output
+    assert "[cam_left.fartrack]: not started: invalid ROS arguments: " in output and "missing.yaml" in output, output
+    assert "Traceback" not in output, output
