@@ -298,15 +298,19 @@ def descriptor(spec: ParamSpec, *, managed: bool):
     constraints = spec.constraints
     if spec.choices is not None:
         constraints = "one of: " + ", ".join(repr(choice) for choice in spec.choices)
+    read_only = spec.applies == START or (not managed and spec.applies != LIVE)
     if spec.applies != LIVE:
         when = f"applied at {spec.applies}"
+        if read_only:  # rclpy's refusal of a change says only "read-only": here is what to do
+            when += ("; read-only: restart the node with the new value" + (
+                "" if spec.applies == START else " (or run fartrack_node --managed to change it between transitions)"))
         constraints = f"{constraints}; {when}" if constraints else when
     result = ParameterDescriptor(
         name=spec.name,
         type=types[spec.kind],
         description=spec.description,
         additional_constraints=constraints,
-        read_only=spec.applies == START or (not managed and spec.applies != LIVE),
+        read_only=read_only,
     )
     if spec.kind is int and spec.low is not None:
         result.integer_range = [IntegerRange(from_value=int(spec.low), to_value=int(spec.high), step=1)]

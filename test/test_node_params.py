@@ -113,6 +113,12 @@ def test_descriptors_carry_ranges_and_read_only_in_plain_mode():
     assert plain["max_targets"].integer_range[0].from_value == 1
     assert "one of" in plain["image_transport"].additional_constraints
     assert plain["weights"].description.startswith("Checkpoint")
+    # rclpy refuses a change of a read-only one with "read-only" alone: the descriptor says what to do
+    assert plain["device"].additional_constraints.endswith(
+        "read-only: restart the node with the new value (or run fartrack_node --managed to change it "
+        "between transitions)")
+    assert "read-only" not in managed["device"].additional_constraints
+    assert managed["executor"].additional_constraints.endswith("read-only: restart the node with the new value")
 
 
 def test_yaml_documents_every_parameter_with_its_default():
