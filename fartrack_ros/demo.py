@@ -160,7 +160,7 @@ def run(options) -> int:
 
     node_params = {"device": options.device, "weights": options.weights, "variant": options.variant,
                    "image_transport": options.transport}
-    node_argv = executable("fartrack_node", "fartrack_ros.node") + ["--ros-args", "-r", f"__node:={NODE_NAME}"]
+    node_argv = executable("fartrack_node", "fartrack_ros.node_main") + ["--ros-args", "-r", f"__node:={NODE_NAME}"]
     for key, value in node_params.items():
         node_argv += ["-p", f"{key}:={value}" if value != "" else f"{key}:=''"]
     publisher_argv = executable("video_publisher", "fartrack_ros.video_publisher") + [

@@ -68,7 +68,7 @@ def node_argv(threads: int, weights: str = "", variant: str = "", precision: str
               pin_cpu_threads: bool = True, executor: str = "single_threaded") -> list[str]:
     """Command line of the node the latency is measured through (CPU, its image on a bench topic;
     lost_threshold 0: a template every frame, as the bench's in-process reference runs)."""
-    return executable("fartrack_node", "fartrack_ros.node") + [
+    return executable("fartrack_node", "fartrack_ros.node_main") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
         "-p", f"weights:={weights or chr(39) * 2}",
         "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",

@@ -196,7 +196,7 @@ def _init_msg(stamp_ns: int, targets):
 
 def _node_argv(config: SoakConfig) -> list[str]:
     quoted_empty = "''"
-    return executable("fartrack_node", "fartrack_ros.node") + [
+    return executable("fartrack_node", "fartrack_ros.node_main") + [
         "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:={IMAGE_TOPIC}",
         "-p", "device:=cpu", "-p", f"weights:={config.weights or quoted_empty}",
         "-p", f"variant:={config.variant or quoted_empty}",

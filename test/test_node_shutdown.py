@@ -69,12 +69,13 @@ def test_a_signal_while_the_node_starts_is_a_clean_stop(signum, when):
 _SLOW_LOAD_NODE = """
 import sys, time
 import fartrack_ros.node as node
+from fartrack_ros.node_main import main
 load = node.load_tracker
 def slow_load(*args, **kwargs):
     time.sleep(60.0)
     return load(*args, **kwargs)
 node.load_tracker = slow_load
-sys.exit(node.main(sys.argv))
+sys.exit(main(sys.argv))
 """
 
 
