@@ -7,6 +7,7 @@ every ``diagnostics_period``, turns `NodeStatistics.snapshot` into a ``Diagnosti
 
 from __future__ import annotations
 
+import itertools
 import re
 import threading
 import time
@@ -69,6 +70,7 @@ class EventRate:
     last event counts once it exceeds the mean gap, so a stream that stops decays to 0."""
 
     MAX_EVENTS = 50_000  # 1000 fps over a 50 s diagnostics period: the newest ones span enough
+    HISTORY_S = 60.0  # how far back the last two events of a slow stream are looked for
 
     def __init__(self):
         self._times: deque[float] = deque(maxlen=self.MAX_EVENTS)
@@ -77,15 +79,23 @@ class EventRate:
         self._times.append(time_s)
 
     def per_second(self, now_s: float, window_s: float) -> float:
-        """The rate over the events of the last ``window_s`` seconds (older ones are forgotten)."""
+        """The rate over the events of the last ``window_s`` seconds; with fewer than two there,
+        over the last two when they are at least half a window apart (a camera slower than one
+        frame per window, within `HISTORY_S`), else 0 (a stream that stopped). Events older than
+        that are forgotten."""
         times = self._times
-        while times and times[0] < now_s - window_s:
+        while times and times[0] < now_s - max(window_s, self.HISTORY_S):
             times.popleft()
-        if len(times) < 2:
-            return len(times) / window_s
-        span_s = times[-1] - times[0]
-        mean_gap_s = span_s / (len(times) - 1)
-        return (len(times) - 1) / max(span_s, now_s - times[0] - mean_gap_s, 1e-9)
+        cutoff_s = now_s - window_s
+        count = sum(1 for _ in itertools.takewhile(lambda t: t >= cutoff_s, reversed(times)))
+        if count < 2 and len(times) >= 2 and times[-1] - times[-2] >= window_s / 2:
+            count = 2
+        if count < 2:
+            return 0.0
+        first_s = times[len(times) - count]
+        span_s = times[-1] - first_s
+        mean_gap_s = span_s / (count - 1)
+        return (count - 1) / max(span_s, now_s - first_s - mean_gap_s, 1e-9)
 
 
 @dataclass

@@ -247,11 +247,28 @@ class PendingInits:
         self.wait_s = wait_s
         self._lock = threading.Lock()
         self._held: list[tuple[int, float, Any]] = []  # (stamp_ns, monotonic deadline, init)
+        self._open = True  # inits may be held (the node receives images)
 
-    def hold(self, stamp_ns: int, init: Any, wait_s: float | None = None) -> None:
-        """Hold ``init`` for its frame, at most ``wait_s`` (default: the ``wait_s`` given at start)."""
+    def hold(self, stamp_ns: int, init: Any, wait_s: float | None = None) -> bool:
+        """Hold ``init`` for its frame, at most ``wait_s`` (default: the ``wait_s`` given at start);
+        False, and not held, after `close`."""
         with self._lock:
+            if not self._open:
+                return False
             self._held.append((int(stamp_ns), time.monotonic() + (self.wait_s if wait_s is None else wait_s), init))
+            return True
+
+    def close(self) -> list[Any]:
+        """Hold no more inits (the node stops receiving images, so no frame would come): the held
+        ones, handed out. An init being started as this runs cannot slip in after it."""
+        with self._lock:
+            self._open = False
+            out, self._held = [init for _, _, init in self._held], []
+            return out
+
+    def reopen(self) -> None:
+        with self._lock:
+            self._open = True
 
     def withdraw(self, init: Any) -> bool:
         """Take ``init`` back from the waiting ones; False when it was already handed out."""
@@ -261,19 +278,18 @@ class PendingInits:
             self._held = kept
             return found
 
-    def on_frame(self, stamp_ns: int, late_window_ns: float = 0.0) -> list[Any]:
+    def on_frame(self, stamp_ns: int, late_window_ns: float = 0.0, newest: bool = True) -> list[Any]:
         """The inits to take now that a frame stamped ``stamp_ns`` arrived: those naming it, those
         naming a stamp more than ``late_window_ns`` earlier (closer, their frame may still come late,
-        reordered on its way), and those held with stamp 0 (waiting for any next frame)."""
-        return self._hand_out(lambda stamp, deadline: stamp in (0, stamp_ns) or stamp < stamp_ns - late_window_ns)
+        reordered on its way), and, when the frame is the ``newest`` (not a late one or a copy),
+        those held with stamp 0 (waiting for the next frame)."""
+        return self._hand_out(lambda stamp, deadline: (stamp == 0 and newest) or stamp == stamp_ns
+                              or 0 < stamp < stamp_ns - late_window_ns)
 
     def overdue(self) -> list[Any]:
         """The inits that waited ``wait_s`` for their frame."""
         now = time.monotonic()
         return self._hand_out(lambda stamp, deadline: deadline <= now)
-
-    def take_all(self) -> list[Any]:
-        return self._hand_out(lambda stamp, deadline: True)
 
     def drop_targets(self, drop: Callable[[Any], bool]) -> int:
         """Remove the detections for which ``drop`` is true from the held inits (an init left with

@@ -2,9 +2,10 @@
 names, and which of its detections count.
 
 An init stamped with an image's header starts its targets on that frame; a zero stamp on the
-latest, when it arrived within LATEST_FRAME_MAX_AGE_S (else on the next frame: while the camera is
-silent, or the node inactive, the latest frame may be seconds old, and the target is no longer
-where the init says). One whose frame is not cached is held for it (`PendingInits`): the init may
+latest, when it arrived within LATEST_FRAME_MAX_AGE_S: after a camera outage the latest frame may
+be seconds old, and the target no longer where the init says, so an active node waits for the
+next frame and an inactive one refuses it (a paused bag's frame takes an init stamped with its
+header). One whose frame is not cached is held for it (`PendingInits`): the init may
 have overtaken its image, or come just before the first frame of a bag loop. It is refused, with a
 reason that says what to change, once a frame stamped as late or later has arrived, or after the
 wait (longer at low frame rates: as long as a frame may come late, at most MAX_INIT_WAIT_S).
@@ -25,7 +26,7 @@ MAX_INIT_WAIT_S = 10.0  # the longest an init waits for its frame, whatever the 
 LATEST_FRAME_MAX_AGE_S = 1.0  # a zero-stamp init starts on the latest frame only if it is this recent
 # why a held init is handed back to be started or refused (see PendingInits)
 LATER_FRAME = "a later frame arrived first"
-WAITED = f"it did not arrive within {INIT_WAIT_S:g} s"
+WAITED = f"it did not arrive within the wait ({INIT_WAIT_S:g} s, longer at low frame rates)"
 DEACTIVATED = "the node stopped receiving images first"
 
 
@@ -41,8 +42,7 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
                              targets=targets)
     stamp_ns = stamp_to_ns(stamp)
     frame = cache.find(stamp_ns)
-    if frame is None and held is None and may_wait:
-        _hold(cache, pending, stamp_ns, msg)
+    if frame is None and held is None and may_wait and _hold(cache, pending, stamp_ns, msg):
         frame = cache.find(stamp_ns)  # it may have arrived while the init was held
         if frame is None or not pending.withdraw(msg):
             return None, None  # waits, or was already handed back to the image callback's retry
@@ -64,11 +64,11 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
                   "for the latest frame")
 
 
-def _hold(cache: FrameCache, pending: PendingInits, stamp_ns: int, msg: Any) -> None:
-    """Hold ``msg`` for its frame: at a low frame rate a large image may lag its init by more than
-    the usual wait (not for ever: stamps far apart, a camera clock gone wrong, would hold inits and
-    their memory)."""
-    pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
+def _hold(cache: FrameCache, pending: PendingInits, stamp_ns: int, msg: Any) -> bool:
+    """Hold ``msg`` for its frame (False when the node has just stopped receiving images): at a
+    low frame rate a large image may lag its init by more than the usual wait (not for ever: stamps
+    far apart, a camera clock gone wrong, would hold inits and their memory)."""
+    return pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
 
 
 def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None, may_wait: bool,
@@ -82,8 +82,7 @@ def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: s
     frame = cache.latest()
     if recent(frame) or (held == LATER_FRAME and frame is not None):  # that frame came after the init
         return frame, None
-    if held is None and may_wait:
-        _hold(cache, pending, 0, msg)  # handed back by the next frame, whatever its stamp
+    if held is None and may_wait and _hold(cache, pending, 0, msg):  # handed back by the next frame
         frame = cache.latest()
         if not recent(frame) or not pending.withdraw(msg):
             return None, None

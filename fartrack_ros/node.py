@@ -97,6 +97,7 @@ from .tracker_loading import LoadedTracker, load_tracker
 WARN_EVERY_S = 5.0  # the same warning (numbers aside) is logged at most this often
 PUBLISHER_CHECK_PERIOD_S = 0.5  # how often the publishers' QoS and the images' silence are looked at
 LOAD_POLL_S = 0.1  # how often configure looks for a signal while the model loads
+DEFAULT_NODE_NAME = "fartrack"
 GREY_WARNING = ("the bundled model tracks less well in grey than in colour (AO 0.75): 0.51 where the "
                 "target differs in brightness from its surroundings, 0.15 on colour scenes turned grey, "
                 "where many barely do (OpenCV CSRT 0.56 and 0.51)")
@@ -110,7 +111,7 @@ class FarTrackNode(LifecycleNode):
     PRE_POST_SET_HOOKS = all(hasattr(LifecycleNode, f"add_{when}_set_parameters_callback")
                              for when in ("pre", "post"))
 
-    def __init__(self, node_name: str = "fartrack", *, managed: bool = False, **kwargs):
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, *, managed: bool = False, **kwargs):
         super().__init__(node_name, enable_communication_interface=managed, **kwargs)
         self._managed = managed
         # Lifecycle and parameter services, init/remove/reset and diagnostics all run in the
@@ -178,11 +179,14 @@ class FarTrackNode(LifecycleNode):
         self.get_logger().info(self._loaded.describe())
         self._stats.reset()  # diagnostics describe this model from now on, not the one before
         self._frame_size = ""
+        self._encoding = None  # a mono camera is told of the grey warning again
         self._create_interfaces()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._encoding = self._image_problem = None  # the camera or image_transport may have changed
+        self._pending_inits.reopen()
         self._subscribe_images()
         self._slot.reopen()
         self._active = True
@@ -295,7 +299,7 @@ class FarTrackNode(LifecycleNode):
             self._publisher_check_timer = None
         self._images.stop()
         self._slot.close()
-        for init in self._pending_inits.take_all():  # their frames will not come now: refused
+        for init in self._pending_inits.close():  # their frames will not come now: refused
             self._submit_init(init, DEACTIVATED)
         self._compute.wait_idle()  # a frame being tracked is finished and published
 
@@ -347,7 +351,8 @@ class FarTrackNode(LifecycleNode):
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
                        "reset or a restarted camera clock): frames of the earlier timeline left the cache")
         if self._pending_inits:  # before this frame is tracked
-            for init in self._pending_inits.on_frame(frame.stamp_ns, self._cache.late_window_ns()):
+            for init in self._pending_inits.on_frame(frame.stamp_ns, self._cache.late_window_ns(),
+                                                     newest=not arrival.late):
                 self._submit_init(init, LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
             idle = not self._num_targets and not self._inits_queued
@@ -371,8 +376,12 @@ class FarTrackNode(LifecycleNode):
 
     def _note_encoding(self, encoding: str | None) -> None:
         """Tell at once of raw images in an encoding the node cannot use (also while no target
-        needs them) and of a camera changing encoding; None: a compressed image."""
-        if encoding is None or encoding == self._encoding:
+        needs them) and of a camera changing encoding; None: a compressed image (its codec shows
+        when it is decoded)."""
+        if encoding == self._encoding:
+            return
+        if encoding is None:
+            self._encoding = self._image_problem = None
             return
         previous, self._encoding = self._encoding, encoding
         self._image_problem = encoding_problem(encoding)
@@ -381,10 +390,8 @@ class FarTrackNode(LifecycleNode):
             return
         if previous is not None:
             self.get_logger().info(f"image encoding changed from {previous!r} to {encoding!r}")
-        loaded = self._loaded
-        if is_grey_encoding(encoding) and loaded is not None and loaded.bundled and not self._grey_told:
-            self._grey_told = True
-            self._warn(f"{encoding} images: {GREY_WARNING}")
+        if is_grey_encoding(encoding):
+            self._tell_grey(f"{encoding} images")
 
     def _track_latest(self) -> None:
         """Compute thread: track the newest waiting frame, if any."""
@@ -555,8 +562,17 @@ class FarTrackNode(LifecycleNode):
         if exposure is not None:
             self._warn(exposure)
         elif self._loaded.bundled and not self._grey_told and is_grey_frame(rgb):  # a full-frame compare
+            self._tell_grey("init on a grey image")
+
+    def _tell_grey(self, what: str) -> None:
+        """The bundled model's grey warning, once per configure (the image callback and the compute
+        thread may both find grey images)."""
+        loaded = self._loaded
+        with self._queue_lock:
+            if loaded is None or not loaded.bundled or self._grey_told:
+                return
             self._grey_told = True
-            self._warn(f"init on a grey image: {GREY_WARNING}")
+        self._warn(f"{what}: {GREY_WARNING}")
 
     def _init_frame(self, msg: Detection2DArray, held: str | None) -> CachedFrame | None:
         """The cached frame ``msg`` names (`find_init_frame`); None when it is refused (warned) or

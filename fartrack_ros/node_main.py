@@ -18,7 +18,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 
 from .executors import make_executor, spin_while
 from .heap import keep_freed_memory
-from .node import FarTrackNode
+from .node import DEFAULT_NODE_NAME, FarTrackNode
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -83,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
 def _logger_name(argv: list[str]) -> str:
     """The node's logger name (``cam_left.fartrack``), from the ``__ns`` and ``__node`` remaps of
     ``argv``: for errors logged before the node exists, so that one of several nodes is told apart."""
-    namespace, name = "", "fartrack"
+    namespace, name = "", DEFAULT_NODE_NAME
     for flag, rule in zip(argv, argv[1:]):
         if flag in ("-r", "--remap"):
             target, _, value = rule.partition(":=")
-            key = target.rpartition(":")[2]  # "fartrack:__ns" applies to this node too
+            node, _, key = target.rpartition(":")
+            if node not in ("", DEFAULT_NODE_NAME):  # a rule for another node of the process
+                continue
             if key == "__ns":
                 namespace = value
-            elif key == "__node":
+            elif key in ("__node", "__name"):
                 name = value
     return ".".join([part for part in namespace.split("/") if part] + [name])
 

@@ -50,7 +50,9 @@ class ParameterHooks:
         declare: a misspelt parameter would leave its default in effect without a word."""
         overrides = getattr(self._node, "_parameter_overrides", {})
         for name in sorted(name for name in overrides if not self._node.has_parameter(name)):
-            self._node.get_logger().warning(params.unknown_parameter(name))
+            warning = params.misspelt_parameter(name)
+            if warning is not None:
+                self._node.get_logger().warning(warning)
 
     def _take_integers_for_floats(self) -> None:
         """Start-up values (``-p``, params files) of float parameters given as integers become

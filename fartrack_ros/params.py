@@ -200,11 +200,14 @@ def defaults() -> dict[str, Any]:
 _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
 
 
-def unknown_parameter(name: str) -> str:
-    """What to say of a start-up value given for ``name``, which the node does not declare."""
+def misspelt_parameter(name: str) -> str | None:
+    """What to say of a start-up value given for ``name``, which the node does not declare, when
+    it looks like a misspelt parameter of this node (None when it does not: a params file's
+    ``/**`` section may well hold other nodes' parameters)."""
     close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.75)
-    guess = f" (did you mean {close[0]!r}?)" if close else ""
-    return f"parameter {name!r} given at start is not one of this node's and is ignored{guess}"
+    if not close:
+        return None
+    return f"parameter {name!r} given at start is not one of this node's and is ignored (did you mean {close[0]!r}?)"
 
 
 def as_declared_kind(name: str, value: Any) -> Any:

@@ -51,7 +51,8 @@ class ImageSubscription:
         self.topic_name = ""  # resolved at `start`, kept after `stop`
         self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self.publishers_since_s: float | None = None  # since when the topic has publishers
-        self._silence_reported = False
+        self._silence_reported = False  # the silent-publishers hint was given since the last image
+        self._absence_reported = False  # the no-publisher hint was given since publishers were there
         self._several_told = False  # warned of several publishers since there were fewer
         self._several_waited = False  # ... or waited a check for a publisher's node name
 
@@ -76,7 +77,7 @@ class ImageSubscription:
     def note_image(self, received_s: float) -> None:
         """An image arrived at monotonic time ``received_s``: the topic is not silent."""
         self.last_image_s = received_s
-        self._silence_reported = False
+        self._silence_reported = self._absence_reported = False
 
     def publishers(self) -> list:
         return self._node.get_publishers_info_by_topic(self.topic_name)
@@ -103,12 +104,14 @@ class ImageSubscription:
             self.publishers_since_s = now
         # silent since the last image, subscribing, or the first publisher, whichever is latest
         silent_s = now - max(self.last_image_s, self.publishers_since_s or 0.0)
-        if self._silence_reported or silent_s < SILENT_PUBLISHERS_S:
+        if publishers:
+            self._absence_reported = False
+        if silent_s < SILENT_PUBLISHERS_S:
             return
-        if not publishers:
-            self._silence_reported = True
+        if not publishers and not self._absence_reported:
+            self._absence_reported = True
             self._node.get_logger().warning(self._no_publisher_hint(silent_s))
-        elif wanted == QoSReliabilityPolicy.BEST_EFFORT:
+        elif publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported:
             self._silence_reported = True
             self._node.get_logger().warning(silent_publishers_hint(
                 self.topic_name, len(publishers), silent_s, get_rmw_implementation_identifier()))
@@ -116,10 +119,10 @@ class ImageSubscription:
     def _no_publisher_hint(self, silent_s: float) -> str:
         """No publisher on the image topic: where images are published instead (a wrong remap or
         transport is the usual cause), or what else to check."""
-        own = {self._node.resolve_topic_name("~/debug_image")}
         offered = sorted(f"{name} ({kind.rpartition('/')[2]})"
                          for name, kinds in self._node.get_topic_names_and_types()
-                         for kind in kinds if kind in IMAGE_TYPES and name not in own | {self.topic_name}
+                         for kind in kinds if kind in IMAGE_TYPES and name != self.topic_name
+                         and not name.endswith("/debug_image")  # this and other trackers' drawings
                          and self._node.count_publishers(name) > 0)
         text = f"no image on {self.topic_name}: no publisher there for {silent_s:.0f} s"
         if offered:
@@ -158,7 +161,7 @@ class ImageSubscription:
             callback_group=self._group)
         self.last_image_s = time.monotonic()
         self._on_subscribed()
-        self._silence_reported = False
+        self._silence_reported = self._absence_reported = False
         setting = self._param("qos_reliability")
         chosen = reliability_name(reliability)
         if setting != "auto":

@@ -7,8 +7,8 @@ at a fixed rate, and publish the first-frame init box for the FARTrack node.
 
 Each frame is stamped with the ROS clock when it is sent. The init box is stamped with the first
 frame's header, so the node applies it to exactly that frame; the first frame is sent a few
-times (same stamp) before the init, so that a subscriber that joins late (a recorder, a second
-node) also has it, and the other frames follow at the rate after a short pause.
+times (same stamp) before the init, so that a subscriber whose side of discovery completes a
+moment after ours still gets one, and the other frames follow at the rate after a short pause.
 
 Topics, relative so that ``__ns`` puts them beside a namespaced node's: ``image`` (or
 ``image/compressed`` with ``--transport compressed``), and the init topic (``fartrack/init`` by
@@ -153,21 +153,23 @@ class VideoPublisher:
 
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and rclpy.ok(context=self.node.context):
-            init_ready = self.options.no_init or self.init_pub.get_subscription_count() > 0
-            if self.image_pub.get_subscription_count() >= self.options.subscribers and init_ready:
+            if not self._missing():
                 return True
             time.sleep(0.05)
         return False
 
     def missing_subscribers(self) -> str:
         """What `wait_for_subscribers` still waits for, by topic."""
+        return "; ".join(self._missing()) or "every subscriber is there"
+
+    def _missing(self) -> list[str]:
         missing = []
         images = self.image_pub.get_subscription_count()
         if images < self.options.subscribers:
             missing.append(f"{images} of {self.options.subscribers} subscriber(s) on {self.image_pub.topic_name}")
         if not self.options.no_init and self.init_pub.get_subscription_count() == 0:
             missing.append(f"no subscriber on {self.init_pub.topic_name}")
-        return "; ".join(missing) or "every subscriber is there"
+        return missing
 
     def _message(self, rgb: np.ndarray, stamp_ns: int):
         from std_msgs.msg import Header

@@ -221,3 +221,15 @@ def test_the_report_names_the_model_file_and_weights_without_fartrack_are_warned
     assert evaluate.main(["--synthetic", "1", "--max-frames", "4", "--trackers", "kcf",
                           "--weights", str(tmp_path / "mine.pth")]) == 0
     assert "--weights and --variant apply to the fartrack tracker" in capsys.readouterr().err
+
+
+def test_threads_sets_the_models_cpu_threads(monkeypatch, capsys):
+    import torch
+
+    calls = []
+    monkeypatch.setattr(torch, "set_num_threads", calls.append)
+
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "3", "--threads", "1"]) == 0
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "3"]) == 0
+
+    assert calls == [1]  # 0, the default, leaves torch's choice alone

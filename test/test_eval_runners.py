@@ -61,3 +61,12 @@ def test_unknown_names_are_rejected_with_the_choices():
 ])
 def test_opencv_trackers_start_from_the_part_of_the_box_inside_the_image(box, rect):
     assert clipped_rect(box, 240, 320) == rect
+
+
+def test_the_description_names_the_precision_that_runs_not_the_one_asked_for():
+    from fartrack_ros.model.precision import precision_for_device
+
+    runs, _ = precision_for_device("float16", "cpu")  # bfloat16 or float32, as this CPU does it
+    runner = FARTrackRunner(device="cpu", precision="float16")
+
+    assert runner.description.endswith(f"torch {runs})") and runs != "float16"

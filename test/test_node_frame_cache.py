@@ -248,4 +248,24 @@ def test_withdraw_takes_back_only_an_init_still_held():
 
     assert pending.withdraw(init)
     assert not pending.withdraw(init)  # already gone: whoever holds it now starts it
-    assert pending.take_all() == [other] and len(pending) == 0
+    assert pending.close() == [other] and len(pending) == 0
+
+
+def test_a_closed_pending_list_holds_nothing_until_reopened():
+    pending = PendingInits(wait_s=10.0)
+    held = object()
+    pending.hold(100, held)
+
+    assert pending.close() == [held]
+    assert not pending.hold(100, object()) and len(pending) == 0  # the node stopped receiving images
+    pending.reopen()
+    assert pending.hold(100, held) and len(pending) == 1
+
+
+def test_a_zero_stamp_init_is_handed_back_only_by_a_frame_that_became_the_newest():
+    pending = PendingInits(wait_s=10.0)
+    init = object()
+    pending.hold(0, init)
+
+    assert pending.on_frame(500, newest=False) == []  # a late frame or a copy of the newest
+    assert pending.on_frame(600) == [init]

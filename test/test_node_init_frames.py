@@ -154,6 +154,39 @@ def test_a_zero_stamp_init_after_a_camera_outage_starts_on_the_next_frame_not_th
     assert node._init_seq["a"] == node._cache.find(STAMPS_NS[1]).seq
 
 
+def test_an_init_being_started_as_the_node_deactivates_is_not_held_into_the_next_activation(node):
+    frames, boxes = ground_truth_sequence(3)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))
+    node._cache.latest().received_s -= 6.0  # the camera went silent 6 s ago
+    pending, hold = node._pending_inits, node._pending_inits.hold
+
+    def deactivate_then_hold(*args, **kwargs):  # the deactivate runs as the init is being started
+        node.trigger_deactivate()
+        return hold(*args, **kwargs)
+
+    pending.hold = deactivate_then_hold
+    node._start_targets(init_msg(0, [("a", boxes[1])]))
+    pending.hold = hold
+    assert len(pending) == 0
+    node.trigger_activate()
+    node._on_image(image_msg(frames[2], STAMPS_NS[2]))
+    node._compute.wait_idle()
+
+    assert node._loaded.tracker.target_ids == []  # not started minutes later on whatever frame came
+
+
+def test_a_copy_of_the_old_frame_does_not_start_a_zero_stamp_init_on_it(node):
+    frames, boxes = ground_truth_sequence(2)
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))
+    node._cache.latest().received_s -= 6.0
+    node._start_targets(init_msg(0, [("a", boxes[1])]))
+
+    node._on_image(image_msg(frames[0], STAMPS_NS[0]))  # the same frame again (a relay, a second path)
+    node._compute.wait_idle()
+
+    assert "a" not in node._init_seq and len(node._pending_inits) == 1  # still waits for a new frame
+
+
 @pytest.mark.parametrize("encoding, told", [("mono8", True), ("8UC1", True), ("rgb8", False)])
 def test_an_init_on_a_grey_image_is_warned_the_bundled_model_tracks_less_well_in_grey(node, encoding, told):
     lines = []

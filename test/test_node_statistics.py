@@ -108,6 +108,17 @@ def test_the_rate_of_a_stream_that_stops_decays_to_zero():
     assert rates[-1] == 0.0
 
 
+@pytest.mark.parametrize("rate_hz", [0.25, 0.5, 0.7])
+def test_a_camera_slower_than_one_frame_per_window_shows_its_rate(rate_hz):
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+
+    snapshots = _steady_stream(stats, clock, rate_hz, 40.0, jitter_s=0.3)
+
+    rates = [snap.fps_in for snap in snapshots[int(2 / rate_hz) + 1:]]  # from the second frame on
+    assert min(rates) > 0.6 * rate_hz and max(rates) <= rate_hz + 1e-9, rates
+
+
 def test_rates_follow_a_rate_change_within_the_window():
     clock = FakeClock()
     stats = NodeStatistics(clock=clock)

@@ -95,6 +95,27 @@ def test_no_publisher_on_the_image_topic_is_told_once_naming_where_images_are_pu
                                    "published on /camera/image_raw (Image): remap image:= "), log.lines
 
 
+def test_a_camera_that_appears_after_the_no_publisher_hint_still_gets_the_silent_camera_hint(logged_node):
+    from rclpy.qos import QoSReliabilityPolicy
+
+    from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
+
+    node, log = logged_node
+    images = node._images
+    images.last_image_s -= 10.0
+    images.publishers = lambda: []
+    node._check_publishers()  # the node started before the camera
+    assert len(log.lines) == 1 and "no publisher there" in log.lines[0], log.lines
+
+    images.publishers = lambda: [_camera()]  # a best-effort camera appears and nothing arrives
+    images.reliability = QoSReliabilityPolicy.BEST_EFFORT
+    node._check_publishers()
+    images.publishers_since_s -= SILENT_PUBLISHERS_S
+    node._check_publishers()
+
+    assert len(log.lines) == 2 and "but no image received for 3 s" in log.lines[1], log.lines
+
+
 def test_a_best_effort_init_publisher_is_told_once_that_it_cannot_reach_the_node(logged_node, rclpy_context):
     import rclpy
     from rclpy.qos import qos_profile_sensor_data

@@ -31,7 +31,7 @@ def test_cli_writes_a_loadable_model_and_official_layout_checkpoints(tmp_path):
     assert [entry["stage"] for entry in log] == [1, 1, 1, 2]
 
 
-def test_keep_checkpoints_keeps_the_newest_and_a_resume_continues_from_them(tmp_path):
+def test_keep_checkpoints_keeps_the_newest_n(tmp_path):
     argv = ["--out", str(tmp_path), "--stage2-steps", "0", "--keep-checkpoints", "2", *SMOKE]
     assert main([*argv, "--steps", "5"]) == 0
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
@@ -142,6 +142,9 @@ def test_a_dataset_without_later_visible_frames_is_a_clear_error(tmp_path, capsy
                  *SMOKE]) == 1
     assert "nothing to train on" in _error_line(capsys)
     assert not (tmp_path / "run").exists()  # a run that never started leaves no empty folder behind
+    assert main(["--out", str(tmp_path / "runs" / "a" / "run"), "--dataset", str(data), "--steps", "1",
+                 "--stage2-steps", "0", *SMOKE]) == 1
+    assert not (tmp_path / "runs").exists()  # nor the parents it made for it
 
 
 def test_stage_two_alone_trains_and_no_steps_at_all_is_refused(tmp_path, capsys):

@@ -24,7 +24,7 @@ from fartrack_ros.evaluation.runners import make_runner
 
 from ..heap import keep_freed_memory
 from .messages import CliError, command, warn
-from .options import add_runtime_options, int_at_least, non_negative_int, positive_int, variant_name
+from .options import add_runtime_options, apply_threads, int_at_least, non_negative_int, positive_int, variant_name
 
 PROG = "fartrack-eval"
 
@@ -87,6 +87,7 @@ def _sequences(args):
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    apply_threads(args.threads)
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
     if not names:
         raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf)", code=2)

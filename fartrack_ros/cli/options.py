@@ -74,12 +74,24 @@ def frame_size(text: str) -> tuple[int, int]:
 
 
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    """``--backend`` and ``--precision``, with the library's defaults (torch, float32)."""
+    """``--backend``, ``--precision`` and ``--threads``, with the library's defaults (torch,
+    float32, torch's thread count); `apply_threads` puts ``--threads`` into effect."""
     parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
     parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
                         help="arithmetic of the layer stack (torch backend; bfloat16 is about 1.5x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
+    parser.add_argument("--threads", type=non_negative_int, default=0,
+                        help="CPU threads of the model (default 0: torch's choice, every core; on a machine "
+                             "busy with other work fewer are faster: the threads wait for each other)")
+
+
+def apply_threads(threads: int) -> None:
+    """``--threads``: torch's CPU threads (0 keeps torch's choice)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def variant_name(text: str) -> str:

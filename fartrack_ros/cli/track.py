@@ -22,7 +22,7 @@ from tqdm import tqdm
 from ..data.files import IMAGE_SUFFIXES, image_files
 from ..heap import keep_freed_memory
 from .messages import CliError, command, warn
-from .options import add_runtime_options, box_xywh, variant_name
+from .options import add_runtime_options, apply_threads, box_xywh, variant_name
 
 PROG = "fartrack-track"
 FOLDER_FPS = 30.0  # frame rate written to --save for a folder of images
@@ -146,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     keep_freed_memory()
+    apply_threads(args.threads)
     # imported here so that --help stays fast
     from ..model import device_for_backend, load_checkpoint, with_backend_for_device
     from ..tracker import Tracker, TrackerConfig

@@ -25,7 +25,7 @@ import torch
 
 from ..training.trainer import TrainConfig, TrainingStopped
 from .messages import CliError, command, warn
-from .options import fraction, non_negative_int, positive_float, positive_int
+from .options import apply_threads, fraction, non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
     from ..training import Trainer
@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"sequence-level steps after stage 1, tracking with the template memory (default {DEFAULTS['stage2_steps']})")
     parser.add_argument("--checkpoint-every", type=positive_int, help=f"steps between checkpoints (default {DEFAULTS['checkpoint_every']})")
     parser.add_argument("--keep-checkpoints", type=non_negative_int, default=0, metavar="N",
-                        help="keep only the newest N checkpoints (default 0: keep every one)")
+                        help="keep only the newest N checkpoints (default 0: keep every one); for this "
+                             "invocation only: give it again with --resume")
     parser.add_argument("--grey-fraction", type=fraction,
                         help=f"share of the training sequences seen in grey, as from a mono camera "
                              f"(default {DEFAULTS['grey_fraction']}; 0: colour only)")
@@ -116,11 +117,11 @@ def _train_config(args, stored: Optional[dict] = None):
 @command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    new_out = not args.out.exists()
+    made_from = _first_missing(args.out)
     try:
         trainer = _trainer(args, argv)
     except BaseException as exc:
-        _remove_if_empty(args.out, new_out)
+        _remove_made(args.out, made_from)
         if isinstance(exc, (ValueError, OSError)):
             raise CliError(exc) from None  # a bad --device, an unusable --init or dataset
         raise
@@ -147,13 +148,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     return 0
 
 
-def _remove_if_empty(folder: Path, made_here: bool) -> None:
-    """Remove the run folder this invocation made when it failed before writing anything into it."""
-    if made_here:
+def _first_missing(folder: Path) -> Path | None:
+    """The outermost of ``folder`` and its parents that does not exist (what mkdir -p makes first)."""
+    missing = None
+    for path in (folder.absolute(), *folder.absolute().parents):
+        if path.exists():
+            break
+        missing = path
+    return missing
+
+
+def _remove_made(folder: Path, made_from: Path | None) -> None:
+    """Remove the folders this invocation made for the run (``folder`` up to ``made_from``), empty
+    as it failed before writing anything into them."""
+    if made_from is None:
+        return
+    path = folder.absolute()
+    while True:
         try:
-            folder.rmdir()  # only an empty folder goes
+            path.rmdir()  # only an empty folder goes
         except OSError:
-            pass
+            return
+        if path == made_from:
+            return
+        path = path.parent
 
 
 def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
@@ -165,8 +183,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
 
     steps = DEFAULTS["steps"] if args.steps is None else args.steps
     stage2 = DEFAULTS["stage2_steps"] if args.stage2_steps is None else args.stage2_steps
-    if args.threads > 0:
-        torch.set_num_threads(args.threads)
+    apply_threads(args.threads)
     device = resolve_device(args.device)
     try:
         args.out.mkdir(parents=True, exist_ok=True)

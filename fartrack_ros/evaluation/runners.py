@@ -88,10 +88,11 @@ class FARTrackRunner:
         source = "a network given in process" if model is not None else (weights or "the bundled model")
         if model is None:
             model = load_checkpoint(weights, variant=variant, device=device_for_backend(device, backend))
-        self.description = f"{source} ({model.cfg.name}, {model.cfg.num_layers} layers, {backend} {precision})"
-        model, _, warning = with_backend_for_device(model, backend, precision)
+        cfg = model.cfg
+        model, precision, warning = with_backend_for_device(model, backend, precision)
         if warning:
             _LOG.warning(warning)
+        self.description = f"{source} ({cfg.name}, {cfg.num_layers} layers, {backend} {precision})"  # as it runs
         self._tracker = Tracker(model, tracker_config)
         self._tracker.warm_up()  # lazy set-up is not tracking speed: kept out of the timed updates
 
