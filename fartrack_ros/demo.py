@@ -155,8 +155,9 @@ def run(options) -> int:
                              difficulty=options.difficulty, luma_contrast=options.mono)
     truth = generate_sequence(options.seed, config, lazy=True)  # boxes only; frames render lazily
     camera = ", mono8 images of a scene drawn for a mono camera" if options.mono else ""
-    print(f"demo: sequence {options.seed} ({options.frames} frames, 320x240, difficulty "
-          f"{options.difficulty}{camera}), {options.rate:g} fps, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
+    difficulty = "the seed's difficulty" if options.difficulty is None else f"difficulty {options.difficulty:g}"
+    print(f"demo: sequence {options.seed} ({options.frames} frames, 320x240, {difficulty}{camera}), "
+          f"{options.rate:g} fps, ROS_DOMAIN_ID={env['ROS_DOMAIN_ID']}", flush=True)
 
     node_params = {"device": options.device, "weights": options.weights, "variant": options.variant,
                    "image_transport": options.transport}

@@ -383,7 +383,8 @@ def format_result(result: SoakResult) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fartrack-soak", description=__doc__.split("\n\n")[0])
     defaults = SoakConfig()
-    parser.add_argument("--frames", type=positive_int, default=defaults.frames)
+    parser.add_argument("--frames", type=positive_int, default=defaults.frames,
+                        help=f"frames sent through the node (default {defaults.frames}; more than the warm-up)")
     parser.add_argument("--warmup-frames", type=non_negative_int, default=0,
                         help="frames before the RSS baseline is taken (default: a tenth of --frames, at least "
                              "twice --template-cap)")

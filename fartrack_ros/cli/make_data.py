@@ -26,20 +26,25 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--count", type=positive_int, required=True, help="number of sequences")
     parser.add_argument("--seed-base", type=non_negative_int, default=EVAL_SEED_BASE,
                         help=f"seed of the first sequence (default {EVAL_SEED_BASE}, the held-out set)")
-    parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k")
+    parser.add_argument("--layout", choices=("got10k", "lasot"), default="got10k", help="default got10k")
     parser.add_argument("--img-subfolder", action="store_true",
                         help="GOT-10k: put frames in <seq>/img/ instead of <seq>/ (the official layout)")
     parser.add_argument("--class-name", default="synthetic", help="LaSOT: class folder name")
-    parser.add_argument("--width", type=int, default=SyntheticConfig.width)
-    parser.add_argument("--height", type=int, default=SyntheticConfig.height)
-    parser.add_argument("--min-length", type=int, default=SyntheticConfig.min_length)
-    parser.add_argument("--max-length", type=int, default=SyntheticConfig.max_length)
+    parser.add_argument("--width", type=int, default=SyntheticConfig.width,
+                        help=f"frame width (default {SyntheticConfig.width})")
+    parser.add_argument("--height", type=int, default=SyntheticConfig.height,
+                        help=f"frame height (default {SyntheticConfig.height})")
+    parser.add_argument("--min-length", type=int, default=SyntheticConfig.min_length,
+                        help=f"fewest frames per sequence (default {SyntheticConfig.min_length})")
+    parser.add_argument("--max-length", type=int, default=SyntheticConfig.max_length,
+                        help=f"most frames per sequence (default {SyntheticConfig.max_length}; at least --min-length)")
     parser.add_argument("--difficulty", type=float, default=None,
                         help="fix the difficulty in [0, 1] (default: drawn per sequence from its seed)")
     parser.add_argument("--luma-contrast", action="store_true",
                         help="draw the scenes for a mono camera: objects differ in brightness as well as hue "
                              "(for grey training, fartrack-train --grey-fraction, or fartrack-eval --grey)")
-    parser.add_argument("--jpeg-quality", type=int, default=95, choices=range(101), metavar="0..100")
+    parser.add_argument("--jpeg-quality", type=int, default=95, choices=range(101), metavar="0..100",
+                        help="JPEG quality of the frames (default 95)")
     return parser
 
 

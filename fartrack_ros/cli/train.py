@@ -6,7 +6,7 @@ Examples:
     fartrack-train --out out/ft --init '' --steps 2000 --grey-fraction 0.25   # fine-tune the bundled model
     fartrack-train --out out/ft --init model.pth --steps 500 --dataset /data/GOT-10k/train
     fartrack-train --out out/tiny --variant tiny --device cuda --batch-size 64
-    fartrack-train --out out/sd --init tiny.pth --self-distill-from 5   # nano/pico cut from it track
+    fartrack-train --out out/sd --init tiny.pth --self-distill-from 6   # nano/pico cut from it track
 """
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--self-distill-from", type=non_negative_int, metavar="DEPTH",
                         help="FARTrack's task-specific self-distillation: every layer from DEPTH on also learns "
                              "to predict the box, from the box and from the next deeper layer, so that the first "
-                             "N layers track alone (e.g. --variant tiny --self-distill-from 5; then the node's "
+                             "N layers track alone (e.g. --variant tiny --self-distill-from 6; then the node's "
                              "variant nano/pico cuts it to 10/6 layers). Default 0: off")
     parser.add_argument("--dataset", type=Path,
                         help="GOT-10k or LaSOT root to train on instead of generated sequences")
