@@ -17,14 +17,7 @@ from fartrack_ros.diagnostics import (
     diagnostic_level,
     warning_kind,
 )
-
-
-class FakeClock:
-    def __init__(self):
-        self.now = 100.0
-
-    def __call__(self):
-        return self.now
+from fake_clock import FakeClock
 
 
 def test_rolling_window_percentiles_cover_only_the_last_samples():

@@ -1,14 +1,7 @@
 """Which LOST / found-again changes the node logs (pure Python)."""
 
 from fartrack_ros.target_state_log import TargetStateLog
-
-
-class Clock:
-    def __init__(self):
-        self.now = 50.0
-
-    def __call__(self):
-        return self.now
+from fake_clock import FakeClock as Clock
 
 
 def test_a_change_is_logged_once_and_a_steady_state_never():
