@@ -233,3 +233,47 @@ def test_threads_sets_the_models_cpu_threads(monkeypatch, capsys):
     assert evaluate.main(["--synthetic", "1", "--trackers", "kcf", "--max-frames", "3"]) == 0
 
     assert calls == [1]  # 0, the default, leaves torch's choice alone
+
+
+def test_saved_results_in_either_layout_are_scored_beside_the_trackers(tmp_path, capsys):
+    from fartrack_ros.data.readers import load_dataset
+    from fartrack_ros.evaluation.metrics import SequenceResult, score_results
+
+    root = tmp_path / "got10k"
+    assert make_data.main([str(root), "--count", "2", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
+    sequences = load_dataset(str(root), "auto")
+    perfect, shifted = tmp_path / "perfect", tmp_path / "shifted"
+    expected, exact = [], []
+    for sequence in sequences:  # the ground truth, pytracking's layout; shifted 3 px, GOT-10k's, timed
+        perfect.mkdir(exist_ok=True)
+        np.savetxt(perfect / f"{sequence.name}.txt", sequence.boxes, delimiter="\t")
+        boxes = sequence.boxes + [3.0, 0.0, 0.0, 0.0]
+        (shifted / sequence.name).mkdir(parents=True)
+        np.savetxt(shifted / sequence.name / f"{sequence.name}_001.txt", np.vstack([boxes, boxes[:2]]), delimiter=",")
+        (shifted / sequence.name / f"{sequence.name}_time.txt").write_text("\n".join(["0.5"] + ["0.01"] * 11))
+        pred = boxes.copy()
+        pred[0] = sequence.boxes[0]
+        expected.append(SequenceResult(sequence.name, pred, sequence.boxes, sequence.absent, sequence.image_size, 0.11))
+        exact.append(SequenceResult(sequence.name, sequence.boxes, sequence.boxes, sequence.absent, sequence.image_size))
+
+    code = evaluate.main(["--dataset", str(root), "--trackers", "", "--results", str(perfect),
+                          "--results", str(shifted), "--json", str(tmp_path / "scores.json")])
+
+    assert code == 0
+    scores = json.loads((tmp_path / "scores.json").read_text())["trackers"]
+    assert scores["perfect"]["ao"] == pytest.approx(1.0)
+    assert scores["perfect"]["precision"] == pytest.approx(score_results(exact).precision)  # absent frames: misses
+    want = score_results(expected)
+    assert scores["shifted"]["ao"] == pytest.approx(want.ao) and want.ao < 0.95
+    assert scores["shifted"]["success_auc"] == pytest.approx(want.success_auc)
+    assert scores["shifted"]["fps"] == pytest.approx(100.0)  # 22 updates in 0.22 s: the init's 0.5 s left out
+
+
+def test_results_missing_for_a_sequence_name_the_file_expected(tmp_path, capsys):
+    root = tmp_path / "got10k"
+    assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
+    (tmp_path / "empty").mkdir()
+
+    assert evaluate.main(["--dataset", str(root), "--trackers", "", "--results", str(tmp_path / "empty")]) == 1
+    err = capsys.readouterr().err
+    assert "no results for sequence" in err and "_001.txt (GOT-10k toolkit)" in err, err

@@ -52,7 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="draw the generated scenes for a mono camera: objects differ in brightness as "
                              "well as hue (with --grey, what a mono camera sees of a scene)")
     parser.add_argument("--trackers", default="fartrack,csrt,kcf",
-                        help="comma-separated: fartrack, csrt, kcf (default all three)")
+                        help="comma-separated: fartrack, csrt, kcf (default all three; '' with --results: none)")
+    parser.add_argument("--results", metavar="DIR", action="append", default=[], type=Path,
+                        help="a folder of predictions another tracker saved, scored beside these as a row named "
+                             "after the folder: <seq>.txt (pytracking, LaSOT toolkit) or <seq>/<seq>_001.txt "
+                             "(GOT-10k toolkit), x,y,w,h per frame, with <seq>_time.txt for FPS; repeatable")
     parser.add_argument("--weights", default=None, help="FARTrack checkpoint (default: the bundled model)")
     parser.add_argument("--variant", default="", type=variant_name,
                         help="tiny/nano/pico: the first 15/10/6 layers of the checkpoint, or a number N: the "
@@ -89,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
     apply_threads(args.threads)
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
-    if not names:
-        raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf)", code=2)
+    if not names and not args.results:
+        raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf, or --results DIR)", code=2)
+    saved = _saved_results(args.results, names)
     if "fartrack" not in names and (args.weights or args.variant):
         warn(PROG, "--weights and --variant apply to the fartrack tracker, which --trackers leaves out")
     if not args.dataset and (args.max_sequences or args.layout != "auto"):
@@ -117,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
 
     started = time.perf_counter()
     try:
-        scores, results = evaluate_trackers(runners, sequences, args.max_frames, progress)
+        scores, results = evaluate_trackers(runners, sequences, args.max_frames, progress, saved)
     except (ValueError, OSError, RuntimeError) as exc:  # an unreadable frame, an unusable first box
         raise CliError(exc) from None
     source = args.dataset or f"synthetic seeds {args.seed_base}..{args.seed_base + count - 1}"
@@ -157,6 +162,19 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         raise CliError(exc) from None
     return 0
+
+
+def _saved_results(folders: list[Path], tracker_names: list[str]) -> dict[str, Path]:
+    """``--results`` folders by the row name each gets: the folder's name, made unique."""
+    saved: dict[str, Path] = {}
+    for folder in folders:
+        if not folder.is_dir():
+            raise CliError(f"--results {folder}: not a folder", code=2)
+        name = folder.resolve().name
+        while name in saved or name in tracker_names:
+            name += "'"
+        saved[name] = folder
+    return saved
 
 
 def _finite_or_none(value: float) -> float | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Callable, Iterable
 
 from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
 from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence
+from fartrack_ros.evaluation.saved_results import saved_result
 
 COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "FPS")
 
@@ -14,18 +16,24 @@ COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "F
 def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[TrackingSequence],
                       max_frames: int | None = None,
                       progress: Callable[[TrackingSequence, dict[str, SequenceResult]], None] | None = None,
+                      saved: dict[str, Path] | None = None,
                       ) -> tuple[dict[str, TrackerScores], dict[str, list[SequenceResult]]]:
-    """Track every sequence with every runner (each sequence is read or generated once).
+    """Track every sequence with every runner (each sequence is read or generated once), and
+    score the predictions ``saved`` in results folders (by tracker name) beside them.
 
     Returns (scores per tracker name, per-sequence results per tracker name). ``progress`` is
     called after each sequence with that sequence's results.
     """
-    results: dict[str, list[SequenceResult]] = {runner.name: [] for runner in runners}
+    saved = saved or {}
+    results: dict[str, list[SequenceResult]] = {name: [] for name in [runner.name for runner in runners] + list(saved)}
     for sequence in sequences:
         current = {}
         for runner in runners:
             current[runner.name] = track_sequence(runner, sequence, max_frames)
-            results[runner.name].append(current[runner.name])
+        for name, folder in saved.items():
+            current[name] = saved_result(folder, sequence, max_frames)
+        for name, result in current.items():
+            results[name].append(result)
         if progress is not None:
             progress(sequence, current)
     if not any(results.values()):
