@@ -116,7 +116,8 @@ def test_device_auto_means_the_cpu_for_onnxruntime(monkeypatch):
 
     assert device_for_backend("auto", "onnxruntime") == "cpu"
     assert device_for_backend(" AUTO", "onnxruntime") == "cpu"
-    assert device_for_backend("cuda:1", "onnxruntime") == "cuda:1"  # explicit: refused with the reason
+    with pytest.raises(ValueError, match="backend 'onnxruntime' runs on the CPU here, not on device 'cuda:1'"):
+        device_for_backend("cuda:1", "onnxruntime")  # before a load would start a CUDA context
     assert device_for_backend("auto", "torch") == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a computer with a GPU
     values = {spec.name: spec.default for spec in params.PARAMETERS}

@@ -104,8 +104,10 @@ def test_precisions_the_device_runs_well_pass_unchanged(monkeypatch):
 
 @pytest.mark.parametrize("native", [True, False, None])
 def test_bfloat16_on_a_gpu_without_native_bf16_gets_a_warning(monkeypatch, native):
-    monkeypatch.setattr(precision_module, "cuda_has_native_bf16", lambda: native)
-    chosen, warning = precision_for_device("bfloat16", "cuda")
+    asked = []
+    monkeypatch.setattr(precision_module, "cuda_has_native_bf16", lambda device: asked.append(device) or native)
+    chosen, warning = precision_for_device("bfloat16", "cuda:1")
+    assert asked == ["cuda:1"]  # the GPU that will run it, not the current one
     assert chosen == "bfloat16"
     assert (warning is not None and "float16 is this GPU's fast precision" in warning) == (native is False)
 
@@ -130,12 +132,10 @@ def test_the_node_loader_runs_float16_on_the_cpu_at_the_fast_cpu_precision_and_s
     assert any("float16" in w and "float32 instead" in w for w in warnings), warnings
 
 
-@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True)])
-def test_native_cuda_bf16_is_told_by_compute_capability_on_an_older_torch(monkeypatch, capability, native):
-    def is_bf16_supported():  # a torch without the including_emulation keyword
-        return True
-
+@pytest.mark.parametrize("capability, native", [((7, 5), False), ((8, 0), True), ((9, 0), True)])
+def test_native_cuda_bf16_is_told_by_the_named_gpus_compute_capability(monkeypatch, capability, native):
+    asked = []
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", is_bf16_supported)
-    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
-    assert precision_module.cuda_has_native_bf16() is native
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: asked.append(device) or capability)
+    assert precision_module.cuda_has_native_bf16("cuda:1") is native
+    assert asked == ["cuda:1"]

@@ -100,10 +100,16 @@ class OnnxFARTrack(FARTrack):
 
 def device_for_backend(device: str, backend: str) -> str:
     """The device to load the model on for ``backend``: ONNX Runtime runs on the CPU here, so
-    'auto' (CUDA when present) means the CPU for it; an explicit CUDA device stays, and is refused
-    by `with_backend` with the reason."""
-    if backend == "onnxruntime" and str(device).strip().lower() == "auto":
+    'auto' (CUDA when present) means the CPU for it, and an explicit CUDA device is refused now,
+    before a load would start a CUDA context for nothing (ValueError)."""
+    if backend != "onnxruntime":
+        return device
+    name = str(device).strip().lower()
+    if name == "auto":
         return "cpu"
+    if name.startswith("cuda"):
+        raise ValueError(f"backend 'onnxruntime' runs on the CPU here, not on device {device!r}; use device "
+                         "'cpu' (or 'auto') or backend 'torch'")
     return device
 
 
@@ -130,5 +136,10 @@ def with_backend_for_device(model: FARTrack, backend: str, precision: str) -> tu
     runner, the precision it runs at, and a warning for the user when that differs or is slow."""
     warning = None
     if backend == "torch":
-        precision, warning = precision_for_device(precision, next(model.parameters()).device.type)
+        device = next(model.parameters()).device
+        precision, warning = precision_for_device(precision, device)
+        if device.type == "cuda" and precision == "float32":
+            # float32 is float32 on a GPU too: PyTorch lets cuDNN convolve (the patch embedding)
+            # in TF32, a 10-bit mantissa, by default
+            torch.backends.cudnn.allow_tf32 = False
     return with_backend(model, backend, precision), precision, warning

@@ -1,8 +1,9 @@
 """Reduced-precision inference: the layer stack in bfloat16 or float16, everything else in float32.
 
 The layer stack is almost all of the arithmetic. Patch embedding, token assembly, the final
-LayerNorm, the coordinate head and the prune scores stay in float32, so boxes and confidences are
-read from float32 logits. bfloat16 uses the CPU's native bf16 dot products where it has them
+LayerNorm and the coordinate head stay in float32, so boxes and confidences are read from float32
+logits; the prune scores are summed in float32 from attention rows computed in the lowered
+precision (so in bfloat16 which tokens are pruned may flip where two scores nearly tie). bfloat16 uses the CPU's native bf16 dot products where it has them
 (AVX512-BF16, AMX) and halves the memory traffic elsewhere; float16 is for CUDA.
 """
 
@@ -45,19 +46,19 @@ def cpu_has_native_bf16() -> Optional[bool]:
     return bool(flags & {"avx512_bf16", "amx_bf16"})
 
 
-def cuda_has_native_bf16() -> Optional[bool]:
-    """Whether the current CUDA device computes bfloat16 natively (Ampere and later); None without CUDA."""
+def cuda_has_native_bf16(device: "str | torch.device | None" = None) -> Optional[bool]:
+    """Whether CUDA ``device`` (default: the current one) computes bfloat16 natively: Ampere and
+    later, compute capability 8 (a machine may mix GPUs: ``cuda:1`` is asked about itself). None
+    without CUDA."""
     if not torch.cuda.is_available():
         return None
-    try:
-        return bool(torch.cuda.is_bf16_supported(including_emulation=False))
-    except TypeError:  # a torch before the keyword (setup.py admits 2.1): Ampere is compute capability 8
-        return torch.cuda.get_device_capability()[0] >= 8
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
-def precision_for_device(precision: str, device_type: str) -> tuple[str, Optional[str]]:
-    """The precision to run when ``precision`` is asked for on a ``device_type`` ("cpu", "cuda"),
-    and a warning for the user when it differs or will be slow (None when all is well).
+def precision_for_device(precision: str, device: "str | torch.device") -> tuple[str, Optional[str]]:
+    """The precision to run when ``precision`` is asked for on ``device`` ("cpu", "cuda", "cuda:1",
+    a torch.device), and a warning for the user when it differs or will be slow (None when all is
+    well).
 
     float16 on a CPU is emulated, about 8x slower than float32 on this project's CPU (pico tracker
     177 ms against 21 ms), so it becomes bfloat16 where the CPU has native bf16, else float32: a
@@ -65,7 +66,8 @@ def precision_for_device(precision: str, device_type: str) -> tuple[str, Optiona
     """
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}: choose one of {list(PRECISIONS)}")
-    if device_type == "cuda" and precision == "bfloat16" and cuda_has_native_bf16() is False:
+    device_type = torch.device(device).type
+    if device_type == "cuda" and precision == "bfloat16" and cuda_has_native_bf16(device) is False:
         return precision, ("this GPU has no native bfloat16 arithmetic (it came with Ampere): bfloat16 is "
                            "emulated and may run slower than float32; float16 is this GPU's fast precision")
     if device_type != "cpu" or precision == "float32":

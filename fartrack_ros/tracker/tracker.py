@@ -206,21 +206,25 @@ class Tracker:
         self._targets.clear()
 
     def warm_up(self, frame_hw: tuple[int, int] = (240, 320)) -> None:
-        """One add and track of a throwaway target on a blank frame, so that the first real frame
-        is not slowed by lazy set-up (kernel selection, allocations); other targets are untouched
-        (at max_targets there is no room for it: the model has run by then anyway)."""
-        if len(self._targets) >= self.config.max_targets:
-            return
+        """Throwaway targets added and tracked on a blank frame, one then two at once, so that the
+        first real frame, and the first with several targets, are not slowed by lazy set-up
+        (kernel selection for each batch size, allocations; on CUDA the kernels load at first use);
+        other targets are untouched (at max_targets there is no room: the model has run by then)."""
+        room = self.config.max_targets - len(self._targets)
         height, width = frame_hw
         frame = np.full((height, width, 3), 127, np.uint8)
-        target_id = "__warmup__"
-        while target_id in self._targets:
-            target_id += "_"
-        self.add_target(frame, (width / 2 - 20, height / 2 - 20, 40, 40), target_id)
+        added: list[str] = []
         try:
-            self.track(frame, target_ids=[target_id])
+            for count in range(1, min(room, 2) + 1):
+                target_id = "__warmup__"
+                while target_id in self._targets:
+                    target_id += "_"
+                self.add_target(frame, (width / 2 - 20 * count, height / 2 - 20, 40, 40), target_id)
+                added.append(target_id)
+                self.track(frame, target_ids=added)
         finally:
-            self.remove_target(target_id)
+            for target_id in added:
+                self.remove_target(target_id)
 
     def inspect_target(self, target_id: str) -> TargetSnapshot:
         """The state, slot picks and token keep vector the next forward will use for a target."""
