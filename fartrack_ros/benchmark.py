@@ -140,11 +140,11 @@ def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str,
     ``period_s`` > 0 paces the frames like a camera: a frame starts no sooner than ``period_s``
     after the previous one started, so the CPU idles between frames as it does in the node (on
     this kind of machine an idle gap makes the next frame measurably slower than back to back).
-    ``to_results``: time each frame until its results are handed out, where the node publishes
-    them (before the frame's template step); back to back, a frame's time then starts when the
-    previous results were handed out, as the next camera frame would reach the node while it
-    still embeds the previous frame's templates. ``drop_pruned`` False: the official masked
-    arithmetic (see `TrackerConfig`).
+    ``to_results``: time each frame from the track call until its results are handed out, where
+    the node publishes them (before the frame's template step): the part of a frame a closed-loop
+    client waits for, since the node embeds the templates while the detections travel and the
+    next image comes back. ``drop_pruned`` False: the official masked arithmetic (see
+    `TrackerConfig`).
     """
     tracker = Tracker(runner, TrackerConfig(memory=memory, max_targets=max(targets, 1), lost_threshold=0.0,
                                             drop_pruned=drop_pruned))
@@ -162,7 +162,7 @@ def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str,
     for index, frame in enumerate(frames[1:]):
         if period_s > 0:
             time.sleep(max(0.0, start + period_s - time.perf_counter()))
-        start = results_at[0] if to_results and period_s <= 0 and index > 0 else time.perf_counter()
+        start = time.perf_counter()
         tracker.track(frame, on_results=mark_results)
         sync()
         elapsed = 1000.0 * ((results_at[0] if to_results else time.perf_counter()) - start)

@@ -35,7 +35,7 @@ def _node_rows_table(capsys, *args: str) -> str:
     """The table of a bench run with only the node rows (1 thread, no plot), then its stderr."""
     pytest.importorskip("rclpy")
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
-                       "--frames", "8", "--plot", "", *args]) == 0
+                       "--frames", "8", "--plot", "", "--node-rounds", "1", *args]) == 0
     captured = capsys.readouterr()
     return captured.out + captured.err
 
@@ -45,9 +45,10 @@ def _node_rows_table(capsys, *args: str) -> str:
 def test_bench_node_rows_pair_the_node_with_the_in_process_tracker_at_each_rate(capsys):
     table = _node_rows_table(capsys, "--node-frames", "24", "--node-variant", "pico", "--node-rates", "0,40")
     for pace in ("back to back", "at 40 Hz"):
-        assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference$", table, re.M), table
+        assert re.search(rf"^node +pico tracker in-process {pace} +\d+\.\d+ .*role: reference +rounds: 1$", table,
+                         re.M), table
         row = re.search(rf"^node +pico publish->detections {pace} +\d+\.\d+ +\d+\.\d +p95 ms: [\d.]+ +p99 ms: [\d.]+ +"
-                        rf"frames: 24 +lost: (\d+) +overhead: [+-]\d+% \([+-][\d.]+ ms\) +in-node stages ms: "
+                        rf"frames: 24 +lost: (\d+) +rounds: 1 +overhead: [+-]\d+% \([+-][\d.]+ ms\) +in-node stages ms: "
                         rf"convert [\d.]+ crop [\d.]+ model [\d.]+ decode [\d.]+ publish [\d.]+ total [\d.]+$",
                         table, re.M)
         assert row, table
@@ -147,7 +148,7 @@ def test_the_table_is_printed_when_the_node_rows_fail(monkeypatch, capsys):
     monkeypatch.setattr("fartrack_ros.node_latency.measure_node_latency", fail)
     assert bench.main(["--skip", "model,scaling,opencv", "--variants", "bundled", "--threads", "1", "--frames", "8",
                        "--rounds", "1", "--node-frames", "10", "--node-rates", "0", "--node-variant", "bundled",
-                       "--plot", ""]) == 0
+                       "--node-rounds", "1", "--plot", ""]) == 0
     captured = capsys.readouterr()
     assert "node row with executor single_threaded back to back skipped: only 2 of 24 frames" in captured.err
     assert re.search(r"^tracker +bundled baseline", captured.out, re.M), captured.out
@@ -175,6 +176,34 @@ def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, c
     assert "node row with executor events back to back skipped: the node did not run executor events" in captured.err
     assert re.search(r"^node +bundled-m publish->detections back to back +9\.00 ", captured.out, re.M), captured.out
     assert "events publish" not in captured.out
+
+
+@pytest.mark.ros
+def test_node_rows_alternate_reference_and_nodes_over_rounds_and_report_the_median_ratio(monkeypatch, capsys):
+    from fartrack_ros import node_latency
+
+    pytest.importorskip("rclpy")
+    references = iter([5.0, 6.0, 4.0])
+    p50s = iter([9.0, 20.0, 12.0, 20.0, 10.0, 20.0])
+    order = []
+
+    def measure(*args, executor, **kwargs):
+        order.append(executor)
+        return node_latency.NodeLatency(next(p50s), 11.0, 12.0, {}, 30, 0, [])
+
+    monkeypatch.setattr(node_latency, "measure_node_latency", measure)
+    monkeypatch.setattr(bench, "_reference_ms", lambda *args: next(references))
+    monkeypatch.setattr("fartrack_ros.executors.has_events_executor", lambda: True)
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
+                       "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
+                       "--node-executors", "single_threaded,events"]) == 0
+    out = capsys.readouterr().out
+
+    assert order == ["single_threaded", "events", "events", "single_threaded", "single_threaded", "events"]
+    assert re.search(r"^node +bundled-m tracker in-process back to back +5\.00 .*rounds: 3$", out, re.M), out
+    # single_threaded: 9, 20, 10 ms against 5, 6, 4 (ratios 1.8, 3.3, 2.5): median round 10 ms, median ratio 2.5
+    assert re.search(r"^node +bundled-m publish->detections back to back +10\.00 .*rounds: 3 +overhead: \+150% ", out,
+                     re.M), out
 
 
 def test_outside_a_ros_environment_the_node_rows_are_skipped_saying_what_to_do(monkeypatch, capsys):
