@@ -22,10 +22,11 @@ def test_bench_prints_model_tracker_scaling_rows_and_writes_the_plot(tmp_path, c
     for mode in ("masked", "dropped"):
         for runtime in ("torch-eager", "torch-fused", "torch-bf16", "onnxruntime"):
             assert re.search(rf"^model +bundled {runtime} {mode} +\d+\.\d+ +\d+\.\d", table, re.M), table
-    assert re.search(r"^tracker +bundled baseline \(masked eager\) .* speedup: 1\.00x", table, re.M), table
+    assert re.search(r"^tracker +bundled baseline \(masked eager\) .* speedup: 1\.00x$", table, re.M), table
+    assert re.search(r"^tracker +bundled baseline \(masked eager bfloat16\) .* speedup: \d+\.\d\dx$", table, re.M), table
     for runtime in ("torch", "torch-bf16", "onnxruntime"):
-        assert re.search(rf"^tracker +bundled fast {runtime} .* speedup: \d+\.\d\dx +stages ms: crop [\d.]+ "
-                         rf"model [\d.]+ decode [\d.]+$", table, re.M), table
+        assert re.search(rf"^tracker +bundled fast {runtime} .* speedup: \d+\.\d\dx +same precision: \d+\.\d\dx +"
+                         rf"stages ms: crop [\d.]+ model [\d.]+ decode [\d.]+$", table, re.M), table
     for precision in ("float32", "bfloat16"):
         assert re.search(rf"^scaling +bundled {precision} 2 targets .* vs 1 target: \d+\.\d\dx", table, re.M), table
     assert plot.stat().st_size > 1000
@@ -220,3 +221,16 @@ def test_node_weights_that_cannot_be_used_are_an_error_before_any_measurement(tm
                        "--node-weights", str(tmp_path)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fartrack-bench: error: --node-weights: weights file ") and "is a folder" in err
+
+
+def test_each_fast_tracker_row_is_compared_with_the_baseline_of_its_own_precision_too(monkeypatch):
+    times = {"baseline (masked eager)": 10.0, "baseline (masked eager bfloat16)": 6.0, "fast torch": 8.0,
+             "fast torch-bf16": 3.0, "fast onnxruntime": 7.0}
+    monkeypatch.setattr(bench.bm, "interleaved",
+                        lambda measures, rounds: {name: (times[name.removeprefix("pico ")], {}) for name in measures})
+
+    rows = {row.name: row.extra for row in bench._tracker_rows(bench.bm.load_variant("pico"), "pico", "cpu", [], [], 1)}
+
+    assert rows["pico baseline (masked eager bfloat16)"]["speedup"] == "1.67x"
+    assert rows["pico fast torch-bf16"]["speedup"] == "3.33x" and rows["pico fast torch-bf16"]["same precision"] == "2.00x"
+    assert rows["pico fast torch"]["same precision"] == "1.25x" and rows["pico fast onnxruntime"]["same precision"] == "1.43x"

@@ -155,19 +155,33 @@ def _device(text: str) -> torch.device:
 
 
 def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) -> list[bm.Row]:
-    """The masked eager baseline and each fast runtime, measured round-robin in the same rounds."""
-    baseline = f"{variant} baseline (masked eager)"
-    measures = {baseline: lambda r=with_backend(model, "torch"): bm.tracker_ms(r, frames, boxes, "official",
-                                                                                drop_pruned=False)}
-    for runtime in bm.tracker_runtimes(device):
-        runner = with_backend(model, runtime.backend, runtime.precision)
-        measures[f"{variant} {runtime.label}"] = lambda r=runner: bm.tracker_ms(r, frames, boxes, "bounded")
+    """The masked eager baseline (float32, as the official code runs, and at the device's reduced
+    precision) and each fast runtime, measured round-robin in the same rounds: each fast row's
+    speedup over the float32 baseline, and over the baseline of its own precision (what the fast
+    path gives apart from the precision)."""
+    fast = bm.tracker_runtimes(device)
+    reduced = next(r.precision for r in fast if r.precision != "float32")
+    baselines = {precision: f"{variant} baseline (masked eager{'' if precision == 'float32' else ' ' + precision})"
+                 for precision in ("float32", reduced)}
+    measures = {name: lambda r=with_backend(model, "torch", precision): bm.tracker_ms(r, frames, boxes, "official",
+                                                                                   drop_pruned=False)
+                for precision, name in baselines.items()}
+    precision_of = {}
+    for runtime in fast:
+        name = f"{variant} {runtime.label}"
+        measures[name] = lambda r=with_backend(model, runtime.backend, runtime.precision): bm.tracker_ms(
+            r, frames, boxes, "bounded")
+        precision_of[name] = runtime.precision
     measured = bm.interleaved(measures, rounds)
-    base_ms = measured[baseline][0]
-    rows = [bm.Row("tracker", baseline, base_ms, {"speedup": "1.00x"})]
-    for name, (ms, stages) in list(measured.items())[1:]:
+    base_ms = measured[baselines["float32"]][0]
+    rows = [bm.Row("tracker", name, measured[name][0], {"speedup": f"{base_ms / measured[name][0]:.2f}x"})
+            for name in baselines.values()]
+    for name, precision in precision_of.items():
+        ms, stages = measured[name]
         split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
-        rows.append(bm.Row("tracker", name, ms, {"speedup": f"{base_ms / ms:.2f}x", "stages ms": split}))
+        same = measured[baselines[precision]][0] / ms
+        rows.append(bm.Row("tracker", name, ms, {"speedup": f"{base_ms / ms:.2f}x",
+                                                 "same precision": f"{same:.2f}x", "stages ms": split}))
     return rows
 
 
