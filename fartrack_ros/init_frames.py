@@ -42,10 +42,13 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
                              targets=targets)
     stamp_ns = stamp_to_ns(stamp)
     frame = cache.find(stamp_ns)
-    if frame is None and held is None and may_wait and _hold(cache, pending, stamp_ns, msg):
-        frame = cache.find(stamp_ns)  # it may have arrived while the init was held
-        if frame is None or not pending.withdraw(msg):
-            return None, None  # waits, or was already handed back to the image callback's retry
+    if frame is None and held is None and may_wait:
+        if _hold(cache, pending, stamp_ns, msg):
+            frame = cache.find(stamp_ns)  # it may have arrived while the init was held
+            if frame is None or not pending.withdraw(msg):
+                return None, None  # waits, or was already handed back to the image callback's retry
+        else:
+            held = DEACTIVATED  # the node stopped receiving images as this init was being started
     if frame is not None:
         return frame, None
     stamps = cache.stamps()  # in stamp order
@@ -82,11 +85,13 @@ def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: s
     frame = cache.latest()
     if recent(frame) or (held == LATER_FRAME and frame is not None):  # that frame came after the init
         return frame, None
-    if held is None and may_wait and _hold(cache, pending, 0, msg):  # handed back by the next frame
-        frame = cache.latest()
-        if not recent(frame) or not pending.withdraw(msg):
-            return None, None
-        return frame, None
+    if held is None and may_wait:
+        if _hold(cache, pending, 0, msg):  # handed back by the next frame
+            frame = cache.latest()
+            if not recent(frame) or not pending.withdraw(msg):
+                return None, None
+            return frame, None
+        held = DEACTIVATED  # the node stopped receiving images as this init was being started
     if frame is None:
         seen = f"no image received yet on {image_topic}"
     else:

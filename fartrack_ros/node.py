@@ -40,7 +40,8 @@ multi-threaded executor.
 Init. Each detection of an init array starts (or restarts) a target on the cached frame whose
 stamp equals the init header stamp (zero stamp: the latest frame if it arrived within the last
 second, else the next one). An init whose frame is not
-cached waits for it until a frame stamped as late or later arrives, at most ``INIT_WAIT_S`` (a
+cached waits for it until a frame stamped as late or later arrives, at most ``INIT_WAIT_S``
+(longer at low frame rates, up to ``MAX_INIT_WAIT_S``) (a
 large image can arrive after the small init that answers it; a bag loop's first frame after an
 init for it), then is refused with a warning (`init_frames`). The target is tracked from the
 frames that arrive after that frame. ``id`` names the target; an empty id gets the next free

@@ -202,12 +202,16 @@ _KIND_NAMES = {bool: "true or false", int: "an integer", float: "a number", str:
 
 def misspelt_parameter(name: str) -> str | None:
     """What to say of a start-up value given for ``name``, which the node does not declare, when
-    it looks like a misspelt parameter of this node (None when it does not: a params file's
-    ``/**`` section may well hold other nodes' parameters)."""
-    close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.75)
+    it looks meant for this node: a misspelt parameter (lost_treshold, max_target: 0.92 or more
+    alike; other nodes' image_width or device_id are 0.77-0.80) or the image topic given as a
+    parameter. None otherwise: a params file's ``/**`` section may hold other nodes' parameters."""
+    ignored = f"parameter {name!r} given at start is not one of this node's and is ignored"
+    if name in ("image", "image_topic"):
+        return f"{ignored}: the image topic is chosen by a remap (-r image:=/camera/image_raw)"
+    close = difflib.get_close_matches(name, BY_NAME, n=1, cutoff=0.85)
     if not close:
         return None
-    return f"parameter {name!r} given at start is not one of this node's and is ignored (did you mean {close[0]!r}?)"
+    return f"{ignored} (did you mean {close[0]!r}?)"
 
 
 def as_declared_kind(name: str, value: Any) -> Any:

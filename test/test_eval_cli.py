@@ -250,7 +250,8 @@ def test_saved_results_in_either_layout_are_scored_beside_the_trackers(tmp_path,
         boxes = sequence.boxes + [3.0, 0.0, 0.0, 0.0]
         (shifted / sequence.name).mkdir(parents=True)
         np.savetxt(shifted / sequence.name / f"{sequence.name}_001.txt", np.vstack([boxes, boxes[:2]]), delimiter=",")
-        (shifted / sequence.name / f"{sequence.name}_time.txt").write_text("\n".join(["0.5"] + ["0.01"] * 11))
+        (shifted / sequence.name / f"{sequence.name}_time.txt").write_text(  # 3 repeats, as the toolkit writes
+            "\n".join(["0.5,0.6,0.7"] + ["0.01,0.02,0.03"] * 11))
         pred = boxes.copy()
         pred[0] = sequence.boxes[0]
         expected.append(SequenceResult(sequence.name, pred, sequence.boxes, sequence.absent, sequence.image_size, 0.11))
@@ -267,6 +268,12 @@ def test_saved_results_in_either_layout_are_scored_beside_the_trackers(tmp_path,
     assert scores["shifted"]["ao"] == pytest.approx(want.ao) and want.ao < 0.95
     assert scores["shifted"]["success_auc"] == pytest.approx(want.success_auc)
     assert scores["shifted"]["fps"] == pytest.approx(100.0)  # 22 updates in 0.22 s: the init's 0.5 s left out
+    assert scores["perfect"]["fps"] is None  # not timed: unknown, not a rate
+
+    (shifted / sequences[0].name / f"{sequences[0].name}_time.txt").unlink()  # one sequence untimed
+    assert evaluate.main(["--dataset", str(root), "--trackers", "", "--results", str(shifted),
+                          "--json", str(tmp_path / "scores.json")]) == 0
+    assert json.loads((tmp_path / "scores.json").read_text())["trackers"]["shifted"]["fps"] is None
 
 
 def test_results_missing_for_a_sequence_name_the_file_expected(tmp_path, capsys):
@@ -274,6 +281,8 @@ def test_results_missing_for_a_sequence_name_the_file_expected(tmp_path, capsys)
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
     (tmp_path / "empty").mkdir()
 
-    assert evaluate.main(["--dataset", str(root), "--trackers", "", "--results", str(tmp_path / "empty")]) == 1
-    err = capsys.readouterr().err
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--results", str(tmp_path / "empty")]) == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert "AO" not in captured.out  # refused before any tracking
     assert "no results for sequence" in err and "_001.txt (GOT-10k toolkit)" in err, err

@@ -116,11 +116,29 @@ def test_device_auto_means_the_cpu_for_onnxruntime(monkeypatch):
 
     assert device_for_backend("auto", "onnxruntime") == "cpu"
     assert device_for_backend(" AUTO", "onnxruntime") == "cpu"
-    with pytest.raises(ValueError, match="backend 'onnxruntime' runs on the CPU here, not on device 'cuda:1'"):
-        device_for_backend("cuda:1", "onnxruntime")  # before a load would start a CUDA context
+    assert device_for_backend("cuda:1", "onnxruntime") == "cuda:1"  # absent here: the CPU fallback warns
     assert device_for_backend("auto", "torch") == "auto"
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # as on a computer with a GPU
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ValueError, match="backend 'onnxruntime' runs on the CPU here, not on device 'cuda:1'"):
+        device_for_backend("cuda:1", "onnxruntime")  # before a load would start a CUDA context
     values = {spec.name: spec.default for spec in params.PARAMETERS}
     values.update(backend="onnxruntime", device="auto")
     loaded = load_tracker(values)
     assert loaded.device == "cpu" and loaded.model_name.endswith("/onnxruntime")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_onnxruntime_with_cuda_asked_on_a_machine_without_it_falls_back_to_the_cpu_with_a_warning():
+    from fartrack_ros import params
+    from fartrack_ros.tracker_loading import load_tracker
+
+    warnings = []
+    log = type("Log", (), {"warning": lambda self, text: warnings.append(text)})()
+    values = {spec.name: spec.default for spec in params.PARAMETERS}
+    values.update(backend="onnxruntime", device="cuda")
+
+    loaded = load_tracker(values, log=log)
+
+    assert loaded.device == "cpu" and loaded.model_name.endswith("/onnxruntime")
+    assert any("device 'cuda' requested but no CUDA device is available: running on CPU" in w for w in warnings)

@@ -176,3 +176,14 @@ def test_an_init_waits_no_longer_than_max_init_wait_s_whatever_the_frame_interva
     assert pending.overdue() == []
     now[0] += 1.0
     assert len(pending.overdue()) == 1
+
+
+def test_an_init_that_cannot_be_held_as_the_node_deactivates_is_refused_for_that():
+    cache, pending = _cache(10, 20), PendingInits(1.0)
+    pending.close()  # deactivate ran as this init was being started
+
+    for stamp_ns in (25, 0):
+        cache.find(20).received_s -= 6.0  # for the zero stamp: the latest is old
+        frame, refusal = _find(cache, pending, _init(stamp_ns, "a"))
+        assert frame is None and "the node stopped receiving images first" in refusal, refusal
+        assert len(pending) == 0

@@ -118,11 +118,14 @@ def test_a_misspelt_start_up_parameter_is_warned_of_with_the_likely_name_and_oth
             return log
 
     node = Node(context=rclpy_context, managed=True, parameter_overrides=[
-        Parameter("lost_treshold", value=0.3), Parameter("lost_frames", value=4), Parameter("camera_frame", value=1)])
+        Parameter("lost_treshold", value=0.3), Parameter("lost_frames", value=4), Parameter("camera_frame", value=1),
+        Parameter("image_width", value=640), Parameter("image", value="/camera/image_raw")])
     try:
         assert ("warning: parameter 'lost_treshold' given at start is not one of this node's and is ignored "
                 "(did you mean 'lost_threshold'?)") in log.lines
-        assert not any("'camera_frame'" in line for line in log.lines)  # another node's, in a shared /** section
+        assert not any("'camera_frame'" in line or "'image_width'" in line for line in log.lines)  # other nodes'
+        assert ("warning: parameter 'image' given at start is not one of this node's and is ignored: the image "
+                "topic is chosen by a remap (-r image:=/camera/image_raw)") in log.lines  # another node's, in a shared /** section
         assert not any("'lost_frames'" in line for line in log.lines)
         assert node.get_parameter("lost_frames").value == 4
     finally:

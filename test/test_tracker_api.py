@@ -94,6 +94,18 @@ def test_warm_up_leaves_the_targets_as_they_were(model, frame):
     assert (after.search_box_xywh, after.held_indices) == (before.search_box_xywh, before.held_indices)
 
 
+def test_warm_up_tracks_one_then_two_targets_where_there_is_room(model, frame, monkeypatch):
+    from fartrack_ros.tracker import TrackerConfig
+
+    for max_targets, expected in ((4, [1, 2]), (1, [1])):
+        tracker = Tracker(model, TrackerConfig(max_targets=max_targets))
+        batches, track = [], tracker.track
+        monkeypatch.setattr(tracker, "track", lambda frame, target_ids=None, **kw: (
+            batches.append(len(target_ids)), track(frame, target_ids=target_ids, **kw))[1])
+        tracker.warm_up()
+        assert batches == expected and tracker.target_ids == []
+
+
 def test_removing_an_unknown_target_names_the_known_ones(model, frame):
     tracker = Tracker(model)
     tracker.add_target(frame, BOX, target_id="a")

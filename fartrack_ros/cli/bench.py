@@ -236,36 +236,46 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
         pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
         references: list[float] = []
-        runs: dict[str, list[tuple]] = {executor: [] for executor in executors}  # (NodeLatency, reference ms)
+        runs: dict[str, list[tuple]] = {executor: [] for executor in executors}  # (NodeLatency, round's reference)
         for round_index in range(args.node_rounds):
-            # frame -> boxes in process, the span the node's latency ends at (detections sent)
-            references.append(_reference_ms(runner, frames, boxes, period_s))
-            turn = round_index % max(len(executors), 1)
-            for executor in executors[turn:] + executors[:turn]:
-                try:
-                    result = measure_node_latency(frames, boxes[0], threads=args.threads, weights=weights,
-                                                  variant=variant, precision=args.node_precision,
-                                                  period_s=period_s,
-                                                  frame_timeout_s=max(1.0, 20 * references[-1] / 1000),
-                                                  pin_cpu_threads=not args.node_unpinned, executor=executor)
-                except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
-                    print(f"node row with executor {executor} {pace} skipped: {exc}", file=sys.stderr)
+            # the reference and each executor's node in turn, the order rotating each round, so the
+            # machine's drift over a round falls on every side alike
+            turn = round_index % (len(executors) + 1)
+            order = (["reference", *executors] * 2)[turn:turn + len(executors) + 1]
+            reference_ms, measured = None, {}
+            for item in order:
+                if item == "reference":
+                    # frame -> boxes in process, the span the node's latency ends at (detections sent)
+                    reference_ms = _reference_ms(runner, frames, boxes, period_s)
                     continue
-                runs[executor].append((result, references[-1]))
-        tracker_ms = statistics.median(references)
+                known_ms = reference_ms if reference_ms is not None else references[-1]
+                try:
+                    measured[item] = measure_node_latency(
+                        frames, boxes[0], threads=args.threads, weights=weights, variant=variant,
+                        precision=args.node_precision, period_s=period_s,
+                        frame_timeout_s=max(1.0, 20 * known_ms / 1000),
+                        pin_cpu_threads=not args.node_unpinned, executor=item)
+                except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
+                    print(f"node row with executor {item} {pace} skipped: {exc}", file=sys.stderr)
+            references.append(reference_ms)
+            for executor, result in measured.items():
+                runs[executor].append((result, reference_ms))
+        tracker_ms = sorted(references)[(len(references) - 1) // 2]
         rows.append(bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms,
                            {"role": "reference", "rounds": str(len(references))}))
         for executor in executors:
             if not runs[executor]:
                 continue
-            result = sorted((run for run, _ in runs[executor]), key=lambda run: run.p50_ms)[len(runs[executor]) // 2]
-            ratio = statistics.median(run.p50_ms / reference for run, reference in runs[executor])
+            # the round of the median overhead: its latency, its reference, its ratio, all of one round
+            ranked = sorted(runs[executor], key=lambda run: run[0].p50_ms / run[1])
+            result, reference = ranked[(len(ranked) - 1) // 2]
             stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
             name = label if executor == "single_threaded" else f"{label} {executor}"
             rows.append(bm.Row("node", f"{name} publish->detections {pace}", result.p50_ms, {
                 "p95 ms": f"{result.p95_ms:.1f}", "p99 ms": f"{result.p99_ms:.1f}", "frames": str(result.sent),
-                "lost": str(result.lost), "rounds": str(len(runs[executor])),
-                "overhead": f"{100.0 * (ratio - 1.0):+.0f}% ({result.p50_ms - tracker_ms:+.2f} ms)",
+                "lost": str(result.lost), "rounds": str(len(ranked)),
+                "overhead": f"{100.0 * (result.p50_ms / reference - 1.0):+.0f}% ({result.p50_ms - reference:+.2f} ms "
+                            f"over {reference:.2f})",
                 "in-node stages ms": stages}))
     return rows
 

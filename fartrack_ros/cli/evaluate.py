@@ -21,6 +21,7 @@ from fartrack_ros.evaluation.metrics import sequence_ao
 from fartrack_ros.evaluation.plots import figure_path, plot_success
 from fartrack_ros.evaluation.report import evaluate_trackers, format_table
 from fartrack_ros.evaluation.runners import make_runner
+from fartrack_ros.evaluation.saved_results import result_files
 
 from ..heap import keep_freed_memory
 from .messages import CliError, command, warn
@@ -110,6 +111,11 @@ def main(argv: list[str] | None = None) -> int:
         runners = [make_runner(n, weights=args.weights, variant=args.variant or None, device=args.device,
                                backend=args.backend, precision=args.precision) for n in names]
         sequences, count = _sequences(args)
+        if saved:  # every results file found before hours of tracking, not after
+            sequences = list(sequences)
+            for folder in saved.values():
+                for sequence in sequences:
+                    result_files(folder, sequence.name)
         if args.grey:
             sequences = (sequence.as_grey() for sequence in sequences)
     except (ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -170,7 +176,7 @@ def _saved_results(folders: list[Path], tracker_names: list[str]) -> dict[str, P
     for folder in folders:
         if not folder.is_dir():
             raise CliError(f"--results {folder}: not a folder", code=2)
-        name = folder.resolve().name
+        name = folder.resolve().name or str(folder)
         while name in saved or name in tracker_names:
             name += "'"
         saved[name] = folder

@@ -82,8 +82,8 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
                         help="arithmetic of the layer stack (torch backend; bfloat16 is about 1.5x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
     parser.add_argument("--threads", type=non_negative_int, default=0,
-                        help="CPU threads of the model (default 0: torch's choice, every core; on a machine "
-                             "busy with other work fewer are faster: the threads wait for each other)")
+                        help="CPU threads of the model (default 0: torch's default, one per physical core; on "
+                             "a machine busy with other work fewer are faster: the threads wait for each other)")
 
 
 def apply_threads(threads: int) -> None:

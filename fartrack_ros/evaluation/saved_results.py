@@ -3,9 +3,13 @@
 A results folder holds one box file per sequence, in either common layout:
 
 - pytracking's (and the LaSOT toolkit's): ``<folder>/<sequence>.txt``, with per-frame seconds in
-  ``<folder>/<sequence>_time.txt`` when timed;
+  ``<folder>/<sequence>_time.txt`` (the got10k toolkit's OTB/LaSOT experiments: in
+  ``<folder>/times/<sequence>_time.txt``) when timed;
 - the GOT-10k toolkit's: ``<folder>/<sequence>/<sequence>_001.txt`` (the first of its repeats),
-  with ``<sequence>_time.txt`` beside it.
+  with ``<sequence>_time.txt`` beside it, one comma-separated column per repeat (the first read).
+
+FPS needs every sequence timed for every frame scored: otherwise it is unknown (NaN), not a rate
+over the timed part.
 
 Boxes are ``x,y,w,h`` per line, separated by commas, tabs or spaces. The first row is replaced by
 the ground truth's first box (the initialisation, as pytracking does); rows beyond the sequence
@@ -28,7 +32,8 @@ def result_files(folder: Path, sequence_name: str) -> tuple[Path, Path]:
     not exist); FileNotFoundError naming both layouts when neither holds the boxes."""
     flat = folder / f"{sequence_name}.txt"
     if flat.is_file():
-        return flat, folder / f"{sequence_name}_time.txt"
+        times = folder / f"{sequence_name}_time.txt"
+        return flat, times if times.is_file() else folder / "times" / f"{sequence_name}_time.txt"
     nested = folder / sequence_name / f"{sequence_name}_001.txt"
     if nested.is_file():
         return nested, folder / sequence_name / f"{sequence_name}_time.txt"
@@ -46,10 +51,21 @@ def saved_result(folder: Path, sequence: TrackingSequence, max_frames: int | Non
         raise ValueError(f"{boxes_path} has {len(pred)} boxes for the {count} frames of {sequence.name!r}")
     pred = pred[:count].copy()
     pred[0] = sequence.boxes[0]
-    track_time_s = 0.0
+    track_time_s = float("nan")  # not timed: FPS unknown
     if time_path.is_file():
-        seconds = np.array([float(v) for v in time_path.read_text().split()], dtype=np.float64)
-        track_time_s = float(seconds[1:count].sum())  # the updates: the initialisation is not tracking
+        seconds = _first_column(time_path)
+        if len(seconds) >= count:
+            track_time_s = float(seconds[1:count].sum())  # the updates: the initialisation is not tracking
     return SequenceResult(name=sequence.name, pred=pred, gt=sequence.boxes[:count].copy(),
                           absent=sequence.absent[:count].copy(), image_size=sequence.image_size,
                           track_time_s=track_time_s)
+
+
+def _first_column(path: Path) -> np.ndarray:
+    """Seconds per frame from a time file: one number per line, or one comma-separated column per
+    repeat (the GOT-10k toolkit's), of which the first."""
+    try:
+        return np.array([float(line.split(",")[0]) for line in path.read_text().splitlines() if line.strip()],
+                        dtype=np.float64)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not seconds per frame ({exc})") from None

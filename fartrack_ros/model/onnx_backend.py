@@ -16,6 +16,7 @@ from torch import Tensor, nn
 
 from .checkpoint import adopt_unused_shapes
 from .network import FARTrack
+from .device import cuda_unavailable_reason
 from .precision import precision_for_device, with_precision
 
 BACKENDS = ("torch", "onnxruntime")
@@ -100,14 +101,15 @@ class OnnxFARTrack(FARTrack):
 
 def device_for_backend(device: str, backend: str) -> str:
     """The device to load the model on for ``backend``: ONNX Runtime runs on the CPU here, so
-    'auto' (CUDA when present) means the CPU for it, and an explicit CUDA device is refused now,
-    before a load would start a CUDA context for nothing (ValueError)."""
+    'auto' (CUDA when present) means the CPU for it, and an explicit CUDA device that is present is
+    refused now, before a load would start a CUDA context for nothing (ValueError); an absent one
+    stays, for the usual CPU fallback with a warning (or device_strict's error)."""
     if backend != "onnxruntime":
         return device
     name = str(device).strip().lower()
     if name == "auto":
         return "cpu"
-    if name.startswith("cuda"):
+    if name.startswith("cuda") and cuda_unavailable_reason(device) is None:  # absent: the CPU fallback applies
         raise ValueError(f"backend 'onnxruntime' runs on the CPU here, not on device {device!r}; use device "
                          "'cpu' (or 'auto') or backend 'torch'")
     return device
@@ -117,6 +119,10 @@ def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> F
     """The model to run for a backend and precision: the torch model (lowered by `with_precision`
     when asked), or its ONNX Runtime twin (CPU, float32)."""
     if backend == "torch":
+        if next(model.parameters()).device.type == "cuda":
+            # the float32 parts (the patch embedding) are float32 on a GPU too, in every precision
+            # and whatever ran before in the process: PyTorch lets cuDNN convolve in TF32 by default
+            torch.backends.cudnn.allow_tf32 = False
         return with_precision(model, precision)
     if backend == "onnxruntime":
         if next(model.parameters()).device.type != "cpu":
@@ -136,10 +142,5 @@ def with_backend_for_device(model: FARTrack, backend: str, precision: str) -> tu
     runner, the precision it runs at, and a warning for the user when that differs or is slow."""
     warning = None
     if backend == "torch":
-        device = next(model.parameters()).device
-        precision, warning = precision_for_device(precision, device)
-        if device.type == "cuda" and precision == "float32":
-            # float32 is float32 on a GPU too: PyTorch lets cuDNN convolve (the patch embedding)
-            # in TF32, a 10-bit mantissa, by default
-            torch.backends.cudnn.allow_tf32 = False
+        precision, warning = precision_for_device(precision, next(model.parameters()).device)
     return with_backend(model, backend, precision), precision, warning

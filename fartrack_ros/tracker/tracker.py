@@ -207,9 +207,9 @@ class Tracker:
 
     def warm_up(self, frame_hw: tuple[int, int] = (240, 320)) -> None:
         """Throwaway targets added and tracked on a blank frame, one then two at once, so that the
-        first real frame, and the first with several targets, are not slowed by lazy set-up
-        (kernel selection for each batch size, allocations; on CUDA the kernels load at first use);
-        other targets are untouched (at max_targets there is no room: the model has run by then)."""
+        first real frame, and the first with two targets, are not slowed by lazy set-up (kernel
+        selection per batch size, allocations; on CUDA the kernels load at first use); other
+        targets are untouched (at max_targets there is no room: the model has run by then)."""
         room = self.config.max_targets - len(self._targets)
         height, width = frame_hw
         frame = np.full((height, width, 3), 127, np.uint8)
