@@ -20,7 +20,10 @@ from sensor_msgs.msg import CompressedImage, Image
 from .image_conversion import FULL_BIT_DEPTH, compressed_msg_to_rgb, image_msg_to_rgb
 from .image_qos import choose_reliability, image_qos, reliability_name, silent_publishers_hint
 
-SILENT_PUBLISHERS_S = 3.0  # no image for this long (with or without publishers): say why that may be
+SILENT_PUBLISHERS_S = 3.0  # publishers but no image for this long: say why that may be
+# no publisher at all for this long: say where images are published (a camera driver may take a
+# few seconds to start beside the node, which is no reason for a warning)
+NO_PUBLISHER_S = 10.0
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
 
 
@@ -108,7 +111,7 @@ class ImageSubscription:
             self._absence_reported = False
         if silent_s < SILENT_PUBLISHERS_S:
             return
-        if not publishers and not self._absence_reported:
+        if not publishers and not self._absence_reported and silent_s >= NO_PUBLISHER_S:
             self._absence_reported = True
             self._node.get_logger().warning(self._no_publisher_hint(silent_s))
         elif publishers and wanted == QoSReliabilityPolicy.BEST_EFFORT and not self._silence_reported:

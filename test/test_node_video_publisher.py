@@ -112,10 +112,14 @@ def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_fr
         [sys.executable, str(script), "--synthetic", "1000000", "--frames", "8", "--rate", "20",
          "--encoding", "bgr8", "--init-id", "car", "--wait", "20"],
         env=ros_env(domain_id), capture_output=True, text=True, timeout=60)
-    time.sleep(0.5)
     try:
         assert process.returncode == 0, process.stdout + process.stderr
         assert "did not acknowledge" not in process.stdout + process.stderr  # flushed before exit
+        # acknowledged means this process's DDS reader has them; its executor may still be
+        # handing them to the callback (230 KB each, on a busy machine)
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline and len({stamp_ns_of(m.header) for m in probe.received["images"]}) < 8:
+            time.sleep(0.05)
         images = list(probe.received["images"])
         init = probe.wait_for("init", timeout=2.0)
     finally:
