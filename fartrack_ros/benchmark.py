@@ -66,22 +66,6 @@ def device_sync(device: torch.device) -> Callable[[], None]:
     return lambda: None
 
 
-def median_ms(fn: Callable[[], object], repeats: int, warmup: int = 2,
-              device: torch.device = torch.device("cpu")) -> float:
-    """Median wall time of fn() in milliseconds (``device``'s work is waited for inside each timing)."""
-    sync = device_sync(device)
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return 1000.0 * statistics.median(times)
-
-
 def load_variant(name: str, device: str = "cpu") -> FARTrack:
     """Official-size variants get random weights (speed does not depend on them); 'bundled' loads ours,
     'bundled-NL' its first N layers."""
@@ -93,8 +77,12 @@ def load_variant(name: str, device: str = "cpu") -> FARTrack:
     return build_model(name).eval().to(device)
 
 
-def model_rows(model: FARTrack, label: str, repeats: int) -> list[Row]:
-    """Forward time at batch 1 for each runtime x (masked, dropped) with steady-state pruning."""
+def model_rows(model: FARTrack, label: str, repeats: int, rounds: int = 1) -> list[Row]:
+    """Forward time at batch 1 for each runtime x (masked, dropped) with steady-state pruning.
+
+    The rows take turns over ``rounds`` rounds, each timing ``repeats`` calls of a row after one
+    warm-up call (the model's caches are its own again), so the machine's drift falls on every
+    row of a ratio alike; per row the median over all its calls."""
     cfg = model.cfg
     device = next(model.parameters()).device
     gen = torch.Generator().manual_seed(0)
@@ -103,20 +91,40 @@ def model_rows(model: FARTrack, label: str, repeats: int) -> list[Row]:
     templates, search = templates.to(device), search.to(device)
     keep = torch.ones(1, cfg.num_template_slots, cfg.template_tokens, dtype=torch.bool, device=device)
     keep[:, :-1, : cfg.num_pruned] = False  # every stored slot carries its prune mask, the newest none
-    rows = []
+    calls: dict[str, Callable[[], object]] = {}
     with torch.inference_mode():
         for runtime in model_runtimes(device.type):
             runner = with_backend(model, runtime.backend, runtime.precision)
             for mode, drop in (("masked", False), ("dropped", True)):
                 if mode == "masked" and not runtime.fused:
                     # the official computation: all templates re-embedded, masked attention, every frame
-                    fn = lambda: runner(templates, search, keep.flatten(1))  # noqa: E731
+                    fn = lambda r=runner: r(templates, search, keep.flatten(1))  # noqa: E731
                 else:
                     embeds = runner.embed_template(templates[0]).unsqueeze(0)
-                    fn = lambda e=embeds, d=drop, f=runtime.fused: runner.forward_embedded(  # noqa: E731
+                    fn = lambda r=runner, e=embeds, d=drop, f=runtime.fused: r.forward_embedded(  # noqa: E731
                         e, keep, search, drop_pruned=d, fused=f)
-                rows.append(Row("model", f"{label} {runtime.label} {mode}", median_ms(fn, repeats, device=device)))
-    return rows
+                calls[f"{label} {runtime.label} {mode}"] = fn
+        sync = device_sync(device)
+        samples: dict[str, list[float]] = {name: [] for name in calls}
+        for round_index in range(max(rounds, 1)):
+            for name, fn in calls.items():
+                times = _timed_ms(fn, repeats, warmup=2 if round_index == 0 else 1, sync=sync)
+                samples[name] += times
+    return [Row("model", name, statistics.median(times)) for name, times in samples.items()]
+
+
+def _timed_ms(fn: Callable[[], object], repeats: int, warmup: int, sync: Callable[[], None]) -> list[float]:
+    """Milliseconds of ``repeats`` calls of fn() after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    sync()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(1000.0 * (time.perf_counter() - start))
+    return times
 
 
 def synthetic_frames(count: int, seed: int = 1_000_000, size: tuple[int, int] = (320, 240)

@@ -235,3 +235,14 @@ def test_each_fast_tracker_row_is_compared_with_the_baseline_of_its_own_precisio
     assert rows["pico baseline (masked eager bfloat16)"]["speedup"] == "1.67x"
     assert rows["pico fast torch-bf16"]["speedup"] == "3.33x" and rows["pico fast torch-bf16"]["same precision"] == "2.00x"
     assert rows["pico fast torch"]["same precision"] == "1.25x" and rows["pico fast onnxruntime"]["same precision"] == "1.43x"
+
+
+def test_model_rows_take_turns_over_the_rounds(monkeypatch):
+    calls = []
+    monkeypatch.setattr(bench.bm, "_timed_ms", lambda fn, repeats, warmup, sync: calls.append(warmup) or [1.0] * repeats)
+
+    rows = bench.bm.model_rows(bench.bm.load_variant("bundled"), "bundled", repeats=2, rounds=3)
+
+    per_round = len(rows)  # every runtime x masked/dropped row, once a round
+    assert calls == [2] * per_round + [1] * (2 * per_round)  # a full warm-up first, one call per block after
+    assert all(row.ms == 1.0 for row in rows)

@@ -40,8 +40,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "tracked are warm-up)")
     parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
     parser.add_argument("--rounds", type=positive_int, default=3,
-                        help="tracker and scaling rows: rounds over all of a table's rows in turn, median "
-                             "round kept, so the machine's drift falls on every row of a ratio alike")
+                        help="model, tracker and scaling rows: rounds over all of a table's rows in turn "
+                             "(model rows: --repeats calls per round, the median of all; the others: the "
+                             "median round), so the machine's drift falls on every row of a ratio alike")
     parser.add_argument("--scaling-variant", default="bundled", choices=VARIANTS,
                         help="variant used for the multi-target rows (one of --variants)")
     parser.add_argument("--scaling-precisions", default="",
@@ -108,7 +109,7 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     for variant, model in loaded.items():
         if "model" not in skip:
-            rows += bm.model_rows(model, variant, args.repeats)
+            rows += bm.model_rows(model, variant, args.repeats, args.rounds)
         if "tracker" not in skip:
             rows += _tracker_rows(model, variant, device.type, frames, boxes, args.rounds)
 
@@ -128,6 +129,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                                     f"vs {counts[0]} target{'s' if counts[0] > 1 else ''}": f"{ms / first_ms:.2f}x"}))
 
     if "opencv" not in skip:
+        import cv2
+
+        cv2.setNumThreads(args.threads)  # the CPU threads the model rows had
         for kind in ("csrt", "kcf"):
             ms = bm.opencv_ms(kind, frames, boxes[0])
             if ms is not None:
