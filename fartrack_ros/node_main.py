@@ -24,7 +24,8 @@ from .node import DEFAULT_NODE_NAME, FarTrackNode
 def main(argv: list[str] | None = None) -> int:
     """``fartrack_node [--managed] [--ros-args ...]``."""
     argv = sys.argv if argv is None else argv
-    parser = argparse.ArgumentParser(prog="fartrack_node", description="FARTrack ROS 2 node: images in, vision_msgs/Detection2DArray out")
+    parser = argparse.ArgumentParser(prog="fartrack_node",
+                                     description="FARTrack ROS 2 node: images in, vision_msgs/Detection2DArray out")
     parser.add_argument("--managed", action="store_true",
                         help="start unconfigured as a lifecycle node and wait for transitions")
     try:

@@ -66,8 +66,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "reference (default 320x240; 640x480 is a common camera)")
     parser.add_argument("--node-rounds", type=positive_int, default=3,
                         help="node rows: rounds of the in-process reference and each executor's node in turn "
-                             "(the order rotating), the median round kept and the overhead the median of the "
-                             "rounds' ratios, so the machine's drift falls on both sides alike (default 3)")
+                             "(the order rotating); a node row reports the round of the median overhead, so the "
+                             "machine's drift falls on both sides alike (default 3)")
     parser.add_argument("--node-unpinned", action="store_true",
                         help="run the node with pin_cpu_threads false (by default the model's threads are "
                              "pinned one per CPU when --threads equals the CPUs)")

@@ -224,7 +224,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
             model = init_for_training(build_model(model_config(name)))
             origin = f"scratch {name}"
         metadata = {**_session(argv, device), "origin": origin,
-                    "data": "synthetic" if args.dataset is None else str(args.dataset.expanduser().resolve())}
+                    "data": _data_name(args)}
     model = model.to(device)
     source = _sequence_source(None if metadata.get("data", "synthetic") == "synthetic" else Path(metadata["data"]),
                               config.seed)
@@ -234,6 +234,11 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         trainer.resume_from(resume_path)
         print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
     return trainer
+
+
+def _data_name(args: argparse.Namespace) -> str:
+    """What a run's metadata calls its data: "synthetic", or the dataset's absolute path."""
+    return "synthetic" if args.dataset is None else str(args.dataset.expanduser().resolve())
 
 
 def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) -> None:
@@ -248,7 +253,7 @@ def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) ->
         if getattr(args, name) not in (None, stored["model_config"].get("name")):
             ignored.append(f"--{name} {getattr(args, name)} (the run's model is {stored['model_config'].get('name')})")
     data = stored.get("metadata", {}).get("data", "synthetic")
-    if args.dataset is not None and str(args.dataset.expanduser().resolve()) != data:
+    if args.dataset is not None and _data_name(args) != data:
         ignored.append(f"--dataset {args.dataset} (the run's data: {data})")
     if args.seed is not None and args.seed != config.seed:
         ignored.append(f"--seed {args.seed} (the run has {config.seed})")
