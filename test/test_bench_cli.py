@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+import torch
 
 from fartrack_ros.cli import bench
 from tracker_helpers import one_torch_thread  # noqa: F401 - autouse fixture
@@ -36,7 +37,7 @@ def _node_rows_table(capsys, *args: str) -> str:
     """The table of a bench run with only the node rows (1 thread, no plot), then its stderr."""
     pytest.importorskip("rclpy")
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
-                       "--frames", "8", "--plot", "", "--node-rounds", "1", *args]) == 0
+                       "--node-threads", "1", "--frames", "8", "--plot", "", "--node-rounds", "1", *args]) == 0
     captured = capsys.readouterr()
     return captured.out + captured.err
 
@@ -149,6 +150,7 @@ def test_the_table_is_printed_when_the_node_rows_fail(monkeypatch, capsys):
     monkeypatch.setattr("fartrack_ros.node_latency.measure_node_latency", fail)
     assert bench.main(["--skip", "model,scaling,opencv", "--variants", "bundled", "--threads", "1", "--frames", "8",
                        "--rounds", "1", "--node-frames", "10", "--node-rates", "0", "--node-variant", "bundled",
+                       "--node-threads", "1",
                        "--node-rounds", "1", "--plot", ""]) == 0
     captured = capsys.readouterr()
     assert "node row with executor single_threaded back to back skipped: only 2 of 24 frames" in captured.err
@@ -172,7 +174,7 @@ def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, c
     monkeypatch.setattr("fartrack_ros.executors.has_events_executor", lambda: True)
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
-                       "--node-executors", "single_threaded,events"]) == 0
+                       "--node-threads", "1", "--node-executors", "single_threaded,events"]) == 0
     captured = capsys.readouterr()
     assert "node row with executor events back to back skipped: the node did not run executor events" in captured.err
     assert re.search(r"^node +bundled-m publish->detections back to back +9\.00 ", captured.out, re.M), captured.out
@@ -197,7 +199,7 @@ def test_node_rows_alternate_reference_and_nodes_over_rounds_and_report_the_medi
     monkeypatch.setattr("fartrack_ros.executors.has_events_executor", lambda: True)
     assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "1",
                        "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
-                       "--node-executors", "single_threaded,events"]) == 0
+                       "--node-threads", "1", "--node-executors", "single_threaded,events"]) == 0
     out = capsys.readouterr().out
 
     # rounds: reference, single, events; single, events, reference; events, reference, single
@@ -206,6 +208,50 @@ def test_node_rows_alternate_reference_and_nodes_over_rounds_and_report_the_medi
     # single_threaded: 9, 12, 20 ms against its rounds' 5, 6, 4 (ratios 1.8, 2.0, 5.0): the median round's
     assert re.search(r"^node +bundled-m publish->detections back to back +12\.00 .*rounds: 3 +overhead: "
                      r"\+100% \(\+6\.00 ms over 6\.00\)", out, re.M), out
+
+
+@pytest.mark.ros
+@pytest.mark.parametrize("cpus,option,expected", [
+    (2, [], [2, 1]),  # --threads 2 and the node's automatic count (one CPU left free)
+    (3, [], [2]),  # the automatic count is --threads: measured once
+    (2, ["--node-threads", "1,4,1"], [1, 4]),
+])
+def test_node_rows_run_at_threads_and_the_nodes_automatic_count(cpus, option, expected, monkeypatch, capsys):
+    from fartrack_ros import node_latency
+
+    pytest.importorskip("rclpy")
+    asked, reference_threads = [], []
+
+    def measure(*args, threads, **kwargs):
+        asked.append(threads)
+        return node_latency.NodeLatency(9.0, 11.0, 12.0, {}, 30, 0, [])
+
+    def reference(*args):
+        reference_threads.append(torch.get_num_threads())
+        return 5.0
+
+    monkeypatch.setattr(node_latency, "measure_node_latency", measure)
+    monkeypatch.setattr(bench, "_reference_ms", reference)
+    monkeypatch.setattr("fartrack_ros.tracker_loading.usable_cpus", lambda: cpus)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert bench.main(["--skip", "model,tracker,scaling,opencv", "--variants", "bundled", "--threads", "2",
+                       "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--node-rounds", "1",
+                       "--plot", "", *option]) == 0
+    out = capsys.readouterr().out
+
+    assert asked == reference_threads == expected  # the node's cpu_threads, the reference's torch threads
+    assert torch.get_num_threads() == 2  # --threads again after the node rows
+    for threads in expected:
+        named = "" if expected == [2] else f" {threads} thread{'s' * (threads > 1)}"
+        assert re.search(rf"^node +bundled-m{named} tracker in-process back to back ", out, re.M), out
+        assert re.search(rf"^node +bundled-m{named} publish->detections back to back +9\.00 ", out, re.M), out
+
+
+@pytest.mark.parametrize("text", ["0", "1,x", ",", "2,-1"])
+def test_bench_refuses_bad_node_threads(text, capsys):
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--node-threads", text])
+    assert "--node-threads" in capsys.readouterr().err
 
 
 def test_outside_a_ros_environment_the_node_rows_are_skipped_saying_what_to_do(monkeypatch, capsys):

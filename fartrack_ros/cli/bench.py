@@ -18,7 +18,8 @@ from ..model.device import cuda_unavailable_reason
 from ..evaluation.plots import figure_path
 from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command
-from .options import PRECISION_CHOICES, comma_choices, frame_size, int_at_least, positive_int
+from .options import (PRECISION_CHOICES, comma_choices, comma_positive_ints, frame_size, int_at_least,
+                      positive_int)
 
 PROG = "fartrack-bench"
 VARIANTS = ("tiny", "nano", "pico", "bundled")
@@ -68,6 +69,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="node rows: rounds of the in-process reference and each executor's node in turn "
                              "(the order rotating); a node row reports the round of the median overhead, so the "
                              "machine's drift falls on both sides alike (default 3)")
+    parser.add_argument("--node-threads", type=comma_positive_ints, default=None,
+                        help="comma list of the node's cpu_threads to run the node rows at, each against its "
+                             "in-process reference at as many torch threads (default: --threads, and the "
+                             "node's automatic count, one less than the CPUs, where that differs)")
     parser.add_argument("--node-unpinned", action="store_true",
                         help="run the node with pin_cpu_threads false (by default the model's threads are "
                              "pinned one per CPU when --threads equals the CPUs)")
@@ -222,7 +227,6 @@ def _node_variant(args: argparse.Namespace) -> str:
 def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, frames, boxes) -> list[bm.Row]:
     """The node rows of one model (``weights``/``variant`` as the node is given them)."""
     from ..executors import has_events_executor
-    from ..node_latency import measure_node_latency
 
     executors = args.node_executors
     if "events" in executors and not has_events_executor():
@@ -236,51 +240,80 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         label += " unpinned"
     rows = []
     runner = with_backend(model, "torch", runs_at)
-    for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
-        period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
-        pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
-        references: list[float] = []
-        runs: dict[str, list[tuple]] = {executor: [] for executor in executors}  # (NodeLatency, round's reference)
-        for round_index in range(args.node_rounds):
-            # the reference and each executor's node in turn, the order rotating each round, so the
-            # machine's drift over a round falls on every side alike
-            turn = round_index % (len(executors) + 1)
-            order = (["reference", *executors] * 2)[turn:turn + len(executors) + 1]
-            reference_ms, measured = None, {}
-            for item in order:
-                if item == "reference":
-                    # frame -> boxes in process, the span the node's latency ends at (detections sent)
-                    reference_ms = _reference_ms(runner, frames, boxes, period_s)
-                    continue
-                known_ms = reference_ms if reference_ms is not None else references[-1]
-                try:
-                    measured[item] = measure_node_latency(
-                        frames, boxes[0], threads=args.threads, weights=weights, variant=variant,
-                        precision=args.node_precision, period_s=period_s,
-                        frame_timeout_s=max(1.0, 20 * known_ms / 1000),
-                        pin_cpu_threads=not args.node_unpinned, executor=item)
-                except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
-                    print(f"node row with executor {item} {pace} skipped: {exc}", file=sys.stderr)
-            references.append(reference_ms)
-            for executor, result in measured.items():
-                runs[executor].append((result, reference_ms))
-        tracker_ms = sorted(references)[(len(references) - 1) // 2]
-        rows.append(bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms,
-                           {"role": "reference", "rounds": str(len(references))}))
-        for executor in executors:
-            if not runs[executor]:
+    thread_counts = _node_thread_counts(args)
+    for threads in thread_counts:
+        named = label if thread_counts == [args.threads] else f"{label} {threads} thread{'s' * (threads > 1)}"
+        torch.set_num_threads(threads)  # the reference's, as many as the node's cpu_threads
+        try:
+            for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
+                rows += _node_rows_at(args, runner, weights, variant, frames, boxes, executors, threads,
+                                      rate_hz, named)
+        finally:
+            torch.set_num_threads(args.threads)
+    return rows
+
+
+def _node_thread_counts(args: argparse.Namespace) -> list[int]:
+    """The node's cpu_threads values the node rows run at: --node-threads, else --threads and the
+    node's automatic count where that differs (its default: one CPU left to rclpy and Fast DDS)."""
+    if args.node_threads:
+        return args.node_threads
+    from ..tracker_loading import auto_cpu_threads
+
+    return list(dict.fromkeys([args.threads, auto_cpu_threads()]))
+
+
+def _node_rows_at(args: argparse.Namespace, runner, weights: str, variant: str, frames, boxes,
+                  executors: list[str], threads: int, rate_hz: float, label: str) -> list[bm.Row]:
+    """The node rows at one thread count and frame rate: the in-process reference and each executor's
+    node in turn over --node-rounds rounds."""
+    from ..node_latency import measure_node_latency
+
+    rows = []
+    period_s = 1.0 / rate_hz if rate_hz > 0 else 0.0
+    pace = f"at {rate_hz:g} Hz" if rate_hz > 0 else "back to back"
+    references: list[float] = []
+    runs: dict[str, list[tuple]] = {executor: [] for executor in executors}  # (NodeLatency, round's reference)
+    for round_index in range(args.node_rounds):
+        # the reference and each executor's node in turn, the order rotating each round, so the
+        # machine's drift over a round falls on every side alike
+        turn = round_index % (len(executors) + 1)
+        order = (["reference", *executors] * 2)[turn:turn + len(executors) + 1]
+        reference_ms, measured = None, {}
+        for item in order:
+            if item == "reference":
+                # frame -> boxes in process, the span the node's latency ends at (detections sent)
+                reference_ms = _reference_ms(runner, frames, boxes, period_s)
                 continue
-            # the round of the median overhead: its latency, its reference, its ratio, all of one round
-            ranked = sorted(runs[executor], key=lambda run: run[0].p50_ms / run[1])
-            result, reference = ranked[(len(ranked) - 1) // 2]
-            stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
-            name = label if executor == "single_threaded" else f"{label} {executor}"
-            rows.append(bm.Row("node", f"{name} publish->detections {pace}", result.p50_ms, {
-                "p95 ms": f"{result.p95_ms:.1f}", "p99 ms": f"{result.p99_ms:.1f}", "frames": str(result.sent),
-                "lost": str(result.lost), "rounds": str(len(ranked)),
-                "overhead": f"{100.0 * (result.p50_ms / reference - 1.0):+.0f}% ({result.p50_ms - reference:+.2f} ms "
-                            f"over {reference:.2f})",
-                "in-node stages ms": stages}))
+            known_ms = reference_ms if reference_ms is not None else references[-1]
+            try:
+                measured[item] = measure_node_latency(
+                    frames, boxes[0], threads=threads, weights=weights, variant=variant,
+                    precision=args.node_precision, period_s=period_s,
+                    frame_timeout_s=max(1.0, 20 * known_ms / 1000),
+                    pin_cpu_threads=not args.node_unpinned, executor=item)
+            except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
+                print(f"node row with executor {item} {pace} skipped: {exc}", file=sys.stderr)
+        references.append(reference_ms)
+        for executor, result in measured.items():
+            runs[executor].append((result, reference_ms))
+    tracker_ms = sorted(references)[(len(references) - 1) // 2]
+    rows.append(bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms,
+                       {"role": "reference", "rounds": str(len(references))}))
+    for executor in executors:
+        if not runs[executor]:
+            continue
+        # the round of the median overhead: its latency, its reference, its ratio, all of one round
+        ranked = sorted(runs[executor], key=lambda run: run[0].p50_ms / run[1])
+        result, reference = ranked[(len(ranked) - 1) // 2]
+        stages = " ".join(f"{k} {v:.1f}" for k, v in result.stage_p50_ms.items())
+        name = label if executor == "single_threaded" else f"{label} {executor}"
+        rows.append(bm.Row("node", f"{name} publish->detections {pace}", result.p50_ms, {
+            "p95 ms": f"{result.p95_ms:.1f}", "p99 ms": f"{result.p99_ms:.1f}", "frames": str(result.sent),
+            "lost": str(result.lost), "rounds": str(len(ranked)),
+            "overhead": f"{100.0 * (result.p50_ms / reference - 1.0):+.0f}% ({result.p50_ms - reference:+.2f} ms "
+                        f"over {reference:.2f})",
+            "in-node stages ms": stages}))
     return rows
 
 

@@ -62,6 +62,20 @@ def comma_choices(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
     return parse
 
 
+def comma_positive_ints(text: str) -> list[int]:
+    """argparse type for a non-empty comma list of integers >= 1 (repeats dropped, order kept)."""
+    try:
+        items = [int(item) for item in text.replace(" ", "").split(",") if item]
+    except ValueError:
+        items = []
+    if not items or min(items) < 1:
+        raise argparse.ArgumentTypeError(f"expected a comma list of integers >= 1, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
+comma_positive_ints.__name__ = "comma list"
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """argparse type for a frame size ``WIDTHxHEIGHT`` (at least 64x64): (width, height)."""
     try:
