@@ -153,7 +153,7 @@ def test_the_table_is_printed_when_the_node_rows_fail(monkeypatch, capsys):
                        "--node-threads", "1",
                        "--node-rounds", "1", "--plot", ""]) == 0
     captured = capsys.readouterr()
-    assert "node row with executor single_threaded back to back skipped: only 2 of 24 frames" in captured.err
+    assert "node row with executor single_threaded back to back at 1 thread skipped: only 2 of 24 frames" in captured.err
     assert re.search(r"^tracker +bundled baseline", captured.out, re.M), captured.out
     assert re.search(r"^node +bundled-m tracker in-process back to back", captured.out, re.M), captured.out
 
@@ -176,7 +176,7 @@ def test_one_executor_failing_keeps_the_other_executors_node_rows(monkeypatch, c
                        "--frames", "8", "--node-frames", "10", "--node-rates", "0", "--plot", "",
                        "--node-threads", "1", "--node-executors", "single_threaded,events"]) == 0
     captured = capsys.readouterr()
-    assert "node row with executor events back to back skipped: the node did not run executor events" in captured.err
+    assert "node row with executor events back to back at 1 thread skipped: the node did not run executor events" in captured.err
     assert re.search(r"^node +bundled-m publish->detections back to back +9\.00 ", captured.out, re.M), captured.out
     assert "events publish" not in captured.out
 

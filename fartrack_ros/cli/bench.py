@@ -75,7 +75,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "node's automatic count, one less than the CPUs, where that differs)")
     parser.add_argument("--node-unpinned", action="store_true",
                         help="run the node with pin_cpu_threads false (by default the model's threads are "
-                             "pinned one per CPU when --threads equals the CPUs)")
+                             "pinned one per CPU when the node's threads equal the CPUs)")
     parser.add_argument("--node-executors", default="single_threaded",
                         type=comma_choices(PARAMETERS["executor"].choices),
                         help="comma list of the node's executor parameter values to run the node rows with, "
@@ -293,7 +293,8 @@ def _node_rows_at(args: argparse.Namespace, runner, weights: str, variant: str, 
                     frame_timeout_s=max(1.0, 20 * known_ms / 1000),
                     pin_cpu_threads=not args.node_unpinned, executor=item)
             except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
-                print(f"node row with executor {item} {pace} skipped: {exc}", file=sys.stderr)
+                print(f"node row with executor {item} {pace} at {threads} thread{'s' * (threads > 1)} skipped: "
+                      f"{exc}", file=sys.stderr)
         references.append(reference_ms)
         for executor, result in measured.items():
             runs[executor].append((result, reference_ms))
