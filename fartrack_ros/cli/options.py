@@ -93,7 +93,7 @@ def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
     parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
-                        help="arithmetic of the layer stack (torch backend; bfloat16 is about 1.5x faster than "
+                        help="arithmetic of the layer stack (torch backend; bfloat16 is 2.1-2.4x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
     parser.add_argument("--threads", type=non_negative_int, default=0,
                         help="CPU threads of the model (default 0: torch's default, one per physical core; on "
