@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from fartrack_ros.model import PRUNE_LEVELS, decode_boxes, decode_terms, load_checkpoint, prune_keep_mask, xyxy_to_cxcywh
+from fartrack_ros.model import (PRUNE_LEVELS, decode_boxes, decode_terms, load_checkpoint, prune_keep_mask, with_backend,
+                                xyxy_to_cxcywh)
+from tracker_helpers import DEVICES
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/official is not beside the repo")
@@ -19,19 +22,23 @@ def io_case() -> dict:
     return dict(np.load(FIXTURES / "model_io.npz"))
 
 
-@pytest.fixture(scope="module")
-def official_model():
+@pytest.fixture(scope="module", params=DEVICES)
+def official_model(request):
+    """The official checkpoint at float32 on each device (on CUDA as the node runs it: TF32 off)."""
     torch.set_num_threads(2)
-    return load_checkpoint(FIXTURES / "fartrack_random_ckpt.pth")
+    return with_backend(load_checkpoint(FIXTURES / "fartrack_random_ckpt.pth", device=request.param), "torch")
 
 
 def _masked_forward(model, io_case: dict, case: str):
+    """The official masked forward; every output back on the CPU."""
+    device = next(model.parameters()).device
     with torch.inference_mode():
-        return model(
-            torch.from_numpy(io_case["template"]),
-            torch.from_numpy(io_case["search"]),
-            torch.from_numpy(io_case[f"{case}_token_keep"])[None],
+        out = model(
+            torch.from_numpy(io_case["template"]).to(device),
+            torch.from_numpy(io_case["search"]).to(device),
+            torch.from_numpy(io_case[f"{case}_token_keep"])[None].to(device),
         )
+    return dataclasses.replace(out, **{field.name: getattr(out, field.name).cpu() for field in dataclasses.fields(out)})
 
 
 @pytest.mark.parametrize("case", ["A", "B"])
@@ -60,7 +67,7 @@ def test_decode_matches_official_terms_and_boxes(official_model, io_case, case):
 def test_command_rows_are_renormed_like_the_official_embedding(official_model, io_case):
     """Quirk Q1: the forward renorms word-embedding rows 600..603 in place; row 604 stays."""
     _masked_forward(official_model, io_case, "A")
-    rows = official_model.backbone.word_embeddings.weight[600:605].detach().numpy()
+    rows = official_model.backbone.word_embeddings.weight[600:605].detach().cpu().numpy()
     np.testing.assert_allclose(rows, io_case["word_emb_rows600_604_after_forward"], atol=1e-6, rtol=0)
 
 

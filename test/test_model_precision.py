@@ -1,4 +1,5 @@
-"""Reduced precision: a bfloat16 layer stack gives float32's outputs to bf16 rounding and tracks as well."""
+"""Reduced precision: a bfloat16 (CPU) or float16 (CUDA) layer stack gives float32's outputs to
+its rounding and tracks as well."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from fartrack_ros.model import precision as precision_module
 from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker_loading import load_tracker
 from node_helpers import weights_for_tests
-from tracker_helpers import one_torch_thread, random_embedded_inputs  # noqa: F401 - autouse fixture
+from tracker_helpers import DEVICES, one_torch_thread, random_embedded_inputs  # noqa: F401 - autouse fixture
 
 SMALL = ModelConfig(embed_dim=64, depth=2, extension_depth=1, num_heads=2, template_size=48, search_size=96, name="test")
 
@@ -67,19 +68,22 @@ def _mean_iou(boxes_a, boxes_b) -> float:
     return float(np.mean([iou_xywh(a, b) for a, b in zip(boxes_a, boxes_b)]))
 
 
-def test_bfloat16_tracks_held_out_sequences_as_well_as_float32():
-    model = load_checkpoint(None)
-    lowered = with_backend(model, "torch", "bfloat16")
-    ao, agreement = {"float32": [], "bfloat16": []}, []
+@pytest.mark.parametrize("device", DEVICES)
+def test_the_devices_fast_precision_tracks_held_out_sequences_as_well_as_float32(device):
+    """bfloat16 on the CPU, float16 on CUDA (TF32 off for the float32 run, as the node runs it)."""
+    fast = {"cpu": "bfloat16", "cuda": "float16"}[device]
+    model = with_backend(load_checkpoint(None, device=device), "torch")
+    lowered = with_backend(model, "torch", fast)
+    ao, agreement = {"float32": [], fast: []}, []
     for k in range(6):
         sequence = generate_sequence(EVAL_SEED_BASE + k, SyntheticConfig(min_length=80, max_length=80))
         exact, low = _track(model, sequence), _track(lowered, sequence)
         ao["float32"].append(_mean_iou(exact, sequence.boxes[1:]))
-        ao["bfloat16"].append(_mean_iou(low, sequence.boxes[1:]))
+        ao[fast].append(_mean_iou(low, sequence.boxes[1:]))
         agreement.append(_mean_iou(exact, low))
     mean_ao = {p: float(np.mean(v)) for p, v in ao.items()}
     assert mean_ao["float32"] > 0.6, ao  # the sequences are trackable, so the comparison means something
-    assert mean_ao["bfloat16"] > mean_ao["float32"] - 0.05, ao
+    assert mean_ao[fast] > mean_ao["float32"] - 0.05, ao
     assert float(np.median(agreement)) > 0.85, agreement
 
 

@@ -23,6 +23,7 @@ from node_helpers import (
     weights_for_tests,
 )
 from robustness_helpers import wait_for_log
+from tracker_helpers import DEVICES
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
@@ -34,10 +35,10 @@ MIN_AO = 0.5
 MONO_SEED = 1_000_006
 
 
-@pytest.fixture(scope="module")
-def ros():
-    # default parameters; the bundled weights once trained (the random fixture until then)
-    with running_node({"device": "cpu", "weights": str(weights_for_tests())}) as pair:
+@pytest.fixture(scope="module", params=DEVICES)
+def ros(request):
+    # default parameters on each device; the bundled weights once trained (the random fixture until then)
+    with running_node({"device": request.param, "weights": str(weights_for_tests())}) as pair:
         yield pair
 
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fartrack_ros.model import load_checkpoint
+from fartrack_ros.model import load_checkpoint, with_backend
 from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker.cropping import sample_target
-from tracker_helpers import CKPT_PATH, TRACE_PATH, one_torch_thread  # noqa: F401
+from tracker_helpers import CKPT_PATH, DEVICES, TRACE_PATH, one_torch_thread  # noqa: F401
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")]
@@ -20,9 +20,10 @@ def trace() -> dict:
     return dict(np.load(TRACE_PATH))
 
 
-@pytest.fixture(scope="module")
-def official_model():
-    return load_checkpoint(CKPT_PATH)
+@pytest.fixture(scope="module", params=DEVICES)
+def official_model(request):
+    """The official checkpoint at float32 on each device (on CUDA as the node runs it: TF32 off)."""
+    return with_backend(load_checkpoint(CKPT_PATH, device=request.param), "torch")
 
 
 def _replay(model, trace, config: TrackerConfig, check_inputs: bool) -> float:

@@ -14,6 +14,10 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "offici
 TRACE_PATH = FIXTURES / "tracker_trace.npz"
 CKPT_PATH = FIXTURES / "fartrack_random_ckpt.pth"
 
+# The devices parity and precision tests run on: the CPU, and CUDA where this machine has it (the
+# test's own logic is checked on the CPU everywhere; its CUDA run waits for a GPU).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="no CUDA device on this machine"))]
 
 
 @pytest.fixture(autouse=True)
