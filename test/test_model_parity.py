@@ -9,9 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from fartrack_ros.model import (PRUNE_LEVELS, decode_boxes, decode_terms, load_checkpoint, prune_keep_mask, with_backend,
-                                xyxy_to_cxcywh)
-from tracker_helpers import DEVICES
+from fartrack_ros.model import PRUNE_LEVELS, decode_boxes, decode_terms, prune_keep_mask, xyxy_to_cxcywh
+from tracker_helpers import DEVICES, official_model_on
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 pytestmark = pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/official is not beside the repo")
@@ -24,9 +23,8 @@ def io_case() -> dict:
 
 @pytest.fixture(scope="module", params=DEVICES)
 def official_model(request):
-    """The official checkpoint at float32 on each device (on CUDA as the node runs it: TF32 off)."""
     torch.set_num_threads(2)
-    return with_backend(load_checkpoint(FIXTURES / "fartrack_random_ckpt.pth", device=request.param), "torch")
+    return official_model_on(request.param)
 
 
 def _masked_forward(model, io_case: dict, case: str):

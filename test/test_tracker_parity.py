@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fartrack_ros.model import load_checkpoint, with_backend
 from fartrack_ros.tracker import Tracker, TrackerConfig
 from fartrack_ros.tracker.cropping import sample_target
-from tracker_helpers import CKPT_PATH, DEVICES, TRACE_PATH, one_torch_thread  # noqa: F401
+from tracker_helpers import DEVICES, TRACE_PATH, official_model_on, one_torch_thread  # noqa: F401
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(not TRACE_PATH.is_file(), reason="official fixtures are not beside the repo")]
@@ -22,8 +21,7 @@ def trace() -> dict:
 
 @pytest.fixture(scope="module", params=DEVICES)
 def official_model(request):
-    """The official checkpoint at float32 on each device (on CUDA as the node runs it: TF32 off)."""
-    return with_backend(load_checkpoint(CKPT_PATH, device=request.param), "torch")
+    return official_model_on(request.param)
 
 
 def _replay(model, trace, config: TrackerConfig, check_inputs: bool) -> float:

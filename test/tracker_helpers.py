@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fartrack_ros.model import FARTrack, ModelConfig, ModelOutput
+from fartrack_ros.model import FARTrack, ModelConfig, ModelOutput, load_checkpoint, with_backend
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "official"
 TRACE_PATH = FIXTURES / "tracker_trace.npz"
@@ -18,6 +18,11 @@ CKPT_PATH = FIXTURES / "fartrack_random_ckpt.pth"
 # test's own logic is checked on the CPU everywhere; its CUDA run waits for a GPU).
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
                                                                  reason="no CUDA device on this machine"))]
+
+
+def official_model_on(device: str) -> FARTrack:
+    """The official fixture checkpoint at float32 on ``device`` (on CUDA as the node runs it: TF32 off)."""
+    return with_backend(load_checkpoint(CKPT_PATH, device=device), "torch")
 
 
 @pytest.fixture(autouse=True)

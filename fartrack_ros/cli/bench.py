@@ -39,7 +39,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--frames", type=int_at_least(bm.WARMUP_FRAMES + 3), default=40,
                         help=f"frames of the generated sequence for tracker rows (the first {bm.WARMUP_FRAMES} "
                              "tracked are warm-up)")
-    parser.add_argument("--targets", default="1,2,4,8", help="target counts for the scaling rows")
+    parser.add_argument("--targets", default="1,2,4,8", type=comma_positive_ints,
+                        help="target counts for the scaling rows")
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="model, tracker and scaling rows: rounds over all of a table's rows in turn "
                              "(model rows: --repeats calls per round, the median of all; the others: the "
@@ -121,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if "scaling" not in skip and args.scaling_variant in loaded:
         model = loaded[args.scaling_variant]
         reduced = "float16" if device.type == "cuda" else "bfloat16"
-        counts = [int(c) for c in args.targets.split(",")]
+        counts = args.targets
         for precision in [p for p in (args.scaling_precisions or f"float32,{reduced}").split(",") if p]:
             runner = with_backend(model, "torch", precision)
             measured = bm.interleaved({count: lambda c=count, r=runner: bm.tracker_ms(r, frames, boxes, "bounded", c)
@@ -131,7 +132,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                 ms = measured[count][0]
                 rows.append(bm.Row("scaling", f"{args.scaling_variant} {precision} {count} targets", ms,
                                    {"ms/target": f"{ms / count:.1f}",
-                                    f"vs {counts[0]} target{'s' if counts[0] > 1 else ''}": f"{ms / first_ms:.2f}x"}))
+                                    f"vs {_count(counts[0], 'target')}": f"{ms / first_ms:.2f}x"}))
 
     if "opencv" not in skip:
         import cv2
@@ -242,7 +243,7 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     runner = with_backend(model, "torch", runs_at)
     thread_counts = _node_thread_counts(args)
     for threads in thread_counts:
-        named = label if thread_counts == [args.threads] else f"{label} {threads} thread{'s' * (threads > 1)}"
+        named = label if thread_counts == [args.threads] else f"{label} {_count(threads, 'thread')}"
         torch.set_num_threads(threads)  # the reference's, as many as the node's cpu_threads
         try:
             for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
@@ -251,6 +252,11 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         finally:
             torch.set_num_threads(args.threads)
     return rows
+
+
+def _count(number: int, noun: str) -> str:
+    """'1 thread', '2 threads'."""
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _node_thread_counts(args: argparse.Namespace) -> list[int]:
@@ -293,8 +299,8 @@ def _node_rows_at(args: argparse.Namespace, runner, weights: str, variant: str, 
                     frame_timeout_s=max(1.0, 20 * known_ms / 1000),
                     pin_cpu_threads=not args.node_unpinned, executor=item)
             except (RuntimeError, TimeoutError) as exc:  # the rows measured so far still count
-                print(f"node row with executor {item} {pace} at {threads} thread{'s' * (threads > 1)} skipped: "
-                      f"{exc}", file=sys.stderr)
+                print(f"node row with executor {item} {pace} at {_count(threads, 'thread')} skipped: {exc}",
+                      file=sys.stderr)
         references.append(reference_ms)
         for executor, result in measured.items():
             runs[executor].append((result, reference_ms))
