@@ -179,14 +179,31 @@ class Probe:
             self.subscribe(key, msg_type, topic, reliable)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
+        # A subscription is destroyed only between two waits of the executor (rclpy's destroy_*
+        # racing a wait in another thread can end the spinning thread), and a spinning thread that
+        # ends on an error fails the next wait instead of leaving the probe deaf.
+        self._spin_lock = threading.Lock()
+        self._stop = threading.Event()
+        self.spin_error: BaseException | None = None
         self._thread = threading.Thread(target=self._spin, daemon=True)
         self._thread.start()
 
     def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # noqa: BLE001 - shutdown races end the thread
-            pass
+        from rclpy.executors import ExternalShutdownException, ShutdownException
+
+        while not self._stop.is_set():
+            with self._spin_lock:
+                try:
+                    self.executor.spin_once(timeout_sec=0.05)
+                except (ExternalShutdownException, ShutdownException):
+                    return
+                except Exception as error:  # noqa: BLE001 - told by the next wait
+                    self.spin_error = error
+                    return
+
+    def _check_spinning(self) -> None:
+        if self.spin_error is not None:
+            raise RuntimeError(f"the probe's executor stopped: {self.spin_error!r}") from self.spin_error
 
     def subscribe(self, key: str, msg_type, topic: str, qos) -> None:
         self.received.setdefault(key, [])
@@ -201,7 +218,8 @@ class Probe:
     def unsubscribe(self, key: str) -> None:
         subscription = self._subscriptions.pop(key, None)
         if subscription is not None:
-            self.node.destroy_subscription(subscription)
+            with self._spin_lock:
+                self.node.destroy_subscription(subscription)
 
     def clear(self) -> None:
         with self._cond:
@@ -216,10 +234,11 @@ class Probe:
                 for msg in self.received[key]:
                     if predicate(msg):
                         return msg
+                self._check_spinning()
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return None
-                self._cond.wait(remaining)
+                self._cond.wait(min(remaining, 0.5))
 
     def wait_until_connected(self, node: NodeProcess, timeout: float = 30.0, compressed: bool = False) -> None:
         """Until the node subscribes to our image (``compressed``: compressed image) and init topics
@@ -307,12 +326,12 @@ class Probe:
         state = self.lifecycle_state(timeout=max(timeout - (time.monotonic() - started), 1.0))
         return state == goals[transition_id]
 
-    @staticmethod
-    def _call(client, request, timeout: float, resend_after: float | None = None):
+    def _call(self, client, request, timeout: float, resend_after: float | None = None):
         deadline = time.monotonic() + timeout
         futures = [client.call_async(request)]
         sent_at = time.monotonic()
         while time.monotonic() < deadline:
+            self._check_spinning()
             for future in futures:
                 if future.done():
                     return future.result()
@@ -325,6 +344,8 @@ class Probe:
     def close(self) -> None:
         import rclpy
 
+        self._stop.set()
+        self._thread.join(timeout=5.0)
         self.executor.shutdown(timeout_sec=2.0)
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)

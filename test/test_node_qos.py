@@ -80,21 +80,25 @@ def _wait_reliability(probe, wanted, timeout: float = 10.0) -> bool:
 
 
 def test_the_subscription_follows_the_reliability_the_cameras_offer(ros):
+    import rclpy
     from rclpy.qos import QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
 
     node, probe = ros
     assert _wait_reliability(probe, QoSReliabilityPolicy.RELIABLE), \
         f"the probe's camera is reliable, the node subscribes {_node_reliability(probe)}:\n{node.log_text()}"
-    best_effort = probe.node.create_publisher(Image, "/image", qos_profile_sensor_data)
+    # On a node of its own that nothing spins: destroying a publisher whose QoS event handlers an
+    # executor is waiting on (the probe's) can leave that executor unable to wait again.
+    camera = rclpy.create_node("best_effort_camera", context=probe.context)
     try:
+        camera.create_publisher(Image, "/image", qos_profile_sensor_data)
         assert _wait_reliability(probe, QoSReliabilityPolicy.BEST_EFFORT), \
             f"a best-effort camera joined, the node still subscribes reliable:\n{node.log_text()}"
         # Two publishers, nothing sent: the node says what may lose the images, once.
         assert wait_for_log(node, 0, "but no image received for", timeout=10.0), node.log_text()
         assert PROFILE.name in node.log_text()
     finally:
-        probe.node.destroy_publisher(best_effort)
+        camera.destroy_node()
     assert _wait_reliability(probe, QoSReliabilityPolicy.RELIABLE), node.log_text()
 
 
