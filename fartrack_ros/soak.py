@@ -267,9 +267,10 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     finally:
         child.stop()
         executor.shutdown(timeout_sec=2.0)
-        node.destroy_node()
-        rclpy.try_shutdown(context=context)
         spinner.join(timeout=5.0)
+        if not spinner.is_alive():  # never destroy a node another thread may still be waiting on
+            node.destroy_node()
+        rclpy.try_shutdown(context=context)
     return _summarise(config, samples, watch, sent, wall_s, child, started_epoch_s)
 
 
