@@ -120,9 +120,11 @@ def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> F
     when asked), or its ONNX Runtime twin (CPU, float32)."""
     if backend == "torch":
         if next(model.parameters()).device.type == "cuda":
-            # the float32 parts (the patch embedding) are float32 on a GPU too, in every precision
-            # and whatever ran before in the process: PyTorch lets cuDNN convolve in TF32 by default
+            # the float32 parts (the patch embedding, the head; every layer at float32) are float32
+            # on a GPU too, in every precision and whatever ran before in the process: PyTorch lets
+            # cuDNN convolve in TF32 by default, and a library may have allowed TF32 matmuls
             torch.backends.cudnn.allow_tf32 = False
+            torch.backends.cuda.matmul.allow_tf32 = False
         return with_precision(model, precision)
     if backend == "onnxruntime":
         if next(model.parameters()).device.type != "cpu":
