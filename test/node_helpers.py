@@ -240,9 +240,9 @@ class Probe:
                     return None
                 self._cond.wait(min(remaining, 0.5))
 
-    def wait_until_connected(self, node: NodeProcess, timeout: float = 30.0, compressed: bool = False) -> None:
+    def wait_until_connected(self, node: NodeProcess, timeout: float = 60.0, compressed: bool = False) -> None:
         """Until the node subscribes to our image (``compressed``: compressed image) and init topics
-        and offers reset."""
+        and offers reset (60 s: a slow machine, or CUDA starting, adds to the imports and warm-up)."""
         images = self.compressed_pub if compressed else self.image_pub
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
