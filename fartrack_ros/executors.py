@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
-from rclpy.executors import Executor, SingleThreadedExecutor
+from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, SingleThreadedExecutor
 
 # Longest wait of the executable's executor. rclpy wakes a waiting executor on SIGINT/SIGTERM
 # through a guard condition; under load that wake-up was seen lost (6 of about 60 stress runs left
@@ -50,3 +51,31 @@ def spin_while(executor: Executor, keep_going: Callable[[], bool], wait_s: float
     timeout (its ``spin()``), keeps a core busy and runs no callback."""
     while keep_going():
         executor.spin_once(timeout_sec=wait_s)
+
+
+class SpinThread:
+    """A tool's node spun by rclpy's single-threaded executor in a daemon thread until `stop`, which
+    ends the thread before it destroys the node: a node destroyed while another thread waits on
+    its entities can end that thread with an error."""
+
+    def __init__(self, node, name: str) -> None:
+        self.executor = SingleThreadedExecutor(context=node.context)
+        self.executor.add_node(node)
+        self._node = node
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._spin, name=name, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        try:
+            spin_while(self.executor, lambda: not self._done.is_set() and self._node.context.ok())
+        except (ExternalShutdownException, ShutdownException):
+            pass  # Ctrl-C shut ROS down under it: the main thread reports it
+
+    def stop(self) -> None:
+        """End the spinning, then destroy the node (unless the thread is stuck)."""
+        self._done.set()
+        self._thread.join(timeout=2.0)
+        self.executor.shutdown(timeout_sec=1.0)
+        if not self._thread.is_alive():
+            self._node.destroy_node()

@@ -89,13 +89,12 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     segment, and reliable when it does not (best effort would lose every one: see image_qos); the
     node's default ``qos_reliability`` (auto) follows either."""
     import rclpy
-    from rclpy.executors import ExternalShutdownException, ShutdownException, SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
-    from .executors import spin_while
+    from .executors import SpinThread
     from .msg import TrackerStatus
 
     env = child_env()
@@ -127,18 +126,7 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
     # would keep one of the machine's cores busy and slow the node it measures. It spins rclpy's
     # single-threaded executor whatever the node's, so a node row's executor is the node's alone.
-    spinner = SingleThreadedExecutor()
-    spinner.add_node(node)
-    done = threading.Event()
-
-    def spin() -> None:
-        try:
-            spin_while(spinner, lambda: not done.is_set() and rclpy.ok())
-        except (ExternalShutdownException, ShutdownException):
-            pass  # Ctrl-C shut ROS down under the probe: the main thread reports it
-
-    spin_thread = threading.Thread(target=spin, name="latency_probe_spin", daemon=True)
-    spin_thread.start()
+    spinner = SpinThread(node, "latency_probe_spin")
     child = Child("node", argv, env, echo=False)
     latencies: list[float] = []
     warm_ms: list[float] = []  # answered frames after warm-up
@@ -178,11 +166,7 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
                 lost += 1
     finally:
         child.stop()
-        done.set()
-        spin_thread.join(timeout=2.0)
-        spinner.shutdown(timeout_sec=1.0)
-        if not spin_thread.is_alive():
-            node.destroy_node()
+        spinner.stop()
         rclpy.try_shutdown()
     fallback = [line for line in child.lines if "running single_threaded" in line]
     if executor == "events" and fallback:

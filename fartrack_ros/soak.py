@@ -209,11 +209,11 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     """Run one soak; ``progress(text)`` is called with a line at every RSS sample."""
     import rclpy
     from rclpy.context import Context
-    from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
     from sensor_msgs.msg import Image
     from vision_msgs.msg import Detection2DArray
 
+    from .executors import SpinThread
     from .msg import TrackerStatus
 
     if config.template_cap < 5:
@@ -228,10 +228,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
     init_pub = node.create_publisher(Detection2DArray, f"/{NODE_NAME}/init", reliable)
     watch = _StatusWatch()
     status_sub = node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status", watch.on_status, reliable)
-    executor = SingleThreadedExecutor(context=context)
-    executor.add_node(node)
-    spinner = threading.Thread(target=executor.spin, daemon=True)
-    spinner.start()
+    spinner = SpinThread(node, "soak_driver_spin")
     child = Child("node", _node_argv(config), env, echo=False)
     samples: list[tuple[int, float]] = []
     period_ns = 33_333_333
@@ -266,10 +263,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
         wall_s = time.monotonic() - started
     finally:
         child.stop()
-        executor.shutdown(timeout_sec=2.0)
-        spinner.join(timeout=5.0)
-        if not spinner.is_alive():  # never destroy a node another thread may still be waiting on
-            node.destroy_node()
+        spinner.stop()
         rclpy.try_shutdown(context=context)
     return _summarise(config, samples, watch, sent, wall_s, child, started_epoch_s)
 
