@@ -31,12 +31,19 @@ class Runtime:
     precision: str = "float32"
 
 
+def reduced_precision(device: str) -> str:
+    """The reduced precision the rows measure on a device: float16 on CUDA, bfloat16 on the CPU."""
+    return "float16" if device.startswith("cuda") else "bfloat16"
+
+
 def model_runtimes(device: str) -> tuple[Runtime, ...]:
     """The model-table columns for a device: eager, fused and reduced precision; ORT on the CPU."""
     eager, fused = Runtime("torch-eager", fused=False), Runtime("torch-fused")
+    reduced = reduced_precision(device)
+    lowered = Runtime("torch-fp16" if reduced == "float16" else "torch-bf16", precision=reduced)
     if device.startswith("cuda"):
-        return eager, fused, Runtime("torch-fp16", precision="float16")
-    return eager, fused, Runtime("torch-bf16", precision="bfloat16"), Runtime("onnxruntime", "onnxruntime")
+        return eager, fused, lowered
+    return eager, fused, lowered, Runtime("onnxruntime", "onnxruntime")
 
 
 def tracker_runtimes(device: str) -> tuple[Runtime, ...]:

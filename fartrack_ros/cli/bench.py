@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import sys
 import tempfile
@@ -121,9 +122,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     if "scaling" not in skip and args.scaling_variant in loaded:
         model = loaded[args.scaling_variant]
-        reduced = "float16" if device.type == "cuda" else "bfloat16"
         counts = args.targets
-        for precision in [p for p in (args.scaling_precisions or f"float32,{reduced}").split(",") if p]:
+        default_precisions = f"float32,{bm.reduced_precision(device.type)}"
+        for precision in [p for p in (args.scaling_precisions or default_precisions).split(",") if p]:
             runner = with_backend(model, "torch", precision)
             measured = bm.interleaved({count: lambda c=count, r=runner: bm.tracker_ms(r, frames, boxes, "bounded", c)
                                        for count in counts}, args.rounds)
@@ -170,26 +171,24 @@ def _tracker_rows(model, variant: str, device: str, frames, boxes, rounds: int) 
     speedup over the float32 baseline, and over the baseline of its own precision (what the fast
     path gives apart from the precision)."""
     fast = bm.tracker_runtimes(device)
-    reduced = next(r.precision for r in fast if r.precision != "float32")
+    runner = functools.cache(lambda backend, precision: with_backend(model, backend, precision))  # one copy each
     baselines = {precision: f"{variant} baseline (masked eager{'' if precision == 'float32' else ' ' + precision})"
-                 for precision in ("float32", reduced)}
-    measures = {name: lambda r=with_backend(model, "torch", precision): bm.tracker_ms(r, frames, boxes, "official",
-                                                                                   drop_pruned=False)
+                 for precision in ("float32", bm.reduced_precision(device))}
+    measures = {name: lambda r=runner("torch", precision): bm.tracker_ms(r, frames, boxes, "official",
+                                                                         drop_pruned=False)
                 for precision, name in baselines.items()}
-    precision_of = {}
     for runtime in fast:
-        name = f"{variant} {runtime.label}"
-        measures[name] = lambda r=with_backend(model, runtime.backend, runtime.precision): bm.tracker_ms(
+        measures[f"{variant} {runtime.label}"] = lambda r=runner(runtime.backend, runtime.precision): bm.tracker_ms(
             r, frames, boxes, "bounded")
-        precision_of[name] = runtime.precision
     measured = bm.interleaved(measures, rounds)
     base_ms = measured[baselines["float32"]][0]
     rows = [bm.Row("tracker", name, measured[name][0], {"speedup": f"{base_ms / measured[name][0]:.2f}x"})
             for name in baselines.values()]
-    for name, precision in precision_of.items():
+    for runtime in fast:
+        name = f"{variant} {runtime.label}"
         ms, stages = measured[name]
         split = " ".join(f"{k} {v:.1f}" for k, v in stages.items())
-        same = measured[baselines[precision]][0] / ms
+        same = measured[baselines[runtime.precision]][0] / ms
         rows.append(bm.Row("tracker", name, ms, {"speedup": f"{base_ms / ms:.2f}x",
                                                  "same precision": f"{same:.2f}x", "stages ms": split}))
     return rows
@@ -304,7 +303,7 @@ def _node_rows_at(args: argparse.Namespace, runner, weights: str, variant: str, 
         references.append(reference_ms)
         for executor, result in measured.items():
             runs[executor].append((result, reference_ms))
-    tracker_ms = sorted(references)[(len(references) - 1) // 2]
+    tracker_ms = statistics.median_low(references)
     rows.append(bm.Row("node", f"{label} tracker in-process {pace}", tracker_ms,
                        {"role": "reference", "rounds": str(len(references))}))
     for executor in executors:
