@@ -38,8 +38,12 @@ weighs fast frames more).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from fartrack_ros.data.sequence import TrackingSequence
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
 PRECISION_THRESHOLD_PX = 20.0
@@ -137,6 +141,19 @@ class SequenceResult:
     absent: np.ndarray  # (N,) bool
     image_size: tuple[int, int]  # (width, height)
     track_time_s: float = 0.0  # time spent in update calls (frames 1..N-1)
+
+    @staticmethod
+    def frame_count(sequence: TrackingSequence, max_frames: int | None) -> int:
+        """How many frames of ``sequence`` are tracked and scored: its first ``max_frames`` (all when None)."""
+        return len(sequence) if max_frames is None else min(len(sequence), max_frames)
+
+    @classmethod
+    def of(cls, sequence: TrackingSequence, pred: np.ndarray, image_size: tuple[int, int],
+           track_time_s: float) -> SequenceResult:
+        """``pred`` for the first ``len(pred)`` frames of ``sequence``, with their ground truth."""
+        count = len(pred)
+        return cls(name=sequence.name, pred=pred, gt=sequence.boxes[:count].copy(),
+                   absent=sequence.absent[:count].copy(), image_size=image_size, track_time_s=track_time_s)
 
     def got10k_ious(self) -> np.ndarray:
         """IoUs GOT-10k scores: frames after the first, target present, boxes clipped to the image."""

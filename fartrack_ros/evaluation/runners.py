@@ -132,7 +132,7 @@ def run_sequence(runner: TrackerRunner, sequence: TrackingSequence,
 def track_sequence(runner: TrackerRunner, sequence: TrackingSequence,
                    max_frames: int | None = None) -> SequenceResult:
     """Like ``run_sequence`` but returns a `SequenceResult` ready for scoring."""
-    count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    count = SequenceResult.frame_count(sequence, max_frames)
     first = sequence.frame(0)
     pred = np.zeros((count, 4))
     pred[0] = sequence.boxes[0]
@@ -144,6 +144,4 @@ def track_sequence(runner: TrackerRunner, sequence: TrackingSequence,
         pred[index] = runner.update(frame)
         spent += time.perf_counter() - start
     height, width = first.shape[:2]
-    return SequenceResult(name=sequence.name, pred=pred, gt=sequence.boxes[:count].copy(),
-                          absent=sequence.absent[:count].copy(), image_size=(width, height),
-                          track_time_s=spent)
+    return SequenceResult.of(sequence, pred, (width, height), spent)

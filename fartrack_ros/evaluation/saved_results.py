@@ -45,20 +45,18 @@ def saved_result(folder: Path, sequence: TrackingSequence, max_frames: int | Non
     """The `SequenceResult` of the boxes saved for ``sequence`` in ``folder`` (its first
     ``max_frames`` frames, all when None)."""
     boxes_path, time_path = result_files(folder, sequence.name)
-    count = len(sequence) if max_frames is None else min(len(sequence), max_frames)
+    count = SequenceResult.frame_count(sequence, max_frames)
     pred = read_boxes(boxes_path)
     if len(pred) < count:
         raise ValueError(f"{boxes_path} has {len(pred)} boxes for the {count} frames of {sequence.name!r}")
-    pred = pred[:count].copy()
+    pred = pred[:count]
     pred[0] = sequence.boxes[0]
     track_time_s = float("nan")  # not timed: FPS unknown
     if time_path.is_file():
         seconds = _first_column(time_path)
         if len(seconds) >= count:
             track_time_s = float(seconds[1:count].sum())  # the updates: the initialisation is not tracking
-    return SequenceResult(name=sequence.name, pred=pred, gt=sequence.boxes[:count].copy(),
-                          absent=sequence.absent[:count].copy(), image_size=sequence.image_size,
-                          track_time_s=track_time_s)
+    return SequenceResult.of(sequence, pred, sequence.image_size, track_time_s)
 
 
 def _first_column(path: Path) -> np.ndarray:
