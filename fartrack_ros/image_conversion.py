@@ -103,8 +103,13 @@ def is_grey_frame(rgb: np.ndarray) -> bool:
     return bool(np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 1], rgb[..., 2]))
 
 
+def _known_encoding(encoding: str) -> str | None:
+    """The layout name of ``encoding`` or one of its aliases, any case (None when unknown)."""
+    return _BY_LOWER_NAME.get(str(encoding).strip().lower())
+
+
 def _canonical_encoding(encoding: str) -> str:
-    name = _BY_LOWER_NAME.get(str(encoding).strip().lower())
+    name = _known_encoding(encoding)
     if name is None:
         raise ImageConversionError(
             f"unsupported image encoding {encoding!r} (supported: {', '.join(SUPPORTED_ENCODINGS)}; "
@@ -124,7 +129,7 @@ def encoding_problem(encoding: str) -> str | None:
 
 def is_grey_encoding(encoding: str) -> bool:
     """Whether raw images in ``encoding`` carry no colour (mono8, mono16 and their aliases)."""
-    return _BY_LOWER_NAME.get(str(encoding).strip().lower()) in ("mono8", "mono16")
+    return _known_encoding(encoding) in ("mono8", "mono16")
 
 
 def bits_per_sample(encoding: str) -> int:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any
+from typing import Any, Callable
 
 from .frame_cache import CachedFrame, FrameCache, PendingInits
 from .node_messages import format_stamp, is_zero_stamp, stamp_to_ns
@@ -43,12 +43,11 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     stamp_ns = stamp_to_ns(stamp)
     frame = cache.find(stamp_ns)
     if frame is None and held is None and may_wait:
-        if _hold(cache, pending, stamp_ns, msg):
-            frame = cache.find(stamp_ns)  # it may have arrived while the init was held
-            if frame is None or not pending.withdraw(msg):
-                return None, None  # waits, or was already handed back to the image callback's retry
-        else:
-            held = DEACTIVATED  # the node stopped receiving images as this init was being started
+        frame = _hold(cache, pending, stamp_ns, msg, lambda: cache.find(stamp_ns))
+        if frame is _WAITS:
+            return None, None
+        if frame is None:
+            held = DEACTIVATED
     if frame is not None:
         return frame, None
     stamps = cache.stamps()  # in stamp order
@@ -67,11 +66,21 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
                   "for the latest frame")
 
 
-def _hold(cache: FrameCache, pending: PendingInits, stamp_ns: int, msg: Any) -> bool:
-    """Hold ``msg`` for its frame (False when the node has just stopped receiving images): at a
-    low frame rate a large image may lag its init by more than the usual wait (not for ever: stamps
-    far apart, a camera clock gone wrong, would hold inits and their memory)."""
-    return pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S))
+_WAITS = object()  # `_hold`: the init waits in PendingInits
+
+
+def _hold(cache: FrameCache, pending: PendingInits, stamp_ns: int, msg: Any,
+          lookup: Callable[[], CachedFrame | None]) -> CachedFrame | object | None:
+    """Hold ``msg`` for its frame: the frame ``lookup()`` finds if it arrived as the init was being
+    held (taken back from ``pending``), else _WAITS (it waits, or the image callback's retry
+    already has it); None when the node has just stopped receiving images (the deactivate ran as
+    the init was being started). At a low frame rate a large image may lag its init by more than
+    the usual wait (not for ever: stamps far apart, a camera clock gone wrong, would hold inits
+    and their memory)."""
+    if not pending.hold(stamp_ns, msg, min(max(pending.wait_s, cache.late_window_ns() / 1e9), MAX_INIT_WAIT_S)):
+        return None
+    frame = lookup()
+    return frame if frame is not None and pending.withdraw(msg) else _WAITS
 
 
 def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: str | None, may_wait: bool,
@@ -85,13 +94,13 @@ def _latest_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held: s
     frame = cache.latest()
     if recent(frame) or (held == LATER_FRAME and frame is not None):  # that frame came after the init
         return frame, None
-    if held is None and may_wait:
-        if _hold(cache, pending, 0, msg):  # handed back by the next frame
-            frame = cache.latest()
-            if not recent(frame) or not pending.withdraw(msg):
-                return None, None
-            return frame, None
-        held = DEACTIVATED  # the node stopped receiving images as this init was being started
+    if held is None and may_wait:  # handed back by the next frame
+        found = _hold(cache, pending, 0, msg, lambda: latest if recent(latest := cache.latest()) else None)
+        if found is _WAITS:
+            return None, None
+        if found is not None:
+            return found, None
+        held = DEACTIVATED
     if frame is None:
         seen = f"no image received yet on {image_topic}"
     else:

@@ -180,13 +180,14 @@ class FarTrackNode(LifecycleNode):
         self.get_logger().info(self._loaded.describe())
         self._stats.reset()  # diagnostics describe this model from now on, not the one before
         self._frame_size = ""
-        self._encoding = None  # a mono camera is told of the grey warning again
         self._create_interfaces()
         self._configured = True
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._encoding = self._image_problem = None  # the camera or image_transport may have changed
+        # the camera or image_transport may have changed (and after a configure, a mono camera is
+        # told of the grey warning again)
+        self._encoding = self._image_problem = None
         self._pending_inits.reopen()
         self._subscribe_images()
         self._slot.reopen()
