@@ -127,3 +127,30 @@ def test_a_lasot_class_folder_given_as_the_root_points_at_the_root(tmp_path, seq
 def test_unknown_layout_name_is_rejected(tmp_path):
     with pytest.raises(ValueError, match="unknown layout 'otb'"):
         load_dataset(tmp_path, layout="otb")
+
+
+@pytest.mark.parametrize("file,line,text", [("groundtruth.txt", 2, "3O,30,30,24"), ("absence.label", 3, "x"),
+                                            ("cover.label", 1, "nan")])
+def test_a_value_that_is_not_a_number_is_an_error_naming_its_file_and_line(tmp_path, sequences, file, line, text):
+    folder = write_got10k(sequences[0], tmp_path)
+    lines = (folder / file).read_text().splitlines()
+    lines[line - 1] = text
+    (folder / file).write_text("\n".join(lines) + "\n")
+    with pytest.raises(ValueError, match=f"{folder / file}:{line}: "):
+        load_got10k(tmp_path)
+
+
+def test_a_sequence_folder_with_ground_truth_and_no_frames_is_an_error_not_skipped(tmp_path, sequences):
+    write_got10k(sequences[0], tmp_path / "got10k")
+    (tmp_path / "got10k" / "list.txt").unlink()
+    empty = tmp_path / "got10k" / "not_copied_yet"
+    empty.mkdir()
+    (empty / "groundtruth.txt").write_text("1,2,3,4\n")
+    with pytest.raises(FileNotFoundError, match=f"no numbered frames .* in {empty}"):
+        load_got10k(tmp_path / "got10k")
+
+    write_lasot(sequences[0], tmp_path / "lasot", class_name="cup", index=1)
+    (tmp_path / "lasot" / "cup" / "cup-2").mkdir()
+    (tmp_path / "lasot" / "cup" / "cup-2" / "groundtruth.txt").write_text("1,2,3,4\n")
+    with pytest.raises(FileNotFoundError, match="no numbered frames .* in .*cup-2"):
+        load_lasot(tmp_path / "lasot")

@@ -286,3 +286,54 @@ def test_results_missing_for_a_sequence_name_the_file_expected(tmp_path, capsys)
     err = captured.err
     assert "AO" not in captured.out  # refused before any tracking
     assert "no results for sequence" in err and "_001.txt (GOT-10k toolkit)" in err, err
+
+
+def test_sequences_that_cannot_be_scored_are_left_out_for_every_tracker_before_tracking(tmp_path, capsys):
+    root = tmp_path / "got10k"
+    assert make_data.main([str(root), "--count", "3", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
+    capsys.readouterr()
+    good, no_start, test_split = sorted(p for p in root.iterdir() if p.is_dir())
+    lines = (no_start / "groundtruth.txt").read_text().splitlines()
+    (no_start / "groundtruth.txt").write_text("\n".join(["0,0,0,0", *lines[1:]]) + "\n")  # nothing to start from
+    (test_split / "groundtruth.txt").write_text(
+        (test_split / "groundtruth.txt").read_text().splitlines()[0] + "\n")  # the first box only
+    for label in test_split.glob("*.label"):
+        label.unlink()
+    perfect = tmp_path / "perfect"
+    perfect.mkdir()
+    for folder in (good, no_start, test_split):
+        (perfect / f"{folder.name}.txt").write_text((folder / "groundtruth.txt").read_text())
+
+    code = evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--results", str(perfect),
+                          "--json", str(tmp_path / "s.json")])
+
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert f"2 of the 3 sequences of {root} are left out, e.g. {no_start.name}: frame 1 has no box" in captured.err
+    assert f"1 sequences from {root}" in captured.out
+    scores = json.loads((tmp_path / "s.json").read_text())["trackers"]
+    assert set(scores["kcf"]["sequence_ao"]) == set(scores["perfect"]["sequence_ao"]) == {good.name}
+    assert scores["perfect"]["ao"] == pytest.approx(1.0) and scores["perfect"]["success_auc"] > 0.8
+
+
+def test_the_library_refuses_a_sequence_it_cannot_score_instead_of_scoring_zeros():
+    from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
+    from fartrack_ros.evaluation.report import evaluate_trackers
+    from fartrack_ros.evaluation.runners import make_runner
+
+    sequence = generate_sequence(40, SyntheticConfig(min_length=12, max_length=12))
+    sequence.boxes[0] = 0.0
+    with pytest.raises(ValueError, match=f"sequence {sequence.name} cannot be scored: frame 1 has no box"):
+        evaluate_trackers([make_runner("kcf")], [sequence])
+
+
+def test_make_data_names_lasot_sequences_by_seed_so_a_second_set_adds_to_the_first(tmp_path, capsys):
+    from fartrack_ros.data.synthetic import seed_of
+
+    root = tmp_path / "lasot"
+    for seed_base in ("40", "100"):
+        assert make_data.main([str(root), "--count", "2", "--seed-base", seed_base, "--layout", "lasot"]
+                              + SHORT_SEQUENCES) == 0
+    names = sorted(p.name for p in (root / "synthetic").iterdir())
+    assert names == ["synthetic-100", "synthetic-101", "synthetic-40", "synthetic-41"]
+    assert [seed_of(name) for name in names] == [100, 101, 40, 41]

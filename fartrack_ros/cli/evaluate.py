@@ -19,7 +19,7 @@ from fartrack_ros.data.readers import LAYOUTS, load_dataset
 from fartrack_ros.data.synthetic import EVAL_SEED_BASE, TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
 from fartrack_ros.evaluation.metrics import sequence_ao
 from fartrack_ros.evaluation.plots import figure_path, plot_success
-from fartrack_ros.evaluation.report import evaluate_trackers, format_table
+from fartrack_ros.evaluation.report import evaluate_trackers, format_table, unscorable_reason
 from fartrack_ros.evaluation.runners import make_runner
 from fartrack_ros.evaluation.saved_results import result_files
 
@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _sequences(args):
     if args.dataset:
-        sequences = load_dataset(args.dataset, args.layout)
+        sequences = _scorable(load_dataset(args.dataset, args.layout), args.dataset)
         return sequences[:args.max_sequences] if args.max_sequences else sequences, len(sequences)
     count = 50 if args.synthetic is None else args.synthetic
     if args.seed_base in TRAIN_SEED_RANGE:
@@ -86,6 +86,20 @@ def _sequences(args):
                    f"({TRAIN_SEED_RANGE.start}..{TRAIN_SEED_RANGE.stop - 1}); the set is not held out")
     config = SyntheticConfig(width=args.width, height=args.height, luma_contrast=args.luma_contrast)
     return (generate_sequence(args.seed_base + k, config, lazy=True) for k in range(count)), count
+
+
+def _scorable(sequences: list, dataset: Path) -> list:
+    """The sequences a tracker can be scored on; the others left out with a warning (before any
+    tracking: all of them left out is an error)."""
+    reasons = {s.name: reason for s in sequences if (reason := unscorable_reason(s)) is not None}
+    kept = [s for s in sequences if s.name not in reasons]
+    if reasons:
+        name, reason = next(iter(reasons.items()))
+        if not kept:
+            raise CliError(f"no sequence of {dataset} can be scored, e.g. {name}: {reason}")
+        warn(PROG, f"{len(reasons)} of the {len(sequences)} sequences of {dataset} are left out, "
+                   f"e.g. {name}: {reason}")
+    return kept
 
 
 @command(PROG)

@@ -75,7 +75,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.layout == "got10k":
                 write_got10k(sequence, out, img_subfolder=args.img_subfolder, jpeg_quality=args.jpeg_quality)
             else:
-                write_lasot(sequence, out, class_name=args.class_name, index=k + 1,
+                # numbered by seed, as the GOT-10k names are: a later set with other seeds adds to it
+                write_lasot(sequence, out, class_name=args.class_name, index=args.seed_base + k,
                             jpeg_quality=args.jpeg_quality)
     except OSError as exc:
         raise CliError(f"cannot write to {out}: {exc}") from None

@@ -34,13 +34,29 @@ def read_boxes(path: Path) -> np.ndarray:
         values = [v for v in re.split(r"[,\s]+", line) if v]
         if len(values) != 4:
             raise ValueError(f"{path}:{number}: expected 4 numbers x,y,w,h, got {line!r}")
-        rows.append([float("nan") if v.lower() == "nan" else float(v) for v in values])
+        rows.append([_number(v, path, number) for v in values])
     return np.array(rows, dtype=np.float64).reshape(-1, 4)
 
 
 def read_flags(path: Path) -> np.ndarray:
     """Integers from a label file: one per line (GOT-10k) or comma-separated (LaSOT)."""
-    return np.array([int(float(v)) for v in re.split(r"[,\s]+", path.read_text().strip()) if v], dtype=np.int64)
+    flags = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        for value in re.split(r"[,\s]+", line.strip()):
+            if value:
+                flag = _number(value, path, number)
+                if not np.isfinite(flag):
+                    raise ValueError(f"{path}:{number}: expected an integer label, got {value!r}")
+                flags.append(int(flag))
+    return np.array(flags, dtype=np.int64)
+
+
+def _number(text: str, path: Path, line_number: int) -> float:
+    """``text`` as a float ("nan" included); ValueError naming the file and line otherwise."""
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{path}:{line_number}: {text!r} is not a number") from None
 
 
 def frame_files(folder: Path) -> list[Path]:

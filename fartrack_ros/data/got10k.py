@@ -77,7 +77,8 @@ def load_got10k(root: str | Path) -> list[TrackingSequence]:
             raise FileNotFoundError(f"{listing} names {len(missing)} missing folders, e.g. {missing[0]}")
         folders = [root / name for name in names]
     else:
-        folders = sorted(p for p in root.iterdir() if p.is_dir() and is_got10k_sequence(p))
+        # a folder with ground truth and no frames is a sequence that reading says is incomplete
+        folders = sorted(p for p in root.iterdir() if p.is_dir() and (p / "groundtruth.txt").is_file())
     if not folders:
         raise FileNotFoundError(f"no GOT-10k sequences in {root} (expected <seq>/groundtruth.txt and frames)")
     return [read_got10k_sequence(folder) for folder in folders]

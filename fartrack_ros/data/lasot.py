@@ -56,8 +56,9 @@ def _sort_key(folder: Path):
 def load_lasot(root: str | Path) -> list[TrackingSequence]:
     """All sequences under a LaSOT root (``<root>/<class>/<class>-<n>``), by class then number."""
     root = Path(root)
+    # a sequence folder with ground truth and no img/ is one that reading says is incomplete
     folders = [seq for cls in sorted(p for p in root.iterdir() if p.is_dir())
-               for seq in cls.iterdir() if seq.is_dir() and is_lasot_sequence(seq)]
+               for seq in cls.iterdir() if seq.is_dir() and (seq / "groundtruth.txt").is_file()]
     if not folders:
         raise FileNotFoundError(f"no LaSOT sequences in {root} (expected <class>/<class>-<n>/img and groundtruth.txt)")
     return [read_lasot_sequence(folder) for folder in sorted(folders, key=_sort_key)]

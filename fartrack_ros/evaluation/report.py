@@ -5,12 +5,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
 from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence
 from fartrack_ros.evaluation.saved_results import saved_result
 
 COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "FPS")
+
+
+def unscorable_reason(sequence: TrackingSequence) -> str | None:
+    """Why a tracker cannot be scored on ``sequence`` (None when it can): no box to start from in
+    frame 1, or ground truth for the first frame only (a GOT-10k test split's sequence), which
+    would score every later frame as a miss by the LaSOT rules."""
+    x, y, w, h = sequence.boxes[0]
+    if not (np.isfinite(sequence.boxes[0]).all() and w > 0 and h > 0):
+        return f"frame 1 has no box to start from ({x:g},{y:g},{w:g},{h:g})"
+    annotated = sequence.attributes.get("annotated_frames", len(sequence))
+    if annotated < len(sequence):
+        return f"only {annotated} of its {len(sequence)} frames have ground truth (a test split's sequence)"
+    return None
 
 
 def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[TrackingSequence],
@@ -27,6 +41,8 @@ def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[Tracking
     saved = saved or {}
     results: dict[str, list[SequenceResult]] = {name: [] for name in [runner.name for runner in runners] + list(saved)}
     for sequence in sequences:
+        if (reason := unscorable_reason(sequence)) is not None:
+            raise ValueError(f"sequence {sequence.name} cannot be scored: {reason}")
         current = {}
         for runner in runners:
             current[runner.name] = track_sequence(runner, sequence, max_frames)
