@@ -205,7 +205,7 @@ def test_ctrl_c_stops_after_the_current_step_with_a_checkpoint_of_it_and_says_ho
     log = tmp_path / "train_log.jsonl"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (log.is_file() and log.stat().st_size > 0):
-        time.sleep(0.2)  # the log is written line by line, flushed at checkpoints and by the OS buffer
+        time.sleep(0.2)  # the log is written line by line
     time.sleep(1.0)
     process.send_signal(signal.SIGINT)
     _, err = process.communicate(timeout=120)
@@ -229,3 +229,59 @@ def test_an_empty_init_fine_tunes_the_bundled_model_at_the_fine_tuning_lr(tmp_pa
     assert main(["--out", str(tmp_path / "lr"), "--init", "", "--lr", "3e-4", "--steps", "1", "--stage2-steps", "0",
                  "--batch-size", "2", "--no-progress", "--device", "cpu"]) == 0
     assert torch.load(tmp_path / "lr" / "final.pth", weights_only=True)["train_config"]["lr"] == 3e-4
+
+
+def _got10k_data(folder, seeds=(5, 6)):
+    for seed in seeds:
+        write_got10k(generate_sequence(seed, SyntheticConfig(width=96, height=80, min_length=6, max_length=8)), folder)
+    return sorted(p for p in folder.iterdir() if p.is_dir())
+
+
+def test_sequences_that_cannot_give_a_sample_are_left_out_whatever_the_seed(tmp_path, capsys):
+    _, unusable = _got10k_data(tmp_path / "got10k")
+    lines = (unusable / "groundtruth.txt").read_text().splitlines()
+    (unusable / "groundtruth.txt").write_text("\n".join(["0,0,0,0", *lines[1:]]) + "\n")  # no target in frame 1
+
+    for seed in range(4):  # the sequence each seed draws first differs
+        argv = ["--out", str(tmp_path / f"run{seed}"), "--dataset", str(tmp_path / "got10k"), "--seed", str(seed),
+                "--steps", "2", "--stage2-steps", "0", *SMOKE]
+        assert main(argv) == 0
+        err = capsys.readouterr().err
+        assert f"1 of the 2 sequences in {tmp_path / 'got10k'} are left out, e.g. {unusable.name}" in err
+
+
+def test_a_resumed_run_reads_its_dataset_where_it_moved(tmp_path, capsys):
+    _got10k_data(tmp_path / "data")
+    out = tmp_path / "run"
+    assert main(["--out", str(out), "--dataset", str(tmp_path / "data"), "--steps", "4", "--stage2-steps", "0",
+                 "--checkpoint-every", "2", *SMOKE[:4], "--no-progress", "--device", "cpu"]) == 0
+    uninterrupted = torch.load(out / "final.pth", weights_only=True)["net"]
+    (out / "final.pth").unlink()
+    (out / "checkpoints" / "FARTrackSparse_ep0002.pth.tar").unlink()  # back to step 2
+    (tmp_path / "data").rename(tmp_path / "moved")
+    capsys.readouterr()
+
+    assert main(["--out", str(out), "--resume", *SMOKE]) == 1
+    assert f"the run's dataset folder {tmp_path / 'data'} is gone; if it moved, give its new place with " \
+           "--dataset" in _error_line(capsys)
+    assert main(["--out", str(out), "--resume", "--dataset", str(tmp_path / "moved"), *SMOKE]) == 0
+    assert f"reading the run's dataset from {tmp_path / 'moved'}" in capsys.readouterr().err
+    resumed = torch.load(out / "final.pth", weights_only=True)
+    assert resumed["metadata"]["data"] == str(tmp_path / "moved")
+    for key, value in uninterrupted.items():  # the same data moved: the same batches, the same weights
+        assert torch.equal(resumed["net"][key], value), key
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_can_be_started_again(tmp_path, capsys):
+    folders = _got10k_data(tmp_path / "got10k")
+    frames = {frame: frame.read_bytes() for folder in folders for frame in folder.glob("*.jpg")}
+    for frame in frames:
+        frame.write_bytes(b"")  # unreadable: the first batch fails
+    argv = ["--out", str(tmp_path / "run"), "--dataset", str(tmp_path / "got10k"), "--steps", "2",
+            "--stage2-steps", "0", *SMOKE]
+    assert main(argv) == 1
+    assert "cannot read image" in _error_line(capsys)
+    assert not (tmp_path / "run").exists()
+    for frame, data in frames.items():
+        frame.write_bytes(data)
+    assert main(argv) == 0

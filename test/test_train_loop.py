@@ -242,3 +242,20 @@ def test_the_trainer_samples_grey_sequences_in_both_stages(tmp_path):
     for channel in (1, 2):
         assert torch.allclose(rgb[:, :, 0], rgb[:, :, channel], atol=1e-5)
     assert trainer.source(12345).grey  # what stage 2 draws its clips from
+
+
+def test_a_step_whose_pool_holds_no_usable_sequence_samples_the_nearest_usable_one_ahead():
+    usable = source(0)
+    first = usable(0)
+    blank = replace(first, absent=np.ones(len(first), dtype=bool))  # no visible target anywhere
+
+    def get(index: int, grey: bool, luma_contrast: bool):
+        return blank if index < 2 else usable(index)
+
+    sampler = PairSampler(SequenceSource(get, "the first two sequences unusable"), CFG, seed=0, config=SAMPLER)
+    batch = sampler.batch(0, 2)  # the pool at step 0 holds sequence 0 alone
+    assert batch["search"].shape[0] == 2 and torch.isfinite(batch["target_xyxy"]).all()
+
+    never = PairSampler(SequenceSource(lambda index, grey, luma: blank, "none usable"), CFG, seed=0, config=SAMPLER)
+    with pytest.raises(RuntimeError, match="no sequence with a visible target in frame 0 and a later frame"):
+        never.batch(0, 2)

@@ -12,6 +12,7 @@ Examples:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import platform
 import shlex
@@ -82,14 +83,20 @@ def _sequence_source(dataset: Optional[Path], seed: int):
     if dataset is None:
         return SequenceSource.synthetic(seed)
     from ..data.readers import load_dataset
-    from ..training.sampling import usable
+    from ..training.sampling import trainable
 
     sequences = load_dataset(dataset)
     _warn_of_held_out_sequences(dataset, sequences)
-    if not any(len(s) > 1 and usable(s, 0) and any(usable(s, k) for k in range(1, len(s))) for s in sequences):
+    kept = [s for s in sequences if trainable(s)]
+    if not kept:
         raise CliError(f"no sequence in {dataset} shows its target in frame 0 and a later frame (a test split "
                        "has only first-frame boxes): nothing to train on")
-    return SequenceSource.from_list(sequences, seed, f"{dataset} ({len(sequences)} sequences)")
+    if len(kept) < len(sequences):
+        left_out = next(s.name for s in sequences if not trainable(s))
+        warn(PROG, f"{len(sequences) - len(kept)} of the {len(sequences)} sequences in {dataset} are left out, "
+                   f"e.g. {left_out}: their target is not visible in frame 0 and a later frame (a test split "
+                   "has only first-frame boxes)")
+    return SequenceSource.from_list(kept, seed, f"{dataset} ({len(kept)} sequences)")
 
 
 def _warn_of_held_out_sequences(dataset: Path, sequences: list) -> None:
@@ -139,8 +146,15 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"{PROG}: interrupted: step {stopped.step} saved in {args.out / 'checkpoints'}; continue with "
               f"{PROG} --out {args.out} --resume", file=sys.stderr)
         return 130
-    except OSError as exc:  # an unreadable dataset image, a full disk; anything else is a bug: traceback
-        raise CliError(exc) from None
+    except BaseException as exc:
+        saved = _forget_unsaved_run(args.out, made_from)
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: stopped mid-step
+            print(f"{PROG}: stopped at once; " + (f"continue from the last checkpoint with {PROG} --out {args.out} "
+                  "--resume" if saved else "no checkpoint was written"), file=sys.stderr)
+            return 130
+        if isinstance(exc, OSError):  # an unreadable dataset image, a full disk; anything else is a bug: traceback
+            raise CliError(exc) from None
+        raise
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
@@ -156,6 +170,20 @@ def _first_missing(folder: Path) -> Path | None:
             break
         missing = path
     return missing
+
+
+def _forget_unsaved_run(folder: Path, made_from: Path | None) -> bool:
+    """After a run failed: whether it has a checkpoint to resume from; if not, its log goes too
+    (and the folders this invocation made), so that the same command can start it again."""
+    from ..training import latest_checkpoint
+
+    if latest_checkpoint(folder) is not None:
+        return True
+    (folder / "train_log.jsonl").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        (folder / "checkpoints").rmdir()  # only when empty
+    _remove_made(folder, made_from)
+    return False
 
 
 def _remove_made(folder: Path, made_from: Path | None) -> None:
@@ -212,6 +240,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         # where and how each continuation ran (a resumed run may have other threads or hardware)
         metadata["resumes"] = [*metadata.get("resumes", []),
                                {"at_step": int(stored.get("step", 0)), **_session(argv, device)}]
+        metadata["data"] = _resumed_data(args, metadata.get("data", "synthetic"))
     else:
         config = _train_config(args)
         torch.manual_seed(config.seed)
@@ -241,6 +270,21 @@ def _data_name(args: argparse.Namespace) -> str:
     return "synthetic" if args.dataset is None else str(args.dataset.expanduser().resolve())
 
 
+def _resumed_data(args: argparse.Namespace, data: str) -> str:
+    """Where a resumed run reads its dataset: where it began, or ``--dataset`` when that names
+    another folder (the run's data moved there)."""
+    if data == "synthetic":
+        return data
+    if args.dataset is not None and _data_name(args) != data:
+        warn(PROG, f"--resume: reading the run's dataset from {_data_name(args)} (it began on {data}); "
+                   "the batches are the uninterrupted run's only if that is the same data")
+        return _data_name(args)
+    if not Path(data).is_dir():
+        raise CliError(f"--resume: the run's dataset folder {data} is gone; if it moved, give its new place "
+                       "with --dataset")
+    return data
+
+
 def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) -> None:
     """A resumed run keeps its stored settings, model and data (``stored``: its checkpoint): say
     which given ones differ and are ignored."""
@@ -252,9 +296,8 @@ def _warn_of_ignored_settings(args: argparse.Namespace, config, stored: dict) ->
     for name in ("config", "variant"):
         if getattr(args, name) not in (None, stored["model_config"].get("name")):
             ignored.append(f"--{name} {getattr(args, name)} (the run's model is {stored['model_config'].get('name')})")
-    data = stored.get("metadata", {}).get("data", "synthetic")
-    if args.dataset is not None and _data_name(args) != data:
-        ignored.append(f"--dataset {args.dataset} (the run's data: {data})")
+    if args.dataset is not None and stored.get("metadata", {}).get("data", "synthetic") == "synthetic":
+        ignored.append(f"--dataset {args.dataset} (the run trains on generated sequences)")
     if args.seed is not None and args.seed != config.seed:
         ignored.append(f"--seed {args.seed} (the run has {config.seed})")
     if ignored:

@@ -45,6 +45,7 @@ STREAM_SEQUENCE = 2
 STREAM_BATCH = 1
 STREAM_ROLLOUT = 3
 STREAM_GREY = 4
+MAX_SEARCH_DISTANCE = 1000  # how far from the pool a step looks for a usable sequence when none in it is
 
 
 @dataclass(frozen=True)
@@ -149,6 +150,11 @@ def usable(seq: TrackingSequence, index: int) -> bool:
     return not bool(seq.absent[index]) and box[2] > 1 and box[3] > 1
 
 
+def trainable(seq: TrackingSequence) -> bool:
+    """Whether a sequence can give a sample: its target visible in frame 0 and in a later frame."""
+    return len(seq) > 1 and usable(seq, 0) and any(usable(seq, k) for k in range(1, len(seq)))
+
+
 class _PoolEntry:
     """One sequence in the pool, with the subset of frames it serves and a cache of those frames."""
 
@@ -185,14 +191,14 @@ class PairSampler:
             if k not in self._pool:
                 self._pool[k] = self._entry(k)
         entries = [e for e in self._pool.values() if e is not None]
-        if not entries:  # every sequence in play is unusable: reach further back
-            k = first - 1
-            while not entries:
-                if k < 0:
-                    raise RuntimeError("no sequence with a visible target after frame 0 in the training source")
-                entry = self._entry(k)
-                entries = [entry] if entry is not None else []
-                k -= 1
+        if not entries:  # every sequence in play is unusable: the nearest usable one, back or ahead
+            for distance in range(1, MAX_SEARCH_DISTANCE + 1):
+                for k in (first - distance, last + distance):
+                    entry = self._entry(k) if k >= 0 else None
+                    if entry is not None:
+                        return [entry]
+            raise RuntimeError(f"no sequence with a visible target in frame 0 and a later frame among the "
+                               f"{MAX_SEARCH_DISTANCE} nearest to step {step}'s in the training source")
         return entries
 
     def _entry(self, index: int) -> Optional[_PoolEntry]:

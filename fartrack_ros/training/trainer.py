@@ -306,7 +306,7 @@ class Trainer:
         executor = ThreadPoolExecutor(max_workers=self.workers) if self.workers > 0 else None
         pending = None
         try:
-            with log_path.open("a") as log:
+            with log_path.open("a", buffering=1) as log:  # line-buffered: the log follows the run
                 while self.step < config.total_steps:
                     step = self.step
                     if step < config.steps:
