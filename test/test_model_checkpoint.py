@@ -7,7 +7,9 @@ import gzip
 import os
 import pathlib
 import pickle
+import re
 import tarfile
+import warnings
 import zipfile
 from collections import Counter, OrderedDict
 from pathlib import Path
@@ -167,9 +169,15 @@ def test_corrupt_file_is_refused_with_a_clear_error(tmp_path):
     (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
     (tmp_path / "text.pth").write_text("not a checkpoint")
     (tmp_path / "list.txt").write_text("seq1\nseq2\n")  # made torch's reader raise IndexError
-    for name in ("cut.pth", "text.pth", "list.txt"):
-        with pytest.raises(CheckpointError, match="corrupt or not a torch checkpoint"):
-            load_checkpoint(tmp_path / name)
+    (tmp_path / "empty.pth").write_bytes(b"")
+    (tmp_path / "plain.pkl").write_bytes(pickle.dumps({"net": {}}, protocol=4))
+    for name, problem in (("cut.pth", "is cut short or damaged .* copy it again"), ("empty.pth", "is empty"),
+                          ("text.pth", "is not a torch checkpoint"), ("list.txt", "is not a torch checkpoint"),
+                          ("plain.pkl", "is not a torch checkpoint")):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch's own warnings stay out of the refusal
+            with pytest.raises(CheckpointError, match=f"weights file {re.escape(str(tmp_path / name))} {problem}"):
+                load_checkpoint(tmp_path / name)
 
 
 def test_damage_inside_a_record_is_caught_by_its_crc(tmp_path):
@@ -323,6 +331,11 @@ def test_a_number_as_variant_keeps_that_many_first_layers(tmp_path):
     assert load_checkpoint(tmp_path / "small.pth", variant="2").cfg.name == "test-2L"
     with pytest.raises(CheckpointError, match="variant '5' needs 5 layers but the checkpoint has only 4"):
         load_checkpoint(tmp_path / "small.pth", variant="5")
+    assert load_checkpoint(tmp_path / "small.pth", variant=2).cfg == load_checkpoint(tmp_path / "small.pth",
+                                                                                      variant="2").cfg
+    for bad in (0, -1, 2.0, True):  # a number of layers is a positive integer
+        with pytest.raises(CheckpointError, match="variant"):
+            load_checkpoint(tmp_path / "small.pth", variant=bad)
 
 
 def test_an_onnx_file_given_as_weights_is_told_to_be_the_pth(tmp_path):
@@ -442,8 +455,11 @@ def test_a_home_relative_path_is_expanded(tmp_path, monkeypatch):
 def test_a_legacy_format_checkpoint_with_pickled_objects_says_how_to_convert_it(tmp_path):
     torch.save({"net": _small_model().state_dict(), "settings": TrainingSettings()}, tmp_path / "old.pth",
                _use_new_zipfile_serialization=False)
-    with pytest.raises(CheckpointError, match="torch's legacy .pre-1.6. format.*re-save it"):
+    with pytest.raises(CheckpointError, match="torch's legacy .pre-1.6. format.*re-save it") as refused:
         load_checkpoint(tmp_path / "old.pth")
+    message = str(refused.value)
+    assert "\n" not in message and "\x1b" not in message  # one plain line, not torch's advice to load it anyway
+    assert f"({TrainingSettings.__module__}.TrainingSettings)" in message
 
 
 def test_checkpoint_with_a_reduce_payload_is_refused_and_not_run(tmp_path):

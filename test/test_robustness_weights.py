@@ -67,7 +67,7 @@ def bad_weights(tmp_path_factory):
     torch.save({"net": state["net"], "settings": Payload(str(marker))}, evil)
     cases = {
         "missing": (folder / "missing.pth", "", f"weights file not found: {folder / 'missing.pth'}"),
-        "corrupt": (corrupt, "", f"weights file {corrupt} is corrupt or not a torch checkpoint"),
+        "corrupt": (corrupt, "", f"weights file {corrupt} is cut short or damaged"),
         "wrong-layout": (layout, "", "is not in the FARTrack checkpoint layout: expected a dict with the "
                                      "weights under 'net' (or a bare state dict of tensors), found keys "
                                      "['epoch', 'state_dict']"),

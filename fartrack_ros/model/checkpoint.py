@@ -16,7 +16,7 @@ import torch
 from .config import VARIANT_LAYERS, ModelConfig, truncate_config, variant_config
 from .device import resolve_device
 from .network import FARTrack
-from .safe_pickle import load_checkpoint_file
+from .safe_pickle import is_legacy_torch_file, load_checkpoint_file
 
 DEFAULT_WEIGHTS_PATH = Path(__file__).resolve().parent.parent / "weights" / "default.pth"
 STANDARD_VIT_WIDTHS = (192, 384, 768, 1024)  # ViT-Ti/S/B/L: heads 64 wide
@@ -32,7 +32,8 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
     CheckpointError if unusable."""
     path = Path(path).expanduser()
     if not path.is_file():
-        problem = f"weights file {path} is a folder" if path.is_dir() else f"weights file not found: {path}"
+        problem = (f"weights file {path} is a folder" if path.is_dir() else
+                   f"weights file {path} is not a regular file" if path.exists() else f"weights file not found: {path}")
         raise CheckpointError(f"{problem} (give a FARTrack .pth/.pth.tar file as the weights, or leave it "
                               "empty for the bundled model)")
     try:
@@ -47,8 +48,7 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
         if path.suffix.lower() == ".onnx":
             raise CheckpointError(f"weights file {path} is an ONNX model: give the .pth checkpoint (backend "
                                   "onnxruntime builds its ONNX graph from it when the model loads)") from exc
-        raise CheckpointError(f"weights file {path} is corrupt or not a torch checkpoint: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        raise CheckpointError(f"weights file {path} {_damage(path, exc)}") from exc
     if isinstance(checkpoint, dict) and "net" not in checkpoint and checkpoint and all(
             isinstance(value, torch.Tensor) for value in checkpoint.values()):
         return {"net": checkpoint}  # a bare state dict (torch.save(model.state_dict()))
@@ -63,6 +63,19 @@ def read_checkpoint(path: "str | Path") -> dict[str, Any]:
             f"'net' (or a bare state dict of tensors), found {found}"
         )
     return checkpoint
+
+
+def _damage(path: Path, exc: Exception) -> str:
+    """What is wrong with a file torch could not load, as a user can act on it."""
+    with open(path, "rb") as file:
+        head = file.read(4)
+    if not head:
+        return "is empty"
+    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+        return "is cut short or damaged (a torch.save zip archive without its end): copy it again"
+    if zipfile.is_zipfile(path) or is_legacy_torch_file(path):
+        return f"is a damaged torch checkpoint ({type(exc).__name__}: {exc}): copy it again"
+    return "is not a torch checkpoint (neither torch.save's zip archive nor its legacy format)"
 
 
 def _wrapper_of(path: Path) -> str | None:
@@ -303,14 +316,14 @@ def _truncate_state_dict(state_dict: dict[str, torch.Tensor], cfg: ModelConfig) 
 
 def load_checkpoint(
     path: "str | Path | None" = None,
-    variant: Optional[str] = None,
+    variant: "str | int | None" = None,
     device: str = "cpu",
     strict_device: bool = False,
 ) -> FARTrack:
     """Build the network a checkpoint describes and load its weights strictly, in eval mode.
 
     ``path`` empty or None means the bundled default model. ``variant`` (tiny/nano/pico) takes the
-    first 15/10/6 layers of the checkpoint; None keeps them all.
+    first 15/10/6 layers of the checkpoint, a number N the first N; None keeps them all.
     """
     if path is None or str(path) == "":
         path = DEFAULT_WEIGHTS_PATH
@@ -349,7 +362,7 @@ def load_checkpoint(
             "is not in the tensors. Save it with save_checkpoint (or add model.cfg.to_dict() as "
             f"'model_config'); only standard ViT widths {STANDARD_VIT_WIDTHS} load from the weights alone."
         )
-    if variant:
+    if variant is not None and variant != "":
         try:
             cfg = truncate_config(cfg, variant)
         except ValueError as exc:

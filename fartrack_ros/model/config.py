@@ -114,10 +114,14 @@ def variant_config(variant: str) -> ModelConfig:
     return ModelConfig(depth=layers, extension_depth=0, name=variant)
 
 
-def truncate_config(config: ModelConfig, variant: str) -> ModelConfig:
+def truncate_config(config: ModelConfig, variant: "str | int") -> ModelConfig:
     """Config of the first N layers of `config`, as Nano/Pico are cut from Tiny: N from the variant
-    name (tiny/nano/pico) or given as a number ("3": the first 3 layers, for a checkpoint trained
-    with self-distillation down to that depth)."""
+    name (tiny/nano/pico) or given as a number (3 or "3": the first 3 layers, for a checkpoint
+    trained with self-distillation down to that depth)."""
+    if isinstance(variant, int) and not isinstance(variant, bool):
+        variant = str(variant)
+    if not isinstance(variant, str):
+        raise ValueError(f"variant must be a name or a number of layers, got {variant!r}")
     if variant.isdigit() and int(variant) >= 1:
         layers, name = int(variant), f"{config.name}-{int(variant)}L"
     elif variant in VARIANT_LAYERS:

@@ -17,6 +17,8 @@ from __future__ import annotations
 import _compat_pickle
 import io
 import pickle
+import re
+import warnings
 import zipfile
 from pathlib import Path, PurePath, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -168,16 +170,21 @@ def read_record(archive: zipfile.ZipFile, name: str) -> bytes:
 def load_checkpoint_file(path: "str | Path") -> Any:
     """torch.load with weights_only=True; if the file holds pickled objects, the restricted reader."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns of a pickle protocol before it refuses the file
+            warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if _is_legacy_torch_file(path):
+        if is_legacy_torch_file(path):
+            refused = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+            objects = f" ({refused.group(1)})" if refused else ""
             raise pickle.UnpicklingError(
-                f"{exc}. This is torch's legacy (pre-1.6) format, whose pickled objects are not read "
-                "here: load it once where you trust it and re-save it with a current torch.save") from exc
+                f"it is in torch's legacy (pre-1.6) format with pickled objects{objects}, which are not read "
+                "from that format here: load it once where you trust it and re-save it with a current "
+                "torch.save") from exc
         return load_untrusted(path)
 
 
-def _is_legacy_torch_file(path: "str | Path") -> bool:
+def is_legacy_torch_file(path: "str | Path") -> bool:
     """Whether ``path`` starts as torch.save's legacy (pre-1.6, non-zip) format does: the magic
     number, pickled with torch's default protocol 2."""
     magic = pickle.dumps(torch.serialization.MAGIC_NUMBER, protocol=2)
