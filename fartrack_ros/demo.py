@@ -219,7 +219,8 @@ def run(options) -> int:
         while fartrack.running() and time.monotonic() < deadline and not all(
                 node.count_publishers(sub.topic_name) > 0 for sub in outputs):
             rclpy.spin_once(node, timeout_sec=0.05)
-        publisher = Child("publisher", publisher_argv, env)
+        if fartrack.running():  # a node that could not start gets no frames played at it
+            publisher = Child("publisher", publisher_argv, env)
         publisher_done_at = None
         while time.monotonic() < deadline:
             rclpy.spin_once(node, timeout_sec=0.02)
@@ -228,7 +229,7 @@ def run(options) -> int:
                 print("demo: fartrack_node exited early", flush=True)
                 exit_code = 1
                 break
-            if publisher_done_at is None and not publisher.running():
+            if publisher_done_at is None and publisher is not None and not publisher.running():
                 publisher_done_at = time.monotonic()
             if publisher_done_at is not None and (
                     _last_frame_done(recorder) or time.monotonic() - publisher_done_at > options.grace):

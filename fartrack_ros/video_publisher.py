@@ -242,10 +242,18 @@ class VideoPublisher:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``video_publisher [options] [--ros-args ...]``; Ctrl-C or SIGINT stops it cleanly, also while
+    it starts (exit 0, as once it plays)."""
+    try:
+        return _play(sys.argv if argv is None else argv)
+    except KeyboardInterrupt:
+        return 0
+
+
+def _play(argv: list[str]) -> int:
     import rclpy
     from rclpy.executors import ExternalShutdownException
 
-    argv = sys.argv if argv is None else argv
     options = build_parser().parse_args(rclpy.utilities.remove_ros_args(argv)[1:])
     try:
         if options.synthetic is not None:
@@ -264,7 +272,13 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     options.rate = options.rate or source.rate_hz or 10.0
     rclpy.init(args=argv)
-    node = rclpy.create_node("video_publisher")
+    try:
+        node = rclpy.create_node("video_publisher")
+    except Exception:  # rclpy's RCLError when a signal shut ROS down since init: a clean stop
+        if rclpy.ok():
+            raise
+        rclpy.try_shutdown()
+        return 0
     try:
         player = VideoPublisher(node, options, source)
         if options.wait > 0 and not player.wait_for_subscribers(options.wait):
@@ -278,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
                 "the last frames may not have reached it")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # as above, while making its publishers or waiting
+        if rclpy.ok():
+            raise
     finally:
         node.destroy_node()
         rclpy.try_shutdown()

@@ -94,3 +94,18 @@ def test_the_mono_demo_refuses_compressed_transport(capsys):
     with pytest.raises(SystemExit):
         main(["--mono", "--transport", "compressed"])
     assert "--mono publishes raw mono8 images" in capsys.readouterr().err
+
+
+@pytest.mark.ros
+def test_a_node_that_cannot_start_fails_the_demo_with_its_reason_and_no_traceback(tmp_path):
+    (tmp_path / "cut.pth").write_bytes(weights_for_tests().read_bytes()[:4096])
+    result = subprocess.run(
+        [sys.executable, "-m", "fartrack_ros.demo", "--frames", "12", "--device", "cpu",
+         "--weights", str(tmp_path / "cut.pth"), "--timeout", "90"],
+        env=ros_env(pick_domain_id()), cwd=REPO, capture_output=True, text=True, timeout=150)
+    output = result.stdout + result.stderr
+
+    assert result.returncode == 1, output
+    assert f"weights file {tmp_path / 'cut.pth'} is cut short or damaged" in output
+    assert "demo: fartrack_node exited early" in output
+    assert "Traceback" not in output and "[publisher]" not in output, output
