@@ -386,6 +386,9 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
     if bgr is not None and bgr.dtype not in (np.uint8, np.uint16):  # a float TIFF, read with IMREAD_ANYDEPTH
         bgr = decode(flags & ~cv2.IMREAD_ANYDEPTH)  # as without it
     if bgr is None or not bgr.size:
+        if jpeg or png:  # the decoder gave up without a word (some OpenCV builds keep libjpeg's quiet)
+            raise ImageConversionError(f"could not decode {what}: the {'JPEG' if jpeg else 'PNG'} is damaged or "
+                                       "cut short")
         raise ImageConversionError(f"could not decode {what}; expected JPEG, PNG or TIFF")
     if bgr.dtype == np.uint16:
         bgr = scale_to_8_bits(bgr, bit_depth)

@@ -358,8 +358,8 @@ class FarTrackNode(LifecycleNode):
                 self._submit_init(init, LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
             idle = not self._num_targets and not self._inits_queued
-        if idle or not self._active:
-            return
+        if idle or not self._active or self._image_problem is not None:
+            return  # an unusable encoding: said once above, not again for each frame by the compute thread
         if arrival.late:  # tracked, it would take the targets back in time and the boxes out of order
             self._warn(f"image {format_stamp(frame.stamp_ns)} arrived late or a second time (a relay that "
                        "reorders, a second path from the camera?): kept for inits, not tracked")

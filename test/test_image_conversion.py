@@ -474,6 +474,16 @@ def test_a_jpeg_libjpeg_finds_damaged_is_refused_and_nothing_reaches_stderr(capf
     assert capfd.readouterr().err == ""
 
 
+@pytest.mark.parametrize("kept", ["half", "headers only"])
+def test_a_jpeg_cut_short_is_called_damaged_whether_or_not_libjpeg_says_why(capfd, kept):
+    jpeg = rgb_to_compressed(_random_rgb(64, 96), "jpeg")
+    cut = jpeg[:len(jpeg) // 2] if kept == "half" else jpeg[:_scan_start(jpeg)]
+
+    with pytest.raises(ImageConversionError, match="could not decode .* the JPEG is damaged"):
+        compressed_to_rgb(cut, "jpeg")
+    assert capfd.readouterr().err == ""
+
+
 def test_extraneous_bytes_before_the_end_marker_decode_as_many_webcams_send_them(capfd):
     rgb = _random_rgb(16, 24)
     jpeg = rgb_to_compressed(rgb, "jpeg")
