@@ -28,6 +28,11 @@ SILENCE_WARN_S = 3.0
 # Frame rates are measured over the frames of at least the last this many seconds (and of the
 # last diagnostics period when it is longer).
 RATE_WINDOW_S = 2.0
+# Image stamps whose median delay to the detections is below -AHEAD_WARN_MS (stamped in the node's
+# future) or above BEHIND_WARN_S (no frame waits that long in a keep-last queue) come from another
+# clock than the node's: a warning, as delay_from_stamp then measures the clocks, not the node.
+AHEAD_WARN_MS = 100.0
+BEHIND_WARN_S = 10.0
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,21 @@ def diagnostic_items(snapshot: StatisticsSnapshot, **extra: object) -> list[tupl
     return items
 
 
+def clock_mismatch(delay: LatencySummary | None) -> str | None:
+    """Why the image stamps cannot be of the node's clock, judged from the median delay of
+    stamp to detections (`AHEAD_WARN_MS`, `BEHIND_WARN_S`); None when they can."""
+    if delay is None or not np.isfinite(delay.p50_ms):
+        return None
+    if delay.p50_ms < -AHEAD_WARN_MS:
+        where = f"{-delay.p50_ms / 1e3:.3g} s ahead of"
+    elif delay.p50_ms > BEHIND_WARN_S * 1e3:
+        where = f"{delay.p50_ms / 1e3:.3g} s behind"
+    else:
+        return None
+    return (f"image stamps are {where} the node's clock (a camera clock not synchronised, a bag or simulator "
+            "time without use_sim_time, or use_sim_time with no /clock): delay_from_stamp measures the clocks")
+
+
 def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int, lost: int = 0,
                      image_problem: str | None = None) -> tuple[int, str]:
     """(level, message) for the node's ``DiagnosticStatus``, with ``targets`` tracked, ``lost`` of
@@ -250,7 +270,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
     OK while frames arrive; WARN when the node is active but no image arrived for a while (a
     wrong topic or QoS is the usual cause), when the images cannot be used (an encoding the node
     does not convert), when targets are tracked but no frame was processed for a while
-    (`SILENCE_WARN_S` and at least 3 periods), or when every target is lost.
+    (`SILENCE_WARN_S` and at least 3 periods), when the image stamps come from another clock
+    (`clock_mismatch`), or when every target is lost.
     """
     if not active:
         return OK, "inactive (not subscribed to images)"
@@ -262,6 +283,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
         return WARN, f"images arrive but cannot be tracked: {image_problem}"
     if targets and snapshot.since_processed_s >= silence_s:
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
+    if (clocks := clock_mismatch(snapshot.delay_from_stamp)) is not None:
+        return WARN, clocks
     rates = f"{snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
     if targets and lost >= targets:
         return WARN, f"all {targets} target(s) lost (searching where last seen), {rates}"

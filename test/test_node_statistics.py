@@ -324,3 +324,24 @@ def test_level_warns_when_every_target_is_lost(lost, level, message):
     got_level, got_message = diagnostic_level(stats.snapshot(), active=True, targets=3, lost=lost)
 
     assert got_level == level and got_message.startswith(message), got_message
+
+
+@pytest.mark.parametrize("delay_ms, level, message", [
+    (35.0, OK, "tracking, "),
+    (-50.0, OK, "tracking, "),  # within the clocks' tolerance
+    (-11_000.0, WARN, "image stamps are 11 s ahead of the node's clock"),
+    (-1.7957e12, WARN, "image stamps are 1.8e+09 s ahead of the node's clock"),  # use_sim_time, no /clock
+    (4.2e11, WARN, "image stamps are 4.2e+08 s behind the node's clock"),  # a bag's stamps, wall time
+])
+def test_level_warns_when_the_image_stamps_come_from_another_clock(delay_ms, level, message):
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.note_tracking_started()
+    clock.now += 1.0
+    for _ in range(5):
+        stats.record_received()
+        stats.record_processed({"model": 1.0}, delay_ms=delay_ms)
+
+    got_level, got_message = diagnostic_level(stats.snapshot(), active=True, targets=1)
+
+    assert got_level == level and got_message.startswith(message), got_message
