@@ -54,7 +54,7 @@ class ImageSubscription:
         self.topic_name = ""  # resolved at `start`, kept after `stop`
         self.last_image_s = 0.0  # monotonic time of the last image (or of subscribing)
         self.publishers_since_s: float | None = None  # since when the topic has publishers
-        self._silence_reported = False  # the silent-publishers hint was given since the last image
+        self._silence_reported = False  # the silent-publishers hint was given to these publishers
         self._absence_reported = False  # the no-publisher hint was given since publishers were there
         self._several_told = False  # warned of several publishers since there were fewer
         self._several_waited = False  # ... or waited a check for a publisher's node name
@@ -80,7 +80,7 @@ class ImageSubscription:
     def note_image(self, received_s: float) -> None:
         """An image arrived at monotonic time ``received_s``: the topic is not silent."""
         self.last_image_s = received_s
-        self._silence_reported = self._absence_reported = False
+        self._absence_reported = False  # a stray frame through a lossy link leaves the silence hint told
 
     def publishers(self) -> list:
         return self._node.get_publishers_info_by_topic(self.topic_name)
@@ -90,7 +90,7 @@ class ImageSubscription:
                                   [info.qos_profile.reliability for info in publishers])
 
     def check(self) -> None:
-        """Follow the publishers' reliability, explain (once per silence) publishers that send
+        """Follow the publishers' reliability, explain (once while they last) publishers that send
         nothing to a best-effort subscription, and warn when several publish on the topic."""
         if self.subscription is None:
             return
@@ -103,6 +103,7 @@ class ImageSubscription:
         now = time.monotonic()
         if not publishers:
             self.publishers_since_s = None
+            self._silence_reported = False  # a camera that comes back silent is told again
         elif self.publishers_since_s is None:
             self.publishers_since_s = now
         # silent since the last image, subscribing, or the first publisher, whichever is latest

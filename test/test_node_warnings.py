@@ -52,6 +52,8 @@ def _camera(node_name: str = "camera"):
 
 
 def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(logged_node):
+    import time
+
     from rclpy.qos import QoSReliabilityPolicy
 
     from fartrack_ros.subscriptions import SILENT_PUBLISHERS_S
@@ -68,6 +70,18 @@ def test_the_silent_camera_hint_counts_from_when_a_publisher_appeared(logged_nod
     images.publishers_since_s -= SILENT_PUBLISHERS_S  # and has sent nothing since
     node._check_publishers()
     assert len(log.lines) == 1 and "but no image received for 3 s" in log.lines[0]
+
+    images.note_image(time.monotonic() - SILENT_PUBLISHERS_S)  # a stray frame through the lossy link, then silence
+    node._check_publishers()
+    assert len(log.lines) == 1, log.lines  # told once while that camera lasts
+
+    images.publishers = lambda: []  # the camera restarts, and is silent again
+    node._check_publishers()
+    images.publishers = lambda: [camera]
+    node._check_publishers()
+    images.publishers_since_s -= SILENT_PUBLISHERS_S
+    node._check_publishers()
+    assert len(log.lines) == 2 and "but no image received for 3 s" in log.lines[1], log.lines
 
 
 def test_no_publisher_on_the_image_topic_is_told_once_naming_where_images_are_published(logged_node, rclpy_context):
