@@ -139,6 +139,7 @@ class FarTrackNode(LifecycleNode):
         self._stats = NodeStatistics()
         self._throttle = WarningThrottle(WARN_EVERY_S)
         self._state_log = TargetStateLog(WARN_EVERY_S)  # the LOST / found-again lines logged
+        self._restart_log = WarningThrottle(WARN_EVERY_S)  # a client re-sending a box every frame
         self._slot = LatestSlot()
         self._compute = ComputeThread()  # the only thread that runs the model (see compute_thread)
         self._track_queued = False  # a _track_latest call is queued in the compute thread
@@ -546,9 +547,12 @@ class FarTrackNode(LifecycleNode):
                         f"init box for target {target_id!r} (x={requested[0]:.1f} y={requested[1]:.1f} "
                         f"w={requested[2]:.1f} h={requested[3]:.1f}) extends beyond the "
                         f"{rgb.shape[1]}x{rgb.shape[0]} image: clipped to it")
-                self.get_logger().info(
-                    f"target {target_id!r} {'restarted' if restarted else 'started'} at x={box[0]:.1f} y={box[1]:.1f} "
-                    f"w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}")
+                log, held = self._restart_log.admit(target_id) if restarted else (True, 0)
+                if log:
+                    self.get_logger().info(
+                        f"target {target_id!r} {'restarted' if restarted else 'started'} at x={box[0]:.1f} "
+                        f"y={box[1]:.1f} w={box[2]:.1f} h={box[3]:.1f} on frame {format_stamp(frame.stamp_ns)}"
+                        + (f" ({held} restarts since the last one logged)" if held else ""))
             if tracker.target_ids and not self._num_targets:
                 self._stats.note_tracking_started()
             self._count_targets(tracker)

@@ -411,6 +411,14 @@ def test_a_target_going_lost_and_found_again_is_logged_and_a_re_init_says_restar
     node._start_targets(init_msg(stamps[3], [("a", boxes[2])]))
     assert any(line.startswith("target 'a' restarted at x=") for line in lines)
 
+    for _ in range(3):  # a client re-sending its box on every frame: one line per WARN_EVERY_S
+        node._start_targets(init_msg(stamps[3], [("a", boxes[2])]))
+    assert sum("restarted" in line for line in lines) == 1, lines
+    node._restart_log._clock = lambda: time.monotonic() + 10.0
+    node._start_targets(init_msg(stamps[3], [("a", boxes[2])]))
+    assert lines[-1].startswith("target 'a' restarted at x=") and lines[-1].endswith(
+        " (3 restarts since the last one logged)"), lines
+
 
 def test_an_init_keeps_no_decoded_frame_in_the_cache(node):
     """Inits naming cached frames (refused ones too) must not pile up decoded images: the cache holds
