@@ -39,6 +39,16 @@ def test_unknown_precision_and_onnxruntime_below_float32_are_refused():
         with_backend(model, "onnxruntime", "bfloat16")
 
 
+def test_float16_asked_of_the_torch_backend_on_the_cpu_runs_as_asked_with_a_warning(caplog):
+    model = build_model(SMALL).eval()
+    with caplog.at_level("WARNING", logger="fartrack_ros"):
+        assert with_backend(model, "torch", "bfloat16").compute_dtype == torch.bfloat16
+        assert caplog.records == []
+        assert with_backend(model, "torch", "float16").compute_dtype == torch.float16
+    (record,) = caplog.records
+    assert "float16 on the CPU is emulated" in record.getMessage()
+
+
 def test_bfloat16_outputs_are_float32_and_close_to_the_float32_model():
     torch.manual_seed(0)
     model = build_model(SMALL).eval()

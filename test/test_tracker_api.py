@@ -144,12 +144,17 @@ def test_unusable_init_boxes_are_rejected_with_their_value(model, frame, box, me
     [[0, 0, 0]],
 ])
 def test_frames_that_are_not_hxwx3_uint8_are_rejected(model, frame, bad_frame):
+    """(and say how to convert the usual ones)"""
     tracker = Tracker(model)
     with pytest.raises(ValueError, match="HxWx3 uint8"):
         tracker.add_target(bad_frame, BOX)
     tracker.add_target(frame, BOX)
-    with pytest.raises(ValueError, match="HxWx3 uint8"):
+    with pytest.raises(ValueError, match="HxWx3 uint8") as refused:
         tracker.track(bad_frame)
+    hint = {np.float32: "floats in 0..1: ", 2: "grey: cv2.cvtColor", 4: "RGBA: frame[..., :3]"}
+    if isinstance(bad_frame, np.ndarray):
+        key = bad_frame.dtype.type if bad_frame.dtype != np.uint8 else bad_frame.ndim if bad_frame.ndim == 2 else 4
+        assert hint[key] in str(refused.value), refused.value
 
 
 def test_box_partly_outside_is_clipped_to_the_image(model, frame):
@@ -184,6 +189,59 @@ def test_invalid_config_values_are_rejected():
         TrackerConfig(max_targets=True)
     with pytest.raises(ValueError, match="template_memory_cap must be >= 2"):
         TrackerConfig(template_memory_cap=0)
+    with pytest.raises(ValueError, match="lost_threshold must be a number, got '0.1'"):
+        TrackerConfig(lost_threshold="0.1")
+    with pytest.raises(ValueError, match="drop_pruned must be True or False, got 'no'"):
+        TrackerConfig(drop_pruned="no")
+
+
+def test_numpy_numbers_are_taken_as_the_numbers_they_are():
+    config = TrackerConfig(template_memory_cap=np.int64(32), lost_frames=np.int32(3), lost_threshold=np.float32(0.25),
+                           drop_pruned=np.bool_(False))
+    assert (config.template_memory_cap, config.lost_frames, config.lost_threshold, config.drop_pruned) == (
+        32, 3, 0.25, False)
+    assert type(config.template_memory_cap) is int and type(config.drop_pruned) is bool
+
+
+def test_a_tracker_given_a_path_instead_of_a_model_says_how_to_load_one():
+    with pytest.raises(TypeError, match=r"Tracker needs a loaded model, e.g. Tracker\(load_checkpoint\(path\)\)"):
+        Tracker("weights/default.pth")
+
+
+def test_a_non_callable_on_results_is_refused_before_the_frame_changes_anything(model, frame):
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frame, BOX)
+    before = tracker.inspect_target("1")
+    with pytest.raises(TypeError, match="on_results must be callable"):
+        tracker.track(frame, on_results=5)
+    after = tracker.inspect_target("1")
+    assert after.held_indices == before.held_indices and after.search_box_xywh == before.search_box_xywh
+
+
+def test_one_tracker_called_from_two_threads_takes_turns(model):
+    import threading
+
+    frames, boxes = moving_target_video(12)
+    tracker = Tracker(model, TrackerConfig(lost_threshold=0.0))
+    tracker.add_target(frames[0], boxes[0])
+    results, errors = [], []
+
+    def follow():
+        try:
+            for image in frames[1:]:
+                results.append(tracker.track(image))
+        except Exception as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=follow) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+
+    assert errors == [] and len(results) == 2 * (len(frames) - 1)
+    assert all(len(r) == 1 and np.isfinite(r[0].box_xywh).all() for r in results)
+    assert max(tracker.inspect_target("1").held_indices) == 2 * (len(frames) - 1)  # a template from every frame
 
 
 def test_a_single_id_string_names_one_target(model, frame):

@@ -8,6 +8,7 @@ one graph serves every number of targets and kept tokens.
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from typing import Optional
 
@@ -18,6 +19,8 @@ from .checkpoint import adopt_unused_shapes
 from .network import FARTrack
 from .device import cuda_unavailable_reason
 from .precision import precision_for_device, with_precision
+
+_LOG = logging.getLogger(__name__)
 
 BACKENDS = ("torch", "onnxruntime")
 
@@ -125,6 +128,9 @@ def with_backend(model: FARTrack, backend: str, precision: str = "float32") -> F
             # cuDNN convolve in TF32 by default, and a library may have allowed TF32 matmuls
             torch.backends.cudnn.allow_tf32 = False
             torch.backends.cuda.matmul.allow_tf32 = False
+        elif precision == "float16":
+            _LOG.warning("precision float16 on the CPU is emulated, about 8x slower than float32 "
+                         "(with_backend_for_device runs bfloat16 or float32 there instead)")
         return with_precision(model, precision)
     if backend == "onnxruntime":
         if next(model.parameters()).device.type != "cpu":

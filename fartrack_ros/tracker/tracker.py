@@ -18,8 +18,11 @@ Two memory modes:
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
+import numbers
+import threading
 import time
 from dataclasses import dataclass
 from enum import Enum
@@ -29,7 +32,7 @@ import numpy as np
 import torch
 
 from ..evaluation.metrics import iou_xywh
-from ..model import box_confidence, decode_boxes, xyxy_to_cxcywh
+from ..model import FARTrack, box_confidence, decode_boxes, xyxy_to_cxcywh
 from .box_mapping import clip_box, crop_px_boxes, map_box_back
 from .cropping import normalize_patches, sample_target
 from .template_memory import TemplateMemory
@@ -40,6 +43,9 @@ RECOVERY_OVERLAP = 0.5  # a LOST target waking up on a box this much over a trac
 
 
 class TrackState(str, Enum):
+    """TRACKING: the box follows the target. LOST: ``lost_frames`` unconfident frames in a row
+    (see `TrackerConfig`); the box reported is the last confident one."""
+
     TRACKING = "TRACKING"
     LOST = "LOST"
 
@@ -69,6 +75,12 @@ class TrackerConfig:
       its search following that box meanwhile (two objects moving together would otherwise leave
       it behind), and is found again once the boxes part.
 
+    ``template_memory_cap`` (``bounded``) is at least the model's template slots (5 for the
+    official models), which the `Tracker` checks. ``official`` memory keeps a template every frame
+    and never thins them: it grows without bound, as the official tracker's does (the bundled
+    model: about 8 MB a target per 1000 frames); use it to reproduce the official boxes, not on a
+    robot.
+
     ``drop_pruned`` False runs the official arithmetic instead of the fast path: every template
     token present, pruned ones masked, eager attention, in torch whatever the backend. The boxes
     are the same to float rounding; it is slower, and is the benchmark's baseline.
@@ -86,8 +98,15 @@ class TrackerConfig:
             raise ValueError(f"memory must be one of {MEMORY_MODES}, got {self.memory!r}")
         for name in ("template_memory_cap", "lost_frames", "max_targets"):
             value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool):
+            if not isinstance(value, numbers.Integral) or isinstance(value, (bool, np.bool_)):
                 raise ValueError(f"{name} must be an integer, got {value!r}")
+            object.__setattr__(self, name, int(value))  # numpy's integers too, stored as int
+        if not isinstance(self.lost_threshold, numbers.Real) or isinstance(self.lost_threshold, (bool, np.bool_)):
+            raise ValueError(f"lost_threshold must be a number, got {self.lost_threshold!r}")
+        object.__setattr__(self, "lost_threshold", float(self.lost_threshold))
+        if not isinstance(self.drop_pruned, (bool, np.bool_)):
+            raise ValueError(f"drop_pruned must be True or False, got {self.drop_pruned!r}")
+        object.__setattr__(self, "drop_pruned", bool(self.drop_pruned))
         if self.template_memory_cap < 2:
             raise ValueError(f"template_memory_cap must be >= 2 (the first and the newest template), "
                              f"got {self.template_memory_cap}")
@@ -101,6 +120,11 @@ class TrackerConfig:
 
 @dataclass(frozen=True)
 class TrackResult:
+    """One target in one frame: its box in the frame's pixels (while LOST, the last confident
+    box), the score the confidence gate compares with ``lost_threshold`` (the mean peak
+    probability of the four coordinate distributions, 0..1), its state and how many templates it
+    holds."""
+
     target_id: str
     box_xywh: tuple[float, float, float, float]
     score: float
@@ -132,13 +156,30 @@ class _Target:
     status: TrackState = TrackState.TRACKING
 
 
+def _one_at_a_time(method):
+    """Run a `Tracker` method under the tracker's lock: calls from several threads take turns."""
+
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked
+
+
 class Tracker:
     """Tracks any number of targets in a stream of frames with one FARTrack network.
 
-    Frames are ``HxWx3`` uint8 RGB arrays; boxes are ``(x, y, w, h)`` floats in pixels.
+    Frames are ``HxWx3`` uint8 RGB arrays; boxes are ``(x, y, w, h)`` floats in pixels. Its
+    methods may be called from several threads: they take turns (one lock per tracker); trackers
+    sharing one model run side by side. The model is put in eval mode.
     """
 
-    def __init__(self, model, config: TrackerConfig | None = None):
+    def __init__(self, model: FARTrack, config: TrackerConfig | None = None):
+        if not (hasattr(model, "forward_embedded") and hasattr(model, "cfg")):
+            raise TypeError(f"Tracker needs a loaded model, e.g. Tracker(load_checkpoint(path)), got "
+                            f"{type(model).__name__} {model!r:.60}")
+        self._lock = threading.RLock()
         self.model = model.eval()
         self.cfg = model.cfg
         self.config = config or TrackerConfig()
@@ -155,6 +196,7 @@ class Tracker:
         return self._config
 
     @config.setter
+    @_one_at_a_time
     def config(self, config: TrackerConfig) -> None:
         """Replace the settings; they apply to every target from the next frame on."""
         if config.template_memory_cap < self.cfg.num_template_slots:
@@ -173,7 +215,8 @@ class Tracker:
         """Ids of the targets that are LOST (see `TrackerConfig`)."""
         return [t.target_id for t in self._targets.values() if t.status == TrackState.LOST]
 
-    def add_target(self, frame: np.ndarray, box_xywh, target_id: str | None = None) -> str:
+    @_one_at_a_time
+    def add_target(self, frame: np.ndarray, box_xywh: Iterable[float], target_id: str | None = None) -> str:
         """Start tracking the object in ``box_xywh`` of ``frame``; returns the target id.
 
         A box partly outside the image is clipped to it. An existing ``target_id`` is
@@ -195,16 +238,19 @@ class Tracker:
         self._targets[target_id] = _Target(target_id, box, memory, list(box), frame.shape[:2])
         return target_id
 
+    @_one_at_a_time
     def remove_target(self, target_id: str) -> None:
         """Stop tracking ``target_id``; KeyError naming the known ids if there is no such target."""
         if str(target_id) not in self._targets:
             raise KeyError(f"no target {target_id!r} (tracked: {sorted(self._targets)})")
         del self._targets[str(target_id)]
 
+    @_one_at_a_time
     def reset(self) -> None:
-        """Drop all targets."""
+        """Drop all targets (automatic ids go on counting: a new target is not taken for an old one)."""
         self._targets.clear()
 
+    @_one_at_a_time
     def warm_up(self, frame_hw: tuple[int, int] = (240, 320)) -> None:
         """Throwaway targets added and tracked on a blank frame, one then two at once, so that the
         first real frame, and the first with two targets, are not slowed by lazy set-up (kernel
@@ -226,6 +272,7 @@ class Tracker:
             for target_id in added:
                 self.remove_target(target_id)
 
+    @_one_at_a_time
     def inspect_target(self, target_id: str) -> TargetSnapshot:
         """The state, slot picks and token keep vector the next forward will use for a target."""
         if str(target_id) not in self._targets:
@@ -243,6 +290,7 @@ class Tracker:
         )
 
     # -- tracking ------------------------------------------------------------------------------
+    @_one_at_a_time
     def track(self, frame: np.ndarray,
               on_results: Callable[[list[TrackResult]], None] | None = None,
               target_ids: Iterable[str] | None = None) -> list[TrackResult]:
@@ -263,6 +311,8 @@ class Tracker:
         The templates need nothing, being crops resized to the model's template size.
         """
         _check_frame(frame)
+        if on_results is not None and not callable(on_results):
+            raise TypeError(f"on_results must be callable (it gets the list of results), got {on_results!r}")
         targets = list(self._targets.values())
         if target_ids is not None:
             wanted = {target_ids} if isinstance(target_ids, str) else set(map(str, target_ids))
@@ -435,9 +485,23 @@ def _check_frame(frame) -> None:
         raise ValueError(f"frame must be an HxWx3 uint8 RGB numpy array, got {type(frame).__name__}")
     if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"frame must be an HxWx3 uint8 RGB array, got shape {frame.shape} "
-                         f"dtype {frame.dtype}")
+                         f"dtype {frame.dtype}{_frame_hint(frame)}")
     if frame.shape[0] < 2 or frame.shape[1] < 2:
         raise ValueError(f"frame is too small to track in: {frame.shape[1]}x{frame.shape[0]} px")
+
+
+def _frame_hint(frame: np.ndarray) -> str:
+    """How to make such a frame an HxWx3 uint8 RGB one (cv2 names), when the fix is plain."""
+    hints = []
+    if frame.ndim == 2 or (frame.ndim == 3 and frame.shape[2] == 1):
+        hints.append("grey: cv2.cvtColor(frame, cv2.COLOR_GRAY2RGB)")
+    elif frame.ndim == 3 and frame.shape[2] == 4:
+        hints.append("RGBA: frame[..., :3] (BGRA: cv2.cvtColor(frame, cv2.COLOR_BGRA2RGB))")
+    if frame.dtype.kind == "f":
+        hints.append("floats in 0..1: (frame * 255).round().astype(np.uint8)")
+    elif frame.dtype == np.uint16:
+        hints.append("16-bit: (frame >> 8).astype(np.uint8)")
+    return f" ({'; '.join(hints)})" if hints else ""
 
 
 def _checked_init_box(box_xywh, height: int, width: int) -> list[float]:
