@@ -49,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             node = FarTrackNode(managed=options.managed)
         except ParameterException as exc:  # a bad -p value or params file: say which, no traceback
-            reason = re.sub(r"'([\w.]+)'(.*): \1$", r"'\1'\2", str(exc))  # rclpy repeats the name at the end
+            # rclpy repeats the name at the end ("'name' ...: name", "... Parameter name out of range ...: name")
+            reason = re.sub(r"^(.*\b([\w.]+)\b.*): \2$", r"\1", str(exc))
             rclpy.logging.get_logger(_logger_name(argv)).error(f"not started: invalid parameter: {reason}")
             return 2
         not_started = None if options.managed else _start_plain(node)

@@ -15,7 +15,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "fartrack.launch.py"
 RVIZ_FILE = REPO / "config" / "fartrack.rviz"
-DOCUMENTED_ARGUMENTS = {"image", "device", "weights", "variant", "namespace", "params_file", "use_lifecycle"}
+DOCUMENTED_ARGUMENTS = {"image", "device", "weights", "variant", "namespace", "params_file", "use_lifecycle",
+                        "autostart", "image_transport", "qos_reliability"}
 
 
 def _tree() -> ast.Module:
@@ -122,16 +123,24 @@ def _load_with_stand_ins(monkeypatch):
 
     class Configuration(Recorded):
         def perform(self, context):
-            return context[self.args[0]]
+            return context.launch_configurations[self.args[0]]
 
     modules = {
         "launch": {"LaunchDescription": Recorded},
-        "launch.actions": {"DeclareLaunchArgument": Recorded, "OpaqueFunction": Recorded},
+        "launch.actions": {"DeclareLaunchArgument": Recorded, "OpaqueFunction": Recorded, "EmitEvent": Recorded,
+                           "RegisterEventHandler": Recorded},
+        "launch.events": {"matches_action": lambda action: ("matches", action)},
         "launch.substitutions": {"LaunchConfiguration": Configuration, "PathJoinSubstitution": Recorded},
         "launch_ros": {},
-        "launch_ros.actions": {"LifecycleNode": Recorded, "Node": Recorded},
+        "launch_ros.actions": {"LifecycleNode": type("LifecycleNode", (Recorded,), {}),
+                               "Node": type("Node", (Recorded,), {})},
+        "launch_ros.event_handlers": {"OnStateTransition": Recorded},
+        "launch_ros.events": {},
+        "launch_ros.events.lifecycle": {"ChangeState": Recorded},
         "launch_ros.parameter_descriptions": {"ParameterValue": Recorded},
         "launch_ros.substitutions": {"FindPackageShare": Recorded},
+        "lifecycle_msgs": {},
+        "lifecycle_msgs.msg": {"Transition": types.SimpleNamespace(TRANSITION_CONFIGURE=1, TRANSITION_ACTIVATE=3)},
     }
     for name, attributes in modules.items():
         module = types.ModuleType(name)
@@ -145,8 +154,16 @@ def _load_with_stand_ins(monkeypatch):
 
 # launch argument values as a launch context holds them (the defaults, params_file by name)
 LAUNCH_VALUES = {"image": "camera/image_raw", "device": "", "weights": "", "variant": "", "precision": "",
-                 "params_file": "fartrack.yaml", "use_lifecycle": "false", "namespace": "", "rviz": "false",
-                 "use_sim_time": ""}
+                 "image_transport": "", "qos_reliability": "", "params_file": "fartrack.yaml",
+                 "use_lifecycle": "false", "autostart": "false", "namespace": "", "rviz": "false", "use_sim_time": ""}
+
+
+def _context(**values: str):
+    """A launch context holding the defaults and ``values`` (``ros_namespace``: pushed by an
+    including file's PushRosNamespace)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(launch_configurations={**LAUNCH_VALUES, **values})
 
 
 @pytest.mark.parametrize("namespace, topic", [("", "/fartrack/debug_image"),
@@ -154,22 +171,59 @@ LAUNCH_VALUES = {"image": "camera/image_raw", "device": "", "weights": "", "vari
                                               ("/fleet/robot1/", "/fleet/robot1/fartrack/debug_image")])
 def test_rviz_shows_the_debug_image_of_the_namespaced_node(monkeypatch, namespace, topic):
     launch = _load_with_stand_ins(monkeypatch)
-    context = {**LAUNCH_VALUES, "namespace": namespace, "rviz": "true"}
-
-    tracker, rviz = launch._nodes(context)
+    tracker, rviz = launch._nodes(_context(namespace=namespace, rviz="true"))
 
     assert tracker.kwargs["executable"] == "fartrack_node" and tracker.kwargs["namespace"] == namespace
     assert rviz.kwargs["executable"] == "rviz2"
     assert rviz.kwargs["remappings"] == [("/fartrack/debug_image", topic)]
-    assert len(launch._nodes({**context, "rviz": "false"})) == 1
+    assert len(launch._nodes(_context(namespace=namespace))) == 1
+
+
+@pytest.mark.parametrize("namespace, topic", [("", "/robot1/fartrack/debug_image"),
+                                              ("cam", "/robot1/cam/fartrack/debug_image"),
+                                              ("/cam", "/cam/fartrack/debug_image")])
+def test_rviz_follows_a_namespace_pushed_by_an_including_launch_file(monkeypatch, namespace, topic):
+    launch = _load_with_stand_ins(monkeypatch)
+
+    _, rviz = launch._nodes(_context(namespace=namespace, rviz="true", ros_namespace="/robot1"))
+
+    assert rviz.kwargs["remappings"] == [("/fartrack/debug_image", topic)]
+
+
+def test_a_managed_node_with_autostart_is_asked_to_configure_then_to_activate_once_inactive(monkeypatch):
+    launch = _load_with_stand_ins(monkeypatch)
+
+    (waiting,) = launch._nodes(_context(use_lifecycle="true"))  # no autostart: a lifecycle manager's to drive
+    assert type(waiting).__name__ == "LifecycleNode" and waiting.kwargs["arguments"] == ["--managed"]
+    node, handler, configure = launch._nodes(_context(use_lifecycle="true", autostart="true"))
+
+    assert type(node).__name__ == "LifecycleNode"
+    assert configure.kwargs["event"].kwargs == {"lifecycle_node_matcher": ("matches", node), "transition_id": 1}
+    (on_inactive,) = handler.args
+    assert on_inactive.kwargs["target_lifecycle_node"] is node
+    assert (on_inactive.kwargs["start_state"], on_inactive.kwargs["goal_state"]) == ("configuring", "inactive")
+    (activate,) = on_inactive.kwargs["entities"]
+    assert activate.kwargs["event"].kwargs == {"lifecycle_node_matcher": ("matches", node), "transition_id": 3}
+    (plain,) = launch._nodes(_context(autostart="true"))  # a plain node starts active by itself
+    assert type(plain).__name__ == "Node"
+
+
+def test_image_transport_and_qos_reliability_reach_the_node_only_when_given(monkeypatch):
+    launch = _load_with_stand_ins(monkeypatch)
+
+    (default,) = launch._nodes(_context())
+    (given,) = launch._nodes(_context(image_transport="compressed", qos_reliability="best_effort"))
+
+    assert default.kwargs["parameters"][1] == {}
+    overrides = given.kwargs["parameters"][1]
+    assert {name: value.args[0] for name, value in overrides.items()} == {"image_transport": "compressed",
+                                                                          "qos_reliability": "best_effort"}
 
 
 @pytest.mark.parametrize("given, expected", [("", None), ("true", True), ("false", False)])
 def test_use_sim_time_reaches_the_node_only_when_given(monkeypatch, given, expected):
     launch = _load_with_stand_ins(monkeypatch)
-    context = {**LAUNCH_VALUES, "device": "cpu", "use_sim_time": given}
-
-    (tracker,) = launch._nodes(context)
+    (tracker,) = launch._nodes(_context(device="cpu", use_sim_time=given))
 
     params_file, overrides = tracker.kwargs["parameters"]
     assert params_file == "fartrack.yaml"
@@ -181,4 +235,4 @@ def test_a_misspelt_boolean_launch_argument_stops_the_launch(monkeypatch):
     launch = _load_with_stand_ins(monkeypatch)
 
     with pytest.raises(ValueError, match="expected true or false.*'ture'"):
-        launch._nodes({**LAUNCH_VALUES, "use_sim_time": "ture"})
+        launch._nodes(_context(use_sim_time="ture"))

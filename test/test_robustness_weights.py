@@ -160,7 +160,7 @@ def _run_plain(parameters: dict, timeout: float = 90.0, remaps: dict | None = No
 
 
 @pytest.mark.parametrize("case, expected_code", [
-    ("missing", 1), ("pickle-payload", 1), ("invalid-parameter", 2), ("cuda-strict", 1),
+    ("missing", 1), ("pickle-payload", 1), ("invalid-parameter", 2), ("out-of-range", 2), ("cuda-strict", 1),
 ])
 def test_plain_executable_exits_non_zero_with_the_reason(bad_weights, case, expected_code):
     cases, marker = bad_weights
@@ -172,6 +172,9 @@ def test_plain_executable_exits_non_zero_with_the_reason(bad_weights, case, expe
     elif case == "invalid-parameter":
         parameters = {"device": "gpu", "weights": str(weights_for_tests())}
         reason = "not started: invalid parameter: "
+    elif case == "out-of-range":  # refused by rclpy's own range check, which repeats the name at the end
+        parameters = {"lost_threshold": 2.5, "weights": str(weights_for_tests())}
+        reason = "Parameter lost_threshold out of range Min: 0.0, Max: 1.0, value: 2.5\n"
     else:
         path, _, refusal = cases[case]
         parameters = {"device": "cpu", "weights": str(path)}
