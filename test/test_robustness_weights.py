@@ -21,7 +21,6 @@ import torch
 from lifecycle_msgs.msg import State, Transition
 
 from node_helpers import (
-    FIXTURE_WEIGHTS,
     NODE_NAME,
     NodeProcess,
     node_executable,
@@ -51,7 +50,7 @@ class Payload:
 @pytest.fixture(scope="module")
 def bad_weights(tmp_path_factory):
     """name -> (weights path, variant, text the refusal must contain); plus the payload's marker."""
-    from fartrack_ros.model import load_checkpoint, save_checkpoint
+    from fartrack_ros.model import build_model, save_checkpoint, variant_config
 
     folder = tmp_path_factory.mktemp("weights")
     good = weights_for_tests()
@@ -61,7 +60,7 @@ def bad_weights(tmp_path_factory):
     layout = folder / "no_net.pth"
     torch.save({"state_dict": state["net"], "epoch": 3}, layout)
     pico = folder / "pico6.pth"
-    save_checkpoint(load_checkpoint(FIXTURE_WEIGHTS, variant="pico"), pico)
+    save_checkpoint(build_model(variant_config("pico")), pico)  # 6 layers, random weights
     marker = folder / "payload_ran"
     evil = folder / "evil.pth"
     torch.save({"net": state["net"], "settings": Payload(str(marker))}, evil)
