@@ -25,7 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli.options import int_at_least, non_negative_float, positive_float, variant_name
+from .cli.messages import command
+from .cli.options import (fraction, int_at_least, node_parameter, non_negative_float, non_negative_int, positive_float,
+                          variant_name)
 
 NODE_NAME = "fartrack"
 TARGET_ID = "target"
@@ -354,11 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m fartrack_ros.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int_at_least(2), default=60, help="sequence length (default 60)")
     parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second published (default 10)")
-    parser.add_argument("--seed", type=int, default=1_000_000,
+    parser.add_argument("--seed", type=non_negative_int, default=1_000_000,
                         help="synthetic sequence seed (default 1000000, the first held-out sequence)")
-    parser.add_argument("--difficulty", type=float, default=None,
+    parser.add_argument("--difficulty", type=fraction, default=None,
                         help="fixed difficulty in [0, 1] (default: drawn from the seed)")
-    parser.add_argument("--device", default="auto", help="node device: auto, cpu, cuda, cuda:N")
+    parser.add_argument("--device", default="auto", type=node_parameter("device"),
+                        help="node device: auto, cpu, cuda, cuda:N")
     parser.add_argument("--weights", default="", help="checkpoint for the node (default: bundled model)")
     parser.add_argument("--variant", default="", type=variant_name,
                         help="tiny, nano, pico or a number of layers (default: as the checkpoint)")
@@ -371,15 +374,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@command("demo")
 def main(argv: list[str] | None = None) -> int:
+    """Ctrl-C or SIGTERM stop the node and the publisher and end the demo (exit 130 or 143)."""
+    from rclpy.executors import ExternalShutdownException
+
+    from .cli.messages import Terminated
+
     parser = build_parser()
     options = parser.parse_args(argv)
     if options.mono and options.transport != "raw":
         parser.error("--mono publishes raw mono8 images: leave --transport raw")
     try:
         return run(options)
-    except KeyboardInterrupt:
-        return 130
+    except ExternalShutdownException:  # rclpy shut ROS down on a signal before Python's handler ran
+        raise Terminated() from None
 
 
 if __name__ == "__main__":

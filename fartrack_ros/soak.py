@@ -412,6 +412,13 @@ def main(argv: list[str] | None = None) -> int:
     missing = ros_missing()
     if missing is not None:
         raise CliError(missing, code=2)
+    if options.json is not None:  # before the minutes of soaking, not after
+        try:
+            options.json.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise CliError(f"--json {options.json}: cannot make its folder ({exc.strerror})", code=2) from None
+        if options.json.is_dir() or not os.access(options.json.parent, os.W_OK):
+            raise CliError(f"--json {options.json}: not a file that can be written", code=2)
     progress = None if options.quiet else (lambda line: print(line, flush=True))
     try:
         result = run_soak(config, progress)
@@ -419,8 +426,10 @@ def main(argv: list[str] | None = None) -> int:
         raise CliError(exc) from None
     print(format_result(result), flush=True)
     if options.json is not None:
-        options.json.parent.mkdir(parents=True, exist_ok=True)
-        options.json.write_text(json.dumps(dict(asdict(result), passed=result.passed), indent=1))
+        try:
+            options.json.write_text(json.dumps(dict(asdict(result), passed=result.passed), indent=1))
+        except OSError as exc:  # the figures are printed above all the same
+            raise CliError(f"cannot write --json {options.json}: {exc.strerror}") from None
     return 0 if result.passed else 1
 
 

@@ -48,6 +48,10 @@ def test_comma_choices_accept_listed_items_only():
     (make_data.build_parser(), ["out", "--count", "1", "--seed-base", "-1"]),
     (train.build_parser(), ["--out", "run", "--lr", "nan"]),
     (train.build_parser(), ["--out", "run", "--seed", "-1"]),
+    (demo.build_parser(), ["--difficulty", "2"]),
+    (demo.build_parser(), ["--difficulty", "nan"]),
+    (demo.build_parser(), ["--seed", "-3"]),
+    (demo.build_parser(), ["--device", "foo"]),
 ])
 def test_tools_refuse_bad_values_naming_the_option(parser, args, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -80,3 +84,45 @@ def test_soak_refuses_a_warm_up_as_long_as_the_run(capsys):
 def test_soak_default_warm_up_lets_every_memory_fill_first():
     assert soak.SoakConfig(frames=100, template_cap=16).warmup == 32
     assert soak.SoakConfig(frames=10_000, template_cap=16).warmup == 1000
+
+
+def test_ctrl_c_and_sigterm_end_a_tool_with_one_line_and_their_exit_codes(capsys):
+    import os
+    import signal
+    import time
+
+    from fartrack_ros.cli.messages import command
+
+    @command("fartrack-x")
+    def interrupted(argv=None) -> int:
+        raise KeyboardInterrupt
+
+    @command("fartrack-x")
+    def terminated(argv=None) -> int:
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)  # the handler raises in this thread first
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert interrupted() == 130
+    assert capsys.readouterr().err == "fartrack-x: stopped by Ctrl-C\n"
+    assert terminated() == 143
+    assert capsys.readouterr().err == "fartrack-x: stopped by SIGTERM\n"
+    assert signal.getsignal(signal.SIGTERM) is before  # given back after the tool
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--node-variant", "bogus"], "argument --node-variant: variant='bogus' is not valid"),
+    (["--node-rates", "abc"], "argument --node-rates: expected a comma list of numbers >= 0"),
+    (["--node-rates", "-5"], "argument --node-rates: expected a comma list of numbers >= 0"),
+    (["--scaling-precisions", "float8"], "argument --scaling-precisions: expected a comma list of float32"),
+    (["--scaling-variant", "tiny", "--variants", "bundled"], "--scaling-variant tiny is not among --variants"),
+    (["--skip", "model,tracker,scaling,opencv,node"], "--skip leaves no section to run"),
+])
+def test_bench_refuses_node_and_scaling_settings_before_any_section_runs(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        bench.parse_args(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+    parsed = bench.parse_args(["--node-rates", "0,30,30", "--node-variant", "bundled", "--scaling-variant", "tiny",
+                               "--variants", "tiny", "--skip", "node"])
+    assert parsed.node_rates == [0.0, 30.0] and parsed.node_variant == "bundled"

@@ -7,6 +7,7 @@ are dropped (and counted), memory still holds.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -76,3 +77,38 @@ def test_outside_a_ros_environment_the_soak_says_what_to_do(monkeypatch, capsys)
     assert main(["--frames", "50"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("fartrack-soak: error: ROS 2 is not set up") and "tools/ros-run" in err
+
+
+@pytest.mark.timeout(180)
+def test_sigterm_stops_the_soak_and_the_node_it_started(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from node_helpers import REPO, pick_domain_id, ros_env
+
+    soak = subprocess.Popen([sys.executable, "-m", "fartrack_ros.soak", "--frames", "100000", "--weights", WEIGHTS,
+                             "--variant", VARIANT, "--quiet"], env=ros_env(pick_domain_id()), cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline, node = time.monotonic() + 90, None
+        while node is None and time.monotonic() < deadline and soak.poll() is None:
+            children = (Path("/proc") / str(soak.pid) / "task" / str(soak.pid) / "children").read_text().split()
+            node = int(children[0]) if children else None
+            time.sleep(0.5)
+        assert node is not None, "the soak started no node"
+        time.sleep(5.0)  # the node loading and frames flowing
+        soak.send_signal(signal.SIGTERM)
+        _, err = soak.communicate(timeout=60)
+    finally:
+        if soak.poll() is None:
+            soak.kill()
+    assert soak.returncode == 143, err
+    assert err.rstrip().endswith("fartrack-soak: stopped by SIGTERM") and "Traceback" not in err, err
+    deadline = time.monotonic() + 10
+    while Path(f"/proc/{node}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{node}").exists() or "Z" in Path(f"/proc/{node}/stat").read_text().split()[2], \
+        "the node outlived its soak"

@@ -84,6 +84,30 @@ def test_an_unreadable_last_image_keeps_the_boxes_tracked_before_it(tmp_path, mi
             "it are written)") in capsys.readouterr().err
 
 
+def test_ctrl_c_keeps_the_boxes_tracked_before_it(tmp_path, micro_weights, monkeypatch, capsys):
+    from fartrack_ros.tracker import Tracker
+
+    folder = _write_folder(tmp_path / "frames", moving_target_video(6)[0])
+    out = tmp_path / "boxes.txt"
+    track = Tracker.track
+    calls = []
+
+    def interrupted_at_the_third_frame(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return track(self, *args, **kwargs)
+
+    monkeypatch.setattr(Tracker, "track", interrupted_at_the_third_frame)
+    code = main([str(folder), "--init", "20,30,32,28", "--weights", str(micro_weights), "--out", str(out)])
+
+    assert code == 130
+    assert _read_boxes(out).shape == (3, 4)  # the init and the two frames tracked
+    err = capsys.readouterr().err
+    assert "the boxes of the 3 frames tracked so far are written" in err
+    assert err.rstrip().endswith("fartrack-track: stopped by Ctrl-C") and "Traceback" not in err
+
+
 def test_a_frame_of_another_size_is_resized_into_the_saved_video_with_one_warning(tmp_path, micro_weights, capsys):
     frames = moving_target_video(4)[0]
     frames[2] = cv2.resize(frames[2], (200, 150))

@@ -19,13 +19,18 @@ from ..model.device import cuda_unavailable_reason
 from ..evaluation.plots import figure_path
 from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command
-from .options import (PRECISION_CHOICES, comma_choices, comma_positive_ints, frame_size, int_at_least,
-                      positive_int)
+from .options import (PRECISION_CHOICES, comma_choices, comma_non_negative_floats, comma_positive_ints, frame_size,
+                      int_at_least, node_parameter, positive_int)
 
 PROG = "fartrack-bench"
 VARIANTS = ("tiny", "nano", "pico", "bundled")
 EXTRA_VARIANTS = ("bundled-3L",)  # the bundled model's first 3 layers (self-distilled): on request
 SECTIONS = ("model", "tracker", "scaling", "opencv", "node")
+
+
+def _node_variant_name(text: str) -> str:
+    """argparse type for --node-variant: bundled, or a variant as the node's parameter takes it."""
+    return text if text == "bundled" else node_parameter("variant")(text)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -48,7 +53,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "median round), so the machine's drift falls on every row of a ratio alike")
     parser.add_argument("--scaling-variant", default="bundled", choices=VARIANTS,
                         help="variant used for the multi-target rows (one of --variants)")
-    parser.add_argument("--scaling-precisions", default="",
+    parser.add_argument("--scaling-precisions", default=None, type=comma_choices(PRECISION_CHOICES),
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--skip", default=[], type=comma_choices(SECTIONS),
@@ -56,12 +61,12 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-frames", type=int_at_least(bm.WARMUP_FRAMES + 5), default=150,
                         help=f"frames sent through the node (the first {bm.WARMUP_FRAMES} are warm-up)")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
-    parser.add_argument("--node-variant", default="",
+    parser.add_argument("--node-variant", default="", type=_node_variant_name,
                         help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "
                              "--node-weights run that official size with random weights, as the model rows do")
     parser.add_argument("--node-precision", default="float32", choices=PRECISION_CHOICES,
                         help="precision the node rows run at (default float32)")
-    parser.add_argument("--node-rates", default="0,30",
+    parser.add_argument("--node-rates", default="0,30", type=comma_non_negative_floats,
                         help="comma list of frame rates (Hz) for the node rows and their in-process reference; "
                              "0 = back to back (default 0,30: also paced like a 30 Hz camera, as a robot runs it)")
     parser.add_argument("--node-size", default="320x240", type=frame_size,
@@ -85,7 +90,14 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "single-threaded executor")
     parser.add_argument("--plot", default="bench.png",
                         help="PNG plot path ('' for none; .pdf, .svg and matplotlib's other formats work too)")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    skip = set(args.skip)
+    if skip >= set(SECTIONS):
+        parser.error("--skip leaves no section to run")
+    if "scaling" not in skip and args.scaling_variant not in args.variants:
+        parser.error(f"--scaling-variant {args.scaling_variant} is not among --variants {','.join(args.variants)}: "
+                     "add it, or skip scaling")
+    return args
 
 
 @command(PROG)
@@ -124,14 +136,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         model = loaded[args.scaling_variant]
         counts = args.targets
         default_precisions = f"float32,{bm.reduced_precision(device.type)}"
-        for precision in [p for p in (args.scaling_precisions or default_precisions).split(",") if p]:
+        for precision in args.scaling_precisions or default_precisions.split(","):
             runner = with_backend(model, "torch", precision)
             measured = bm.interleaved({count: lambda c=count, r=runner: bm.tracker_ms(r, frames, boxes, "bounded", c)
                                        for count in counts}, args.rounds)
             first_ms = measured[counts[0]][0]
             for count in counts:
                 ms = measured[count][0]
-                rows.append(bm.Row("scaling", f"{args.scaling_variant} {precision} {count} targets", ms,
+                rows.append(bm.Row("scaling", f"{args.scaling_variant} {precision} {_count(count, 'target')}", ms,
                                    {"ms/target": f"{ms / count:.1f}",
                                     f"vs {_count(counts[0], 'target')}": f"{ms / first_ms:.2f}x"}))
 
@@ -232,7 +244,9 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
     if "events" in executors and not has_events_executor():
         print("node rows with executor events skipped: this rclpy has no EventsExecutor", file=sys.stderr)
         executors = [kind for kind in executors if kind != "events"]
-    runs_at, _ = precision_for_device(args.node_precision, "cpu")  # what the node runs (it warns)
+    runs_at, warning = precision_for_device(args.node_precision, "cpu")  # what the node runs (it warns)
+    if warning:
+        print(f"{PROG}: warning: node rows: {warning}", file=sys.stderr)
     label = model.cfg.name if runs_at == "float32" else f"{model.cfg.name} {runs_at}"
     if args.node_size != (320, 240):
         label += " {}x{}".format(*args.node_size)
@@ -245,7 +259,7 @@ def _node_rows_for(args: argparse.Namespace, model, weights: str, variant: str, 
         named = label if thread_counts == [args.threads] else f"{label} {_count(threads, 'thread')}"
         torch.set_num_threads(threads)  # the reference's, as many as the node's cpu_threads
         try:
-            for rate_hz in (float(r) for r in args.node_rates.split(",") if r):
+            for rate_hz in args.node_rates:
                 rows += _node_rows_at(args, runner, weights, variant, frames, boxes, executors, threads,
                                       rate_hz, named)
         finally:
@@ -335,10 +349,11 @@ def _reference_ms(runner, frames, boxes, period_s: float) -> float:
 
 def format_table(rows: list[bm.Row]) -> str:
     """Plain-text table: section, name, ms, FPS, then the row's extra columns."""
-    lines = [f"{'section':<9} {'name':<48} {'ms':>8} {'FPS':>8}  notes", "-" * 100]
+    width = max([48, *(len(row.name) for row in rows)])  # the node rows' names are long
+    lines = [f"{'section':<9} {'name':<{width}} {'ms':>8} {'FPS':>8}  notes", "-" * (width + 52)]
     for row in rows:
         notes = "  ".join(f"{k}: {v}" for k, v in row.extra.items())
-        lines.append(f"{row.section:<9} {row.name:<48} {row.ms:>8.2f} {row.fps:>8.1f}  {notes}")
+        lines.append(f"{row.section:<9} {row.name:<{width}} {row.ms:>8.2f} {row.fps:>8.1f}  {notes}")
     return "\n".join(lines)
 
 

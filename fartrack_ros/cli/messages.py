@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import signal
 import sys
+import threading
 from typing import Callable, Optional
 
 Main = Callable[[Optional[list[str]]], int]
@@ -18,6 +20,15 @@ class CliError(Exception):
     def __init__(self, message: object, code: int = 1) -> None:
         super().__init__(str(message))
         self.code = code
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the tool is as Ctrl-C's KeyboardInterrupt is, so that the same
+    clean-up runs (children stopped, partial results written) and the tool exits 143."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated()
 
 
 def warn(prog: str, message: object) -> None:
@@ -38,8 +49,9 @@ class _PrefixedStderr(logging.Handler):
 
 def command(prog: str) -> Callable[[Main], Main]:
     """Decorate a tool's ``main(argv) -> int``: a `CliError` ends it with ``prog: error: message``
-    and its exit code; meanwhile the library's warnings (a CUDA device that is absent) print like the
-    tool's own instead of through logging's bare fallback."""
+    and its exit code; Ctrl-C and SIGTERM (`Terminated`) with one line and 130 or 143, after the
+    tool's own clean-up; meanwhile the library's warnings (a CUDA device that is absent) print like
+    the tool's own instead of through logging's bare fallback."""
 
     def decorate(main: Main) -> Main:
         @functools.wraps(main)
@@ -47,13 +59,22 @@ def command(prog: str) -> Callable[[Main], Main]:
             handler = _PrefixedStderr(prog)
             library = logging.getLogger("fartrack_ros")
             library.addHandler(handler)
+            # rclpy, once initialised, shuts ROS down on SIGTERM and then calls this handler
+            previous = (signal.signal(signal.SIGTERM, _raise_terminated)
+                        if threading.current_thread() is threading.main_thread() else None)
             try:
                 return main(argv)
             except CliError as exc:
                 print(f"{prog}: error: {exc}", file=sys.stderr)
                 return exc.code
+            except KeyboardInterrupt as exc:
+                terminated = isinstance(exc, Terminated)
+                print(f"{prog}: stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
+                return 143 if terminated else 130
             finally:
                 library.removeHandler(handler)
+                if previous is not None:
+                    signal.signal(signal.SIGTERM, previous)
 
         return run
 

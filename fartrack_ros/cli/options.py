@@ -76,6 +76,20 @@ def comma_positive_ints(text: str) -> list[int]:
 comma_positive_ints.__name__ = "comma list"
 
 
+def comma_non_negative_floats(text: str) -> list[float]:
+    """argparse type for a non-empty comma list of finite numbers >= 0 (repeats dropped, order kept)."""
+    try:
+        items = [float(item) for item in text.replace(" ", "").split(",") if item]
+    except ValueError:
+        items = []
+    if not items or not all(math.isfinite(item) and item >= 0 for item in items):
+        raise argparse.ArgumentTypeError(f"expected a comma list of numbers >= 0, got {text!r}")
+    return list(dict.fromkeys(items))
+
+
+comma_non_negative_floats.__name__ = "comma list"
+
+
 def frame_size(text: str) -> tuple[int, int]:
     """argparse type for a frame size ``WIDTHxHEIGHT`` (at least 64x64): (width, height)."""
     try:
@@ -108,11 +122,20 @@ def apply_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
-def variant_name(text: str) -> str:
-    """argparse type for --variant: '', tiny, nano, pico or a number of layers (the node's rule)."""
-    from ..params import validate
+def node_parameter(name: str) -> Callable[[str], str]:
+    """argparse type for an option that is the node's string parameter ``name``, by the node's rule."""
 
-    problem = validate("variant", text)
-    if problem is not None:
-        raise argparse.ArgumentTypeError(problem)
-    return text
+    def parse(text: str) -> str:
+        from ..params import validate
+
+        problem = validate(name, text)
+        if problem is not None:
+            raise argparse.ArgumentTypeError(problem)
+        return text
+
+    parse.__name__ = name
+    return parse
+
+
+# --variant: '', tiny, nano, pico or a number of layers
+variant_name = node_parameter("variant")

@@ -173,7 +173,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     video = None if args.save is None else AnnotatedVideo(args.save, fps, first)
     if video is not None:
         video.write(annotate(first, args.init, "INIT", None), 0)
-    failure = None
+    failure = stopped = None
     try:
         with tqdm(total=count, initial=1, unit="frame", file=sys.stderr, desc=PROG) as bar:
             for frame in frames:
@@ -184,10 +184,13 @@ def main(argv: Optional[list[str]] = None) -> int:
                 bar.update(1)
     except ValueError as exc:  # InputError: an unreadable image; the boxes so far are still written
         failure = f"{exc} (the boxes of the {len(lines)} frames before it are written)"
+    except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the boxes so far too, then the stop
+        stopped = exc
+        warn(PROG, f"stopped: the boxes of the {len(lines)} frames tracked so far are written")
     finally:
         if video is not None:
             video.release()
-    if failure is None and count is not None and len(lines) < count:
+    if failure is None and stopped is None and count is not None and len(lines) < count:
         warn(PROG, f"the video ended after {len(lines)} frames; its header says {count} (a damaged or "
                    "truncated file?)")
 
@@ -203,6 +206,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         sys.stdout.write(text)
     if failure is not None:
         raise CliError(failure)
+    if stopped is not None:
+        raise stopped
     return 0
 
 

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from ..training.trainer import TrainConfig, TrainingStopped
-from .messages import CliError, command, warn
+from .messages import CliError, Terminated, command, warn
 from .options import apply_threads, fraction, non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -132,32 +132,38 @@ def main(argv: Optional[list[str]] = None) -> int:
         if isinstance(exc, (ValueError, OSError)):
             raise CliError(exc) from None  # a bad --device, an unusable --init or dataset
         raise
+    stopped_by = []
+
     def stop_after_this_step(signum, frame) -> None:
         trainer.stop_requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C stops at once
+        stopped_by.append(signum)
+        for stop, at_once in previous.items():  # a second Ctrl-C or SIGTERM stops at once
+            signal.signal(stop, at_once)
 
-    try:
-        previous = signal.signal(signal.SIGINT, stop_after_this_step)
-    except ValueError:  # not the main thread: Ctrl-C stays Python's KeyboardInterrupt
-        previous = None
+    previous = {}
+    try:  # Ctrl-C, and SIGTERM as a job scheduler sends it, stop after the current step
+        for stop in (signal.SIGINT, signal.SIGTERM):
+            previous[stop] = signal.signal(stop, stop_after_this_step)
+    except ValueError:  # not the main thread: the signals stay as they are
+        pass
     try:
         summary = trainer.run()
     except TrainingStopped as stopped:
         print(f"{PROG}: interrupted: step {stopped.step} saved in {args.out / 'checkpoints'}; continue with "
               f"{PROG} --out {args.out} --resume", file=sys.stderr)
-        return 130
+        return 143 if stopped_by[:1] == [signal.SIGTERM] else 130
     except BaseException as exc:
         saved = _forget_unsaved_run(args.out, made_from)
-        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C: stopped mid-step
+        if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C or SIGTERM: stopped mid-step
             print(f"{PROG}: stopped at once; " + (f"continue from the last checkpoint with {PROG} --out {args.out} "
                   "--resume" if saved else "no checkpoint was written"), file=sys.stderr)
-            return 130
+            return 143 if isinstance(exc, Terminated) else 130
         if isinstance(exc, OSError):  # an unreadable dataset image, a full disk; anything else is a bug: traceback
             raise CliError(exc) from None
         raise
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        for stop, handler in previous.items():
+            signal.signal(stop, handler)
     print(f"{PROG}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
     return 0
 
