@@ -377,14 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
 @command("demo")
 def main(argv: list[str] | None = None) -> int:
     """Ctrl-C or SIGTERM stop the node and the publisher and end the demo (exit 130 or 143)."""
-    from rclpy.executors import ExternalShutdownException
-
-    from .cli.messages import Terminated
-
     parser = build_parser()
     options = parser.parse_args(argv)
     if options.mono and options.transport != "raw":
         parser.error("--mono publishes raw mono8 images: leave --transport raw")
+    from rclpy.executors import ExternalShutdownException
+
+    from .cli.messages import Terminated
+
     try:
         return run(options)
     except ExternalShutdownException:  # rclpy shut ROS down on a signal before Python's handler ran

@@ -283,7 +283,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
         return WARN, f"images arrive but cannot be tracked: {image_problem}"
     if targets and snapshot.since_processed_s >= silence_s:
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
-    if (clocks := clock_mismatch(snapshot.delay_from_stamp)) is not None:
+    tracking_now = targets and snapshot.since_processed_s < silence_s  # the delays are of recent frames
+    if tracking_now and (clocks := clock_mismatch(snapshot.delay_from_stamp)) is not None:
         return WARN, clocks
     rates = f"{snapshot.fps_in:.1f} fps in, {snapshot.fps_out:.1f} fps out"
     if targets and lost >= targets:

@@ -120,9 +120,10 @@ def _autostart(node) -> list:
     def request(transition_id: int) -> EmitEvent:
         return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
 
+    # once: a later cleanup and configure by hand is not activated behind the user's back
     activate_when_inactive = RegisterEventHandler(OnStateTransition(
         target_lifecycle_node=node, start_state="configuring", goal_state="inactive",
-        entities=[request(Transition.TRANSITION_ACTIVATE)]))
+        entities=[request(Transition.TRANSITION_ACTIVATE)], handle_once=True))
     return [activate_when_inactive, request(Transition.TRANSITION_CONFIGURE)]
 
 

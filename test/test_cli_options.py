@@ -126,3 +126,5 @@ def test_bench_refuses_node_and_scaling_settings_before_any_section_runs(args, m
     parsed = bench.parse_args(["--node-rates", "0,30,30", "--node-variant", "bundled", "--scaling-variant", "tiny",
                                "--variants", "tiny", "--skip", "node"])
     assert parsed.node_rates == [0.0, 30.0] and parsed.node_variant == "bundled"
+    assert bench.parse_args(["--variants", "tiny,pico"]).scaling_variant == "tiny"  # bundled not listed: the first
+    assert bench.parse_args([]).scaling_variant == "bundled"

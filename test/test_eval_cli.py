@@ -337,3 +337,4 @@ def test_make_data_names_lasot_sequences_by_seed_so_a_second_set_adds_to_the_fir
     names = sorted(p.name for p in (root / "synthetic").iterdir())
     assert names == ["synthetic-100", "synthetic-101", "synthetic-40", "synthetic-41"]
     assert [seed_of(name) for name in names] == [100, 101, 40, 41]
+    assert seed_of("car-20240518") is None and seed_of("airplane-1") is None  # a real LaSOT's names

@@ -202,6 +202,7 @@ def test_a_managed_node_with_autostart_is_asked_to_configure_then_to_activate_on
     (on_inactive,) = handler.args
     assert on_inactive.kwargs["target_lifecycle_node"] is node
     assert (on_inactive.kwargs["start_state"], on_inactive.kwargs["goal_state"]) == ("configuring", "inactive")
+    assert on_inactive.kwargs["handle_once"]  # a later configure by hand is not activated for the user
     (activate,) = on_inactive.kwargs["entities"]
     assert activate.kwargs["event"].kwargs == {"lifecycle_node_matcher": ("matches", node), "transition_id": 3}
     (plain,) = launch._nodes(_context(autostart="true"))  # a plain node starts active by itself

@@ -345,3 +345,17 @@ def test_level_warns_when_the_image_stamps_come_from_another_clock(delay_ms, lev
     got_level, got_message = diagnostic_level(stats.snapshot(), active=True, targets=1)
 
     assert got_level == level and got_message.startswith(message), got_message
+
+
+def test_stamps_of_another_clock_are_judged_only_while_frames_are_tracked():
+    clock = FakeClock()
+    stats = NodeStatistics(clock=clock)
+    stats.note_tracking_started()
+    for _ in range(5):
+        clock.now += 0.1
+        stats.record_received()
+        stats.record_processed({"model": 1.0}, delay_ms=-11_000.0)
+    assert diagnostic_level(stats.snapshot(), active=True, targets=1)[0] == WARN
+
+    level, message = diagnostic_level(stats.snapshot(), active=True, targets=0)  # targets removed
+    assert level == OK and message.startswith("idle (no targets)"), message

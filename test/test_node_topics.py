@@ -45,16 +45,16 @@ BOX_BLUE = (200.0, 140.0, 40.0, 50.0)
 
 class StampSource:
     """Unique stamps across the module, 33 ms apart as a 30 Hz camera's (the node measures frame
-    intervals from them; one jump among its last 5 does not move their median), and a few seconds
-    at most behind the wall clock (its diagnostics warn of stamps of another clock)."""
+    intervals from them; one jump among its last 5 does not move their median), 5 to 8 s behind
+    the wall clock (its diagnostics warn of stamps 10 s behind or 0.1 s ahead of its clock)."""
 
     def __init__(self):
-        self.next_ns = 0
+        self.next_ns = time.time_ns() - 5_000_000_000  # room for 150 stamps drawn faster than 30 Hz
 
     def __call__(self) -> int:
         self.next_ns += 33_000_000
-        if self.next_ns < time.time_ns() - 5_000_000_000:  # fallen behind while tests waited
-            self.next_ns = time.time_ns() - 1_000_000_000
+        if self.next_ns < time.time_ns() - 8_000_000_000:  # fallen behind while tests waited
+            self.next_ns = time.time_ns() - 5_000_000_000
         return self.next_ns
 
 

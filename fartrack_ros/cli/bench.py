@@ -51,8 +51,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="model, tracker and scaling rows: rounds over all of a table's rows in turn "
                              "(model rows: --repeats calls per round, the median of all; the others: the "
                              "median round), so the machine's drift falls on every row of a ratio alike")
-    parser.add_argument("--scaling-variant", default="bundled", choices=VARIANTS,
-                        help="variant used for the multi-target rows (one of --variants)")
+    parser.add_argument("--scaling-variant", default=None, choices=VARIANTS,
+                        help="variant used for the multi-target rows, one of --variants (default bundled when "
+                             "listed, else the first)")
     parser.add_argument("--scaling-precisions", default=None, type=comma_choices(PRECISION_CHOICES),
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
@@ -94,7 +95,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     skip = set(args.skip)
     if skip >= set(SECTIONS):
         parser.error("--skip leaves no section to run")
-    if "scaling" not in skip and args.scaling_variant not in args.variants:
+    if args.scaling_variant is None:
+        args.scaling_variant = "bundled" if "bundled" in args.variants else args.variants[0]
+    elif "scaling" not in skip and args.scaling_variant not in args.variants:
         parser.error(f"--scaling-variant {args.scaling_variant} is not among --variants {','.join(args.variants)}: "
                      "add it, or skip scaling")
     return args

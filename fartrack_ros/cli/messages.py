@@ -31,6 +31,11 @@ def _raise_terminated(signum, frame) -> None:
     raise Terminated()
 
 
+def stopped_exit_code(terminated: bool) -> int:
+    """The exit code of a tool stopped by SIGTERM (143) or Ctrl-C (130): 128 + the signal, as a shell's."""
+    return 128 + int(signal.SIGTERM if terminated else signal.SIGINT)
+
+
 def warn(prog: str, message: object) -> None:
     """Print ``prog: warning: message`` on stderr."""
     print(f"{prog}: warning: {message}", file=sys.stderr)
@@ -61,7 +66,8 @@ def command(prog: str) -> Callable[[Main], Main]:
             library.addHandler(handler)
             # rclpy, once initialised, shuts ROS down on SIGTERM and then calls this handler
             previous = (signal.signal(signal.SIGTERM, _raise_terminated)
-                        if threading.current_thread() is threading.main_thread() else None)
+                        if threading.current_thread() is threading.main_thread()
+                        and signal.getsignal(signal.SIGTERM) is not signal.SIG_IGN else None)
             try:
                 return main(argv)
             except CliError as exc:
@@ -70,7 +76,7 @@ def command(prog: str) -> Callable[[Main], Main]:
             except KeyboardInterrupt as exc:
                 terminated = isinstance(exc, Terminated)
                 print(f"{prog}: stopped by {'SIGTERM' if terminated else 'Ctrl-C'}", file=sys.stderr)
-                return 143 if terminated else 130
+                return stopped_exit_code(terminated)
             finally:
                 library.removeHandler(handler)
                 if previous is not None:

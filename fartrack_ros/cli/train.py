@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Optional
 import torch
 
 from ..training.trainer import TrainConfig, TrainingStopped
-from .messages import CliError, Terminated, command, warn
+from .messages import CliError, Terminated, command, stopped_exit_code, warn
 from .options import apply_threads, fraction, non_negative_int, positive_float, positive_int
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         trainer.stop_requested = True
         stopped_by.append(signum)
         for stop, at_once in previous.items():  # a second Ctrl-C or SIGTERM stops at once
-            signal.signal(stop, at_once)
+            signal.signal(stop, at_once if at_once is not None else signal.SIG_DFL)
 
     previous = {}
     try:  # Ctrl-C, and SIGTERM as a job scheduler sends it, stop after the current step
@@ -151,19 +151,19 @@ def main(argv: Optional[list[str]] = None) -> int:
     except TrainingStopped as stopped:
         print(f"{PROG}: interrupted: step {stopped.step} saved in {args.out / 'checkpoints'}; continue with "
               f"{PROG} --out {args.out} --resume", file=sys.stderr)
-        return 143 if stopped_by[:1] == [signal.SIGTERM] else 130
+        return stopped_exit_code(stopped_by[:1] == [signal.SIGTERM])
     except BaseException as exc:
         saved = _forget_unsaved_run(args.out, made_from)
         if isinstance(exc, KeyboardInterrupt):  # a second Ctrl-C or SIGTERM: stopped mid-step
             print(f"{PROG}: stopped at once; " + (f"continue from the last checkpoint with {PROG} --out {args.out} "
                   "--resume" if saved else "no checkpoint was written"), file=sys.stderr)
-            return 143 if isinstance(exc, Terminated) else 130
+            return stopped_exit_code(isinstance(exc, Terminated))
         if isinstance(exc, OSError):  # an unreadable dataset image, a full disk; anything else is a bug: traceback
             raise CliError(exc) from None
         raise
     finally:
         for stop, handler in previous.items():
-            signal.signal(stop, handler)
+            signal.signal(stop, handler if handler is not None else signal.SIG_DFL)
     print(f"{PROG}: {summary['steps']} steps in {summary['wall_time_s']:.0f} s -> {summary['final']}")
     return 0
 

@@ -286,10 +286,10 @@ def sequence_name(seed: int) -> str:
 
 
 def seed_of(name: str) -> int | None:
-    """The seed in a generated sequence's `sequence_name`, or in the ``<class>-<seed>`` name
-    fartrack-make-data gives it in the LaSOT layout; None for any other name."""
-    match = re.fullmatch(r"synthetic_(\d+)|.+-(\d+)", name)
-    return int(match.group(1) or match.group(2)) if match else None
+    """The seed in a generated sequence's `sequence_name`, or in the ``synthetic-<seed>`` name
+    fartrack-make-data gives it in the LaSOT layout (its default class); None for any other name."""
+    match = re.fullmatch(r"synthetic[_-](\d+)", name)
+    return int(match.group(1)) if match else None
 
 
 def generate_sequence(seed: int, config: SyntheticConfig = SyntheticConfig(),

@@ -171,8 +171,10 @@ class Tracker:
     """Tracks any number of targets in a stream of frames with one FARTrack network.
 
     Frames are ``HxWx3`` uint8 RGB arrays; boxes are ``(x, y, w, h)`` floats in pixels. Its
-    methods may be called from several threads: they take turns (one lock per tracker); trackers
-    sharing one model run side by side. The model is put in eval mode.
+    methods may be called from several threads: they take turns (one lock per tracker, held
+    during ``on_results`` too: a callback must not wait for another thread using this tracker);
+    ``last_timings_ms`` and ``last_rescaled`` tell of the latest `track` call, whichever thread made
+    it. Trackers sharing one model run side by side. The model is put in eval mode.
     """
 
     def __init__(self, model: FARTrack, config: TrackerConfig | None = None):
@@ -207,10 +209,12 @@ class Tracker:
 
     # -- targets ------------------------------------------------------------------------------
     @property
+    @_one_at_a_time
     def target_ids(self) -> list[str]:
         return list(self._targets)
 
     @property
+    @_one_at_a_time
     def lost_target_ids(self) -> list[str]:
         """Ids of the targets that are LOST (see `TrackerConfig`)."""
         return [t.target_id for t in self._targets.values() if t.status == TrackState.LOST]
