@@ -334,27 +334,27 @@ def test_level_warns_when_every_target_is_lost(lost, level, message):
     (4.2e11, WARN, "image stamps are 4.2e+08 s behind the node's clock"),  # a bag's stamps, wall time
 ])
 def test_level_warns_when_the_image_stamps_come_from_another_clock(delay_ms, level, message):
-    clock = FakeClock()
-    stats = NodeStatistics(clock=clock)
-    stats.note_tracking_started()
-    clock.now += 1.0
-    for _ in range(5):
-        stats.record_received()
-        stats.record_processed({"model": 1.0}, delay_ms=delay_ms)
+    stats = _tracked_frames(delay_ms)
 
     got_level, got_message = diagnostic_level(stats.snapshot(), active=True, targets=1)
 
     assert got_level == level and got_message.startswith(message), got_message
 
 
-def test_stamps_of_another_clock_are_judged_only_while_frames_are_tracked():
+def _tracked_frames(delay_ms: float) -> NodeStatistics:
+    """Statistics of 5 frames tracked 0.1 s apart, each ``delay_ms`` after its stamp."""
     clock = FakeClock()
     stats = NodeStatistics(clock=clock)
     stats.note_tracking_started()
     for _ in range(5):
         clock.now += 0.1
         stats.record_received()
-        stats.record_processed({"model": 1.0}, delay_ms=-11_000.0)
+        stats.record_processed({"model": 1.0}, delay_ms=delay_ms)
+    return stats
+
+
+def test_stamps_of_another_clock_are_judged_only_while_frames_are_tracked():
+    stats = _tracked_frames(-11_000.0)
     assert diagnostic_level(stats.snapshot(), active=True, targets=1)[0] == WARN
 
     level, message = diagnostic_level(stats.snapshot(), active=True, targets=0)  # targets removed
