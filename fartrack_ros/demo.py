@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli.messages import command
+from .cli.messages import Terminated, command
 from .cli.options import (fraction, int_at_least, node_parameter, non_negative_float, non_negative_int, positive_float,
                           variant_name)
 
@@ -382,8 +382,6 @@ def main(argv: list[str] | None = None) -> int:
     if options.mono and options.transport != "raw":
         parser.error("--mono publishes raw mono8 images: leave --transport raw")
     from rclpy.executors import ExternalShutdownException
-
-    from .cli.messages import Terminated
 
     try:
         return run(options)

@@ -272,14 +272,9 @@ def _play(argv: list[str]) -> int:
         return 2
     options.rate = options.rate or source.rate_hz or 10.0
     rclpy.init(args=argv)
+    node = None
     try:
         node = rclpy.create_node("video_publisher")
-    except Exception:  # rclpy's RCLError when a signal shut ROS down since init: a clean stop
-        if rclpy.ok():
-            raise
-        rclpy.try_shutdown()
-        return 0
-    try:
         player = VideoPublisher(node, options, source)
         if options.wait > 0 and not player.wait_for_subscribers(options.wait):
             node.get_logger().error(f"{player.missing_subscribers()} after {options.wait:.0f} s (is fartrack_node "
@@ -292,11 +287,12 @@ def _play(argv: list[str]) -> int:
                 "the last frames may not have reached it")
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
-    except Exception:  # as above, while making its publishers or waiting
+    except Exception:  # rclpy's RCLError when a signal shut ROS down while it started: a clean stop
         if rclpy.ok():
             raise
     finally:
-        node.destroy_node()
+        if node is not None:
+            node.destroy_node()
         rclpy.try_shutdown()
     return 0
 

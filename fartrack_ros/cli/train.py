@@ -87,15 +87,16 @@ def _sequence_source(dataset: Optional[Path], seed: int):
 
     sequences = load_dataset(dataset)
     _warn_of_held_out_sequences(dataset, sequences)
-    kept = [s for s in sequences if trainable(s)]
+    kept, left_out = [], []
+    for sequence in sequences:
+        (kept if trainable(sequence) else left_out).append(sequence)
     if not kept:
         raise CliError(f"no sequence in {dataset} shows its target in frame 0 and a later frame (a test split "
                        "has only first-frame boxes): nothing to train on")
-    if len(kept) < len(sequences):
-        left_out = next(s.name for s in sequences if not trainable(s))
-        warn(PROG, f"{len(sequences) - len(kept)} of the {len(sequences)} sequences in {dataset} are left out, "
-                   f"e.g. {left_out}: their target is not visible in frame 0 and a later frame (a test split "
-                   "has only first-frame boxes)")
+    if left_out:
+        warn(PROG, f"{len(left_out)} of the {len(sequences)} sequences in {dataset} are left out, "
+                   f"e.g. {left_out[0].name}: their target is not visible in frame 0 and a later frame (a test "
+                   "split has only first-frame boxes)")
     return SequenceSource.from_list(kept, seed, f"{dataset} ({len(kept)} sequences)")
 
 

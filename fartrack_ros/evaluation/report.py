@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
+
 from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
 from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence

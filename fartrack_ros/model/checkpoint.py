@@ -71,9 +71,10 @@ def _damage(path: Path, exc: Exception) -> str:
         head = file.read(4)
     if not head:
         return "is empty"
-    if head == b"PK\x03\x04" and not zipfile.is_zipfile(path):
+    is_zip = zipfile.is_zipfile(path)
+    if head == b"PK\x03\x04" and not is_zip:
         return "is cut short or damaged (a torch.save zip archive without its end): copy it again"
-    if zipfile.is_zipfile(path) or is_legacy_torch_file(path):
+    if is_zip or is_legacy_torch_file(path):
         return f"is a damaged torch checkpoint ({type(exc).__name__}: {exc}): copy it again"
     return "is not a torch checkpoint (neither torch.save's zip archive nor its legacy format)"
 
