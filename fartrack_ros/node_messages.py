@@ -34,16 +34,12 @@ def format_stamp(stamp_ns: int) -> str:
 
 
 def init_box(detection) -> tuple[float, float, float, float]:
-    """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels. ValueError for a
-    box under a pixel wide or high, which is a box in normalized coordinates far more often than
-    an object (the tracker judges the other sizes)."""
+    """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels; ValueError for a
+    non-finite one (the tracker judges the sizes)."""
     bbox = detection.bbox
     cx, cy, w, h = float(bbox.center.position.x), float(bbox.center.position.y), float(bbox.size_x), float(bbox.size_y)
     if not all(math.isfinite(value) for value in (cx, cy, w, h)):
         raise ValueError(f"box centre ({cx:g}, {cy:g}) size {w:g}x{h:g} is not finite")
-    if 0.0 < w < 1.0 or 0.0 < h < 1.0:
-        raise ValueError(f"box size {w:g}x{h:g} is under a pixel: init boxes are in pixels "
-                         "(normalized coordinates?)")
     return (cx - w / 2.0, cy - h / 2.0, w, h)
 
 

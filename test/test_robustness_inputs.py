@@ -168,7 +168,7 @@ def test_init_on_an_unconvertible_frame_is_ignored_with_the_reason(ros_ok):
     ("inf_box", (60.0, 80.0, float("inf"), 40.0), "box centre (inf, 100) size infx40 is not finite"),
     ("negative_box", (60.0, 80.0, -40.0, 40.0), "box width and height must be > 0, got w=-40.0"),
     ("zero_box", (60.0, 80.0, 40.0, 0.0), "box width and height must be > 0, got w=40.0, h=0.0"),
-    ("normalized_box", (0.2, 0.3, 0.1, 0.12), "box size 0.1x0.12 is under a pixel: init boxes are in pixels"),
+    ("normalized_box", (0.2, 0.3, 0.1, 0.12), "box size 0.1x0.12 is under a pixel: boxes are in pixels"),
     ("outside_box", (900.0, 700.0, 40.0, 40.0), f"(900.0, 700.0, 40.0, 40.0) lies outside the {WIDTH}x{HEIGHT} image"),
     ("left_box", (-100.0, 80.0, 50.0, 40.0), f"(-100.0, 80.0, 50.0, 40.0) lies outside the {WIDTH}x{HEIGHT} image"),
 ])

@@ -129,6 +129,9 @@ def test_targets_beyond_max_targets_are_refused(model, frame):
     ((10.0, 10.0, 5.0, -3.0), "h=-3.0"),
     ((500.0, 10.0, 20.0, 20.0), "outside the 160x120 image"),
     ((-30.0, -30.0, 20.0, 20.0), "outside"),
+    ((0.2, 0.3, 0.1, 0.12), "0.1x0.12 is under a pixel: boxes are in pixels"),
+    ((10.0, 10.0, 30.0, 0.5), "30x0.5 is under a pixel"),
+    ((159.5, 10.0, 20.0, 20.0), "under a pixel inside the 160x120 image"),
     ((1.0, 2.0, 3.0), "4 numbers"),
     ("abcd", "4 numbers"),
 ])
@@ -171,9 +174,9 @@ def test_box_covering_more_than_the_image_is_tracked(model, frame):
     assert np.isfinite(result.box_xywh).all()
 
 
-def test_tiny_box_is_tracked(model, frame):
+def test_one_pixel_box_is_tracked(model, frame):
     tracker = Tracker(model)
-    tracker.add_target(frame, (80.0, 60.0, 0.5, 0.5))
+    tracker.add_target(frame, (80.0, 60.0, 1.0, 1.0))
     (result,) = tracker.track(frame)
     assert result.box_xywh[2] >= 10.0 and result.box_xywh[3] >= 10.0  # official 10 px minimum
 

@@ -521,8 +521,12 @@ def _checked_init_box(box_xywh, height: int, width: int) -> list[float]:
         raise ValueError(f"box has a non-finite value: {tuple(values)}")
     if w <= 0 or h <= 0:
         raise ValueError(f"box width and height must be > 0, got w={w}, h={h}")
+    if w < 1.0 or h < 1.0:  # a template cropped from under a pixel is noise
+        raise ValueError(f"box size {w:g}x{h:g} is under a pixel: boxes are in pixels (normalized coordinates?)")
     x0, y0 = max(x, 0.0), max(y, 0.0)
     x1, y1 = min(x + w, float(width)), min(y + h, float(height))
     if x1 <= x0 or y1 <= y0:
         raise ValueError(f"box {tuple(values)} lies outside the {width}x{height} image")
+    if x1 - x0 < 1.0 or y1 - y0 < 1.0:
+        raise ValueError(f"box {tuple(values)} has under a pixel inside the {width}x{height} image")
     return [x0, y0, x1 - x0, y1 - y0]
