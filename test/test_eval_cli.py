@@ -59,8 +59,17 @@ def test_make_data_draws_the_scenes_for_a_mono_camera_when_asked(tmp_path, capsy
 
 
 def test_eval_rejects_an_unknown_tracker_with_the_choices(capsys):
-    assert evaluate.main(["--synthetic", "1", "--trackers", "siamfc"]) == 2
-    assert "unknown tracker 'siamfc'" in capsys.readouterr().err
+    assert evaluate.main(["--synthetic", "1", "--trackers", "kcf,siamfc"]) == 2
+    assert "unknown tracker 'siamfc' in --trackers (choose from fartrack, csrt, kcf)" in capsys.readouterr().err
+
+
+def test_unusable_weights_are_an_error_as_in_fartrack_track(tmp_path, capsys):
+    """exit 1, as for any unusable input file; 2 is for a malformed command line"""
+    weights = tmp_path / "cut.pth"
+    weights.write_bytes(b"PK\x03\x04 not a whole checkpoint")
+    assert evaluate.main(["--synthetic", "1", "--trackers", "fartrack", "--weights", str(weights)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fartrack-eval: error: ") and "cut.pth" in err and "Traceback" not in err
 
 
 def test_eval_warns_when_the_synthetic_seeds_are_training_seeds(capsys):
@@ -159,7 +168,7 @@ def test_make_data_errors_are_one_line(tmp_path, capsys, args, message):
 
 @pytest.fixture
 def recorded_frames(monkeypatch) -> list:
-    """The frames fartrack-eval hands its trackers, in order (a recording tracker stands in)."""
+    """The frames fartrack-eval hands its trackers, in order (a recording tracker stands in for each)."""
     seen = []
 
     class Recorder:
@@ -185,7 +194,7 @@ def test_eval_in_grey_gives_every_tracker_the_grey_frames_of_the_scenes_asked_fo
     from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
 
     options = ["--luma-contrast"] if luma_contrast else []
-    assert evaluate.main(["--synthetic", "2", "--trackers", "recorder", "--max-frames", "4", "--grey", *options]) == 0
+    assert evaluate.main(["--synthetic", "2", "--trackers", "kcf", "--max-frames", "4", "--grey", *options]) == 0
 
     scenes = ", scenes drawn for a mono camera" if luma_contrast else ""
     assert f"synthetic seeds 1000000..1000001{scenes}, in grey;" in capsys.readouterr().out
@@ -200,7 +209,7 @@ def test_luma_contrast_on_a_dataset_is_said_to_change_nothing(tmp_path, recorded
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
     capsys.readouterr()
 
-    assert evaluate.main(["--dataset", str(root), "--trackers", "recorder", "--max-frames", "3", "--luma-contrast"]) == 0
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--max-frames", "3", "--luma-contrast"]) == 0
 
     captured = capsys.readouterr()
     assert "--luma-contrast applies to generated sequences only" in captured.err
@@ -281,7 +290,7 @@ def test_results_missing_for_a_sequence_name_the_file_expected(tmp_path, capsys)
     assert make_data.main([str(root), "--count", "1", "--seed-base", "40"] + SHORT_SEQUENCES) == 0
     (tmp_path / "empty").mkdir()
 
-    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--results", str(tmp_path / "empty")]) == 2
+    assert evaluate.main(["--dataset", str(root), "--trackers", "kcf", "--results", str(tmp_path / "empty")]) == 1
     captured = capsys.readouterr()
     err = captured.err
     assert "AO" not in captured.out  # refused before any tracking

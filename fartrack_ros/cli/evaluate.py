@@ -20,7 +20,7 @@ from fartrack_ros.data.synthetic import EVAL_SEED_BASE, TRAIN_SEED_RANGE, Synthe
 from fartrack_ros.evaluation.metrics import sequence_ao
 from fartrack_ros.evaluation.plots import figure_path, plot_success
 from fartrack_ros.evaluation.report import evaluate_trackers, format_table, unscorable_reason
-from fartrack_ros.evaluation.runners import make_runner
+from fartrack_ros.evaluation.runners import RUNNER_NAMES, make_runner
 from fartrack_ros.evaluation.saved_results import result_files
 
 from ..heap import keep_freed_memory
@@ -110,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
     names = [n.strip().lower() for n in args.trackers.split(",") if n.strip()]
     if not names and not args.results:
         raise CliError("--trackers is empty (give e.g. fartrack,csrt,kcf, or --results DIR)", code=2)
+    unknown = [n for n in names if n not in RUNNER_NAMES]
+    if unknown:
+        raise CliError(f"unknown tracker {unknown[0]!r} in --trackers (choose from {', '.join(RUNNER_NAMES)})", code=2)
     saved = _saved_results(args.results, names)
     if "fartrack" not in names and (args.weights or args.variant):
         warn(PROG, "--weights and --variant apply to the fartrack tracker, which --trackers leaves out")
@@ -122,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
             raise CliError(f"{output} is a folder; give a file path", code=2)
     try:
         plot = figure_path(args.plot) if args.plot else None
+    except ValueError as exc:  # a format matplotlib cannot write
+        raise CliError(exc, code=2) from None
+    try:
         runners = [make_runner(n, weights=args.weights, variant=args.variant or None, device=args.device,
                                backend=args.backend, precision=args.precision) for n in names]
         sequences, count = _sequences(args)
@@ -132,8 +138,8 @@ def main(argv: list[str] | None = None) -> int:
                     result_files(folder, sequence.name)
         if args.grey:
             sequences = (sequence.as_grey() for sequence in sequences)
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        raise CliError(exc, code=2) from None
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:  # unusable weights, dataset or results
+        raise CliError(exc) from None
 
     def progress(sequence, current):
         if args.verbose:

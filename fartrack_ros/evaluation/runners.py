@@ -105,16 +105,19 @@ class FARTrackRunner:
         return np.asarray(result.box_xywh, dtype=np.float64)
 
 
+RUNNER_NAMES = ("fartrack", "csrt", "kcf")
+
+
 def make_runner(name: str, weights: str | None = None, variant: str | None = None,
                 device: str = "cpu", backend: str = "torch", precision: str = "float32") -> TrackerRunner:
     """A runner by name: ``fartrack``, ``csrt`` or ``kcf``."""
     key = name.strip().lower()
+    if key not in RUNNER_NAMES:
+        raise ValueError(f"unknown tracker {name!r} (choose from {', '.join(RUNNER_NAMES)})")
     if key == "fartrack":
         return FARTrackRunner(weights=weights, variant=variant, device=device, backend=backend,
                               precision=precision)
-    if key in ("csrt", "kcf"):
-        return OpenCVRunner(key)
-    raise ValueError(f"unknown tracker {name!r} (choose from fartrack, csrt, kcf)")
+    return OpenCVRunner(key)
 
 
 def run_sequence(runner: TrackerRunner, sequence: TrackingSequence,
