@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -306,14 +306,3 @@ def generate_sequence(seed: int, config: SyntheticConfig = SyntheticConfig(),
                             frames=frames, visible_ratio=plan.visible_ratio.copy(),
                             out_of_view=plan.out_of_view.copy(),
                             full_occlusion=plan.full_occlusion.copy(), attributes=attributes)
-
-
-def generate_set(count: int, seed_base: int = EVAL_SEED_BASE, config: SyntheticConfig = SyntheticConfig(),
-                 lazy: bool = False) -> list[TrackingSequence]:
-    """``count`` sequences with seeds ``seed_base``, ``seed_base + 1``, ..."""
-    return [generate_sequence(seed_base + k, config, lazy) for k in range(count)]
-
-
-def with_difficulty(config: SyntheticConfig, difficulty: float) -> SyntheticConfig:
-    """The same config with a fixed difficulty (handy for easy/hard test sets)."""
-    return replace(config, difficulty=difficulty)
