@@ -184,52 +184,31 @@ def _same_data(a: Any, b: Any) -> bool:
 
 
 class LatestSlot:
-    """Keep-last-1 hand-off from a producer to one consumer thread.
+    """Keep-last-1 hand-off from the image callback to the compute thread: a frame waiting when a
+    newer one comes is dropped, as a camera's depth-1 queue would."""
 
-    `put` replaces whatever is waiting and says whether it overwrote an item the consumer never
-    took (a dropped frame). `take` blocks until an item is there, the slot is closed, or the
-    timeout passes.
-    """
-
-    def __init__(self):
-        self._cond = threading.Condition()
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
         self._item: Any = None
-        self._closed = False
 
     def put(self, item: Any) -> bool:
-        with self._cond:
+        """Leave ``item`` for the consumer; True if it replaced one never taken (a dropped frame)."""
+        with self._lock:
             dropped = self._item is not None
             self._item = item
-            self._cond.notify()
             return dropped
 
-    def take(self, timeout: float | None = None) -> Any:
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait(timeout)
+    def take(self) -> Any:
+        """The waiting item, or None; the slot is empty after."""
+        with self._lock:
             item, self._item = self._item, None
             return item
 
     def discard(self) -> bool:
         """Drop the waiting item, if any (not counted as a drop by the caller)."""
-        with self._cond:
+        with self._lock:
             had, self._item = self._item is not None, None
             return had
-
-    def close(self) -> None:
-        """Wake the consumer for good (`take` returns at once from now on)."""
-        with self._cond:
-            self._closed = True
-            self._cond.notify_all()
-
-    def reopen(self) -> None:
-        with self._cond:
-            self._closed = False
-            self._item = None
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
 
 class PendingInits:

@@ -191,7 +191,6 @@ class FarTrackNode(LifecycleNode):
         self._encoding = self._image_problem = None
         self._pending_inits.reopen()
         self._subscribe_images()
-        self._slot.reopen()
         self._active = True
         return super().on_activate(state)
 
@@ -301,7 +300,7 @@ class FarTrackNode(LifecycleNode):
             self.destroy_timer(self._publisher_check_timer)
             self._publisher_check_timer = None
         self._images.stop()
-        self._slot.close()
+        self._slot.discard()  # a frame waiting now is not tracked: the compute thread sees the node inactive
         for init in self._pending_inits.close():  # their frames will not come now: refused
             self._submit_init(init, DEACTIVATED)
         self._compute.wait_idle()  # a frame being tracked is finished and published
@@ -400,7 +399,7 @@ class FarTrackNode(LifecycleNode):
         """Compute thread: track the newest waiting frame, if any."""
         with self._queue_lock:
             self._track_queued = False
-        frame = self._slot.take(timeout=0)
+        frame = self._slot.take()
         if frame is None or not self._active or not self.context.ok():
             return
         try:

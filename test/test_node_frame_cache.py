@@ -1,7 +1,6 @@
 """Frame cache (stamp lookup, lazy conversion), the keep-last-1 slot and inits waiting for their
 frame (pure Python, no ROS)."""
 
-import threading
 import time
 from types import SimpleNamespace
 
@@ -174,31 +173,16 @@ def test_slot_reports_an_overwritten_item_as_dropped():
     slot = LatestSlot()
     assert slot.put("a") is False
     assert slot.put("b") is True
-    assert slot.take(0) == "b"
+    assert slot.take() == "b"
     assert slot.put("c") is False
 
 
-def test_slot_take_times_out_empty():
-    assert LatestSlot().take(0.01) is None
-
-
-def test_slot_wakes_a_waiting_consumer():
+def test_slot_is_empty_after_a_take():
     slot = LatestSlot()
-    got = []
-    consumer = threading.Thread(target=lambda: got.append(slot.take(5.0)))
-    consumer.start()
-    time.sleep(0.05)
-    slot.put("frame")
-    consumer.join(2.0)
-    assert got == ["frame"]
-
-
-def test_closed_slot_returns_at_once():
-    slot = LatestSlot()
-    slot.close()
-    start = time.monotonic()
-    assert slot.take(5.0) is None
-    assert time.monotonic() - start < 1.0
+    assert slot.take() is None
+    slot.put("a")
+    assert slot.take() == "a"
+    assert slot.take() is None
 
 
 def test_discard_is_not_a_drop():
