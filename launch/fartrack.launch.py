@@ -38,8 +38,9 @@ ARGUMENTS = (
                     "(empty: as in params_file, default the bundled model)"),
     ("variant", "", "Model depth: tiny, nano, pico or a number of layers (empty: as in params_file, default as "
                     "the checkpoint)"),
-    ("precision", "", "Arithmetic of the layer stack: float32, bfloat16 (about 1.5x faster than float32 "
-                      "for the official sizes on CPUs with native bf16) or float16 (CUDA) (empty: as in params_file, default float32)"),
+    ("precision", "", "Arithmetic of the layer stack: float32, bfloat16 (the fast one on CPUs with native bf16; "
+                      "the parameter's description gives the speed) or float16 (CUDA) (empty: as in params_file, "
+                      "default float32)"),
     ("image_transport", "", "raw (sensor_msgs/Image on <image>) or compressed (sensor_msgs/CompressedImage on "
                             "<image>/compressed) (empty: as in params_file, default raw)"),
     ("qos_reliability", "", "Image subscription reliability: auto (follow the camera), reliable or best_effort "

@@ -8,6 +8,7 @@ loaded and its launch description inspected.
 
 import ast
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 LAUNCH_FILE = REPO / "launch" / "fartrack.launch.py"
 RVIZ_FILE = REPO / "config" / "fartrack.rviz"
+SPEED_FIGURE = re.compile(r"\d(\.\d+)?x faster")
 DOCUMENTED_ARGUMENTS = {"image", "device", "weights", "variant", "namespace", "params_file", "use_lifecycle",
                         "autostart", "image_transport", "qos_reliability"}
 
@@ -55,6 +57,34 @@ def test_launch_file_declares_the_documented_arguments():
     assert DOCUMENTED_ARGUMENTS <= declared
     assert any(isinstance(n, ast.Call) and getattr(n.func, "id", "") == "DeclareLaunchArgument"
                for n in ast.walk(tree))
+
+
+def _argument_descriptions(tree: ast.Module) -> dict[str, str]:
+    """name -> description of each ARGUMENTS entry whose description is a plain string."""
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == "ARGUMENTS" for t in node.targets):
+            return {entry.elts[0].value: entry.elts[2].value for entry in node.value.elts
+                    if isinstance(entry.elts[2], ast.Constant)}
+    return {}
+
+
+def test_parameter_overrides_describe_the_parameters_choices_and_defaults():
+    """The launch file's own words for a node parameter cannot drift from the parameter's choices
+    and default (params.py is the single source)."""
+    from fartrack_ros.params import BY_NAME
+
+    tree = _tree()
+    descriptions = _argument_descriptions(tree)
+    overrides = ast.literal_eval(next(
+        n.value for n in tree.body
+        if isinstance(n, ast.Assign) and any(getattr(t, "id", "") == "OVERRIDES" for t in n.targets)))
+    for name in overrides:
+        spec, text = BY_NAME[name], descriptions[name]
+        for choice in spec.choices or ():
+            assert choice in text, f"launch argument {name}: choice {choice!r} not described"
+        if spec.default != "":
+            assert f"default {spec.default}" in text, f"launch argument {name}: default {spec.default!r} not said"
+        assert not SPEED_FIGURE.search(text), f"launch argument {name}: speed figures belong to params.py"
 
 
 def test_every_launch_argument_is_documented_in_the_readme():
