@@ -15,7 +15,9 @@ from typing import Iterable
 
 from rclpy.qos import QoSDurabilityPolicy, QoSHistoryPolicy, QoSProfile, QoSReliabilityPolicy
 
-RELIABILITY_CHOICES = ("auto", "best_effort", "reliable")
+from .params import BY_NAME
+
+RELIABILITY_CHOICES = BY_NAME["qos_reliability"].choices
 FASTDDS_SHM_SEGMENT_BYTES = 512 * 1024  # Fast DDS's default shared-memory segment
 LARGE_IMAGES_PROFILE = "fastdds_large_images.xml"  # in the package's config/ folder
 

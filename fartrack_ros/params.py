@@ -22,9 +22,10 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from .choices import BACKENDS, PRECISIONS, is_device_name
+
 START, CONFIGURE, ACTIVATE, LIVE = "start", "configure", "activate", "live"
 
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 _VARIANT = re.compile(r"^(|tiny|nano|pico|[1-9]\d{0,2})$")
 
 
@@ -80,7 +81,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "backend", "torch",
         "Inference backend: torch, or onnxruntime (CPU and float32 only; needs the onnxruntime "
         "module; configure fails with the reason otherwise).",
-        CONFIGURE, choices=("torch", "onnxruntime"),
+        CONFIGURE, choices=BACKENDS,
     ),
     ParamSpec(
         "precision", "float32",
@@ -89,7 +90,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "tracks as float32 does, boxes about a pixel apart at the median) or float16 (for CUDA; "
         "on the CPU, where it is emulated, the node runs bfloat16 or float32 instead and says so). "
         "torch backend only.",
-        CONFIGURE, choices=("float32", "bfloat16", "float16"),
+        CONFIGURE, choices=PRECISIONS,
     ),
     ParamSpec(
         "cpu_threads", 0,
@@ -248,7 +249,7 @@ def validate(name: str, value: Any) -> str | None:
         return f"{name}={value!r} is not one of {allowed}"
     if spec.low is not None and value < spec.low or spec.high is not None and value > spec.high:
         return f"{name}={value!r} is out of range [{spec.low}, {spec.high}]"
-    if name == "device" and not _DEVICE.match(value.strip().lower()):
+    if name == "device" and not is_device_name(value):
         return f"device={value!r} is not valid: use auto, cpu, cuda or cuda:N"
     if name == "variant" and not _VARIANT.match(value):
         return f"variant={value!r} is not valid: use '', tiny, nano, pico or a number of layers"

@@ -16,7 +16,7 @@ import torch
 
 from .cpu_pinning import pin_model_team, start_model_team
 from .model import DEFAULT_WEIGHTS_PATH, device_for_backend, load_checkpoint, with_backend_for_device
-from .model.device import cuda_unavailable_reason
+from .model.device import resolve_device
 from .tracker import Tracker, TrackerConfig
 
 # The process's thread count before any cpu_threads was applied (it follows OMP_NUM_THREADS).
@@ -73,16 +73,11 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
     variant = values["variant"] or None
     requested = device_for_backend(values["device"], values["backend"])
-    # An absent CUDA device is decided here, so the user gets one warning (ours) or one error.
-    reason = cuda_unavailable_reason(requested)
-    if reason is not None and values["device_strict"]:
-        raise RuntimeError(f"device {requested!r} requested but {reason} (device_strict is set)")
-    if reason is not None and log is not None:
-        log.warning(f"device {requested!r} requested but {reason}: running on CPU")
+    # An absent CUDA device is decided here, so the user gets one warning (in the node's log) or one error.
+    load_device = str(resolve_device(requested, values["device_strict"], warn=None if log is None else log.warning))
     started = time.perf_counter()
     model, precision = _load_model(values["backend"], values["precision"], weights_path if weights else None,
-                                   variant, "cpu" if reason is not None else requested, values["device_strict"],
-                                   log)
+                                   variant, load_device, values["device_strict"], log)
     load_s = time.perf_counter() - started
     cfg = model.cfg
     if values["num_templates"] and values["num_templates"] != cfg.num_template_slots:

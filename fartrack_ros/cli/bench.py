@@ -19,7 +19,7 @@ from ..model.device import cuda_unavailable_reason
 from ..evaluation.plots import figure_path
 from ..params import BY_NAME as PARAMETERS
 from .messages import CliError, command
-from .options import (PRECISION_CHOICES, comma_choices, comma_non_negative_floats, comma_positive_ints, frame_size,
+from .options import (PRECISIONS, comma_choices, comma_non_negative_floats, comma_positive_ints, frame_size,
                       int_at_least, node_parameter, positive_int)
 
 PROG = "fartrack-bench"
@@ -54,7 +54,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--scaling-variant", default=None, choices=VARIANTS,
                         help="variant used for the multi-target rows, one of --variants (default bundled when "
                              "listed, else the first)")
-    parser.add_argument("--scaling-precisions", default=None, type=comma_choices(PRECISION_CHOICES),
+    parser.add_argument("--scaling-precisions", default=None, type=comma_choices(PRECISIONS),
                         help="comma list of precisions for the multi-target rows (default: float32 and the "
                              "device's reduced precision, bfloat16 on CPU, float16 on CUDA)")
     parser.add_argument("--skip", default=[], type=comma_choices(SECTIONS),
@@ -65,7 +65,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--node-variant", default="", type=_node_variant_name,
                         help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "
                              "--node-weights run that official size with random weights, as the model rows do")
-    parser.add_argument("--node-precision", default="float32", choices=PRECISION_CHOICES,
+    parser.add_argument("--node-precision", default="float32", choices=PRECISIONS,
                         help="precision the node rows run at (default float32)")
     parser.add_argument("--node-rates", default="0,30", type=comma_non_negative_floats,
                         help="comma list of frame rates (Hz) for the node rows and their in-process reference; "

@@ -6,8 +6,7 @@ import argparse
 import math
 from typing import Callable
 
-BACKEND_CHOICES = ("torch", "onnxruntime")
-PRECISION_CHOICES = ("float32", "bfloat16", "float16")
+from ..choices import BACKENDS, PRECISIONS
 
 
 def _number(kind: type, what: str, accept: Callable[[float], bool]) -> Callable[[str], float]:
@@ -104,9 +103,9 @@ def frame_size(text: str) -> tuple[int, int]:
 def add_runtime_options(parser: argparse.ArgumentParser) -> None:
     """``--backend``, ``--precision`` and ``--threads``, with the library's defaults (torch,
     float32, torch's thread count); `apply_threads` puts ``--threads`` into effect."""
-    parser.add_argument("--backend", default="torch", choices=BACKEND_CHOICES,
+    parser.add_argument("--backend", default="torch", choices=BACKENDS,
                         help="inference backend (onnxruntime runs on the CPU; default torch)")
-    parser.add_argument("--precision", default="float32", choices=PRECISION_CHOICES,
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
                         help="arithmetic of the layer stack (torch backend; bfloat16 is 2.1-2.4x faster than "
                              "float32 for the official sizes on CPUs with native bf16; default float32)")
     parser.add_argument("--threads", type=non_negative_int, default=0,

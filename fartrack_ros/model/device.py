@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import logging
-import re
+from typing import Callable, Optional
 
 import torch
 
+from ..choices import is_device_name
+
 _LOG = logging.getLogger(__name__)
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
 
-def resolve_device(device: str, strict: bool = False) -> torch.device:
-    """torch.device for ``device``; CUDA that is absent falls back to CPU with one warning (error if strict)."""
+def resolve_device(device: str, strict: bool = False, warn: Optional[Callable[[str], None]] = None) -> torch.device:
+    """torch.device for ``device``; CUDA that is absent falls back to CPU with one warning, through ``warn``
+    (default: this module's logger), or is an error if strict."""
     text = str(device).strip().lower()
-    if not _DEVICE_PATTERN.match(text):
+    if not is_device_name(text):
         raise ValueError(f"invalid device {device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if text == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -25,14 +27,14 @@ def resolve_device(device: str, strict: bool = False) -> torch.device:
         return torch.device(text)
     if strict:
         raise RuntimeError(f"device {device!r} requested but {reason} (device_strict is set)")
-    _LOG.warning("device %r requested but %s: running on CPU", device, reason)
+    (warn or _LOG.warning)(f"device {device!r} requested but {reason}: running on CPU")
     return torch.device("cpu")
 
 
 def cuda_unavailable_reason(device: str) -> "str | None":
     """Why the CUDA device named by ``device`` cannot be used (None if it can, or is not CUDA)."""
     text = str(device).strip().lower()
-    if not _DEVICE_PATTERN.match(text) or not text.startswith("cuda"):
+    if not is_device_name(text) or not text.startswith("cuda"):
         return None
     index = int(text.split(":")[1]) if ":" in text else 0
     available = torch.cuda.device_count() if torch.cuda.is_available() else 0

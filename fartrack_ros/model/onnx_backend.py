@@ -15,15 +15,13 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..choices import BACKENDS
 from .checkpoint import adopt_unused_shapes
 from .network import FARTrack
 from .device import cuda_unavailable_reason
 from .precision import precision_for_device, with_precision
 
 _LOG = logging.getLogger(__name__)
-
-BACKENDS = ("torch", "onnxruntime")
-
 
 class _EncoderHead(nn.Module):
     """What gets exported: gathered tokens + key mask -> (logits, centre-token score row)."""

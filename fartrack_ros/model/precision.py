@@ -16,9 +16,10 @@ from typing import Optional
 
 import torch
 
+from ..choices import PRECISIONS as PRECISION_NAMES
 from .network import FARTrack
 
-PRECISIONS = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PRECISIONS = {name: getattr(torch, name) for name in PRECISION_NAMES}  # name -> torch dtype
 
 
 def with_precision(model: FARTrack, precision: str) -> FARTrack:
