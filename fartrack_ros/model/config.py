@@ -51,22 +51,27 @@ class ModelConfig:
 
     @property
     def num_layers(self) -> int:
+        """Blocks in the stack: the ViT depth plus the extension blocks."""
         return self.depth + self.extension_depth
 
     @property
     def template_grid(self) -> int:
+        """Patches along one side of a template crop."""
         return self.template_size // self.patch_size
 
     @property
     def search_grid(self) -> int:
+        """Patches along one side of the search crop."""
         return self.search_size // self.patch_size
 
     @property
     def template_tokens(self) -> int:
+        """Tokens of one template slot (its patch grid)."""
         return self.template_grid**2
 
     @property
     def search_tokens(self) -> int:
+        """Tokens of the search crop (its patch grid)."""
         return self.search_grid**2
 
     @property
@@ -76,14 +81,17 @@ class ModelConfig:
 
     @property
     def vocab_size(self) -> int:
+        """Rows of the word embedding: the coordinate ids, 4 command ids and the padding id."""
         return self.num_bins + 5
 
     @property
     def num_pruned(self) -> int:
+        """Tokens pruned from each template, as the official argsort rule counts them."""
         return int(self.template_tokens * self.prune_ratio)
 
     @property
     def sequence_length(self) -> int:
+        """Tokens of the full, unpruned sequence: every template slot, the search and 4 commands."""
         return self.num_template_slots * self.template_tokens + self.search_tokens + 4
 
     @property
@@ -93,10 +101,12 @@ class ModelConfig:
         return (g // 2) * g + g // 2
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as plain values, as checkpoints store them."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ModelConfig":
+        """Config from stored fields; unknown names are refused rather than silently dropped."""
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

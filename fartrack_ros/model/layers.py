@@ -20,6 +20,7 @@ class MaskedLayerNorm(nn.Module):
         self.norm = nn.LayerNorm(dim, eps=eps)
 
     def forward(self, x: Tensor, token_keep: Optional[Tensor] = None) -> Tensor:
+        """LayerNorm of x (B,N,D) with the tokens where ``token_keep`` (B,N) is False zeroed first."""
         if token_keep is not None:
             x = x * token_keep.unsqueeze(-1).to(x.dtype)
         return self.norm(x)
@@ -35,6 +36,7 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
+        """fc1, GELU and fc2 on each token of x (...,D)."""
         return self.fc2(self.act(self.fc1(x)))
 
 
@@ -178,6 +180,7 @@ class Block(nn.Module):
         score_query: Optional[int] = None,
         fused: bool = False,
     ) -> tuple[Tensor, Optional[Tensor]]:
+        """x (B,N,D) through attention and MLP (pre-norm, residual); also the score row (see `Attention`)."""
         attn_out, score_row = self.attn(self.masknorm1(x, token_keep), key_keep, score_query, fused)
         x = x + attn_out
         x = x + self.mlp(self.masknorm2(x, token_keep))

@@ -56,6 +56,7 @@ class PatchEmbed(nn.Module):
         self.proj = nn.Conv2d(3, dim, kernel_size=patch_size, stride=patch_size)
 
     def forward(self, x: Tensor) -> Tensor:
+        """Images (B,3,H,W) -> patch tokens (B,(H/p)*(W/p),D), row-major over the grid."""
         return self.proj(x).flatten(2).transpose(1, 2)
 
 
@@ -87,6 +88,7 @@ class Backbone(nn.Module):
         self.register_load_state_dict_pre_hook(_read_pos_embed_aliases)
 
     def layers(self) -> list[Block]:
+        """All blocks in run order: the ViT blocks, then the extension."""
         return [*self.blocks, *self.extension]
 
     def command_tokens(self, batch: int) -> Tensor:

@@ -90,6 +90,8 @@ class OnnxFARTrack(FARTrack):
         self.session = ort.InferenceSession(export_onnx(self), options, providers=["CPUExecutionProvider"])
 
     def encode_logits(self, hidden: Tensor, key_keep: Optional[Tensor]) -> tuple[Tensor, Tensor]:
+        """`FARTrack.encode_logits` run by the ONNX Runtime session (float32 on the CPU).
+        Inference only: it carries no gradient."""
         if torch.is_grad_enabled() and hidden.requires_grad:
             raise RuntimeError("the ONNX Runtime backend is for inference; train with the torch backend")
         if key_keep is None:

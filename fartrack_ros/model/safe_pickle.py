@@ -48,9 +48,11 @@ class InertObject:
         self.items[key] = value
 
     def append(self, value: Any) -> None:
+        """Pickle's APPEND on a placeholder: keep the item as data."""
         self.list_items.append(value)
 
     def extend(self, values: Any) -> None:
+        """Pickle's APPENDS on a placeholder: keep the items as data."""
         self.list_items.extend(values)
 
     def __repr__(self) -> str:
