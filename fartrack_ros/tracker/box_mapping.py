@@ -7,11 +7,13 @@ mapping into the image and the clipping are Python float64 (README section 2.2).
 
 from __future__ import annotations
 
+from typing import Iterable, Sequence
+
 import torch
 
 
 def crop_px_boxes(box_cxcywh_norm: torch.Tensor, search_size: int,
-                  resize_factors) -> list[list[float]]:
+                  resize_factors: Iterable[float]) -> list[list[float]]:
     """Crop-normalised ``(B, 4)`` cx,cy,w,h -> per-target cx,cy,w,h in image-scale pixels.
 
     Official: ``box * search_size / resize_factor`` in float32 (two float32 operations).
@@ -22,7 +24,7 @@ def crop_px_boxes(box_cxcywh_norm: torch.Tensor, search_size: int,
     return rows
 
 
-def map_box_back(box_cxcywh_px, prev_state_xywh, search_size: int,
+def map_box_back(box_cxcywh_px: Sequence[float], prev_state_xywh: Sequence[float], search_size: int,
                  resize_factor: float) -> list[float]:
     """Box in search-crop pixels (cx,cy,w,h at image scale) -> image x,y,w,h.
 
@@ -39,7 +41,7 @@ def map_box_back(box_cxcywh_px, prev_state_xywh, search_size: int,
     return [cx_real - 0.5 * w, cy_real - 0.5 * h, w, h]
 
 
-def clip_box(box_xywh, height: int, width: int, margin: float = 10) -> list[float]:
+def clip_box(box_xywh: Sequence[float], height: int, width: int, margin: float = 10) -> list[float]:
     """Official ``clip_box``: keep at least ``margin`` px of the box inside the image.
 
     The far corner is taken from the unclipped top-left, as in the official code, and the size

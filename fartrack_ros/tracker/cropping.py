@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -39,7 +40,7 @@ class CropGeometry:
     resize_factor: float  # output side / crop side
 
 
-def crop_geometry(box_xywh, factor: float, out_sz: int) -> CropGeometry:
+def crop_geometry(box_xywh: Sequence[float] | np.ndarray, factor: float, out_sz: int) -> CropGeometry:
     """Side and top-left corner of the square crop around ``box_xywh`` (official arithmetic)."""
     x, y, w, h = (float(v) for v in box_xywh)
     crop_sz = math.ceil(math.sqrt(w * h) * factor)
@@ -50,7 +51,8 @@ def crop_geometry(box_xywh, factor: float, out_sz: int) -> CropGeometry:
     return CropGeometry(crop_sz=crop_sz, x1=x1, y1=y1, resize_factor=out_sz / crop_sz)
 
 
-def sample_target(frame: np.ndarray, box_xywh, factor: float, out_sz: int):
+def sample_target(frame: np.ndarray, box_xywh: Sequence[float] | np.ndarray, factor: float,
+                  out_sz: int) -> tuple[np.ndarray, CropGeometry]:
     """Crop the square region around ``box_xywh``, pad with zero, resize to ``out_sz``.
 
     Returns ``(patch, geometry)``: an ``out_sz x out_sz x 3`` uint8 patch and its `CropGeometry`.
@@ -73,7 +75,7 @@ def sample_target(frame: np.ndarray, box_xywh, factor: float, out_sz: int):
     return patch, geom
 
 
-def normalize_patches(patches: np.ndarray, device=None) -> torch.Tensor:
+def normalize_patches(patches: np.ndarray, device: torch.device | str | None = None) -> torch.Tensor:
     """uint8 ``(..., H, W, 3)`` RGB patches -> float32 ``(..., 3, H, W)`` network input.
 
     Same arithmetic as the official preprocessor: ``(x / 255 - mean) / std`` in float32. The

@@ -75,7 +75,7 @@ class TemplateMemory:
     which never changes a pick).
     """
 
-    def __init__(self, num_slots: int = 5, cap: int | None = 64):
+    def __init__(self, num_slots: int = 5, cap: int | None = 64) -> None:
         self.num_slots = num_slots
         self.num_added = 0
         self._held: list[StoredTemplate] = []  # sorted by index
@@ -100,10 +100,12 @@ class TemplateMemory:
 
     @property
     def held_indices(self) -> list[int]:
+        """Logical indices of the templates still held, oldest first."""
         return [t.index for t in self._held]
 
     @property
     def newest(self) -> StoredTemplate:
+        """The template added last; the forward puts it in the last slot."""
         return self._held[-1]
 
     def add(self, embedding: Any) -> StoredTemplate:

@@ -177,7 +177,7 @@ class Tracker:
     it. Trackers sharing one model run side by side. The model is put in eval mode.
     """
 
-    def __init__(self, model: FARTrack, config: TrackerConfig | None = None):
+    def __init__(self, model: FARTrack, config: TrackerConfig | None = None) -> None:
         if not (hasattr(model, "forward_embedded") and hasattr(model, "cfg")):
             raise TypeError(f"Tracker needs a loaded model, e.g. Tracker(load_checkpoint(path)), got "
                             f"{type(model).__name__} {model!r:.60}")
@@ -195,6 +195,7 @@ class Tracker:
 
     @property
     def config(self) -> TrackerConfig:
+        """The settings every target is tracked with (see `TrackerConfig`)."""
         return self._config
 
     @config.setter
@@ -211,6 +212,7 @@ class Tracker:
     @property
     @_one_at_a_time
     def target_ids(self) -> list[str]:
+        """Ids of the tracked targets in the order they were added (a re-initialised one keeps its place)."""
         return list(self._targets)
 
     @property
