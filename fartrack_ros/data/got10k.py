@@ -19,6 +19,8 @@ from fartrack_ros.data.sequence import TrackingSequence, cover_to_ratio
 
 
 def is_got10k_sequence(folder: Path) -> bool:
+    """Whether ``folder`` looks like a GOT-10k sequence (``groundtruth.txt`` and numbered frames), for
+    layout detection; frames with a gap count, so that reading it names the missing one."""
     if not (folder / "groundtruth.txt").is_file():
         return False
     try:

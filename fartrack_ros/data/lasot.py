@@ -19,6 +19,7 @@ SEQUENCE_PATTERN = re.compile(r"^(?P<cls>.+)-(?P<index>\d+)$")
 
 
 def is_lasot_sequence(folder: Path) -> bool:
+    """Whether ``folder`` looks like a LaSOT sequence (``groundtruth.txt`` beside ``img/``), for layout detection."""
     return (folder / "groundtruth.txt").is_file() and (folder / "img").is_dir()
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -34,7 +35,7 @@ def pick_level(pyramid: list[np.ndarray], box_w: float, box_h: float) -> np.ndar
     return pyramid[0]
 
 
-def warp_to_region(texture: np.ndarray, box_xywh, region_x0: int, region_y0: int,
+def warp_to_region(texture: np.ndarray, box_xywh: Sequence[float] | np.ndarray, region_x0: int, region_y0: int,
                    region_w: int, region_h: int) -> np.ndarray:
     """Resample ``texture`` (SxSxC) so that its interior covers ``box_xywh``, into the region.
 
@@ -82,18 +83,22 @@ class Region:
 
     @property
     def empty(self) -> bool:
+        """True when the region holds no pixel (e.g. a box wholly outside the frame)."""
         return self.x1 <= self.x0 or self.y1 <= self.y0
 
     @property
     def width(self) -> int:
+        """Columns of the region (x1 - x0)."""
         return self.x1 - self.x0
 
     @property
     def height(self) -> int:
+        """Rows of the region (y1 - y0)."""
         return self.y1 - self.y0
 
 
-def box_region(box_xywh, margin: int, width: int | None = None, height: int | None = None) -> Region:
+def box_region(box_xywh: Sequence[float] | np.ndarray, margin: int, width: int | None = None,
+               height: int | None = None) -> Region:
     """Integer region around a box plus ``margin``, clipped to the frame when its size is given."""
     x, y, w, h = box_xywh
     x0, y0 = math.floor(x) - margin, math.floor(y) - margin
@@ -105,8 +110,8 @@ def box_region(box_xywh, margin: int, width: int | None = None, height: int | No
     return Region(x0, y0, x1, y1)
 
 
-def composite_layer(frame: np.ndarray, texture: np.ndarray, box_xywh, blur_length: float = 0.0,
-                    blur_angle: float = 0.0) -> None:
+def composite_layer(frame: np.ndarray, texture: np.ndarray, box_xywh: Sequence[float] | np.ndarray,
+                    blur_length: float = 0.0, blur_angle: float = 0.0) -> None:
     """Draw an RGBA texture at ``box_xywh`` over ``frame`` (HxWx3 uint8, in place).
 
     With ``blur_length`` >= 1.5 px the layer (colour premultiplied by alpha, and alpha) is blurred

@@ -8,6 +8,7 @@ feature occurs. Sizes and speeds are in pixels and pixels per frame.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -18,6 +19,9 @@ from fartrack_ros.data.textures import (SHAPES, TEXTURE_FAMILIES, colour_texture
                                         shift_palette)
 from fartrack_ros.image_conversion import BT601_LUMA
 
+if TYPE_CHECKING:
+    from fartrack_ros.data.synthetic import SyntheticConfig
+
 CAMERA_MARGIN = 40  # background canvas is this much larger than the frame on every side
 SHADOW_MARGIN = 40
 NOISE_MARGIN = 16
@@ -27,6 +31,7 @@ MAX_BURST_SPEED = 45.0  # px per frame
 
 
 def lerp(a: float, b: float, t: float) -> float:
+    """The value a fraction ``t`` of the way from ``a`` to ``b``: maps difficulty 0..1 onto a range."""
     return a + (b - a) * t
 
 
@@ -324,7 +329,7 @@ def _noise(rng, n, width, height, sigma):
     return up, down, offsets
 
 
-def plan_scene(rng: np.random.Generator, config, n: int, d: float,
+def plan_scene(rng: np.random.Generator, config: SyntheticConfig, n: int, d: float,
                luma_rng: np.random.Generator | None = None) -> dict:
     """Draw a whole scene; returns the fields of ``SyntheticPlan`` (layers as dicts).
 

@@ -92,6 +92,8 @@ class Layer:
         return cv2.addWeighted(level, 1.0 - float(self.morph[index]), other, float(self.morph[index]), 0.0)
 
     def alpha(self, index: int) -> np.ndarray:
+        """Alpha (uint8 shape mask) for frame ``index`` at the level that fits the box, to measure occlusion;
+        both appearances share one mask, so the morph does not enter."""
         _, _, w, h = self.boxes[index]
         return pick_level(self.alpha_pyramid, w, h)
 
@@ -128,10 +130,12 @@ class SyntheticPlan:
 
     @property
     def length(self) -> int:
+        """Frames in the sequence."""
         return len(self.camera)
 
     @property
     def target(self) -> Layer:
+        """The tracked object's layer."""
         return self.layers[self.target_index]
 
     def _measure_target(self) -> None:
