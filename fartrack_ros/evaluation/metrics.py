@@ -43,6 +43,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+
     from fartrack_ros.data.sequence import TrackingSequence
 
 SUCCESS_THRESHOLDS = np.linspace(0.0, 1.0, 21)
@@ -55,7 +57,7 @@ def _as_boxes(boxes) -> np.ndarray:
     return array.reshape(-1, 4)
 
 
-def clip_to_image(boxes, width: float, height: float) -> np.ndarray:
+def clip_to_image(boxes: ArrayLike, width: float, height: float) -> np.ndarray:
     """Boxes bounded by the image exactly as the GOT-10k toolkit's ``rect_iou(..., bound)`` does.
 
     x and y are clipped to [0, width] and [0, height], then w and h to what is left to the right
@@ -69,7 +71,7 @@ def clip_to_image(boxes, width: float, height: float) -> np.ndarray:
     return b
 
 
-def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
+def iou_xywh(pred: ArrayLike, gt: ArrayLike, bound: tuple[float, float] | None = None) -> np.ndarray:
     """Per-row IoU of two (N, 4) xywh arrays in [0, 1]; 0 where the union is empty.
 
     ``bound=(width, height)`` clips both to the image first. Negative sizes count as empty. The
@@ -91,7 +93,7 @@ def iou_xywh(pred, gt, bound: tuple[float, float] | None = None) -> np.ndarray:
         return np.clip(np.where(union > 0, inter / union, 0.0), 0.0, 1.0)
 
 
-def centre_error(pred, gt, normalized: bool = False) -> np.ndarray:
+def centre_error(pred: ArrayLike, gt: ArrayLike, normalized: bool = False) -> np.ndarray:
     """Per-row distance in pixels between the centres (x + w/2, y + h/2) of two box arrays;
     ``normalized``: each axis divided by ``gt``'s width or height first."""
     a, b = _as_boxes(pred), _as_boxes(gt)
@@ -103,7 +105,7 @@ def centre_error(pred, gt, normalized: bool = False) -> np.ndarray:
     return np.hypot(dx, dy)
 
 
-def carry_forward_invalid(pred) -> np.ndarray:
+def carry_forward_invalid(pred: ArrayLike) -> np.ndarray:
     """``pred`` with every box holding a non-finite value or a size <= 0 replaced by the box before
     it, as the OTB and LaSOT toolkits do (row 0, the initial box, is kept)."""
     boxes = _as_boxes(pred).copy()
@@ -114,7 +116,7 @@ def carry_forward_invalid(pred) -> np.ndarray:
     return boxes
 
 
-def present_frames(gt, absent=None) -> np.ndarray:
+def present_frames(gt: ArrayLike, absent: ArrayLike | None = None) -> np.ndarray:
     """Frames where the target is present: not flagged absent and a box of positive size."""
     b = _as_boxes(gt)
     present = (b[:, 2] > 0) & (b[:, 3] > 0)
@@ -123,7 +125,7 @@ def present_frames(gt, absent=None) -> np.ndarray:
     return present
 
 
-def success_curve(ious, thresholds=SUCCESS_THRESHOLDS) -> np.ndarray:
+def success_curve(ious: ArrayLike, thresholds: ArrayLike = SUCCESS_THRESHOLDS) -> np.ndarray:
     """Fraction of IoUs strictly above each threshold (zeros for no frames)."""
     ious = np.asarray(ious, dtype=np.float64)
     if ious.size == 0:

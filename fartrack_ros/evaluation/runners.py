@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol, Sequence
 
 import cv2
 import numpy as np
@@ -17,15 +17,21 @@ import numpy as np
 from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult
 
+if TYPE_CHECKING:
+    from fartrack_ros.model import FARTrack
+    from fartrack_ros.tracker import TrackerConfig
+
 _LOG = logging.getLogger(__name__)
 
 
 class TrackerRunner(Protocol):
     name: str
 
-    def init(self, frame_rgb: np.ndarray, box_xywh) -> None: ...
+    def init(self, frame_rgb: np.ndarray, box_xywh: Sequence[float] | np.ndarray) -> None:
+        """Start on the first frame with the target at ``box_xywh``, forgetting any earlier target."""
 
-    def update(self, frame_rgb: np.ndarray) -> np.ndarray: ...
+    def update(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The target's (x, y, w, h) in the next frame, as a float64 array of 4."""
 
 
 class OpenCVRunner:
@@ -47,7 +53,8 @@ class OpenCVRunner:
         self._tracker = None
         self._box = np.zeros(4)
 
-    def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
+    def init(self, frame_rgb: np.ndarray, box_xywh: Sequence[float] | np.ndarray) -> None:
+        """Create a fresh OpenCV tracker on the first frame; it takes the box as integer pixels inside the image."""
         self._tracker = self._factory()
         height, width = frame_rgb.shape[:2]
         rect = clipped_rect(box_xywh, height, width)
@@ -55,13 +62,14 @@ class OpenCVRunner:
         self._box = np.array(box_xywh, dtype=np.float64)
 
     def update(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The box OpenCV reports for the next frame, or the last one where it reports a failure."""
         ok, rect = self._tracker.update(cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR))
         if ok and rect[2] > 0 and rect[3] > 0:
             self._box = np.array(rect, dtype=np.float64)
         return self._box.copy()
 
 
-def clipped_rect(box_xywh, height: int, width: int) -> tuple[int, int, int, int]:
+def clipped_rect(box_xywh: Sequence[float] | np.ndarray, height: int, width: int) -> tuple[int, int, int, int]:
     """The part of a box inside the image as OpenCV's integer (x, y, w, h), at least 1x1 px."""
     x, y, w, h = (float(v) for v in box_xywh)
     x0, y0 = min(max(0, round(x)), width - 1), min(max(0, round(y)), height - 1)
@@ -80,7 +88,8 @@ class FARTrackRunner:
     name = "fartrack"
 
     def __init__(self, weights: str | None = None, variant: str | None = None, device: str = "cpu",
-                 model=None, tracker_config=None, backend: str = "torch", precision: str = "float32") -> None:
+                 model: FARTrack | None = None, tracker_config: TrackerConfig | None = None, backend: str = "torch",
+                 precision: str = "float32") -> None:
         from fartrack_ros.model import device_for_backend, load_checkpoint, with_backend_for_device
         from fartrack_ros.tracker import Tracker
 
@@ -96,11 +105,13 @@ class FARTrackRunner:
         self._tracker = Tracker(model, tracker_config)
         self._tracker.warm_up()  # lazy set-up is not tracking speed: kept out of the timed updates
 
-    def init(self, frame_rgb: np.ndarray, box_xywh) -> None:
+    def init(self, frame_rgb: np.ndarray, box_xywh: Sequence[float] | np.ndarray) -> None:
+        """Reset the tracker and add the one target at ``box_xywh`` of the first frame."""
         self._tracker.reset()
         self._tracker.add_target(frame_rgb, [float(v) for v in box_xywh], "eval")
 
     def update(self, frame_rgb: np.ndarray) -> np.ndarray:
+        """The target's box in the next frame (while LOST, the last confident box)."""
         (result,) = self._tracker.track(frame_rgb)
         return np.asarray(result.box_xywh, dtype=np.float64)
 
