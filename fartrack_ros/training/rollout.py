@@ -11,6 +11,7 @@ to work with the templates and masks it produces itself.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,6 +21,10 @@ from ..model.config import ModelConfig
 from ..tracker import Tracker, TrackerConfig
 from ..tracker.cropping import normalize_patches, sample_target
 from .sampling import STREAM_ROLLOUT, SequenceSource, box_in_search_crop, usable
+
+if TYPE_CHECKING:
+    from ..data.sequence import TrackingSequence
+    from ..model.network import FARTrack
 
 
 @dataclass(frozen=True)
@@ -41,7 +46,9 @@ class FrameRecord:
     tracked_iou: float  # IoU of the tracker's output on this frame with the ground truth
 
 
-def track_clip(model, seq, start: int, length: int, tracker_config: TrackerConfig = TrackerConfig()):
+def track_clip(model: FARTrack, seq: TrackingSequence, start: int, length: int,
+               tracker_config: TrackerConfig = TrackerConfig()
+               ) -> tuple[list[FrameRecord], dict[int, np.ndarray]]:
     """Run the tracker from the ground truth of frame ``start``; one `FrameRecord` per later frame
     where the target is visible, and the frames used (index -> image)."""
     frames = {start: seq.frame(start)}
@@ -87,7 +94,7 @@ def replay_batch(records: list[FrameRecord], frames: dict, cfg: ModelConfig) -> 
     }
 
 
-def rollout_batch(model, source: SequenceSource, seed: int, iteration: int,
+def rollout_batch(model: FARTrack, source: SequenceSource, seed: int, iteration: int,
                   config: RolloutConfig = RolloutConfig()) -> tuple[dict[str, torch.Tensor], float]:
     """The stage-2 batch of ``iteration`` (clips drawn with (seed, iteration)) and the mean IoU the
     tracker reached on the recorded frames. Leaves the model in train mode."""

@@ -30,7 +30,7 @@ generated ones are then drawn with objects that differ in brightness too, as a m
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Callable, Optional, Sequence
+from typing import TYPE_CHECKING, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -39,6 +39,9 @@ from ..data.sequence import TrackingSequence
 from ..model.config import ModelConfig
 from ..tracker.cropping import crop_geometry, normalize_patches, sample_target
 from ..tracker.template_memory import schedule_slots
+
+if TYPE_CHECKING:
+    from ..data.synthetic import SyntheticConfig
 
 # Streams of the per-run generators: np.random.default_rng([seed, STREAM, index]).
 STREAM_SEQUENCE = 2
@@ -86,7 +89,7 @@ class SequenceSource:
         return self._get(index, grey, self._grey_luma_contrast)
 
     @classmethod
-    def synthetic(cls, seed: int, config=None) -> "SequenceSource":
+    def synthetic(cls, seed: int, config: SyntheticConfig | None = None) -> "SequenceSource":
         """Generated sequences; the k-th uses a seed drawn from the training range with (seed, k)."""
         from ..data.synthetic import TRAIN_SEED_RANGE, SyntheticConfig, generate_sequence
 
@@ -120,7 +123,8 @@ class SequenceSource:
         return SequenceSource(self._get, self._base_description, fraction, seed, luma_contrast)
 
 
-def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.random.Generator) -> list[float]:
+def jitter_box(box_xywh: Sequence[float] | np.ndarray, scale_jitter: float, center_jitter: float,
+               rng: np.random.Generator) -> list[float]:
     """OSTrack's box jitter: size times exp(N(0, scale_jitter)), centre moved by up to
     ``center_jitter * sqrt(w*h) / 2`` in x and y."""
     x, y, w, h = (float(v) for v in box_xywh)
@@ -130,7 +134,8 @@ def jitter_box(box_xywh, scale_jitter: float, center_jitter: float, rng: np.rand
     return [float(cx - size[0] / 2), float(cy - size[1] / 2), float(size[0]), float(size[1])]
 
 
-def box_in_search_crop(box_xywh, search_box_xywh, cfg: ModelConfig) -> np.ndarray:
+def box_in_search_crop(box_xywh: Sequence[float] | np.ndarray, search_box_xywh: Sequence[float] | np.ndarray,
+                       cfg: ModelConfig) -> np.ndarray:
     """Target box in crop-normalised x0,y0,x1,y1 of the search crop centred on ``search_box_xywh``.
 
     The origin is the unrounded crop corner (previous centre minus half the side), which is what

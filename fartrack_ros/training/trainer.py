@@ -72,13 +72,17 @@ class TrainConfig:
 
     @property
     def total_steps(self) -> int:
+        """Optimizer steps of the whole run: stage 1, then stage 2."""
         return self.steps + self.stage2_steps
 
     def to_dict(self) -> dict[str, Any]:
+        """The settings as plain values, as checkpoints store them (for --resume)."""
         return asdict(self)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Settings stored in a checkpoint; fields a run stored before they existed get the values it ran
+        with, and fields no longer known are dropped, so an older run resumes."""
         values = dict(values)
         values.setdefault("grey_fraction", 0.0)  # a run stored before grey training had none
         values.setdefault("grey_luma_contrast", False)  # ... or turned the colour scenes grey
@@ -121,6 +125,7 @@ def make_optimizer(model: FARTrack, config: TrainConfig) -> torch.optim.Optimize
 
 
 def checkpoint_path(out_dir: Path, epoch: int) -> Path:
+    """Where the checkpoint of ``epoch`` goes, named as the official training names its checkpoints."""
     return Path(out_dir) / "checkpoints" / f"FARTrackSparse_ep{epoch:04d}.pth.tar"
 
 
@@ -256,6 +261,8 @@ class Trainer:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def save(self, path: Path, last_parts: dict[str, float]) -> None:
+        """Write a checkpoint of the current step: weights, optimizer, settings, RNG state and the last loss
+        parts, all that --resume needs to continue the run."""
         save_checkpoint(
             self.model, path,
             epoch=_epoch(self.step, self.config),
