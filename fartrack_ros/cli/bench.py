@@ -34,6 +34,8 @@ def _node_variant_name(text: str) -> str:
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    """fartrack-bench's command line; combinations that would fail only after minutes of benching
+    (a --scaling-variant not among --variants) are refused here, with argparse's exit 2."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--variants", default=",".join(VARIANTS), type=comma_choices(VARIANTS + EXTRA_VARIANTS),
                         help="comma list of tiny, nano, pico (official sizes, random weights), bundled and "
@@ -105,6 +107,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 
 @command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
+    """Bench the sections not skipped, print one table and write --plot; a bad --plot, --device or
+    --node-weights ends it with one error line before any benching."""
     args = parse_args(argv)
     device = _device(args.device)
     try:

@@ -31,6 +31,8 @@ PROG = "fartrack-eval"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """fartrack-eval's options: the sequences (generated, --dataset or saved --results), the trackers
+    and how they run, and where the report goes."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                                      epilog="Metrics: AO, SR0.5, SR0.75 by GOT-10k's rules; success AUC, "
                                             "precision at 20 px and normalized precision at 0.2 by LaSOT's, as "
@@ -104,6 +106,8 @@ def _scorable(sequences: list, dataset: Path) -> list:
 
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
+    """Score the trackers on the sequences and print the table (and --plot, --json); exit 1 for
+    unusable weights, datasets or results, 2 for a malformed command line."""
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     apply_threads(args.threads)

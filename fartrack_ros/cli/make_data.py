@@ -21,6 +21,8 @@ PROG = "fartrack-make-data"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """fartrack-make-data's options: output folder, count, seeds and layout, and the scene settings
+    (defaults from `SyntheticConfig`)."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
     parser.add_argument("out", help="output folder (a GOT-10k split folder or a LaSOT root)")
     parser.add_argument("--count", type=positive_int, required=True, help="number of sequences")
@@ -50,6 +52,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command(PROG)
 def main(argv: list[str] | None = None) -> int:
+    """Write ``--count`` generated sequences into ``out``; exit 1 when it cannot write, 2 for bad
+    settings."""
     args = build_parser().parse_args(argv)
     if args.layout == "lasot":
         try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterable, Iterator, Optional
 
 import cv2
 import numpy as np
@@ -33,7 +33,8 @@ class InputError(ValueError):
     """INPUT cannot be read as a video or a folder of frames."""
 
 
-def format_box(box) -> str:
+def format_box(box: Iterable[float]) -> str:
+    """One output line: x,y,w,h with 4 decimals (GOT-10k style)."""
     return ",".join(f"{v:.4f}" for v in box)
 
 
@@ -73,7 +74,7 @@ def _read_video(capture) -> Iterator[np.ndarray]:
         capture.release()
 
 
-def annotate(frame_rgb: np.ndarray, box, state: str, score: Optional[float]) -> np.ndarray:
+def annotate(frame_rgb: np.ndarray, box: Iterable[float], state: str, score: Optional[float]) -> np.ndarray:
     """BGR copy of the frame with the box drawn (green while tracking, red when lost)."""
     image = cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR)
     x, y, w, h = (int(round(v)) for v in box)
@@ -119,6 +120,8 @@ class AnnotatedVideo:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """fartrack-track's options: input and init box, the model and how it runs, the memory mode and
+    the outputs."""
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Track one object through a video or a folder of frames with FARTrack; "
@@ -144,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 @command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
+    """Track the init box through INPUT and write one box line per frame; the boxes tracked so far are
+    written also when a frame is unreadable or the run is stopped."""
     args = build_parser().parse_args(argv)
     keep_freed_memory()
     apply_threads(args.threads)

@@ -39,6 +39,8 @@ DEFAULTS = {name: getattr(TrainConfig, name) for name in
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """fartrack-train's options: the run folder, the model and where it starts (--init, --resume), the
+    settings of `TrainConfig` the command line may change, the data and the runtime."""
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n")[0],
                                      formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="\n".join(__doc__.split("\n")[1:]))
@@ -124,6 +126,8 @@ def _train_config(args, stored: Optional[dict] = None):
 
 @command(PROG)
 def main(argv: Optional[list[str]] = None) -> int:
+    """Train (or --resume) the run in --out; Ctrl-C or SIGTERM stops after the current step with a
+    checkpoint, and a run that failed before its first checkpoint can be started again as it was."""
     args = build_parser().parse_args(argv)
     made_from = _first_missing(args.out)
     try:
