@@ -63,6 +63,7 @@ class Row:
 
     @property
     def fps(self) -> float:
+        """Frames (or calls) per second that ``ms`` amounts to; infinite for a zero time."""
         return 1000.0 / self.ms if self.ms > 0 else float("inf")
 
 
@@ -144,7 +145,7 @@ def synthetic_frames(count: int, seed: int = 1_000_000, size: tuple[int, int] = 
     return [sequence.frame(i) for i in range(len(sequence))], sequence.boxes
 
 
-def tracker_ms(runner, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
+def tracker_ms(runner: FARTrack, frames: list[np.ndarray], boxes: np.ndarray, memory: str, targets: int = 1,
                period_s: float = 0.0, to_results: bool = False, drop_pruned: bool = True
                ) -> tuple[float, dict[str, float]]:
     """Median per-frame time of Tracker.track over the frames, with its stage split (crop/model/decode).

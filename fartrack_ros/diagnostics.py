@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -48,18 +49,20 @@ class LatencySummary:
 class RollingWindow:
     """The last ``size`` samples of one quantity."""
 
-    def __init__(self, size: int = 300):
+    def __init__(self, size: int = 300) -> None:
         if size < 1:
             raise ValueError(f"window size must be >= 1, got {size}")
         self._samples: deque[float] = deque(maxlen=size)
 
     def add(self, value: float) -> None:
+        """Append one sample; the oldest goes once ``size`` are held."""
         self._samples.append(float(value))
 
     def __len__(self) -> int:
         return len(self._samples)
 
     def summary(self) -> LatencySummary:
+        """Median, 95th percentile and maximum of the samples held (NaN when there are none)."""
         if not self._samples:
             nan = float("nan")
             return LatencySummary(0, nan, nan, nan)
@@ -77,10 +80,11 @@ class EventRate:
     MAX_EVENTS = 50_000  # 1000 fps over a 50 s diagnostics period: the newest ones span enough
     HISTORY_S = 60.0  # how far back the last two events of a slow stream are looked for
 
-    def __init__(self):
+    def __init__(self) -> None:
         self._times: deque[float] = deque(maxlen=self.MAX_EVENTS)
 
     def add(self, time_s: float) -> None:
+        """One event at ``time_s`` (seconds of the caller's clock, in the order the events happen)."""
         self._times.append(time_s)
 
     def per_second(self, now_s: float, window_s: float) -> float:
@@ -130,7 +134,7 @@ class NodeStatistics:
     delay from the image's header stamp to the publication of its detections.
     """
 
-    def __init__(self, window: int = 300, clock=time.monotonic):
+    def __init__(self, window: int = 300, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
         self._lock = threading.Lock()
         self._window = window
@@ -161,12 +165,14 @@ class NodeStatistics:
             self._last_processed_s = self._clock()
 
     def record_received(self) -> None:
+        """One image arrived: counted, and fed to the input rate and the silence watch."""
         with self._lock:
             self._received += 1
             self._last_received_s = self._clock()
             self._received_rate.add(self._last_received_s)
 
     def record_dropped(self, count: int = 1) -> None:
+        """``count`` stored frames were overwritten before the worker took them."""
         with self._lock:
             self._dropped += count
 
@@ -188,6 +194,7 @@ class NodeStatistics:
 
     @property
     def dropped_total(self) -> int:
+        """Frames dropped since start (or since the last `reset`)."""
         with self._lock:
             return self._dropped
 
@@ -311,7 +318,7 @@ class WarningThrottle:
     MAX_KINDS = 1024  # past this many, kinds and families not seen for ``every_s`` are forgotten
     FAMILY_BURST = 5  # kinds of one family logged per ``every_s``
 
-    def __init__(self, every_s: float = 5.0, clock=time.monotonic):
+    def __init__(self, every_s: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
         self._every_s = every_s
         self._clock = clock
         self._lock = threading.Lock()

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from rclpy.executors import Executor, ExternalShutdownException, ShutdownException, SingleThreadedExecutor
+
+if TYPE_CHECKING:
+    from rclpy.impl.rcutils_logger import RcutilsLogger
+    from rclpy.node import Node
 
 # Longest wait of the executable's executor. rclpy wakes a waiting executor on SIGINT/SIGTERM
 # through a guard condition; under load that wake-up was seen lost (6 of about 60 stress runs left
@@ -24,7 +28,7 @@ def has_events_executor() -> bool:
     return True
 
 
-def make_executor(kind: str, log=None) -> Executor:
+def make_executor(kind: str, log: RcutilsLogger | None = None) -> Executor:
     """The executor for ``kind`` (the ``executor`` parameter): rclpy's EventsExecutor for events
     where this rclpy has it, else the SingleThreadedExecutor (saying so to ``log``)."""
     if kind == "events":
@@ -58,7 +62,7 @@ class SpinThread:
     ends the thread before it destroys the node: a node destroyed while another thread waits on
     its entities can end that thread with an error."""
 
-    def __init__(self, node, name: str) -> None:
+    def __init__(self, node: Node, name: str) -> None:
         self.executor = SingleThreadedExecutor(context=node.context)
         self.executor.add_node(node)
         self._node = node

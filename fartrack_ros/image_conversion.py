@@ -15,10 +15,16 @@ from __future__ import annotations
 
 import array
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .decoder_messages import damage, run_capturing_decoder
+
+if TYPE_CHECKING:
+    from sensor_msgs.msg import CompressedImage, Image
+    from std_msgs.msg import Header
+    from typing_extensions import Buffer
 
 BT601_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # R, G, B weights of OpenCV's RGB2GRAY
 
@@ -149,7 +155,7 @@ def _check_subsampled_size(name: str, layout: _Layout, width: int, height: int) 
             f"a {name} image needs an even {'width' if width % 2 else 'height'}, got {width}x{height}")
 
 
-def raw_to_rgb(data, height: int, width: int, step: int, encoding: str,
+def raw_to_rgb(data: Buffer, height: int, width: int, step: int, encoding: str,
                is_bigendian: bool = False, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """Pixel buffer of a ``sensor_msgs/Image`` -> C-contiguous HxWx3 uint8 RGB array.
 
@@ -317,7 +323,7 @@ def _yuv422_via_i420(rgb: np.ndarray, order: str) -> np.ndarray:
     return samples
 
 
-def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
+def compressed_to_rgb(data: Buffer, image_format: str = "", bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """JPEG/PNG bytes of a ``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array.
 
     ``image_format`` is the message's ``format`` field (``"jpeg"``, ``"png"``,
@@ -395,7 +401,7 @@ def compressed_to_rgb(data, image_format: str = "", bit_depth: int = FULL_BIT_DE
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
-def compressed_size(data) -> tuple[int, int] | None:
+def compressed_size(data: Buffer) -> tuple[int, int] | None:
     """(width, height) from a PNG, JPEG or TIFF header, without decoding; None for anything else."""
     buffer = np.frombuffer(data, dtype=np.uint8)
     head = buffer[:24].tobytes()
@@ -504,18 +510,18 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
 # --- sensor_msgs adapters -------------------------------------------------------------------
 
 
-def image_msg_to_rgb(msg, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
+def image_msg_to_rgb(msg: Image, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """``sensor_msgs/Image`` -> HxWx3 uint8 RGB array (``bit_depth``: see `raw_to_rgb`)."""
     return raw_to_rgb(msg.data, msg.height, msg.width, msg.step, msg.encoding, bool(msg.is_bigendian), bit_depth)
 
 
-def compressed_msg_to_rgb(msg, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
+def compressed_msg_to_rgb(msg: CompressedImage, bit_depth: int = FULL_BIT_DEPTH) -> np.ndarray:
     """``sensor_msgs/CompressedImage`` -> HxWx3 uint8 RGB array (``bit_depth``: see `raw_to_rgb`)."""
     return compressed_to_rgb(msg.data, msg.format, bit_depth)
 
 
-def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8", step: int | None = None,
-                     bit_depth: int = FULL_BIT_DEPTH):
+def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: str = "rgb8",
+                     step: int | None = None, bit_depth: int = FULL_BIT_DEPTH) -> Image:
     """HxWx3 uint8 RGB array -> ``sensor_msgs/Image`` (header copied when given; ``bit_depth``:
     see `rgb_to_raw`)."""
     from sensor_msgs.msg import Image
@@ -532,7 +538,8 @@ def rgb_to_image_msg(rgb: np.ndarray, header=None, encoding: str = "rgb8", step:
     return msg
 
 
-def rgb_to_compressed_msg(rgb: np.ndarray, header=None, image_format: str = "jpeg", jpeg_quality: int = 90):
+def rgb_to_compressed_msg(rgb: np.ndarray, header: Header | None = None, image_format: str = "jpeg",
+                          jpeg_quality: int = 90) -> CompressedImage:
     """HxWx3 uint8 RGB array -> ``sensor_msgs/CompressedImage`` (``format`` "jpeg" or "png")."""
     from sensor_msgs.msg import CompressedImage
 

@@ -27,7 +27,7 @@ class ParameterHooks:
     has pre- and post-set hooks (Iron and later)."""
 
     def __init__(self, node: Node, *, managed: bool, pre_post_hooks: bool, rejection: Rejection,
-                 apply: Callable[[dict[str, Any]], None]):
+                 apply: Callable[[dict[str, Any]], None]) -> None:
         self._node = node
         self._rejection = rejection
         self._apply_changes = apply

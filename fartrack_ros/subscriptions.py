@@ -41,7 +41,7 @@ class ImageSubscription:
     ``image_transport``, ``image_bit_depth``, ``qos_reliability`` and ``qos_depth`` parameters."""
 
     def __init__(self, node: Node, callback: Callable[[Any], None], callback_group: Any,
-                 on_subscribed: Callable[[], None]):
+                 on_subscribed: Callable[[], None]) -> None:
         self._node = node
         self._callback = callback
         self._group = callback_group
@@ -73,6 +73,7 @@ class ImageSubscription:
         self._subscribe(self.wanted_reliability(publishers), len(publishers))
 
     def stop(self) -> None:
+        """Destroy the subscription, if any (`start` makes a new one); ``topic_name`` is kept."""
         if self.subscription is not None:
             self._node.destroy_subscription(self.subscription)
             self.subscription = None
@@ -83,9 +84,12 @@ class ImageSubscription:
         self._absence_reported = False  # a stray frame through a lossy link leaves the silence hint told
 
     def publishers(self) -> list:
+        """The topic's current publishers, as rclpy's endpoint infos (node name, QoS offered)."""
         return self._node.get_publishers_info_by_topic(self.topic_name)
 
     def wanted_reliability(self, publishers: list) -> QoSReliabilityPolicy:
+        """The reliability to subscribe with for ``publishers``, as ``qos_reliability`` says (see
+        `choose_reliability`)."""
         return choose_reliability(self._param("qos_reliability"),
                                   [info.qos_profile.reliability for info in publishers])
 
@@ -187,13 +191,15 @@ class ControlPublisherWatch:
     (Subscribing best effort instead would drop a reliable client's retransmissions; following the
     publishers would miss a one-shot init.)"""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node) -> None:
         self._node = node
         self.subscriptions: list = []
         self._told: set[str] = set()  # topics whose best-effort publishers were warned of
         self._waited: set[str] = set()  # topics whose warning waited a check for the node's name
 
     def check(self) -> None:
+        """Warn once per topic of best-effort publishers on the watched subscriptions; a warning waits a
+        check while discovery has not named a publisher's node yet."""
         for subscription in self.subscriptions:
             topic = subscription.topic_name
             unmatched = [info for info in self._node.get_publishers_info_by_topic(topic)

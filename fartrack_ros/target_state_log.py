@@ -14,7 +14,7 @@ from typing import Callable, Iterable
 class TargetStateLog:
     """The LOST state last logged per target, and when."""
 
-    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic):
+    def __init__(self, every_s: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._every_s = every_s
         self._clock = clock
         self._logged_lost: dict[str, bool] = {}  # target id -> LOST as last logged
