@@ -15,8 +15,8 @@ OTB / LaSOT (as the LaSOT toolkit and pytracking's analysis with its default set
 published LaSOT figures come from):
 - per sequence, over every frame, the first included (its prediction is the initial box);
   IoU without clipping to the image;
-- a prediction with a non-finite value or a size <= 0 is replaced by the previous frame's, as the
-  OTB and LaSOT toolkits do (a tracker that reports nothing keeps its last box);
+- a prediction of zero size is replaced by the previous frame's, as the OTB and LaSOT toolkits
+  do (a tracker that reports nothing keeps its last box);
 - frames where the target is absent (fully occluded, out of view, no ground truth) count as
   failures: no box can be right there, and the toolkits divide by every frame;
 - success curve: fraction of frames with IoU > t for the 21 thresholds t = 0, 0.05, ..., 1;
@@ -28,7 +28,10 @@ published LaSOT figures come from):
 
 Not as the originals: a GOT-10k frame counts as absent when any label says so (absence.label,
 cover 0, a box of no size), where the toolkit reads cover alone (they differ only where the
-labels disagree); an invalid prediction scores IoU 0 in AO (the toolkit's becomes NaN).
+labels disagree); an invalid prediction scores IoU 0 in AO (the toolkit's becomes NaN). In
+OTB/LaSOT figures a prediction with a non-finite value or a negative size is carried forward like
+an empty one, where pytracking refuses the whole results file; a ground-truth box of no size is
+absent here (a miss), where pytracking's normalized precision counts it a success.
 
 FPS: frames tracked (update calls, the initialisation excluded) divided by the total time spent
 in those calls, over all sequences (GOT-10k's toolkit averages 1 / time per frame instead, which
@@ -107,7 +110,8 @@ def centre_error(pred: ArrayLike, gt: ArrayLike, normalized: bool = False) -> np
 
 def carry_forward_invalid(pred: ArrayLike) -> np.ndarray:
     """``pred`` with every box holding a non-finite value or a size <= 0 replaced by the box before
-    it, as the OTB and LaSOT toolkits do (row 0, the initial box, is kept)."""
+    it (row 0, the initial box, is kept): the toolkits do so for a box of zero size and refuse the
+    other invalid ones; here a tracker's bad frame costs that frame, not its whole results file."""
     boxes = _as_boxes(pred).copy()
     invalid = ~np.isfinite(boxes).all(axis=1) | (boxes[:, 2] <= 0) | (boxes[:, 3] <= 0)
     for index in np.flatnonzero(invalid):
