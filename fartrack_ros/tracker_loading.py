@@ -64,9 +64,11 @@ def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
     """
     threads = values["cpu_threads"]
     usable = usable_cpus()
-    if threads > usable and log is not None:
-        log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: the model's threads "
-                    f"will wait on each other (set cpu_threads to {usable} or fewer, or 0)")
+    if threads > usable:  # OpenMP's lock-stepped threads beyond the CPUs only wait on each other
+        if log is not None:
+            log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: running {usable} "
+                        "model threads (set cpu_threads to 0 for automatic)")
+        threads = usable
     torch.set_num_threads(threads or auto_cpu_threads())
     start_model_team()  # before the load, whose CUDA or ONNX Runtime threads are not the model's team
     weights = values["weights"] or ""
@@ -118,9 +120,10 @@ def auto_cpu_threads() -> int:
 
 
 def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask where the OS has one)."""
+    """CPUs this process may run on (its affinity mask where the OS has one): the main thread's,
+    which is never pinned, not the calling thread's (a compute thread pinned by an earlier load)."""
     try:
-        return len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(os.getpid()))
     except AttributeError:  # no affinity API (macOS, Windows)
         return os.cpu_count() or 1
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -65,7 +66,7 @@ def test_the_loader_sets_cpu_threads_in_the_thread_that_runs_the_model_and_0_pic
     assert f" on cpu ({auto_cpu_threads()} thread" in default.describe()
 
 
-def test_more_cpu_threads_than_usable_cpus_are_applied_with_a_warning():
+def test_more_cpu_threads_than_usable_cpus_run_as_many_as_the_cpus_with_a_warning():
     compute = ComputeThread()
     warnings: list[str] = []
     log = type("Log", (), {"warning": lambda self, text: warnings.append(text)})()
@@ -77,9 +78,26 @@ def test_more_cpu_threads_than_usable_cpus_are_applied_with_a_warning():
     finally:
         compute.run(torch.set_num_threads, STARTUP_CPU_THREADS)
         compute.shutdown()
-    assert loaded.cpu_threads == too_many and quiet.cpu_threads == auto_cpu_threads()
+    assert loaded.cpu_threads == usable_cpus() and quiet.cpu_threads == auto_cpu_threads()
     assert len(warnings) == 1 and f"cpu_threads={too_many}" in warnings[0], warnings
-    assert f"may use {usable_cpus()} CPUs" in warnings[0]
+    assert f"may use {usable_cpus()} CPUs: running {usable_cpus()} model threads" in warnings[0]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs Linux affinity and 2 CPUs")
+def test_usable_cpus_are_the_process_s_in_a_thread_pinned_to_one():
+    """An earlier configure pins the compute thread to one CPU; the next must still see them all."""
+    everyone = len(os.sched_getaffinity(os.getpid()))
+    seen = []
+
+    def pinned() -> None:
+        os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})
+        seen.append(usable_cpus())
+
+    thread = threading.Thread(target=pinned)
+    thread.start()
+    thread.join()
+    assert seen == [everyone]
 
 
 def test_automatic_cpu_threads_leave_a_core_unless_omp_num_threads_is_set(monkeypatch):
