@@ -139,11 +139,8 @@ class DemoRecorder:
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
-def _stamp_ns(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
-
-
-def run(options) -> int:
+def run(options: argparse.Namespace) -> int:
+    """The demo: the node, the video publisher and this listener; 0 when the node ran and the summary passed."""
     env = child_env()
     import rclpy
     from rclpy.qos import QoSProfile, QoSReliabilityPolicy
@@ -152,6 +149,7 @@ def run(options) -> int:
 
     from fartrack_ros.data.synthetic import SyntheticConfig, generate_sequence
     from fartrack_ros.msg import TrackerStatus
+    from fartrack_ros.node_messages import stamp_to_ns
 
     config = SyntheticConfig(width=320, height=240, min_length=options.frames, max_length=options.frames,
                              difficulty=options.difficulty, luma_contrast=options.mono)
@@ -181,7 +179,7 @@ def run(options) -> int:
     reliable = QoSProfile(depth=100, reliability=QoSReliabilityPolicy.RELIABLE)
 
     def on_image(msg):
-        stamp = _stamp_ns(msg.header)
+        stamp = stamp_to_ns(msg.header.stamp)
         with recorder.lock:
             position = bisect.bisect_left(recorder.later_stamps, stamp)
             if position == len(recorder.later_stamps) or recorder.later_stamps[position] != stamp:
@@ -189,7 +187,7 @@ def run(options) -> int:
 
     def on_init(msg):
         with recorder.lock:
-            recorder.first_stamp = _stamp_ns(msg.header)
+            recorder.first_stamp = stamp_to_ns(msg.header.stamp)
 
     def on_detections(msg):
         received_ns = node.get_clock().now().nanoseconds
@@ -198,7 +196,7 @@ def run(options) -> int:
 
     def on_status(msg):
         with recorder.lock:
-            recorder.status_of_stamp[_stamp_ns(msg.header)] = msg
+            recorder.status_of_stamp[stamp_to_ns(msg.header.stamp)] = msg
             recorder.last_status = msg
 
     if options.transport == "compressed":
@@ -276,18 +274,20 @@ def _last_frame_done(recorder: DemoRecorder) -> bool:
 
 def _report_ready(recorder: DemoRecorder, boxes: np.ndarray) -> None:
     """Print the detections whose frame number is known (the image may arrive after them)."""
+    from fartrack_ros.node_messages import stamp_to_ns
+
     with recorder.lock:
         ready, waiting = [], []
         now_ns = time.time_ns()
         for msg, received_ns in recorder.pending:
-            stamp = _stamp_ns(msg.header)
+            stamp = stamp_to_ns(msg.header.stamp)
             # the frame's number must be known; wait briefly for its status (published just after)
             known = _index_of(recorder, stamp) is not None
             settled = stamp in recorder.status_of_stamp or now_ns - received_ns > STATUS_WAIT_NS
             (ready if known and settled else waiting).append((msg, received_ns))
         recorder.pending = waiting
         for msg, received_ns in ready:
-            stamp = _stamp_ns(msg.header)
+            stamp = stamp_to_ns(msg.header.stamp)
             index = _index_of(recorder, stamp)
             ours = [d for d in msg.detections if d.id == TARGET_ID]
             box, score = None, 0.0

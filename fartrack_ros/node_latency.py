@@ -38,29 +38,18 @@ class NodeLatency:
 
 
 def _image_msg(frame: np.ndarray, stamp_ns: int):
+    """``frame`` (HxWx3 uint8 RGB) as an rgb8 ``sensor_msgs/Image`` of frame "camera" stamped ``stamp_ns``."""
     from sensor_msgs.msg import Image
 
+    from .node_messages import ns_to_time
+
     msg = Image()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+    msg.header.stamp = ns_to_time(stamp_ns)
     msg.header.frame_id = "camera"
     msg.height, msg.width = frame.shape[:2]
     msg.encoding = "rgb8"
     msg.step = frame.shape[1] * 3
     msg.data = frame.tobytes()
-    return msg
-
-
-def _init_msg(box, stamp_ns: int, target_id: str):
-    from vision_msgs.msg import Detection2D, Detection2DArray
-
-    msg = Detection2DArray()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    detection = Detection2D()
-    detection.id = target_id
-    x, y, w, h = (float(v) for v in box)
-    detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
-    detection.bbox.size_x, detection.bbox.size_y = w, h
-    msg.detections.append(detection)
     return msg
 
 
@@ -96,6 +85,7 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     from .image_qos import FASTDDS_SHM_SEGMENT_BYTES
     from .executors import SpinThread
     from .msg import TrackerStatus
+    from .node_messages import init_msg, stamp_to_ns
 
     env = child_env()
     size = (frames[0].shape[1], frames[0].shape[0])
@@ -114,14 +104,15 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     stage_ms: dict[int, tuple[float, ...]] = {}  # image stamp -> the node's stage times
 
     def on_detections(msg) -> None:
-        stamp = _stamp(msg.header)
+        stamp = stamp_to_ns(msg.header.stamp)
         arrived.setdefault(stamp, time.perf_counter_ns())
         if stamp == awaited[0]:
             answered.set()
 
     node.create_subscription(Detection2DArray, f"/{NODE_NAME}/detections", on_detections, reliable)
     node.create_subscription(TrackerStatus, f"/{NODE_NAME}/status",
-                             lambda m: stage_ms.setdefault(_stamp(m.header), tuple(getattr(m, f"{s}_ms") for s in STAGES)),
+                             lambda m: stage_ms.setdefault(stamp_to_ns(m.header.stamp),
+                                                           tuple(getattr(m, f"{s}_ms") for s in STAGES)),
                              reliable)
     # The probe waits on an event set from a spinning thread: polling spin_once in a loop here
     # would keep one of the machine's cores busy and slow the node it measures. It spins rclpy's
@@ -144,7 +135,7 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
         for _ in range(3):  # best effort: one copy of the init frame must reach the node's cache
             image_pub.publish(_image_msg(frames[0], stamp0))
             time.sleep(0.2)
-        init_pub.publish(_init_msg(first_box, stamp0, "bench"))
+        init_pub.publish(init_msg(stamp0, [("bench", first_box)]))
         time.sleep(0.5)
         sent = time.perf_counter_ns()
         for index, image in enumerate(frames[1:]):
@@ -179,10 +170,6 @@ def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, 
     medians = {name: float(np.median(stages[:, k])) if len(stages) else float("nan") for k, name in enumerate(STAGES)}
     return NodeLatency(float(np.percentile(warm, 50)), float(np.percentile(warm, 95)), float(np.percentile(warm, 99)),
                        medians, sent_count, lost, latencies)
-
-
-def _stamp(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
 
 
 def _check_child(child: Child, deadline: float) -> None:

@@ -5,7 +5,7 @@ diagnostics out. Plain functions over tracker results; the node wires them to to
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from typing import Iterable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -25,6 +25,12 @@ def stamp_to_ns(stamp) -> int:
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
 
+def ns_to_time(stamp_ns: int) -> Time:
+    """Integer nanoseconds -> ``builtin_interfaces/Time`` (the inverse of `stamp_to_ns`)."""
+    sec, nanosec = divmod(int(stamp_ns), 1_000_000_000)
+    return Time(sec=sec, nanosec=nanosec)
+
+
 def is_zero_stamp(stamp) -> bool:
     return stamp.sec == 0 and stamp.nanosec == 0
 
@@ -41,6 +47,23 @@ def init_box(detection) -> tuple[float, float, float, float]:
     if not all(math.isfinite(value) for value in (cx, cy, w, h)):
         raise ValueError(f"box centre ({cx:g}, {cy:g}) size {w:g}x{h:g} is not finite")
     return (cx - w / 2.0, cy - h / 2.0, w, h)
+
+
+def init_msg(stamp_ns: int, targets: Iterable[tuple[str, Sequence[float]]], frame_id: str = "",
+             detection_headers: bool = False) -> Detection2DArray:
+    """A ``~/init``: a detection per (target id, pixel (x, y, w, h)), stamped ``stamp_ns`` (0: latest frame)."""
+    msg = Detection2DArray()
+    msg.header.stamp = ns_to_time(stamp_ns)
+    msg.header.frame_id = frame_id
+    for target_id, box in targets:
+        x, y, w, h = (float(v) for v in box)
+        detection = Detection2D(id=target_id)
+        if detection_headers:  # the array's header on each detection too, as vision_msgs has it
+            detection.header = msg.header
+        detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
+        detection.bbox.size_x, detection.bbox.size_y = w, h
+        msg.detections.append(detection)
+    return msg
 
 
 def detection_msg(header, result) -> Detection2D:

@@ -125,7 +125,10 @@ class _StatusWatch:
         self.templates_max: int | None = None
 
     def on_status(self, msg) -> None:
-        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        """Note the status's image stamp, and the templates held once counting."""
+        from .node_messages import stamp_to_ns
+
+        stamp = stamp_to_ns(msg.header.stamp)
         with self.cond:
             self.answered.add(stamp)
             self.last = msg
@@ -181,19 +184,6 @@ def _image_msgs(config: SoakConfig):
     return messages, [("target", (x, y, w, h)), ("second", second)]
 
 
-def _init_msg(stamp_ns: int, targets):
-    from vision_msgs.msg import Detection2D, Detection2DArray
-
-    msg = Detection2DArray()
-    msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
-    for target_id, (x, y, w, h) in targets:
-        detection = Detection2D(id=target_id)
-        detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
-        detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
-        msg.detections.append(detection)
-    return msg
-
-
 def _node_argv(config: SoakConfig) -> list[str]:
     quoted_empty = "''"
     return executable("fartrack_node", "fartrack_ros.node_main") + [
@@ -215,6 +205,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
 
     from .executors import SpinThread
     from .msg import TrackerStatus
+    from .node_messages import ns_to_time
 
     if config.template_cap < 5:
         raise ValueError(f"template_cap must be >= 5 (the template slots), got {config.template_cap}")
@@ -242,7 +233,7 @@ def run_soak(config: SoakConfig, progress=None) -> SoakResult:
         for index in range(1, config.frames + 1):
             stamp = base_ns + (index + 1) * period_ns
             msg = messages[(index + 1) % len(messages)]  # frames 0 and 1 went out at the init
-            msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+            msg.header.stamp = ns_to_time(stamp)
             image_pub.publish(msg)
             sent += 1
             if config.rate_hz > 0:
@@ -280,9 +271,12 @@ def _wait_connected(child, node, image_pub, init_pub, status_sub, timeout_s: flo
         time.sleep(0.05)
 
 
-def _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns) -> None:
+def _start_targets(child, watch: _StatusWatch, image_pub, init_pub, messages: list, targets: list,
+                   base_ns: int, period_ns: int) -> None:
     """Frame 0, the init on it, frame 1 until its status lists both targets; what discovery lost
     is sent again (the init only while no status has listed both targets)."""
+    from .node_messages import init_msg, ns_to_time
+
     def started() -> bool:
         return watch.last is not None and len(watch.last.targets) == len(targets)
 
@@ -290,13 +284,13 @@ def _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns
     for _ in range(5):
         if not started():
             first = messages[0]
-            first.header.stamp.sec, first.header.stamp.nanosec = divmod(base_ns, 1_000_000_000)
+            first.header.stamp = ns_to_time(base_ns)
             image_pub.publish(first)
             time.sleep(0.3)
-            init_pub.publish(_init_msg(base_ns, targets))
+            init_pub.publish(init_msg(base_ns, targets))
             time.sleep(0.3)
         second = messages[1]
-        second.header.stamp.sec, second.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
+        second.header.stamp = ns_to_time(stamp)
         image_pub.publish(second)
         if watch.wait(lambda: stamp in watch.answered and started(), 10.0):
             return

@@ -172,29 +172,22 @@ class VideoPublisher:
         return missing
 
     def _message(self, rgb: np.ndarray, stamp_ns: int):
+        """One frame as the image message of --transport, with --frame-id and stamp ``stamp_ns``."""
         from std_msgs.msg import Header
 
         from fartrack_ros.image_conversion import rgb_to_compressed_msg, rgb_to_image_msg
+        from fartrack_ros.node_messages import ns_to_time
 
-        header = Header(frame_id=self.options.frame_id)
-        header.stamp.sec, header.stamp.nanosec = divmod(stamp_ns, 1_000_000_000)
+        header = Header(stamp=ns_to_time(stamp_ns), frame_id=self.options.frame_id)
         if self.options.transport == "compressed":
             return rgb_to_compressed_msg(rgb, header, "jpeg", jpeg_quality=90)
         return rgb_to_image_msg(rgb, header, encoding=self.options.encoding, bit_depth=self.options.bit_depth)
 
-    def _init_message(self, header, box):
-        from vision_msgs.msg import Detection2D, Detection2DArray
-
-        x, y, w, h = box
-        detection = Detection2D(id=self.options.init_id)
-        detection.header = header
-        detection.bbox.center.position.x, detection.bbox.center.position.y = x + w / 2, y + h / 2
-        detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
-        return Detection2DArray(header=header, detections=[detection])
-
     def play(self) -> int:
         """Play once (or until stopped with --loop); the number of frames published."""
         import rclpy
+
+        from fartrack_ros.node_messages import format_stamp, init_msg, stamp_to_ns
 
         log = self.node.get_logger()
         box = self.options.init_box or self.source.first_box
@@ -203,10 +196,11 @@ class VideoPublisher:
             self.image_pub.publish(first)
             time.sleep(FIRST_FRAME_HOLD_S / FIRST_FRAME_REPEATS)
         if box is not None and not self.options.no_init:
-            self.init_pub.publish(self._init_message(first.header, box))
+            first_ns = stamp_to_ns(first.header.stamp)
+            self.init_pub.publish(init_msg(first_ns, [(self.options.init_id, box)], first.header.frame_id,
+                                           detection_headers=True))
             log.info(f"init {self.options.init_id!r} at x={box[0]:.1f} y={box[1]:.1f} w={box[2]:.1f} "
-                     f"h={box[3]:.1f} on the first frame (stamp {first.header.stamp.sec}."
-                     f"{first.header.stamp.nanosec:09d})")
+                     f"h={box[3]:.1f} on the first frame (stamp {format_stamp(first_ns)})")
             time.sleep(FIRST_FRAME_HOLD_S)
         elif box is None and not self.options.no_init:
             log.warning("no init box (give --init-box x,y,w,h): the node will not track anything")

@@ -356,9 +356,10 @@ class Probe:
 
 
 def stamp_of(stamp_ns: int):
-    from builtin_interfaces.msg import Time
+    """``builtin_interfaces/Time`` of integer nanoseconds (the node's own conversion)."""
+    from fartrack_ros.node_messages import ns_to_time
 
-    return Time(sec=stamp_ns // 1_000_000_000, nanosec=stamp_ns % 1_000_000_000)
+    return ns_to_time(stamp_ns)
 
 
 def header_of(stamp_ns: int, frame_id: str = FRAME_ID):
@@ -368,7 +369,10 @@ def header_of(stamp_ns: int, frame_id: str = FRAME_ID):
 
 
 def stamp_ns_of(header) -> int:
-    return header.stamp.sec * 1_000_000_000 + header.stamp.nanosec
+    """A header's stamp in integer nanoseconds (the node's own conversion)."""
+    from fartrack_ros.node_messages import stamp_to_ns
+
+    return stamp_to_ns(header.stamp)
 
 
 def image_msg(rgb: np.ndarray, stamp_ns: int, encoding: str = "rgb8", frame_id: str = FRAME_ID,
@@ -386,17 +390,10 @@ def compressed_msg(rgb: np.ndarray, stamp_ns: int, image_format: str = "jpeg", f
 
 
 def init_msg(stamp_ns: int, targets: list[tuple[str, tuple[float, float, float, float]]]):
-    """Detection2DArray with one detection per (id, (x, y, w, h)); stamp 0 means latest."""
-    from vision_msgs.msg import Detection2D, Detection2DArray
+    """Detection2DArray with one detection per (id, (x, y, w, h)) on the test camera; stamp 0 means latest."""
+    from fartrack_ros import node_messages
 
-    msg = Detection2DArray(header=header_of(stamp_ns))
-    for target_id, (x, y, w, h) in targets:
-        detection = Detection2D(id=target_id)
-        detection.bbox.center.position.x = x + w / 2
-        detection.bbox.center.position.y = y + h / 2
-        detection.bbox.size_x, detection.bbox.size_y = float(w), float(h)
-        msg.detections.append(detection)
-    return msg
+    return node_messages.init_msg(stamp_ns, targets, frame_id=FRAME_ID)
 
 
 def box_of(detection) -> tuple[float, float, float, float]:
