@@ -54,6 +54,18 @@ def executable(name: str, module: str) -> list[str]:
     return [sys.executable, "-m", module]
 
 
+def fartrack_node_argv(node_name: str, params: dict[str, object],
+                       remaps: dict[str, str] | None = None) -> list[str]:
+    """``fartrack_node`` as ``node_name`` with these topic remaps and parameters (empty: '', bool: true/false)."""
+    argv = executable("fartrack_node", "fartrack_ros.node_main") + ["--ros-args", "-r", f"__node:={node_name}"]
+    for topic, target in (remaps or {}).items():
+        argv += ["-r", f"{topic}:={target}"]
+    for key, value in params.items():
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        argv += ["-p", f"{key}:={text or chr(39) * 2}"]
+    return argv
+
+
 def ros_missing() -> str | None:
     """Why the ROS 2 Python packages the node's clients need do not import here, with what to do
     (None when they import): the console scripts may run outside a ROS environment."""
@@ -161,9 +173,7 @@ def run(options: argparse.Namespace) -> int:
 
     node_params = {"device": options.device, "weights": options.weights, "variant": options.variant,
                    "image_transport": options.transport}
-    node_argv = executable("fartrack_node", "fartrack_ros.node_main") + ["--ros-args", "-r", f"__node:={NODE_NAME}"]
-    for key, value in node_params.items():
-        node_argv += ["-p", f"{key}:={value}" if value != "" else f"{key}:=''"]
+    node_argv = fartrack_node_argv(NODE_NAME, node_params)
     publisher_argv = executable("video_publisher", "fartrack_ros.video_publisher") + [
         "--synthetic", str(options.seed), "--frames", str(options.frames), "--rate", str(options.rate),
         "--transport", options.transport, "--init-id", TARGET_ID, "--init-topic", f"/{NODE_NAME}/init",

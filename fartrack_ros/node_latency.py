@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .benchmark import WARMUP_FRAMES
-from .demo import Child, child_env, executable
+from .demo import Child, child_env, fartrack_node_argv
 
 NODE_NAME = "fartrack_bench"
 
@@ -57,13 +57,10 @@ def node_argv(threads: int, weights: str = "", variant: str = "", precision: str
               pin_cpu_threads: bool = True, executor: str = "single_threaded") -> list[str]:
     """Command line of the node the latency is measured through (CPU, its image on a bench topic;
     lost_threshold 0: a template every frame, as the bench's in-process reference runs)."""
-    return executable("fartrack_node", "fartrack_ros.node_main") + [
-        "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:=/{NODE_NAME}_image",
-        "-p", f"weights:={weights or chr(39) * 2}",
-        "-p", f"variant:={variant or chr(39) * 2}", "-p", "device:=cpu", "-p", f"precision:={precision}",
-        "-p", f"cpu_threads:={threads}", "-p", f"pin_cpu_threads:={str(pin_cpu_threads).lower()}",
-        "-p", f"executor:={executor}",
-        "-p", "lost_threshold:=0.0"]
+    return fartrack_node_argv(NODE_NAME, {
+        "weights": weights, "variant": variant, "device": "cpu", "precision": precision, "cpu_threads": threads,
+        "pin_cpu_threads": pin_cpu_threads, "executor": executor, "lost_threshold": 0.0},
+        remaps={"image": f"/{NODE_NAME}_image"})
 
 
 def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, weights: str = "",

@@ -32,7 +32,7 @@ import numpy as np
 
 from .cli.messages import CliError, command
 from .cli.options import int_at_least, non_negative_float, non_negative_int, positive_int, variant_name
-from .demo import Child, child_env, executable, ros_missing
+from .demo import Child, child_env, fartrack_node_argv, ros_missing
 
 NODE_NAME = "fartrack_soak"
 IMAGE_TOPIC = f"/{NODE_NAME}_image"
@@ -185,14 +185,11 @@ def _image_msgs(config: SoakConfig):
 
 
 def _node_argv(config: SoakConfig) -> list[str]:
-    quoted_empty = "''"
-    return executable("fartrack_node", "fartrack_ros.node_main") + [
-        "--ros-args", "-r", f"__node:={NODE_NAME}", "-r", f"image:={IMAGE_TOPIC}",
-        "-p", "device:=cpu", "-p", f"weights:={config.weights or quoted_empty}",
-        "-p", f"variant:={config.variant or quoted_empty}",
-        "-p", f"template_memory_cap:={config.template_cap}", "-p", "lost_threshold:=0.0",
-        "-p", "qos_reliability:=reliable", "-p", "max_targets:=2", "-p", f"cpu_threads:={config.node_threads}",
-    ]
+    """The soaked node: CPU, two targets, reliable images, a template every frame (lost_threshold 0)."""
+    return fartrack_node_argv(NODE_NAME, {
+        "device": "cpu", "weights": config.weights, "variant": config.variant,
+        "template_memory_cap": config.template_cap, "lost_threshold": 0.0, "qos_reliability": "reliable",
+        "max_targets": 2, "cpu_threads": config.node_threads}, remaps={"image": IMAGE_TOPIC})
 
 
 def run_soak(config: SoakConfig, progress=None) -> SoakResult:
