@@ -39,18 +39,12 @@ class NodeLatency:
 
 def _image_msg(frame: np.ndarray, stamp_ns: int):
     """``frame`` (HxWx3 uint8 RGB) as an rgb8 ``sensor_msgs/Image`` of frame "camera" stamped ``stamp_ns``."""
-    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
+    from .image_conversion import rgb_to_image_msg
     from .node_messages import ns_to_time
 
-    msg = Image()
-    msg.header.stamp = ns_to_time(stamp_ns)
-    msg.header.frame_id = "camera"
-    msg.height, msg.width = frame.shape[:2]
-    msg.encoding = "rgb8"
-    msg.step = frame.shape[1] * 3
-    msg.data = frame.tobytes()
-    return msg
+    return rgb_to_image_msg(frame, Header(stamp=ns_to_time(stamp_ns), frame_id="camera"))
 
 
 def node_argv(threads: int, weights: str = "", variant: str = "", precision: str = "float32",

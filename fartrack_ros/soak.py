@@ -18,7 +18,6 @@ than ``--max-growth-pct`` after warm-up and the templates were held at the cap, 
 from __future__ import annotations
 
 import argparse
-import array
 import json
 import os
 import re
@@ -163,22 +162,20 @@ def split_warnings(lines: list[str], started_s: float) -> tuple[list[str], list[
     return before, after
 
 
-def _image_msgs(config: SoakConfig):
+def _image_msgs(config: SoakConfig) -> tuple[list, list[tuple[str, tuple[float, float, float, float]]]]:
     """The looped sequence as ready ``sensor_msgs/Image`` messages, and the two init boxes."""
-    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
 
     from .data.synthetic import SyntheticConfig, generate_sequence
+    from .image_conversion import rgb_to_image_msg
 
     sequence = generate_sequence(config.seed, SyntheticConfig(
         width=WIDTH, height=HEIGHT, min_length=config.sequence_length,
         max_length=config.sequence_length, difficulty=0.2))
     messages = []
     for index in range(len(sequence)):
-        frame = np.ascontiguousarray(sequence.frame(index), dtype=np.uint8)
-        msg = Image(height=HEIGHT, width=WIDTH, encoding="rgb8", step=WIDTH * 3)
-        msg.header.frame_id = "soak_camera"
-        msg.data = array.array("B", frame.tobytes())
-        messages.append(msg)
+        frame = np.asarray(sequence.frame(index), dtype=np.uint8)
+        messages.append(rgb_to_image_msg(frame, Header(frame_id="soak_camera")))
     x, y, w, h = (float(v) for v in sequence.boxes[0])
     second = (WIDTH - x - w, HEIGHT - y - h, w, h)  # the mirrored spot: another patch of scene
     return messages, [("target", (x, y, w, h)), ("second", second)]
