@@ -270,9 +270,10 @@ def clock_mismatch(delay: LatencySummary | None) -> str | None:
 
 
 def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int, lost: int = 0,
-                     image_problem: str | None = None) -> tuple[int, str]:
+                     image_problem: str | None = None, frame_error: str | None = None) -> tuple[int, str]:
     """(level, message) for the node's ``DiagnosticStatus``, with ``targets`` tracked, ``lost`` of
-    them LOST, and ``image_problem``: why the images arriving cannot be used, if they cannot.
+    them LOST, ``image_problem``: why the images arriving cannot be used, if they cannot, and
+    ``frame_error``: why the last frame the node tried failed (a bad step, cut-short data), if it did.
 
     OK while frames arrive; WARN when the node is active but no image arrived for a while (a
     wrong topic or QoS is the usual cause), when the images cannot be used (an encoding the node
@@ -289,7 +290,8 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
     if image_problem is not None:
         return WARN, f"images arrive but cannot be tracked: {image_problem}"
     if targets and snapshot.since_processed_s >= silence_s:
-        return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s"
+        why = f": the last frame failed: {frame_error}" if frame_error else ""
+        return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s{why}"
     tracking_now = targets and snapshot.since_processed_s < silence_s  # the delays are of recent frames
     if tracking_now and (clocks := clock_mismatch(snapshot.delay_from_stamp)) is not None:
         return WARN, clocks

@@ -131,6 +131,7 @@ class FarTrackNode(LifecycleNode):
         self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
         self._encoding: str | None = None  # of the last raw image received
         self._image_problem: str | None = None  # why the latest images cannot be used (diagnostics)
+        self._frame_error: str | None = None  # why the last frame tried failed, if it did (diagnostics)
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # inits queued for the compute thread and not started yet
@@ -188,7 +189,7 @@ class FarTrackNode(LifecycleNode):
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         # the camera or image_transport may have changed (and after a configure, a mono camera is
         # told of the grey warning again)
-        self._encoding = self._image_problem = None
+        self._encoding = self._image_problem = self._frame_error = None
         self._pending_inits.reopen()
         self._subscribe_images()
         self._active = True
@@ -404,9 +405,11 @@ class FarTrackNode(LifecycleNode):
             return
         try:
             self._process(frame)
+            self._frame_error = None
         except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
+            self._frame_error = f"{type(exc).__name__}: {exc}"
             if self.context.ok():  # else ROS was shut down under the frame: nothing to say
-                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {type(exc).__name__}: {exc}")
+                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {self._frame_error}")
         finally:
             frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
@@ -662,7 +665,8 @@ class FarTrackNode(LifecycleNode):
         snapshot = self._stats.snapshot()
         loaded = self._loaded
         level, message = diagnostic_level(snapshot, active=self._active, targets=self._num_targets,
-                                          lost=self._num_lost, image_problem=self._image_problem)
+                                          lost=self._num_lost, image_problem=self._image_problem,
+                                          frame_error=self._frame_error)
         items = diagnostic_items(
             snapshot,
             device=loaded.device if loaded else "",

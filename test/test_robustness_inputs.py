@@ -144,6 +144,30 @@ def test_truncated_data_is_logged_and_the_next_good_frame_is_tracked(ros_ok):
     assert_still_tracking(node, probe, stamps)
 
 
+def test_diagnostics_say_why_frames_of_a_tracked_target_fail(ros_ok):
+    """Frames in a usable encoding that still fail (a bad step) leave the targets untracked:
+    /diagnostics says so with the reason, not only that nothing was tracked."""
+    node, probe, stamps = ros_ok
+    anchor(probe, stamps)
+    probe.clear()
+    bad = _bad_image(stamps, step=WIDTH * 3 - 1)
+
+    def says_why(msg) -> bool:
+        status = msg.status[0]
+        return status.level == bytes([1]) and "no frame was tracked" in status.message
+
+    deadline = time.monotonic() + 10.0
+    warned = None
+    while warned is None and time.monotonic() < deadline:
+        probe.image_pub.publish(bad())
+        warned = probe.wait_for("diagnostics", says_why, timeout=0.3)
+    assert warned is not None, node.log_text()[-3000:]
+    assert (f"the last frame failed: ImageConversionError: image step {WIDTH * 3 - 1} is smaller than "
+            "width*bytes per pixel") in warned.status[0].message
+
+    assert_still_tracking(node, probe, stamps)
+
+
 def test_init_on_an_unconvertible_frame_is_ignored_with_the_reason(ros_ok):
     node, probe, stamps = ros_ok
     anchor(probe, stamps)
