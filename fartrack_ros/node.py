@@ -88,8 +88,8 @@ from .image_conversion import encoding_problem, is_grey_encoding, is_grey_frame
 from .image_look import exposure_warning
 from .image_qos import reliability_name
 from .init_frames import DEACTIVATED, INIT_WAIT_S, LATER_FRAME, WAITED, find_init_frame, last_of_each_id
-from .node_messages import (debug_image_msg, detections_msg, diagnostics_msg, format_stamp, init_box,
-                            stamp_to_ns, status_msg)
+from .node_messages import (checked_target_id, debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
+                            init_box, shown_id, stamp_to_ns, status_msg)
 from .parameter_hooks import ParameterHooks
 from .subscriptions import ControlPublisherWatch, ImageSubscription
 from .target_state_log import TargetStateLog
@@ -530,15 +530,15 @@ class FarTrackNode(LifecycleNode):
             tracker = self._loaded.tracker
             detections, repeated = last_of_each_id(msg.detections)
             for target_id, count in repeated.items():
-                self._warn(f"init lists target {target_id!r} {count} times: its last box is used")
+                self._warn(f"init lists target {shown_id(target_id)} {count} times: its last box is used")
             started = False
             for detection in detections:
                 try:
                     requested = init_box(detection)
                     restarted = bool(detection.id) and detection.id in tracker.target_ids
-                    target_id = tracker.add_target(rgb, requested, detection.id or None)
+                    target_id = tracker.add_target(rgb, requested, checked_target_id(detection.id) or None)
                 except Exception as exc:  # noqa: BLE001 - one bad box must not drop the others
-                    self._warn(f"init for target {detection.id!r} refused: {exc}")
+                    self._warn(f"init for target {shown_id(detection.id)} refused: {exc}")
                     continue
                 self._init_seq[target_id] = frame.seq
                 self._state_log.forget(target_id)

@@ -39,6 +39,23 @@ def format_stamp(stamp_ns: int) -> str:
     return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
 
 
+MAX_TARGET_ID_CHARS = 128  # ids name targets in every log line and message: longer is a client's bug
+
+
+def shown_id(target_id: str) -> str:
+    """``target_id`` quoted for a log line, cut to its first 40 characters when longer than an id may be."""
+    if len(target_id) <= MAX_TARGET_ID_CHARS:
+        return repr(target_id)
+    return f"{target_id[:40]!r}... ({len(target_id)} characters)"
+
+
+def checked_target_id(target_id: str) -> str:
+    """``target_id`` of an init; ValueError when it is longer than `MAX_TARGET_ID_CHARS`."""
+    if len(target_id) > MAX_TARGET_ID_CHARS:
+        raise ValueError(f"a target id has at most {MAX_TARGET_ID_CHARS} characters, this one {len(target_id)}")
+    return target_id
+
+
 def init_box(detection) -> tuple[float, float, float, float]:
     """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels; ValueError for a
     non-finite one (the tracker judges the sizes)."""

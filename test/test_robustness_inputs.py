@@ -193,6 +193,7 @@ def test_init_on_an_unconvertible_frame_is_ignored_with_the_reason(ros_ok):
     ("negative_box", (60.0, 80.0, -40.0, 40.0), "box width and height must be > 0, got w=-40.0"),
     ("zero_box", (60.0, 80.0, 40.0, 0.0), "box width and height must be > 0, got w=40.0, h=0.0"),
     ("normalized_box", (0.2, 0.3, 0.1, 0.12), "box size 0.1x0.12 is under a pixel: boxes are in pixels"),
+    ("sliver_box", (-99.5, 80.0, 100.0, 40.0), f"has under a pixel inside the {WIDTH}x{HEIGHT} image"),
     ("outside_box", (900.0, 700.0, 40.0, 40.0), f"(900.0, 700.0, 40.0, 40.0) lies outside the {WIDTH}x{HEIGHT} image"),
     ("left_box", (-100.0, 80.0, 50.0, 40.0), f"(-100.0, 80.0, 50.0, 40.0) lies outside the {WIDTH}x{HEIGHT} image"),
 ])
@@ -207,6 +208,22 @@ def test_unusable_init_box_is_refused_and_tracking_goes_on(ros_ok, target_id, bo
     probe.init_pub.publish(init_msg(stamp, [(target_id, box)]))
 
     assert wait_for_line(node, since, f"init for target '{target_id}' refused: ", logged), node.log_text()[-3000:]
+    assert_still_tracking(node, probe, stamps, shift=6)
+
+
+def test_an_overlong_target_id_is_refused_and_logged_cut_short(ros_ok):
+    node, probe, stamps = ros_ok
+    anchor(probe, stamps)
+    since = len(node.log_text())
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(scene(4), stamp))
+    time.sleep(0.3)
+
+    probe.init_pub.publish(init_msg(stamp, [("x" * 5000, (60.0, 80.0, 40.0, 40.0))]))
+
+    assert wait_for_line(node, since, f"init for target {'x' * 40!r}... (5000 characters) refused: ",
+                         "a target id has at most 128 characters, this one 5000"), node.log_text()[-3000:]
+    assert "x" * 41 not in node.log_text()[since:]
     assert_still_tracking(node, probe, stamps, shift=6)
 
 
