@@ -1,7 +1,9 @@
 """The node's diagnostics statistics (pure Python, no ROS): rates, drops, latency percentiles."""
 
 import math
+import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -234,23 +236,61 @@ def test_level_warns_when_images_arrive_but_targets_are_not_tracked():
     assert diagnostic_level(stats.snapshot(), active=True, targets=1)[0] == OK
 
 
-def test_counters_are_thread_safe():
-    stats = NodeStatistics()
+def test_a_snapshot_sees_each_record_whole_while_threads_record():
+    """The lock makes every ``record_*`` call whole to ``snapshot``: taken while two threads record
+    frames, each snapshot counts every processed frame in its latency windows too (and reads no
+    deque being appended to), and the totals lose no update.
 
-    def work():
-        for _ in range(2000):
+    Left to the GIL's 5 ms switches, a snapshot seldom lands inside a record, and a counter test
+    passed with no lock at all. Here the clock, which a record calls between its counter and its
+    windows, lets another thread run first, and threads switch every microsecond
+    (``sys.setswitchinterval``): without the lock most snapshots are caught half-way."""
+    def clock():  # time.monotonic, once another thread has had the chance to run
+        time.sleep(0)
+        return time.monotonic()
+
+    stats = NodeStatistics(window=100_000, clock=clock)  # no window drops a sample: its count is its frames
+    recorded, problems, taken, done = [0, 0], [], [0], threading.Event()
+
+    def record(index):
+        # at least 1000 frames, and on until the watcher has taken 300 snapshots (at most 40000)
+        while recorded[index] < 1000 or (taken[0] < 300 and recorded[index] < 40_000):
             stats.record_received()
             stats.record_dropped()
-            stats.record_processed({"model": 1.0})
+            stats.record_processed({"model": 1.0, "decode": 0.5}, delay_ms=2.0)
+            recorded[index] += 1
 
-    threads = [threading.Thread(target=work) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    def watch():
+        try:
+            while not done.is_set():
+                snap = stats.snapshot()
+                taken[0] += 1
+                counts = (snap.processed_total, snap.total_latency.count, snap.stage_latency["model"].count,
+                          snap.stage_latency["decode"].count, snap.delay_from_stamp.count)
+                if len(set(counts)) != 1:
+                    problems.append(f"processed_total, then the counts of total, model, decode, delay: {counts}")
+        except Exception as exc:  # e.g. a rate's deque appended to while the snapshot reads it
+            problems.append(f"snapshot raised {type(exc).__name__}: {exc}")
 
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        writers = [threading.Thread(target=record, args=(index,)) for index in range(2)]
+        watcher = threading.Thread(target=watch)
+        for thread in [watcher, *writers]:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        done.set()
+        watcher.join()
+    finally:
+        sys.setswitchinterval(interval)
+
+    assert not problems, f"{len(problems)} of {taken[0]} snapshots inconsistent, the first: {problems[:3]}"
     snap = stats.snapshot()
-    assert (snap.received_total, snap.dropped_total, snap.processed_total) == (8000, 8000, 8000)
+    total = sum(recorded)
+    assert (snap.received_total, snap.dropped_total, snap.processed_total) == (total, total, total)
+    assert snap.total_latency.count == snap.delay_from_stamp.count == total
 
 
 def test_warning_throttle_passes_the_first_then_one_per_period_per_kind():
