@@ -1,9 +1,14 @@
-"""Messages cross a process boundary over real rclpy (Fast DDS): the vendored
-vision_msgs/Detection2DArray and the package's own fartrack_ros/TrackerStatus, published by a
-separate process and received here with every field, the header stamp and the frame_id intact."""
+"""The node's message builders over real rclpy (Fast DDS): a separate process turns known tracker
+results into the vendored vision_msgs/Detection2DArray and the package's own
+fartrack_ros/TrackerStatus with fartrack_ros.node_messages (as the node does), publishes them, and
+the test process receives them with the conversion intact: centre and size from (x, y, w, h), the
+image's stamp and frame_id, LOST targets left out of the detections but listed in the status, a
+non-finite score sent as 0."""
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import uuid
 
@@ -15,43 +20,46 @@ STAMP_SEC = 1_700_000_123
 STAMP_NANOSEC = 456_789_012
 FRAME_ID = "camera_optical_frame"
 
-# Runs in its own process: publishes one Detection2DArray and one TrackerStatus every 0.1 s
-# until stopped (the test subscribes while discovery is still going on).
+# What the tracker returned for one frame: (target_id, (x, y, w, h) top-left and size in pixels,
+# score, state, templates held). Values exact in float32 (TargetStatus.score is one).
+RESULTS = [
+    ("target-1", (288.5, 216.25, 64.0, 48.0), 0.875, "TRACKING", 5),
+    ("target-2", (10.0, 20.0, 30.5, 40.5), 0.125, "LOST", 64),
+    ("target-3", (0.5, 1.0, 2.0, 3.0), math.nan, "TRACKING", 1),
+]
+STAGE_MS = {"convert": 1.25, "crop": 2.5, "model": 98.75, "decode": 0.5}  # no "publish": sent as 0
+TOTAL_MS, DROPPED, DEVICE, MODEL = 103.25, 7, "cpu", "tiny/torch"
+
+# The conversion expected: the TRACKING targets only, (id, centre x, centre y, size x, size y, score).
+EXPECTED_DETECTIONS = [
+    ("target-1", 320.5, 240.25, 64.0, 48.0, 0.875),
+    ("target-3", 1.5, 2.5, 2.0, 3.0, 0.0),
+]
+
+# Runs in its own process: builds the messages from the results given as JSON with the node's
+# builders and publishes them every 0.1 s until stopped (the test subscribes while discovery is
+# still going on).
 PUBLISHER = """
+import json
 import sys
 import rclpy
 from rclpy.executors import ExternalShutdownException
 from std_msgs.msg import Header
 from builtin_interfaces.msg import Time
-from vision_msgs.msg import Detection2D, Detection2DArray, ObjectHypothesisWithPose
-from fartrack_ros.msg import TargetStatus, TrackerStatus
+from vision_msgs.msg import Detection2DArray
+from fartrack_ros.msg import TrackerStatus
+from fartrack_ros.node_messages import detections_msg, status_msg
+from fartrack_ros.tracker import TrackResult, TrackState
 
-detections_topic, status_topic, sec, nanosec, frame_id = sys.argv[1:6]
+detections_topic, status_topic, sec, nanosec, frame_id, frame_json = sys.argv[1:7]
+frame = json.loads(frame_json)
 header = Header(stamp=Time(sec=int(sec), nanosec=int(nanosec)), frame_id=frame_id)
-
-detections = Detection2DArray(header=header)
-for target_id, (cx, cy, w, h, score) in {
-        "target-1": (320.5, 240.25, 64.0, 48.0, 0.875),
-        "target-2": (10.0, 20.0, 30.5, 40.5, 0.125)}.items():
-    det = Detection2D(header=header, id=target_id)
-    det.bbox.center.position.x = cx
-    det.bbox.center.position.y = cy
-    det.bbox.center.theta = 0.0
-    det.bbox.size_x = w
-    det.bbox.size_y = h
-    hyp = ObjectHypothesisWithPose()
-    hyp.hypothesis.class_id = "target"
-    hyp.hypothesis.score = score
-    hyp.pose.pose.position.x = 1.5
-    hyp.pose.covariance[35] = 0.25
-    det.results.append(hyp)
-    detections.detections.append(det)
-
-status = TrackerStatus(header=header, targets=[
-    TargetStatus(id="target-1", state=TargetStatus.TRACKING, score=0.875, templates_held=5),
-    TargetStatus(id="target-2", state=TargetStatus.LOST, score=0.125, templates_held=64)],
-    convert_ms=1.25, crop_ms=2.5, model_ms=98.75, decode_ms=0.5, publish_ms=0.25,
-    total_ms=103.25, dropped_frames=7, device="cpu", model="tiny/torch")
+results = [TrackResult(target_id=target_id, box_xywh=tuple(box), score=score, state=TrackState(state),
+                       templates_held=held)
+           for target_id, box, score, state, held in frame["results"]]
+detections = detections_msg(header, results)
+status = status_msg(header, results, frame["stage_ms"], frame["total_ms"], frame["dropped"], frame["device"],
+                    frame["model"])
 
 rclpy.init()
 node = rclpy.create_node("roundtrip_publisher")
@@ -74,7 +82,7 @@ finally:
 """
 
 
-def test_detection_array_and_tracker_status_cross_processes_with_all_fields(ros_node, ros_python):
+def test_built_detections_and_status_cross_processes_as_converted_from_tracker_results(ros_node, ros_python):
     from fartrack_ros.msg import TargetStatus, TrackerStatus
     from vision_msgs.msg import Detection2DArray
 
@@ -87,8 +95,10 @@ def test_detection_array_and_tracker_status_cross_processes_with_all_fields(ros_
     ros_node.node.create_subscription(TrackerStatus, status_topic,
                                       lambda msg: received.setdefault("status", msg), 10)
 
+    frame = {"results": RESULTS, "stage_ms": STAGE_MS, "total_ms": TOTAL_MS, "dropped": DROPPED,
+             "device": DEVICE, "model": MODEL}
     publisher = ros_python(PUBLISHER, detections_topic, status_topic, str(STAMP_SEC),
-                           str(STAMP_NANOSEC), FRAME_ID)
+                           str(STAMP_NANOSEC), FRAME_ID, json.dumps(frame))
     got_both = ros_node.spin_until(lambda: len(received) == 2, timeout=60.0)
 
     assert got_both, f"received only {sorted(received)}; publisher: {publisher.describe()}"
@@ -97,28 +107,23 @@ def test_detection_array_and_tracker_status_cross_processes_with_all_fields(ros_
     detections = received["detections"]
     assert (detections.header.stamp.sec, detections.header.stamp.nanosec) == (STAMP_SEC, STAMP_NANOSEC)
     assert detections.header.frame_id == FRAME_ID
-    assert [d.id for d in detections.detections] == ["target-1", "target-2"]
-    first = detections.detections[0]
-    assert first.header.frame_id == FRAME_ID and first.header.stamp.sec == STAMP_SEC
-    assert (first.bbox.center.position.x, first.bbox.center.position.y) == (320.5, 240.25)
-    assert first.bbox.center.theta == 0.0
-    assert (first.bbox.size_x, first.bbox.size_y) == (64.0, 48.0)
-    assert len(first.results) == 1
-    assert first.results[0].hypothesis.class_id == "target"
-    assert first.results[0].hypothesis.score == 0.875
-    assert first.results[0].pose.pose.position.x == 1.5
-    assert first.results[0].pose.covariance[35] == 0.25
-    second = detections.detections[1]
-    assert (second.bbox.size_x, second.bbox.size_y) == (30.5, 40.5)
-    assert second.results[0].hypothesis.score == 0.125
+    got = [(d.id, d.bbox.center.position.x, d.bbox.center.position.y, d.bbox.size_x, d.bbox.size_y,
+            d.results[0].hypothesis.score if d.results else None) for d in detections.detections]
+    assert got == EXPECTED_DETECTIONS  # target-2 is LOST: left out
+    for detection in detections.detections:
+        assert (detection.header.stamp.sec, detection.header.stamp.nanosec) == (STAMP_SEC, STAMP_NANOSEC)
+        assert detection.header.frame_id == FRAME_ID
+        assert detection.bbox.center.theta == 0.0
+        assert [r.hypothesis.class_id for r in detection.results] == [detection.id]
 
     status = received["status"]
     assert (status.header.stamp.sec, status.header.stamp.nanosec) == (STAMP_SEC, STAMP_NANOSEC)
     assert status.header.frame_id == FRAME_ID
     assert [(t.id, t.state, t.score, t.templates_held) for t in status.targets] == [
         ("target-1", TargetStatus.TRACKING, 0.875, 5),
-        ("target-2", TargetStatus.LOST, 0.125, 64)]
+        ("target-2", TargetStatus.LOST, 0.125, 64),
+        ("target-3", TargetStatus.TRACKING, 0.0, 1)]
     assert (status.convert_ms, status.crop_ms, status.model_ms, status.decode_ms,
-            status.publish_ms, status.total_ms) == (1.25, 2.5, 98.75, 0.5, 0.25, 103.25)
-    assert status.dropped_frames == 7
-    assert (status.device, status.model) == ("cpu", "tiny/torch")
+            status.publish_ms, status.total_ms) == (1.25, 2.5, 98.75, 0.5, 0.0, 103.25)
+    assert status.dropped_frames == DROPPED
+    assert (status.device, status.model) == (DEVICE, MODEL)
