@@ -216,13 +216,18 @@ def test_init_for_a_stamp_not_in_the_cache_is_ignored_with_a_warning(node, probe
     unknown = stamps()
     probe.image_pub.publish(image_msg(_scene(0), stamps()))
     time.sleep(0.3)
+    since = len(node.log_text())  # the log is the module's: only this init's line counts
     probe.init_pub.publish(init_msg(unknown, [("ghost", BOX_RED)]))
     time.sleep(0.5)
     stamp = stamps()
     probe.image_pub.publish(image_msg(_scene(2), stamp))
 
     assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
-    assert "no cached frame has stamp" in node.log_text()
+    refusal = f"init ignored for 'ghost': no cached frame has stamp {unknown // 10**9}.{unknown % 10**9:09d} "
+    deadline = time.monotonic() + 5.0  # the init may wait up to its frame's wait before the refusal
+    while refusal not in node.log_text()[since:] and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert refusal in node.log_text()[since:], node.log_text()[since:]
 
 
 def test_an_init_that_overtakes_its_image_waits_for_it(node, probe, stamps):
