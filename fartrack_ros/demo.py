@@ -93,7 +93,7 @@ def child_env() -> dict[str, str]:
 class Child:
     """A child process whose output is echoed with a prefix (and kept for the summary)."""
 
-    def __init__(self, label: str, argv: list[str], env: dict[str, str], echo: bool = True):
+    def __init__(self, label: str, argv: list[str], env: dict[str, str], echo: bool = True) -> None:
         self.label = label
         self.lines: list[str] = []
         self.process = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -109,9 +109,11 @@ class Child:
                 print(f"[{self.label}] {line.rstrip()}", flush=True)
 
     def running(self) -> bool:
+        """Whether the process has not exited yet."""
         return self.process.poll() is None
 
     def stop(self, timeout: float = 10.0) -> None:
+        """End the process with SIGINT, so rclpy shuts down cleanly; killed if still running after ``timeout`` s."""
         if self.running():
             self.process.send_signal(2)  # SIGINT: rclpy shuts down cleanly
             try:
@@ -124,6 +126,8 @@ class Child:
 
 @dataclass
 class FrameResult:
+    """One tracked frame as this process saw it: the box (None when lost), score and latencies."""
+
     index: int
     stamp_ns: int
     box: tuple[float, float, float, float] | None
@@ -363,6 +367,7 @@ def recorder_span(recorder: DemoRecorder) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The demo's options; those handed to the node are checked by the node's rules, so a typo fails here."""
     parser = argparse.ArgumentParser(prog="python -m fartrack_ros.demo", description=__doc__.split("\n")[0])
     parser.add_argument("--frames", type=int_at_least(2), default=60, help="sequence length (default 60)")
     parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second published (default 10)")

@@ -16,9 +16,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from std_msgs.msg import Header
 
 
 class CachedFrame:
@@ -30,7 +33,7 @@ class CachedFrame:
 
     __slots__ = ("stamp_ns", "msg", "seq", "received_s", "_convert", "_rgb", "_convert_ms", "_lock")
 
-    def __init__(self, stamp_ns: int, msg: Any, convert: Callable[[Any], np.ndarray], seq: int = 0):
+    def __init__(self, stamp_ns: int, msg: Any, convert: Callable[[Any], np.ndarray], seq: int = 0) -> None:
         self.stamp_ns = int(stamp_ns)
         self.msg = msg
         self.seq = int(seq)
@@ -41,7 +44,8 @@ class CachedFrame:
         self._lock = threading.Lock()
 
     @property
-    def header(self):
+    def header(self) -> Header:
+        """The message's header, which the frame's outputs carry (stamp and frame_id of the image)."""
         return self.msg.header
 
     def rgb(self) -> np.ndarray:
@@ -82,13 +86,14 @@ class FrameCache:
     """The ``size`` newest-stamped frames, found by exact header stamp (nanoseconds) or as the
     latest (the newest stamp)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int) -> None:
         self._lock = threading.Lock()
         self._frames: OrderedDict[int, CachedFrame] = OrderedDict()  # in stamp order
         self._size = 1
         self.resize(size)
 
     def resize(self, size: int) -> None:
+        """Keep at most ``size`` frames from now on (the oldest go at once); ValueError below 1."""
         if int(size) < 1:
             raise ValueError(f"frame cache size must be >= 1, got {size}")
         with self._lock:
@@ -97,6 +102,7 @@ class FrameCache:
 
     @property
     def size(self) -> int:
+        """How many frames the cache keeps at most."""
         return self._size
 
     def put(self, frame: CachedFrame) -> Arrival:
@@ -151,10 +157,12 @@ class FrameCache:
         return oldest <= stamp_ns < newest and newest - stamp_ns <= self._late_window_ns()
 
     def latest(self) -> CachedFrame | None:
+        """The newest-stamped frame (not always the last received: a late one is older), or None."""
         with self._lock:
             return next(reversed(self._frames.values()), None)
 
     def find(self, stamp_ns: int) -> CachedFrame | None:
+        """The frame stamped exactly ``stamp_ns``, or None when it is not (or no longer) cached."""
         with self._lock:
             return self._frames.get(int(stamp_ns))
 
@@ -164,6 +172,7 @@ class FrameCache:
             return list(self._frames)
 
     def clear(self) -> None:
+        """Forget every frame: the next one is taken as new, whatever its stamp."""
         with self._lock:
             self._frames.clear()
 
@@ -222,7 +231,7 @@ class PendingInits:
     Thread-safe: the image callback, a timer and the compute thread share it.
     """
 
-    def __init__(self, wait_s: float):
+    def __init__(self, wait_s: float) -> None:
         self.wait_s = wait_s
         self._lock = threading.Lock()
         self._held: list[tuple[int, float, Any]] = []  # (stamp_ns, monotonic deadline, init)
@@ -246,6 +255,7 @@ class PendingInits:
             return out
 
     def reopen(self) -> None:
+        """Hold inits again after `close` (the node receives images again)."""
         with self._lock:
             self._open = True
 

@@ -66,6 +66,7 @@ import threading
 import time
 from concurrent import futures
 from dataclasses import replace
+from typing import Any
 
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from rclpy.clock import Clock, ClockType
@@ -112,7 +113,7 @@ class FarTrackNode(LifecycleNode):
     PRE_POST_SET_HOOKS = all(hasattr(LifecycleNode, f"add_{when}_set_parameters_callback")
                              for when in ("pre", "post"))
 
-    def __init__(self, node_name: str = DEFAULT_NODE_NAME, *, managed: bool = False, **kwargs):
+    def __init__(self, node_name: str = DEFAULT_NODE_NAME, *, managed: bool = False, **kwargs: Any) -> None:
         super().__init__(node_name, enable_communication_interface=managed, **kwargs)
         self._managed = managed
         # Lifecycle and parameter services, init/remove/reset and diagnostics all run in the
@@ -160,6 +161,8 @@ class FarTrackNode(LifecycleNode):
 
     # -- lifecycle ------------------------------------------------------------------------------
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Load and warm up the model in the compute thread, then create the outputs and control
+        interfaces; FAILURE, with the reason logged, when the load fails or a signal stops ROS."""
         values = {spec.name: self._param(spec.name) for spec in params.PARAMETERS}
         self.get_logger().info(f"configuring: loading {values['weights'] or 'the bundled model'} "
                                f"for device {values['device']}")
@@ -187,6 +190,8 @@ class FarTrackNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Subscribe to the images and hold early inits again; what was learnt of the images before
+        is forgotten, as the camera may have changed."""
         # the camera or image_transport may have changed (and after a configure, a mono camera is
         # told of the grey warning again)
         self._encoding = self._image_problem = self._frame_error = None
@@ -196,16 +201,20 @@ class FarTrackNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Unsubscribe from the images (inits waiting for a frame are refused); targets are kept for
+        activate."""
         self._stop_images()
         self.get_logger().info(f"deactivated: not subscribed to images; {self._num_targets} target(s) kept, "
                                "tracked again on activate")
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Free the model, its targets and the configure-time interfaces, so configure starts afresh."""
         self.get_logger().info(f"cleanup: {self._release()}")
         return TransitionCallbackReturn.SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop receiving images and free everything, from any state; the node is finalized for good."""
         was = "active" if self._active else "inactive" if self._configured else "unconfigured"
         self._stop_images()
         self._finalized = True
@@ -214,6 +223,8 @@ class FarTrackNode(LifecycleNode):
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        """Stop receiving images and free everything, so that the node is unconfigured and can be
+        configured again."""
         self._stop_images()
         self._release()
         return TransitionCallbackReturn.SUCCESS

@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -57,7 +58,7 @@ def node_argv(threads: int, weights: str = "", variant: str = "", precision: str
         remaps={"image": f"/{NODE_NAME}_image"})
 
 
-def measure_node_latency(frames: list[np.ndarray], first_box, threads: int = 2, weights: str = "",
+def measure_node_latency(frames: list[np.ndarray], first_box: Sequence[float], threads: int = 2, weights: str = "",
                          variant: str = "", precision: str = "float32", period_s: float = 0.0,
                          timeout_s: float = 120.0, frame_timeout_s: float = 1.0,
                          pin_cpu_threads: bool = True, executor: str = "single_threaded") -> NodeLatency:

@@ -5,7 +5,7 @@ diagnostics out. Plain functions over tracker results; the node wires them to to
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 from builtin_interfaces.msg import Time
@@ -16,11 +16,17 @@ from fartrack_ros.msg import TargetStatus, TrackerStatus
 
 from .image_conversion import rgb_to_image_msg
 
+if TYPE_CHECKING:
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from .tracker import TrackResult
+
 TRACKING_COLOUR = (40, 220, 60)  # RGB
 LOST_COLOUR = (230, 40, 40)
 
 
-def stamp_to_ns(stamp) -> int:
+def stamp_to_ns(stamp: Time) -> int:
     """``builtin_interfaces/Time`` -> integer nanoseconds."""
     return int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
 
@@ -31,11 +37,13 @@ def ns_to_time(stamp_ns: int) -> Time:
     return Time(sec=sec, nanosec=nanosec)
 
 
-def is_zero_stamp(stamp) -> bool:
+def is_zero_stamp(stamp: Time) -> bool:
+    """Whether ``stamp`` is zero: an init so stamped asks for the latest frame, not one by stamp."""
     return stamp.sec == 0 and stamp.nanosec == 0
 
 
 def format_stamp(stamp_ns: int) -> str:
+    """Integer nanoseconds as ``sec.nanosec`` (nine digits) for log lines: exact, where a float would round."""
     return f"{stamp_ns // 1_000_000_000}.{stamp_ns % 1_000_000_000:09d}"
 
 
@@ -56,7 +64,7 @@ def checked_target_id(target_id: str) -> str:
     return target_id
 
 
-def init_box(detection) -> tuple[float, float, float, float]:
+def init_box(detection: Detection2D) -> tuple[float, float, float, float]:
     """(x, y, w, h) of a ``Detection2D`` whose bbox centre and size are in pixels; ValueError for a
     non-finite one (the tracker judges the sizes)."""
     bbox = detection.bbox
@@ -83,7 +91,7 @@ def init_msg(stamp_ns: int, targets: Iterable[tuple[str, Sequence[float]]], fram
     return msg
 
 
-def detection_msg(header, result) -> Detection2D:
+def detection_msg(header: Header, result: TrackResult) -> Detection2D:
     """One tracked target as a ``Detection2D``: id, centre/size in pixels, class_id = target id."""
     x, y, w, h = result.box_xywh
     detection = Detection2D()
@@ -100,7 +108,7 @@ def detection_msg(header, result) -> Detection2D:
     return detection
 
 
-def detections_msg(header, results: Iterable) -> Detection2DArray:
+def detections_msg(header: Header, results: Iterable[TrackResult]) -> Detection2DArray:
     """The frame's ``Detection2DArray``: the image header, one detection per TRACKING target.
 
     LOST targets are left out (their box is the last confident one, not a detection in this frame);
@@ -112,8 +120,10 @@ def detections_msg(header, results: Iterable) -> Detection2DArray:
     return msg
 
 
-def status_msg(header, results: Iterable, stage_ms: dict[str, float], total_ms: float,
+def status_msg(header: Header, results: Iterable[TrackResult], stage_ms: dict[str, float], total_ms: float,
                dropped_frames: int, device: str, model: str) -> TrackerStatus:
+    """The frame's ``~/status``: every target's state, score and templates (LOST ones too), the
+    stage times in ms, the drop count, device and model; non-finite numbers are sent as 0."""
     msg = TrackerStatus()
     msg.header = header
     for result in results:
@@ -132,7 +142,7 @@ def status_msg(header, results: Iterable, stage_ms: dict[str, float], total_ms: 
     return msg
 
 
-def debug_image_msg(header, rgb: np.ndarray, results: Iterable):
+def debug_image_msg(header: Header, rgb: np.ndarray, results: Iterable[TrackResult]) -> Image:
     """``rgb`` with every target's box, id and score drawn (green TRACKING, red LOST)."""
     import cv2
 
@@ -155,6 +165,8 @@ def debug_image_msg(header, rgb: np.ndarray, results: Iterable):
 
 def diagnostics_msg(stamp: Time, name: str, hardware_id: str, level: int, message: str,
                     items: list[tuple[str, str]]) -> DiagnosticArray:
+    """A ``/diagnostics`` array of the node's one status: ``level`` 0 OK, 1 WARN, 2 ERROR (sent as the
+    message's byte), ``message``, and ``items`` as key/value pairs."""
     status = DiagnosticStatus()
     status.level = bytes([level])
     status.name = name

@@ -20,9 +20,12 @@ import difflib
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .choices import BACKENDS, PRECISIONS, is_device_name
+
+if TYPE_CHECKING:
+    from rcl_interfaces.msg import ParameterDescriptor
 
 START, CONFIGURE, ACTIVATE, LIVE = "start", "configure", "activate", "live"
 
@@ -31,6 +34,9 @@ _VARIANT = re.compile(r"^(|tiny|nano|pico|[1-9]\d{0,2})$")
 
 @dataclass(frozen=True)
 class ParamSpec:
+    """One row of `PARAMETERS`: name, default (whose type is the parameter's), description, when it
+    ``applies``, and the allowed choices or range."""
+
     name: str
     default: bool | int | float | str
     description: str
@@ -42,6 +48,7 @@ class ParamSpec:
 
     @property
     def kind(self) -> type:
+        """The parameter's type, that of its default: ROS refuses a value of another type."""
         return type(self.default)
 
 
@@ -195,6 +202,7 @@ BY_NAME: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMETERS}
 
 
 def defaults() -> dict[str, Any]:
+    """Every parameter's default by name: what a node given no values runs with."""
     return {spec.name: spec.default for spec in PARAMETERS}
 
 
@@ -292,7 +300,7 @@ def model_refusal(name: str, value: Any, template_slots: int | None) -> str | No
     return None
 
 
-def descriptor(spec: ParamSpec, *, managed: bool):
+def descriptor(spec: ParamSpec, *, managed: bool) -> ParameterDescriptor:
     """``rcl_interfaces/ParameterDescriptor`` of ``spec``.
 
     In a plain node (``managed`` false) parameters read at configure/activate can never change

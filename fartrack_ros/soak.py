@@ -26,6 +26,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -95,10 +96,13 @@ class SoakResult:
 
     @property
     def cap_held(self) -> bool:
+        """Whether every target held exactly the cap after warm-up: memory full, and never past it."""
         return self.templates_min == self.templates_max == self.template_cap
 
     @property
     def passed(self) -> bool:
+        """The verdict: RSS grew less than ``max_growth_pct``, the cap held, frames answered, the node
+        did not fail (exit 0, or still running)."""
         return (self.growth_pct < self.max_growth_pct and self.cap_held
                 and self.frames_answered > 0 and self.node_exit_code in (0, None))
 
@@ -189,7 +193,7 @@ def _node_argv(config: SoakConfig) -> list[str]:
         "max_targets": 2, "cpu_threads": config.node_threads}, remaps={"image": IMAGE_TOPIC})
 
 
-def run_soak(config: SoakConfig, progress=None) -> SoakResult:
+def run_soak(config: SoakConfig, progress: Callable[[str], None] | None = None) -> SoakResult:
     """Run one soak; ``progress(text)`` is called with a line at every RSS sample."""
     import rclpy
     from rclpy.context import Context
@@ -364,6 +368,7 @@ def format_result(result: SoakResult) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``fartrack-soak``'s options, defaults taken from `SoakConfig`."""
     parser = argparse.ArgumentParser(prog="fartrack-soak", description=__doc__.split("\n\n")[0])
     defaults = SoakConfig()
     parser.add_argument("--frames", type=positive_int, default=defaults.frames,

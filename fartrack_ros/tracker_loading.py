@@ -10,7 +10,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -19,12 +19,18 @@ from .model import DEFAULT_WEIGHTS_PATH, device_for_backend, load_checkpoint, wi
 from .model.device import resolve_device
 from .tracker import Tracker, TrackerConfig
 
+if TYPE_CHECKING:
+    from rclpy.impl.rcutils_logger import RcutilsLogger
+
 # The process's thread count before any cpu_threads was applied (it follows OMP_NUM_THREADS).
 STARTUP_CPU_THREADS = torch.get_num_threads()
 
 
 @dataclass
 class LoadedTracker:
+    """The node's warmed-up tracker and what the node reports of it: device, model name, checkpoint,
+    load and warm-up times, CPU threads."""
+
     tracker: Tracker
     device: str  # the device the model actually runs on, e.g. "cpu", "cuda:0"
     model_name: str  # "<variant>/<backend>[-<precision>]", e.g. "tiny/torch", "tiny/torch-bfloat16"
@@ -40,6 +46,7 @@ class LoadedTracker:
         return Path(self.weights) == DEFAULT_WEIGHTS_PATH
 
     def describe(self) -> str:
+        """The configure log line: model, layers, template slots, checkpoint, device, threads, times."""
         cfg = self.tracker.cfg
         plural = "s" if self.cpu_threads != 1 else ""
         pinned = f", pinned to CPUs {','.join(map(str, self.pinned_cpus))}" if self.pinned_cpus else ""
@@ -56,7 +63,7 @@ class LoadedTracker:
             torch.cuda.empty_cache()
 
 
-def load_tracker(values: dict[str, Any], log=None) -> LoadedTracker:
+def load_tracker(values: dict[str, Any], log: RcutilsLogger | None = None) -> LoadedTracker:
     """A warmed-up Tracker for the node's parameter ``values``; raises with the reason on failure.
 
     Call it from the thread that will run the model: the CPU thread count is set for the calling

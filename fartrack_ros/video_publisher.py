@@ -22,11 +22,17 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cli.options import box_xywh, frame_size, non_negative_float, positive_float, positive_int
 from .image_conversion import FULL_BIT_DEPTH, MIN_BIT_DEPTH, SUPPORTED_ENCODINGS, bits_per_sample, rgb_to_raw
+
+if TYPE_CHECKING:
+    from rclpy.node import Node
+
+    from .data.synthetic import LazyFrames
 
 FIRST_FRAME_REPEATS = 3
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
@@ -36,7 +42,8 @@ FLUSH_TIMEOUT_S = 5.0  # at exit, for reliable subscribers to acknowledge the la
 class FrameSource:
     """Frames (HxWx3 uint8 RGB) by index, and the ground-truth first box when known."""
 
-    def __init__(self, frames, count: int, first_box=None, rate_hz: float | None = None):
+    def __init__(self, frames: list[np.ndarray] | LazyFrames, count: int,
+                 first_box: tuple[float, float, float, float] | None = None, rate_hz: float | None = None) -> None:
         self.frames = frames
         self.count = count
         self.first_box = first_box
@@ -93,6 +100,7 @@ def video_source(path: str | Path, frames: int | None = None) -> FrameSource:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """``video_publisher``'s options (the ROS arguments are taken out before they are parsed)."""
     parser = argparse.ArgumentParser(prog="video_publisher", description=__doc__.split("\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--video", help="video file or folder of images to play")
@@ -133,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
 class VideoPublisher:
     """An rclpy node that plays one FrameSource."""
 
-    def __init__(self, node, options, source: FrameSource):
+    def __init__(self, node: Node, options: argparse.Namespace, source: FrameSource) -> None:
         from rclpy.qos import QoSProfile, QoSReliabilityPolicy
         from sensor_msgs.msg import CompressedImage, Image
         from vision_msgs.msg import Detection2DArray
@@ -149,6 +157,8 @@ class VideoPublisher:
         self.period_ns = int(round(1e9 / options.rate))
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the image and init subscribers, so that no frame or init goes
+        out before the node hears it; False on timeout or shutdown."""
         import rclpy
 
         deadline = time.monotonic() + timeout_s
