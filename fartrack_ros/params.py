@@ -104,7 +104,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "CPU threads of the model's arithmetic (torch and ONNX Runtime). 0: automatic, "
         "OMP_NUM_THREADS when set, else one less than the CPUs the node may use (at least 1), so "
         "that the camera driver and the ROS plumbing keep a core; a thread per core is faster on "
-        "an idle computer but slower as soon as another process is busy.",
+        "an idle computer but slower as soon as another process is busy. More than those CPUs run "
+        "one per CPU, with a warning.",
         CONFIGURE, low=0, high=1024,
     ),
     ParamSpec(

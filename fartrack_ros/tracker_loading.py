@@ -76,6 +76,7 @@ def load_tracker(values: dict[str, Any], log: RcutilsLogger | None = None) -> Lo
             log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: running {usable} "
                         "model threads (set cpu_threads to 0 for automatic)")
         threads = usable
+    pin_model_team(1)  # undo an earlier load's pinning: threads started below inherit this thread's CPUs
     torch.set_num_threads(threads or auto_cpu_threads())
     start_model_team()  # before the load, whose CUDA or ONNX Runtime threads are not the model's team
     weights = values["weights"] or ""
