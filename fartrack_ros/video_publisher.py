@@ -34,8 +34,9 @@ if TYPE_CHECKING:
 
     from .data.synthetic import LazyFrames
 
-FIRST_FRAME_REPEATS = 3
+FIRST_FRAME_REPEATS = 3  # for best-effort subscribers, which may lose one copy
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
+WAIT_SILENT_S = 2.0  # discovery's usual time: waiting longer for subscribers is said
 FLUSH_TIMEOUT_S = 5.0  # at exit, for reliable subscribers to acknowledge the last frames
 
 
@@ -158,13 +159,19 @@ class VideoPublisher:
 
     def wait_for_subscribers(self, timeout_s: float) -> bool:
         """Wait up to ``timeout_s`` for the image and init subscribers, so that no frame or init goes
-        out before the node hears it; False on timeout or shutdown."""
+        out before the node hears it; False on timeout or shutdown. Says what it waits for once
+        discovery has had its time (`WAIT_SILENT_S`), so that a wrong topic does not look like a hang."""
         import rclpy
 
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline and rclpy.ok(context=self.node.context):
+        started = time.monotonic()
+        told = False
+        while time.monotonic() < started + timeout_s and rclpy.ok(context=self.node.context):
             if not self._missing():
                 return True
+            if not told and time.monotonic() - started >= min(WAIT_SILENT_S, timeout_s / 2):
+                self.node.get_logger().info(
+                    f"waiting up to {timeout_s:.0f} s for subscribers: {self.missing_subscribers()}")
+                told = True
             time.sleep(0.05)
         return False
 
@@ -180,6 +187,13 @@ class VideoPublisher:
         if not self.options.no_init and self.init_pub.get_subscription_count() == 0:
             missing.append(f"no subscriber on {self.init_pub.topic_name}")
         return missing
+
+    def _best_effort_subscriber(self) -> bool:
+        """Whether a subscriber to the images asks for best effort (it may lose the first frame)."""
+        from rclpy.qos import QoSReliabilityPolicy
+
+        infos = self.node.get_subscriptions_info_by_topic(self.image_pub.topic_name)
+        return any(info.qos_profile.reliability == QoSReliabilityPolicy.BEST_EFFORT for info in infos)
 
     def _message(self, rgb: np.ndarray, stamp_ns: int):
         """One frame as the image message of --transport, with --frame-id and stamp ``stamp_ns``."""
@@ -202,9 +216,11 @@ class VideoPublisher:
         log = self.node.get_logger()
         box = self.options.init_box or self.source.first_box
         first = self._message(self.source.frames[0], self.node.get_clock().now().nanoseconds)
-        for _ in range(FIRST_FRAME_REPEATS):
+        # A tracking node warns of a second copy (a relay's?): reliable subscribers get only one.
+        repeats = FIRST_FRAME_REPEATS if self._best_effort_subscriber() else 1
+        for _ in range(repeats):
             self.image_pub.publish(first)
-            time.sleep(FIRST_FRAME_HOLD_S / FIRST_FRAME_REPEATS)
+            time.sleep(FIRST_FRAME_HOLD_S / repeats)
         if box is not None and not self.options.no_init:
             first_ns = stamp_to_ns(first.header.stamp)
             self.init_pub.publish(init_msg(first_ns, [(self.options.init_id, box)], first.header.frame_id,

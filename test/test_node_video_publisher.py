@@ -133,6 +133,8 @@ def test_playback_sends_frames_at_the_rate_and_an_init_stamped_with_the_first_fr
     assert 4 <= len(stamps) <= 8
     assert all(m.encoding == "bgr8" and (m.width, m.height) == (320, 240) for m in images)
     assert init is not None and stamp_ns_of(init.header) == stamps[0]
+    # a reliable subscriber gets the first frame once (a tracking node would warn of a copy)
+    assert sum(stamp_ns_of(m.header) == stamps[0] for m in images) == 1
     assert [d.id for d in init.detections] == ["car"]
     gaps = np.diff(stamps[1:]) / 1e9
     periods = np.maximum(np.round(gaps / 0.05), 1)
@@ -172,5 +174,7 @@ def test_its_topics_follow_its_namespace_and_a_missing_node_is_named_by_topic():
         env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
 
     assert process.returncode == 1
+    assert ("waiting up to 1 s for subscribers: 0 of 1 subscriber(s) on /cam_left/image; no subscriber on "
+            "/cam_left/fartrack/init" in process.stderr), process.stderr  # said before the wait is over
     assert ("0 of 1 subscriber(s) on /cam_left/image; no subscriber on /cam_left/fartrack/init after 1 s"
             in process.stderr), process.stderr
