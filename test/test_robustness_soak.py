@@ -37,7 +37,7 @@ def test_short_soak_holds_memory_and_the_template_cap(tmp_path, capsys):
     assert result["dropped_frames"] == 0, "closed loop: nothing to drop"
     assert result["node_warnings"] == 0 and result["node_exit_code"] == 0, table
     startup = result["warning_lines"][:result["startup_warnings"]]
-    assert all("init ignored" in line for line in startup), "only a lost first frame may be warned of"
+    assert all("init ignored" in line for line in startup), f"only a lost first frame may be warned of: {startup}"
     for label in ("throughput", "RSS after warm-up (frame 200)", "RSS growth after warm-up",
                   "templates held per target", "min 8 / max 8 (cap 8)", "dropped frames", "PASS"):
         assert label in table
