@@ -122,8 +122,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "executor", "single_threaded",
         "Executor the fartrack_node executable spins: single_threaded (rclpy's "
         "SingleThreadedExecutor) or events (rclpy's experimental EventsExecutor, Jazzy and later: "
-        "0.3-0.8 ms less from image to detections at 30 Hz on a 2-core CPU; where rclpy lacks it "
-        "the node says so and runs single_threaded). Read once at start.",
+        "on a 2-core CPU 0.5-1 ms less from image to detections back to back, about the same at "
+        "30 Hz; where rclpy lacks it the node says so and runs single_threaded). Read once at start.",
         START, choices=("single_threaded", "events"),
     ),
     ParamSpec(
