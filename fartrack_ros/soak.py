@@ -376,15 +376,19 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--warmup-frames", type=non_negative_int, default=0,
                         help="frames before the RSS baseline is taken (default: a tenth of --frames, at least "
                              "twice --template-cap)")
-    parser.add_argument("--sample-every", type=positive_int, default=defaults.sample_every, help="RSS sample period in frames")
+    parser.add_argument("--sample-every", type=positive_int, default=defaults.sample_every,
+                        help=f"RSS sample period in frames (default {defaults.sample_every})")
     parser.add_argument("--template-cap", type=int_at_least(5), default=defaults.template_cap,
-                        help="the node's template_memory_cap (small, so it is reached early)")
+                        help=f"the node's template_memory_cap (small, so it is reached early; default "
+                             f"{defaults.template_cap})")
     parser.add_argument("--weights", default="", help="checkpoint (default: the bundled model)")
     parser.add_argument("--variant", default="", type=variant_name,
                         help="tiny, nano, pico or a number of layers (default: as in the checkpoint)")
     parser.add_argument("--rate-hz", type=non_negative_float, default=0.0, help="send at this rate (default: closed loop)")
     parser.add_argument("--node-threads", type=non_negative_int, default=0, help="the node's cpu_threads parameter (0: automatic)")
-    parser.add_argument("--max-growth-pct", type=non_negative_float, default=defaults.max_growth_pct)
+    parser.add_argument("--max-growth-pct", type=non_negative_float, default=defaults.max_growth_pct,
+                        help="the soak fails when the node's RSS grows more than this percentage after the "
+                             f"warm-up (default {defaults.max_growth_pct:g})")
     parser.add_argument("--json", type=Path, help="also write the figures (and RSS samples) here")
     parser.add_argument("--quiet", action="store_true", help="no progress lines")
     return parser

@@ -39,21 +39,23 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__)
     parser.add_argument("--variants", default=",".join(VARIANTS), type=comma_choices(VARIANTS + EXTRA_VARIANTS),
                         help="comma list of tiny, nano, pico (official sizes, random weights), bundled and "
-                             "bundled-3L (its first 3 layers, variant 3; not in the default list)")
-    parser.add_argument("--threads", type=positive_int, default=2, help="torch / ONNX Runtime CPU threads")
+                             "bundled-3L (its first 3 layers, variant 3; not in the default list) (default "
+                             f"{','.join(VARIANTS)})")
+    parser.add_argument("--threads", type=positive_int, default=2, help="torch / ONNX Runtime CPU threads (default 2)")
     parser.add_argument("--device", default="cpu",
                         help="cpu, cuda or cuda:N for the model, tracker and scaling rows (default cpu)")
-    parser.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model row")
+    parser.add_argument("--repeats", type=positive_int, default=10, help="timed repeats per model row (default 10)")
     parser.add_argument("--frames", type=int_at_least(bm.WARMUP_FRAMES + 3), default=40,
                         help=f"frames of the generated sequence for tracker rows (the first {bm.WARMUP_FRAMES} "
-                             "tracked are warm-up)")
+                             "tracked are warm-up; default 40)")
     parser.add_argument("--targets", default="1,2,4,8", type=comma_positive_ints,
-                        help="target counts for the scaling rows")
+                        help="target counts for the scaling rows (default 1,2,4,8)")
     parser.add_argument("--rounds", type=positive_int, default=3,
                         help="model, tracker and scaling rows: rounds over all of a table's rows in turn "
                              "(model rows: --repeats calls per round, the median of all; the others: the "
-                             "median round), so the machine's drift falls on every row of a ratio alike")
-    parser.add_argument("--scaling-variant", default=None, choices=VARIANTS,
+                             "median round), so the machine's drift falls on every row of a ratio alike "
+                             "(default 3)")
+    parser.add_argument("--scaling-variant", default=None, choices=VARIANTS + EXTRA_VARIANTS,
                         help="variant used for the multi-target rows, one of --variants (default bundled when "
                              "listed, else the first)")
     parser.add_argument("--scaling-precisions", default=None, type=comma_choices(PRECISIONS),
@@ -62,7 +64,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--skip", default=[], type=comma_choices(SECTIONS),
                         help=f"comma list of sections to skip: {','.join(SECTIONS)}")
     parser.add_argument("--node-frames", type=int_at_least(bm.WARMUP_FRAMES + 5), default=150,
-                        help=f"frames sent through the node (the first {bm.WARMUP_FRAMES} are warm-up)")
+                        help=f"frames sent through the node (the first {bm.WARMUP_FRAMES} are warm-up; default 150)")
     parser.add_argument("--node-weights", default="", help="checkpoint the node rows run ('' = bundled model)")
     parser.add_argument("--node-variant", default="", type=_node_variant_name,
                         help="variant for the node rows ('' = as the checkpoint); tiny/nano/pico without "
@@ -92,7 +94,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              "single_threaded (default) and events; the probe always spins rclpy's "
                              "single-threaded executor")
     parser.add_argument("--plot", default="bench.png",
-                        help="PNG plot path ('' for none; .pdf, .svg and matplotlib's other formats work too)")
+                        help="PNG plot path ('' for none; .pdf, .svg and matplotlib's other formats work too; "
+                             "default bench.png)")
     args = parser.parse_args(argv)
     skip = set(args.skip)
     if skip >= set(SECTIONS):
