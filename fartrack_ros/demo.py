@@ -372,7 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--frames", type=int_at_least(2), default=60, help="sequence length (default 60)")
     parser.add_argument("--rate", type=positive_float, default=10.0, help="frames per second published (default 10)")
     parser.add_argument("--seed", type=non_negative_int, default=1_000_000,
-                        help="synthetic sequence seed (default 1000000, the first held-out sequence)")
+                        help="synthetic sequence seed (default 1000000, a held-out seed; with --frames it draws the "
+                             "scene, so fartrack-eval's sequence of that seed, of another length, differs)")
     parser.add_argument("--difficulty", type=fraction, default=None,
                         help="fixed difficulty in [0, 1] (default: drawn from the seed)")
     parser.add_argument("--device", default="auto", type=node_parameter("device"),

@@ -280,8 +280,9 @@ def change_allowed(name: str, *, configured: bool, active: bool, started: bool =
         return (f"{name} is read when {when}, at start in a plain node; restart the node with the new "
                 "value (or run it with --managed, a lifecycle node, to change it between transitions)")
     if spec.applies == CONFIGURE and configured:
+        steps = "deactivate and clean up" if active else "clean up"
         return (
-            f"{name} is read when the model is configured; deactivate and clean up the lifecycle "
+            f"{name} is read when the model is configured; {steps} the lifecycle "
             "node first (or restart the node with the new value)"
         )
     if spec.applies == ACTIVATE and active:

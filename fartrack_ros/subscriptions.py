@@ -177,7 +177,7 @@ class ImageSubscription:
         elif publishers:
             how = f"{chosen} (auto, as the current publishers offer)"
         else:
-            how = f"{chosen} (auto: no publisher yet, it follows the camera's once one appears)"
+            how = f"{chosen} (auto: no publisher now; it follows the camera's once one appears)"
         self._node.get_logger().info(
             f"subscribed to {self.subscription.topic_name} ({self.msg_type.__name__}, {how}, depth {depth})")
 

@@ -74,7 +74,9 @@ def test_foreign_parameters_are_not_ours_to_judge():
 def test_model_parameters_cannot_change_once_configured():
     assert change_allowed("device", configured=False, active=False) is None
     reason = change_allowed("device", configured=True, active=False)
-    assert "configured" in reason and "clean up" in reason
+    assert "configured; clean up the lifecycle node first" in reason  # inactive: nothing to deactivate
+    reason = change_allowed("device", configured=True, active=True)
+    assert "configured; deactivate and clean up the lifecycle node first" in reason
 
 
 def test_a_plain_node_is_told_to_restart_not_to_use_lifecycle_transitions_it_has_not():
