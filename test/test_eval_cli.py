@@ -278,6 +278,8 @@ def test_saved_results_in_either_layout_are_scored_beside_the_trackers(tmp_path,
     assert scores["shifted"]["success_auc"] == pytest.approx(want.success_auc)
     assert scores["shifted"]["fps"] == pytest.approx(100.0)  # 22 updates in 0.22 s: the init's 0.5 s left out
     assert scores["perfect"]["fps"] is None  # not timed: unknown, not a rate
+    table = capsys.readouterr().out
+    assert next(line for line in table.splitlines() if line.startswith("perfect")).split()[-1] == "-"
 
     (shifted / sequences[0].name / f"{sequences[0].name}_time.txt").unlink()  # one sequence untimed
     assert evaluate.main(["--dataset", str(root), "--trackers", "", "--results", str(shifted),
