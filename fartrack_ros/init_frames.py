@@ -18,7 +18,7 @@ from collections import Counter
 from typing import Any, Callable
 
 from .frame_cache import CachedFrame, FrameCache, PendingInits
-from .node_messages import format_stamp, is_zero_stamp, stamp_to_ns
+from .node_messages import format_stamp, is_zero_stamp, shown_id, stamp_to_ns
 
 
 INIT_WAIT_S = 1.0  # an init whose frame has not arrived yet waits this long for it
@@ -36,7 +36,7 @@ def find_init_frame(cache: FrameCache, pending: PendingInits, msg: Any, *, held:
     (None, refusal) when it is refused; (None, None) when it now waits in ``pending`` (only if
     ``may_wait`` and it was not ``held`` before: ``held`` says why its frame did not come)."""
     stamp = msg.header.stamp
-    targets = ", ".join(repr(d.id) for d in msg.detections)
+    targets = ", ".join(shown_id(d.id) for d in msg.detections)
     if is_zero_stamp(stamp):
         return _latest_frame(cache, pending, msg, held=held, may_wait=may_wait, image_topic=image_topic,
                              targets=targets)

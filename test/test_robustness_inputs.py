@@ -14,6 +14,7 @@ import math
 import time
 
 import pytest
+from std_msgs.msg import String
 
 from node_helpers import (
     box_of,
@@ -162,8 +163,9 @@ def test_diagnostics_say_why_frames_of_a_tracked_target_fail(ros_ok):
         probe.image_pub.publish(bad())
         warned = probe.wait_for("diagnostics", says_why, timeout=0.3)
     assert warned is not None, node.log_text()[-3000:]
-    assert (f"the last frame failed: ImageConversionError: image step {WIDTH * 3 - 1} is smaller than "
+    assert (f"; the last frame tried failed: ImageConversionError: image step {WIDTH * 3 - 1} is smaller than "
             "width*bytes per pixel") in warned.status[0].message
+    assert warned.status[0].message.endswith(" s ago)")
 
     assert_still_tracking(node, probe, stamps)
 
@@ -223,6 +225,9 @@ def test_an_overlong_target_id_is_refused_and_logged_cut_short(ros_ok):
 
     assert wait_for_line(node, since, f"init for target {'x' * 40!r}... (5000 characters) refused: ",
                          "a target id has at most 128 characters, this one 5000"), node.log_text()[-3000:]
+    probe.remove_pub.publish(String(data="x" * 5000))
+    assert wait_for_line(node, since, f"remove ignored: no target {'x' * 40!r}... (5000 characters): no id is "
+                                      "that long"), node.log_text()[-3000:]
     assert "x" * 41 not in node.log_text()[since:]
     assert_still_tracking(node, probe, stamps, shift=6)
 
