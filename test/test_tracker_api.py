@@ -117,9 +117,11 @@ def test_targets_beyond_max_targets_are_refused(model, frame):
     tracker = Tracker(model, TrackerConfig(max_targets=2))
     tracker.add_target(frame, BOX)
     tracker.add_target(frame, BOX)
-    with pytest.raises(TargetLimitError, match="max_targets is 2"):
+    with pytest.raises(TargetLimitError, match="cannot add a new target: 2 targets are tracked, max_targets is 2"):
         tracker.add_target(frame, BOX)
     tracker.add_target(frame, BOX, target_id="1")  # re-initialising is not a new target
+    tracker.remove_target("2")
+    assert tracker.add_target(frame, BOX) == "3"  # the refused one used up no id
 
 
 @pytest.mark.parametrize("box, message", [

@@ -230,14 +230,16 @@ class Tracker:
         ``max_targets`` targets are already tracked.
         """
         _check_frame(frame)
-        box = _checked_init_box(box_xywh, frame.shape[0], frame.shape[1])
+        box = checked_init_box(box_xywh, frame.shape[0], frame.shape[1])
+        new = target_id is None or str(target_id) not in self._targets
+        if new and len(self._targets) >= self.config.max_targets:  # before an automatic id is drawn
+            named = "a new target" if target_id is None else f"target {str(target_id)!r}"
+            raise TargetLimitError(
+                f"cannot add {named}: {len(self._targets)} targets are tracked, "
+                f"max_targets is {self.config.max_targets} (remove one or raise max_targets)")
         if target_id is None:
             target_id = next(i for i in map(str, self._auto_ids) if i not in self._targets)
         target_id = str(target_id)
-        if target_id not in self._targets and len(self._targets) >= self.config.max_targets:
-            raise TargetLimitError(
-                f"cannot add target {target_id!r}: {len(self._targets)} targets are tracked, "
-                f"max_targets is {self.config.max_targets} (remove one or raise max_targets)")
         memory = TemplateMemory(self.cfg.num_template_slots, self._memory_cap())
         with torch.inference_mode():
             memory.add(self._embed_templates(frame, [box])[0][0])
@@ -510,7 +512,7 @@ def _frame_hint(frame: np.ndarray) -> str:
     return f" ({'; '.join(hints)})" if hints else ""
 
 
-def _checked_init_box(box_xywh, height: int, width: int) -> list[float]:
+def checked_init_box(box_xywh, height: int, width: int) -> list[float]:
     """The init box as floats, clipped to the image; ValueError if it is unusable."""
     try:
         values = [float(v) for v in box_xywh]
