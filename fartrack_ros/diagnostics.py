@@ -290,7 +290,7 @@ def diagnostic_level(snapshot: StatisticsSnapshot, *, active: bool, targets: int
     if image_problem is not None:
         return WARN, f"images arrive but cannot be tracked: {image_problem}"
     if targets and snapshot.since_processed_s >= silence_s:
-        why = f": the last frame failed: {frame_error}" if frame_error else ""
+        why = f"; the last frame tried failed: {frame_error}" if frame_error else ""
         return WARN, f"targets active but no frame was tracked for {snapshot.since_processed_s:.1f} s{why}"
     tracking_now = targets and snapshot.since_processed_s < silence_s  # the delays are of recent frames
     if tracking_now and (clocks := clock_mismatch(snapshot.delay_from_stamp)) is not None:

@@ -28,8 +28,9 @@ overwritten in the slot before it was taken is counted as dropped, so a slow mod
 behind the camera. Everything that runs the model (loading, warm-up, new targets, tracking) runs
 in that one compute thread: a second thread computing with PyTorch makes OpenMP stop
 spin-waiting and halves the model's speed. Inits, removes and resets are queued for that thread in
-the order they arrive (the executor thread never waits for a frame to finish, except a reset's
-reply); a remove or reset also drops at once the inits still waiting for their frame, which would
+the order the executor takes them (the executor thread never waits for a frame to finish, except a
+reset's reply): ROS orders nothing across topics, and of an init and a remove ready in one wait
+rclpy takes the init first, so a client that restarts a target sends the init alone; a remove or reset also drops at once the inits still waiting for their frame, which would
 otherwise be queued behind it when the frame came. Parameter changes take the tracker lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
 EventsExecutor, whose callback gets an image 0.2-0.3 ms sooner and hands it to the compute thread
 in 0.08 ms instead of 0.4-0.5 ms): with rclpy's MultiThreadedExecutor, closed-loop round trips on
@@ -89,8 +90,8 @@ from .image_conversion import encoding_problem, is_grey_encoding, is_grey_frame
 from .image_look import exposure_warning
 from .image_qos import reliability_name
 from .init_frames import DEACTIVATED, INIT_WAIT_S, LATER_FRAME, WAITED, find_init_frame, last_of_each_id
-from .node_messages import (checked_target_id, debug_image_msg, detections_msg, diagnostics_msg, format_stamp,
-                            init_box, shown_id, stamp_to_ns, status_msg)
+from .node_messages import (MAX_TARGET_ID_CHARS, checked_target_id, debug_image_msg, detections_msg, diagnostics_msg,
+                            format_stamp, init_box, shown_id, stamp_to_ns, status_msg)
 from .parameter_hooks import ParameterHooks
 from .subscriptions import ControlPublisherWatch, ImageSubscription
 from .target_state_log import TargetStateLog
@@ -132,7 +133,7 @@ class FarTrackNode(LifecycleNode):
         self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
         self._encoding: str | None = None  # of the last raw image received
         self._image_problem: str | None = None  # why the latest images cannot be used (diagnostics)
-        self._frame_error: str | None = None  # why the last frame tried failed, if it did (diagnostics)
+        self._frame_error: tuple[float, str] | None = None  # when and why the last frame tried failed, if it did
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # inits queued for the compute thread and not started yet
@@ -418,9 +419,9 @@ class FarTrackNode(LifecycleNode):
             self._process(frame)
             self._frame_error = None
         except Exception as exc:  # noqa: BLE001 - the node must survive any one frame
-            self._frame_error = f"{type(exc).__name__}: {exc}"
+            self._frame_error = (time.monotonic(), f"{type(exc).__name__}: {exc}")
             if self.context.ok():  # else ROS was shut down under the frame: nothing to say
-                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {self._frame_error}")
+                self._warn(f"frame {format_stamp(frame.stamp_ns)} not tracked: {self._frame_error[1]}")
         finally:
             frame.drop_rgb()  # the cache keeps the message only (an init converts it again)
 
@@ -630,6 +631,8 @@ class FarTrackNode(LifecycleNode):
             if self._loaded is None:
                 return
             try:
+                if len(target_id) > MAX_TARGET_ID_CHARS:
+                    raise KeyError(f"no target {shown_id(target_id)}: no id is that long")
                 self._loaded.tracker.remove_target(target_id)
             except KeyError as exc:
                 if not waiting:
@@ -638,8 +641,8 @@ class FarTrackNode(LifecycleNode):
             self._count_targets(self._loaded.tracker)
         if not self._num_targets:
             self._slot.discard()
-        self.get_logger().info(f"target {target_id!r} removed" + (" (its init was waiting for its frame)"
-                                                                  if waiting else ""))
+        self.get_logger().info(f"target {shown_id(target_id)} removed"
+                               + (" (its init was waiting for its frame)" if waiting else ""))
 
     def _on_reset(self, request, response):
         # as a remove: waiting inits go now, queued ones when the reset runs behind them
@@ -672,12 +675,17 @@ class FarTrackNode(LifecycleNode):
         except Exception as exc:  # noqa: BLE001 - diagnostics must never stop the node
             self._warn(f"diagnostics not published: {type(exc).__name__}: {exc}")
 
+    def _frame_error_text(self) -> str | None:
+        """Why the last frame tried failed and how long ago (None if it did not fail)."""
+        failure = self._frame_error
+        return None if failure is None else f"{failure[1]} ({time.monotonic() - failure[0]:.1f} s ago)"
+
     def _publish_diagnostics_now(self) -> None:
         snapshot = self._stats.snapshot()
         loaded = self._loaded
         level, message = diagnostic_level(snapshot, active=self._active, targets=self._num_targets,
                                           lost=self._num_lost, image_problem=self._image_problem,
-                                          frame_error=self._frame_error)
+                                          frame_error=self._frame_error_text())
         items = diagnostic_items(
             snapshot,
             device=loaded.device if loaded else "",
