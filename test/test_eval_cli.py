@@ -336,6 +336,9 @@ def test_the_library_refuses_a_sequence_it_cannot_score_instead_of_scoring_zeros
     sequence.boxes[0] = 0.0
     with pytest.raises(ValueError, match=f"sequence {sequence.name} cannot be scored: frame 1 has no box"):
         evaluate_trackers([make_runner("kcf")], [sequence])
+    sequence.boxes[0] = (0.2, 0.3, 0.1, 0.1)  # normalized: FARTrack's tracker refuses it, so no tracker is scored
+    with pytest.raises(ValueError, match="frame 1's box cannot start a tracker: box size 0.1x0.1 is under a pixel"):
+        evaluate_trackers([make_runner("kcf")], [sequence])
 
 
 def test_make_data_names_lasot_sequences_by_seed_so_a_second_set_adds_to_the_first(tmp_path, capsys):

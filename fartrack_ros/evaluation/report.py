@@ -12,17 +12,24 @@ from fartrack_ros.data.sequence import TrackingSequence
 from fartrack_ros.evaluation.metrics import SequenceResult, TrackerScores, score_results
 from fartrack_ros.evaluation.runners import TrackerRunner, track_sequence
 from fartrack_ros.evaluation.saved_results import saved_result
+from fartrack_ros.tracker.tracker import checked_init_box
 
 COLUMNS = ("tracker", "AO", "SR0.5", "SR0.75", "AUC", "Prec@20", "NPrec@0.2", "FPS")
 
 
 def unscorable_reason(sequence: TrackingSequence) -> str | None:
     """Why a tracker cannot be scored on ``sequence`` (None when it can): no box to start from in
-    frame 1, or ground truth for the first frame only (a GOT-10k test split's sequence), which
-    would score every later frame as a miss by the LaSOT rules."""
+    frame 1 (none, or one FARTrack's tracker refuses: under a pixel, outside the image), or ground
+    truth for the first frame only (a GOT-10k test split's sequence), which would score every later
+    frame as a miss by the LaSOT rules."""
     x, y, w, h = sequence.boxes[0]
     if not (np.isfinite(sequence.boxes[0]).all() and w > 0 and h > 0):
         return f"frame 1 has no box to start from ({x:g},{y:g},{w:g},{h:g})"
+    width, height = sequence.image_size
+    try:
+        checked_init_box(sequence.boxes[0], height, width)
+    except ValueError as exc:
+        return f"frame 1's box cannot start a tracker: {exc}"
     annotated = sequence.attributes.get("annotated_frames", len(sequence))
     if annotated < len(sequence):
         return f"only {annotated} of its {len(sequence)} frames have ground truth (a test split's sequence)"
