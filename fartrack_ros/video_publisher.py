@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from .data.synthetic import LazyFrames
 
-FIRST_FRAME_REPEATS = 3  # for best-effort subscribers, which may lose one copy
+FIRST_FRAME_REPEATS = 3  # for subscribers that may lose one copy (best effort, or not matched yet)
 FIRST_FRAME_HOLD_S = 0.6  # between the first frame and the init, and from the init to frame 1
 WAIT_SILENT_S = 2.0  # discovery's usual time: waiting longer for subscribers is said
 FLUSH_TIMEOUT_S = 5.0  # at exit, for reliable subscribers to acknowledge the last frames
@@ -188,12 +188,15 @@ class VideoPublisher:
             missing.append(f"no subscriber on {self.init_pub.topic_name}")
         return missing
 
-    def _best_effort_subscriber(self) -> bool:
-        """Whether a subscriber to the images asks for best effort (it may lose the first frame)."""
+    def _only_reliable_subscribers(self) -> bool:
+        """Whether every image subscriber in the graph is reliable and matched: then one copy of the
+        first frame reaches each. Otherwise (best effort, or a node's auto QoS swapping its
+        subscription as it sees this publisher) copies cover the gap."""
         from rclpy.qos import QoSReliabilityPolicy
 
         infos = self.node.get_subscriptions_info_by_topic(self.image_pub.topic_name)
-        return any(info.qos_profile.reliability == QoSReliabilityPolicy.BEST_EFFORT for info in infos)
+        reliable = all(info.qos_profile.reliability == QoSReliabilityPolicy.RELIABLE for info in infos)
+        return bool(infos) and reliable and self.image_pub.get_subscription_count() >= len(infos)
 
     def _message(self, rgb: np.ndarray, stamp_ns: int):
         """One frame as the image message of --transport, with --frame-id and stamp ``stamp_ns``."""
@@ -217,7 +220,7 @@ class VideoPublisher:
         box = self.options.init_box or self.source.first_box
         first = self._message(self.source.frames[0], self.node.get_clock().now().nanoseconds)
         # A tracking node warns of a second copy (a relay's?): reliable subscribers get only one.
-        repeats = FIRST_FRAME_REPEATS if self._best_effort_subscriber() else 1
+        repeats = 1 if self._only_reliable_subscribers() else FIRST_FRAME_REPEATS
         for _ in range(repeats):
             self.image_pub.publish(first)
             time.sleep(FIRST_FRAME_HOLD_S / repeats)

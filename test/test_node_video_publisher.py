@@ -169,12 +169,12 @@ def test_a_bit_depth_below_16_needs_raw_16_bit_images(args):
 def test_its_topics_follow_its_namespace_and_a_missing_node_is_named_by_topic():
     script = REPO / "scripts" / "video_publisher"
     process = subprocess.run(
-        [sys.executable, str(script), "--synthetic", "1000000", "--frames", "2", "--wait", "1",
+        [sys.executable, str(script), "--synthetic", "1000000", "--frames", "2", "--wait", "3",
          "--ros-args", "-r", "__ns:=/cam_left"],
         env=ros_env(pick_domain_id()), capture_output=True, text=True, timeout=60)
 
     assert process.returncode == 1
-    assert ("waiting up to 1 s for subscribers: 0 of 1 subscriber(s) on /cam_left/image; no subscriber on "
+    assert ("waiting up to 3 s for subscribers: 0 of 1 subscriber(s) on /cam_left/image; no subscriber on "
             "/cam_left/fartrack/init" in process.stderr), process.stderr  # said before the wait is over
-    assert ("0 of 1 subscriber(s) on /cam_left/image; no subscriber on /cam_left/fartrack/init after 1 s"
+    assert ("0 of 1 subscriber(s) on /cam_left/image; no subscriber on /cam_left/fartrack/init after 3 s"
             in process.stderr), process.stderr
