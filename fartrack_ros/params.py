@@ -111,7 +111,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "pin_cpu_threads", True,
         "Pin the model's CPU threads one per CPU when they take every CPU the node may use (Linux; "
-        "cpu_threads equal to those CPUs, 2 or more; other threads stay free). Then a woken OpenMP "
+        "cpu_threads equal to those CPUs or more, 2 or more; other threads stay free). Then a woken OpenMP "
         "thread sometimes waits ~10 ms for the kernel to move it off its team-mate's CPU: 2 threads "
         "on 2 cores at 30 Hz, p99 24 ms unpinned, 15 ms pinned. With a CPU to spare, or backend "
         "onnxruntime (its own threads do the arithmetic), nothing is pinned. false leaves placement "
@@ -122,8 +122,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "executor", "single_threaded",
         "Executor the fartrack_node executable spins: single_threaded (rclpy's "
         "SingleThreadedExecutor) or events (rclpy's experimental EventsExecutor, Jazzy and later: "
-        "on a 2-core CPU 0.5-1 ms less from image to detections back to back, about the same at "
-        "30 Hz; where rclpy lacks it the node says so and runs single_threaded). Read once at start.",
+        "on a 2-core CPU 0.5-1.6 ms less from image to detections back to back (1.1-1.6 ms for the "
+        "bundled model), about the same at 30 Hz; where rclpy lacks it the node says so and runs single_threaded). Read once at start.",
         START, choices=("single_threaded", "events"),
     ),
     ParamSpec(

@@ -69,15 +69,16 @@ def load_tracker(values: dict[str, Any], log: RcutilsLogger | None = None) -> Lo
     Call it from the thread that will run the model: the CPU thread count is set for the calling
     thread (OpenMP keeps it per thread).
     """
-    threads = values["cpu_threads"]
+    threads = values["cpu_threads"] or auto_cpu_threads()
     usable = usable_cpus()
     if threads > usable:  # OpenMP's lock-stepped threads beyond the CPUs only wait on each other
         if log is not None:
-            log.warning(f"cpu_threads={threads} but this process may use {usable} CPUs: running {usable} "
-                        "model threads (set cpu_threads to 0 for automatic)")
+            source = f"cpu_threads={threads}" if values["cpu_threads"] else f"OMP_NUM_THREADS={threads}"
+            log.warning(f"{source} but this process may use {usable} CPUs: running {usable} model threads"
+                        + (" (set cpu_threads to 0 for automatic)" if values["cpu_threads"] else ""))
         threads = usable
     pin_model_team(1)  # undo an earlier load's pinning: threads started below inherit this thread's CPUs
-    torch.set_num_threads(threads or auto_cpu_threads())
+    torch.set_num_threads(threads)
     start_model_team()  # before the load, whose CUDA or ONNX Runtime threads are not the model's team
     weights = values["weights"] or ""
     weights_path = str(Path(weights).expanduser()) if weights else str(DEFAULT_WEIGHTS_PATH)
