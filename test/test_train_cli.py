@@ -225,6 +225,7 @@ def test_an_empty_init_fine_tunes_the_bundled_model_at_the_fine_tuning_lr(tmp_pa
                  "--batch-size", "2", "--no-progress", "--device", "cpu"]) == 0
     stored = torch.load(tmp_path / "ft" / "final.pth", weights_only=True)
     assert stored["train_config"]["lr"] == FINE_TUNE_LR < TrainConfig().lr
+    assert stored["train_config"]["self_distill_from"] == 3  # the bundled model's: its 3-layer cut keeps tracking
     assert stored["metadata"]["origin"].startswith(f"init {DEFAULT_WEIGHTS_PATH} (sha256 ")
     assert main(["--out", str(tmp_path / "lr"), "--init", "", "--lr", "3e-4", "--steps", "1", "--stage2-steps", "0",
                  "--batch-size", "2", "--no-progress", "--device", "cpu"]) == 0
@@ -285,3 +286,43 @@ def test_a_run_that_fails_before_its_first_checkpoint_can_be_started_again(tmp_p
     for frame, data in frames.items():
         frame.write_bytes(data)
     assert main(argv) == 0
+
+
+def test_a_full_disk_at_the_first_checkpoint_is_one_line_and_leaves_nothing(tmp_path, capsys, monkeypatch):
+    """torch reports a full disk as a RuntimeError of its zip writer, after a part of the file."""
+    def full_disk(payload, path):
+        with open(path, "wb") as part:
+            part.write(b"PK\x03\x04 part of a checkpoint")
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 601088 vs 600976")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    argv = ["--out", str(tmp_path / "run"), "--steps", "2", "--stage2-steps", "0", *SMOKE]
+    assert main(argv) == 1
+    line = _error_line(capsys)
+    assert "cannot write checkpoint " in line and "unexpected pos 601088" in line
+    assert not (tmp_path / "run").exists()  # no .tmp left: the run's folders go, as for any failed start
+
+
+def test_a_read_only_out_that_exists_is_one_line(tmp_path, capsys, monkeypatch):
+    import pathlib
+
+    out = tmp_path / "run"
+    out.mkdir()
+    real_open = pathlib.Path.open
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == out and self.name == "train_log.jsonl":
+            raise OSError(30, "Read-only file system", str(self))
+        return real_open(self, *args, **kwargs)
+
+    real_unlink = pathlib.Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if self.parent == out:
+            raise OSError(30, "Read-only file system", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "open", read_only)
+    monkeypatch.setattr(pathlib.Path, "unlink", unlink)
+    assert main(["--out", str(out), "--steps", "2", "--stage2-steps", "0", *SMOKE]) == 1
+    assert "Read-only file system" in _error_line(capsys)

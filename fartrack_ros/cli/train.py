@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--init", metavar="CKPT", help="start from this checkpoint (its size and weights; '' = "
                        f"the bundled model): fine-tuning, at --lr {FINE_TUNE_LR:g} unless given")
     parser.add_argument("--resume", action="store_true",
-                        help="continue the run in --out from its latest checkpoint (its stored settings win)")
+                        help="continue the run in --out from its latest checkpoint (its stored settings win); "
+                             "with no checkpoint there a new run starts, with a warning (a job scheduler can "
+                             "repeat one command)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=non_negative_int, help="seed of the weights and of every batch (default 0)")
     parser.add_argument("--steps", type=non_negative_int, help=f"stage-1 (pair) steps (default {DEFAULTS['steps']})")
@@ -190,7 +192,8 @@ def _forget_unsaved_run(folder: Path, made_from: Path | None) -> bool:
 
     if latest_checkpoint(folder) is not None:
         return True
-    (folder / "train_log.jsonl").unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # a read-only --out: the error that ended the run is what to say
+        (folder / "train_log.jsonl").unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         (folder / "checkpoints").rmdir()  # only when empty
     _remove_made(folder, made_from)
@@ -259,6 +262,7 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
             init = Path(args.init).expanduser().resolve() if args.init else DEFAULT_WEIGHTS_PATH
             model = load_checkpoint(init, device="cpu").train()
             origin = f"init {init} (sha256 {_sha256(init)})"  # the file may change later
+            config = _keep_self_distillation(args, config, init)
         else:
             name = args.variant or args.config or "bundled-m"
             model = init_for_training(build_model(model_config(name)))
@@ -274,6 +278,19 @@ def _trainer(args: argparse.Namespace, argv: Optional[list[str]]) -> Trainer:
         trainer.resume_from(resume_path)
         print(f"{PROG}: resumed {resume_path} at step {trainer.step}/{config.total_steps}", file=sys.stderr)
     return trainer
+
+
+def _keep_self_distillation(args: argparse.Namespace, config: TrainConfig, init: Path) -> TrainConfig:
+    """A fine-tune of a self-distilled checkpoint stays self-distilled unless --self-distill-from says
+    otherwise: without it, its shallower layers (the node's variant cut) would unlearn to track alone."""
+    from ..model import read_checkpoint
+
+    stored = read_checkpoint(init).get("train_config")
+    depth = stored.get("self_distill_from", 0) if isinstance(stored, dict) else 0
+    if args.self_distill_from is not None or not isinstance(depth, int) or depth <= 0:
+        return config
+    warn(PROG, f"{init} was self-distilled from layer {depth}: this run keeps it (--self-distill-from 0 turns it off)")
+    return replace(config, self_distill_from=depth)
 
 
 def _data_name(args: argparse.Namespace) -> str:

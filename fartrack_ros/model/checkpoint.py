@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import pickletools
 import re
@@ -388,12 +389,21 @@ def load_checkpoint(
 
 
 def save_checkpoint(model: FARTrack, path: "str | Path", **extra: Any) -> None:
-    """Write ``{'net': state_dict, 'model_config': ..., **extra}`` (official layout plus our config)."""
+    """Write ``{'net': state_dict, 'model_config': ..., **extra}`` (official layout plus our config),
+    whole or not at all: through a temporary file, removed when the write fails (OSError, also
+    for the full disk that torch reports as a RuntimeError)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     payload = {"net": state, "net_type": "FARTrackSparse", "model_config": model.cfg.to_dict(), **extra}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    try:
+        torch.save(payload, tmp)
+        tmp.replace(path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, RuntimeError):  # torch's zip writer: a full disk, an I/O error
+            raise OSError(f"cannot write checkpoint {path}: {' '.join(str(exc).split())}") from exc
+        raise
 
