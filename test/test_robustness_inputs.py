@@ -67,6 +67,18 @@ def anchor(probe, stamps) -> None:
     assert detections is not None and [d.id for d in detections.detections] == ["anchor"]
 
 
+def init_on_a_new_frame(node, probe, stamps, targets) -> int:
+    """Track 'anchor', publish a frame, then an init of ``targets`` stamped with it; the node's log
+    offset from before, to read what the init did."""
+    anchor(probe, stamps)
+    since = len(node.log_text())
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(scene(4), stamp))
+    time.sleep(0.3)
+    probe.init_pub.publish(init_msg(stamp, targets))
+    return since
+
+
 def assert_still_tracking(node, probe, stamps, ids=("anchor",), shift: int = 4):
     """The next good frame comes back with its stamp and a finite box inside the image per id."""
     stamp = stamps()
@@ -201,13 +213,7 @@ def test_init_on_an_unconvertible_frame_is_ignored_with_the_reason(ros_ok):
 ])
 def test_unusable_init_box_is_refused_and_tracking_goes_on(ros_ok, target_id, box, logged):
     node, probe, stamps = ros_ok
-    anchor(probe, stamps)
-    since = len(node.log_text())
-    stamp = stamps()
-    probe.image_pub.publish(image_msg(scene(4), stamp))
-    time.sleep(0.3)
-
-    probe.init_pub.publish(init_msg(stamp, [(target_id, box)]))
+    since = init_on_a_new_frame(node, probe, stamps, [(target_id, box)])
 
     assert wait_for_line(node, since, f"init for target '{target_id}' refused: ", logged), node.log_text()[-3000:]
     assert_still_tracking(node, probe, stamps, shift=6)
@@ -215,13 +221,7 @@ def test_unusable_init_box_is_refused_and_tracking_goes_on(ros_ok, target_id, bo
 
 def test_an_overlong_target_id_is_refused_and_logged_cut_short(ros_ok):
     node, probe, stamps = ros_ok
-    anchor(probe, stamps)
-    since = len(node.log_text())
-    stamp = stamps()
-    probe.image_pub.publish(image_msg(scene(4), stamp))
-    time.sleep(0.3)
-
-    probe.init_pub.publish(init_msg(stamp, [("x" * 5000, (60.0, 80.0, 40.0, 40.0))]))
+    since = init_on_a_new_frame(node, probe, stamps, [("x" * 5000, (60.0, 80.0, 40.0, 40.0))])
 
     assert wait_for_line(node, since, f"init for target {'x' * 40!r}... (5000 characters) refused: ",
                          "a target id has at most 128 characters, this one 5000"), node.log_text()[-3000:]
@@ -234,13 +234,7 @@ def test_an_overlong_target_id_is_refused_and_logged_cut_short(ros_ok):
 
 def test_init_box_larger_than_the_image_is_clipped_with_a_warning(ros_ok):
     node, probe, stamps = ros_ok
-    anchor(probe, stamps)
-    since = len(node.log_text())
-    stamp = stamps()
-    probe.image_pub.publish(image_msg(scene(4), stamp))
-    time.sleep(0.3)
-
-    probe.init_pub.publish(init_msg(stamp, [("huge", (-50.0, -40.0, WIDTH + 100.0, HEIGHT + 80.0))]))
+    since = init_on_a_new_frame(node, probe, stamps, [("huge", (-50.0, -40.0, WIDTH + 100.0, HEIGHT + 80.0))])
 
     assert wait_for_log(node, since, f"init box for target 'huge' (x=-50.0 y=-40.0 w={WIDTH + 100.0:.1f} "
                                      f"h={HEIGHT + 80.0:.1f}) extends beyond the {WIDTH}x{HEIGHT} image")
