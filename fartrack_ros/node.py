@@ -30,8 +30,10 @@ in that one compute thread: a second thread computing with PyTorch makes OpenMP 
 spin-waiting and halves the model's speed. Inits, removes and resets are queued for that thread in
 the order the executor takes them (the executor thread never waits for a frame to finish, except a
 reset's reply): ROS orders nothing across topics, and of an init and a remove ready in one wait
-rclpy takes the init first, so a client that restarts a target sends the init alone; a remove or reset also drops at once the inits still waiting for their frame, which would
-otherwise be queued behind it when the frame came. Parameter changes take the tracker lock. The executable spins one executor thread (``executor``: single_threaded, or events, rclpy's
+rclpy takes the init first, so a client that restarts a target sends the init alone; a remove or
+reset also drops at once the inits still waiting for their frame, which would otherwise be queued
+behind it when the frame came. Parameter changes take the tracker lock. The executable spins one
+executor thread (``executor``: single_threaded, or events, rclpy's
 EventsExecutor, whose callback gets an image 0.2-0.3 ms sooner and hands it to the compute thread
 in 0.08 ms instead of 0.4-0.5 ms): with rclpy's MultiThreadedExecutor, closed-loop round trips on
 2 cores stalled for 0.1-2.6 s on a third of the frames (p50 15-26 ms), with one executor thread

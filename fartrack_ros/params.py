@@ -123,7 +123,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
         "Executor the fartrack_node executable spins: single_threaded (rclpy's "
         "SingleThreadedExecutor) or events (rclpy's experimental EventsExecutor, Jazzy and later: "
         "on a 2-core CPU 0.5-1.6 ms less from image to detections back to back (1.1-1.6 ms for the "
-        "bundled model), about the same at 30 Hz; where rclpy lacks it the node says so and runs single_threaded). Read once at start.",
+        "bundled model), about the same at 30 Hz; where rclpy lacks it the node says so and runs "
+        "single_threaded). Read once at start.",
         START, choices=("single_threaded", "events"),
     ),
     ParamSpec(

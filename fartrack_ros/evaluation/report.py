@@ -69,7 +69,8 @@ def evaluate_trackers(runners: list[TrackerRunner], sequences: Iterable[Tracking
 def format_table(scores: dict[str, TrackerScores]) -> str:
     """A fixed-width text table, one row per tracker, in the order given (FPS "-" where untimed)."""
     rows = [COLUMNS] + [(name, f"{s.ao:.3f}", f"{s.sr50:.3f}", f"{s.sr75:.3f}", f"{s.success_auc:.3f}",
-                         f"{s.precision:.3f}", f"{s.norm_precision:.3f}", f"{s.fps:.1f}" if math.isfinite(s.fps) else "-")
+                         f"{s.precision:.3f}", f"{s.norm_precision:.3f}",
+                         f"{s.fps:.1f}" if math.isfinite(s.fps) else "-")
                         for name, s in scores.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
     lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
