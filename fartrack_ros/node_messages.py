@@ -148,19 +148,38 @@ def debug_image_msg(header: Header, rgb: np.ndarray, results: Iterable[TrackResu
 
     canvas = np.array(rgb, copy=True)
     thickness = max(1, round(min(canvas.shape[:2]) / 240))
+    scale = 0.4 * thickness
+    plates: list[tuple[int, int, int, int]] = []
     for result in results:
         x, y, w, h = (int(round(v)) for v in result.box_xywh)
         colour = TRACKING_COLOUR if _is_tracking(result) else LOST_COLOUR
         cv2.rectangle(canvas, (x, y), (x + w, y + h), colour, thickness)
         label = f"{result.target_id} {result.score:.2f}"
-        scale = 0.4 * thickness
         (text_w, text_h), baseline = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
-        origin = (x, max(y - 4, text_h + 2))
         # on a dark plate: readable on any scene and over a neighbour's box
-        corners = (origin[0] - 1, origin[1] - text_h - 2), (origin[0] + text_w + 1, origin[1] + baseline - 1)
-        cv2.rectangle(canvas, *corners, (0, 0, 0), cv2.FILLED)
-        cv2.putText(canvas, label, origin, cv2.FONT_HERSHEY_SIMPLEX, scale, colour, thickness, cv2.LINE_AA)
+        plate = label_plate(plates, x, max(y - 4, text_h + 2), text_w, text_h, baseline, canvas.shape[0])
+        plates.append(plate)
+        cv2.rectangle(canvas, plate[:2], plate[2:], (0, 0, 0), cv2.FILLED)
+        cv2.putText(canvas, label, (plate[0] + 1, plate[1] + text_h + 2), cv2.FONT_HERSHEY_SIMPLEX, scale, colour,
+                    thickness, cv2.LINE_AA)
     return rgb_to_image_msg(canvas, header)
+
+
+def label_plate(placed: list[tuple[int, int, int, int]], x: int, text_y: int, text_w: int, text_h: int,
+                baseline: int, image_h: int) -> tuple[int, int, int, int]:
+    """(x0, y0, x1, y1) of a label's plate whose text sits at (``x``, ``text_y``), moved down past
+    the plates ``placed`` before it that it would cover (targets close together), while it fits."""
+    step = text_h + baseline + 2
+
+    def plate(y: int) -> tuple[int, int, int, int]:
+        return x - 1, y - text_h - 2, x + text_w + 1, y + baseline - 1
+
+    def covers(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> bool:
+        return a[0] <= b[2] and b[0] <= a[2] and a[1] <= b[3] and b[1] <= a[3]
+
+    while any(covers(plate(text_y), other) for other in placed) and text_y + step + baseline <= image_h:
+        text_y += step
+    return plate(text_y)
 
 
 def diagnostics_msg(stamp: Time, name: str, hardware_id: str, level: int, message: str,
