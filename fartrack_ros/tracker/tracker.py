@@ -512,7 +512,7 @@ def _frame_hint(frame: np.ndarray) -> str:
     return f" ({'; '.join(hints)})" if hints else ""
 
 
-def checked_init_box(box_xywh, height: int, width: int) -> list[float]:
+def checked_init_box(box_xywh: Iterable[float], height: int, width: int) -> list[float]:
     """The init box as floats, clipped to the image; ValueError if it is unusable."""
     try:
         values = [float(v) for v in box_xywh]
