@@ -134,6 +134,7 @@ class FarTrackNode(LifecycleNode):
         self._num_lost = 0  # targets LOST after the last change or tracked frame
         self._frame_size = ""  # WxH of the last tracked frame (size-change warnings are throttled)
         self._encoding: str | None = None  # of the last raw image received
+        self._image_frame_id: str | None = None  # of the last image received
         self._image_problem: str | None = None  # why the latest images cannot be used (diagnostics)
         self._frame_error: tuple[float, str] | None = None  # when and why the last frame tried failed, if it did
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
@@ -197,7 +198,7 @@ class FarTrackNode(LifecycleNode):
         is forgotten, as the camera may have changed."""
         # the camera or image_transport may have changed (and after a configure, a mono camera is
         # told of the grey warning again)
-        self._encoding = self._image_problem = self._frame_error = None
+        self._encoding = self._image_problem = self._frame_error = self._image_frame_id = None
         self._pending_inits.reopen()
         self._subscribe_images()
         self._active = True
@@ -363,6 +364,7 @@ class FarTrackNode(LifecycleNode):
         self._stats.record_received()
         self._images.note_image(frame.received_s)
         self._note_encoding(getattr(msg, "encoding", None))
+        self._note_frame_id(msg.header.frame_id)
         arrival = self._cache.put(frame)
         if arrival.dropped:
             self._warn(f"image stamps went back to {format_stamp(frame.stamp_ns)} (a bag loop, a simulator "
@@ -409,6 +411,25 @@ class FarTrackNode(LifecycleNode):
             self.get_logger().info(f"image encoding changed from {previous!r} to {encoding!r}")
         if is_grey_encoding(encoding):
             self._tell_grey(f"{encoding} images")
+
+    def _note_frame_id(self, frame_id: str) -> None:
+        """Tell of the images' frame_id changing (a switched camera, a remapped topic): targets
+        tracked on, their boxes are pixels of the earlier camera's images."""
+        if frame_id == self._image_frame_id:
+            return
+        previous, self._image_frame_id = self._image_frame_id, frame_id
+        if previous is None:
+            return
+        with self._queue_lock:
+            tracked = self._num_targets
+        change = f"image frame_id changed from {previous!r} to {frame_id!r}"
+        if not tracked:
+            self.get_logger().info(change)
+            return
+        text = (f"{change} while {tracked} target(s) are tracked: their boxes go on in the new frame's "
+                "images, where they started on the earlier one's (send new inits or ~/reset if the "
+                "camera changed)")
+        self._warn(text, kind=change)  # each new change is news: only the very same change is a repeat
 
     def _track_latest(self) -> None:
         """Compute thread: track the newest waiting frame, if any."""

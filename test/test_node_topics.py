@@ -441,6 +441,25 @@ def test_images_in_an_unusable_encoding_warn_in_diagnostics_while_no_target_need
     assert "image encoding changed from '32FC1' to 'rgb8'" in node.log_text()
 
 
+def test_a_camera_changing_frame_id_under_tracked_targets_is_warned_of_and_detections_follow_it(
+        node, probe, stamps):
+    _start(probe, stamps, [("red", BOX_RED)])
+    other = "cam_switched"
+
+    def publish_other(rgb, stamp):
+        probe.image_pub.publish(image_msg(rgb, stamp, frame_id=other))
+
+    (moved,) = track_lockstep(probe, [_scene(4)], [stamps()], publish_image=publish_other)
+    (back,) = track_lockstep(probe, [_scene(6)], [stamps()])
+
+    assert moved is not None and moved.header.frame_id == other
+    assert back is not None and back.header.frame_id == FRAME_ID
+    log = node.log_text()
+    assert (f"image frame_id changed from {FRAME_ID!r} to {other!r} while 1 target(s) are tracked"
+            in log), log[-2000:]
+    assert f"image frame_id changed from {other!r} to {FRAME_ID!r}" in log
+
+
 def test_bad_init_boxes_are_refused_without_dropping_the_good_ones(node, probe, stamps):
     detections = _start(probe, stamps, [("inside", BOX_RED), ("outside", (900.0, 900.0, 10.0, 10.0)),
                                         ("flat", (10.0, 10.0, 0.0, 5.0))])
