@@ -249,6 +249,13 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None,
     the pattern's colour at each pixel, YUV as OpenCV converts it (BT.601, video range), grey as
     BT.601 luma.
     """
+    rows, step = _raw_rows(rgb, encoding, step, bit_depth)
+    return rows.tobytes(), step
+
+
+def _raw_rows(rgb: np.ndarray, encoding: str, step: int | None, bit_depth: int) -> tuple[np.ndarray, int]:
+    """`rgb_to_raw`'s bytes as a C-contiguous (rows, step) uint8 array, rgb8's being ``rgb`` itself
+    when it is contiguous (no pass over the frame), and the step."""
     rgb = _check_rgb(rgb)
     _check_bit_depth(bit_depth)
     name = _canonical_encoding(encoding)
@@ -266,10 +273,10 @@ def rgb_to_raw(rgb: np.ndarray, encoding: str = "rgb8", step: int | None = None,
     if step < row_bytes:
         raise ImageConversionError(f"step {step} is smaller than width*bytes per pixel = {row_bytes}")
     if step == row_bytes:
-        return pixels.tobytes(), step
+        return np.ascontiguousarray(pixels), step
     padded = np.zeros((rows, step), dtype=np.uint8)
     padded[:, :row_bytes] = pixels
-    return padded.tobytes(), step
+    return padded, step
 
 
 def _samples_of(rgb: np.ndarray, layout: _Layout) -> np.ndarray:
@@ -523,10 +530,12 @@ def compressed_msg_to_rgb(msg: CompressedImage, bit_depth: int = FULL_BIT_DEPTH)
 def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: str = "rgb8",
                      step: int | None = None, bit_depth: int = FULL_BIT_DEPTH) -> Image:
     """HxWx3 uint8 RGB array -> ``sensor_msgs/Image`` (header copied when given; ``bit_depth``:
-    see `rgb_to_raw`)."""
+    see `rgb_to_raw`). The pixels are copied once, into the message's own array."""
     from sensor_msgs.msg import Image
 
-    data, step = rgb_to_raw(rgb, encoding, step, bit_depth)
+    rows, step = _raw_rows(rgb, encoding, step, bit_depth)
+    data = array.array("B")
+    data.frombytes(rows)
     msg = Image()
     if header is not None:
         msg.header = header
@@ -534,7 +543,7 @@ def rgb_to_image_msg(rgb: np.ndarray, header: Header | None = None, encoding: st
     msg.encoding = _canonical_encoding(encoding)
     msg.is_bigendian = 0
     msg.step = step
-    msg.data = array.array("B", data)
+    msg.data = data
     return msg
 
 

@@ -93,7 +93,7 @@ from .image_look import exposure_warning
 from .image_qos import reliability_name
 from .init_frames import DEACTIVATED, INIT_WAIT_S, LATER_FRAME, WAITED, find_init_frame, last_of_each_id
 from .node_messages import (MAX_TARGET_ID_CHARS, checked_target_id, debug_image_msg, detections_msg, diagnostics_msg,
-                            format_stamp, init_box, shown_id, stamp_to_ns, status_msg)
+                            format_stamp, init_box, init_class_id, shown_id, stamp_to_ns, status_msg)
 from .parameter_hooks import ParameterHooks
 from .subscriptions import ControlPublisherWatch, ImageSubscription
 from .target_state_log import TargetStateLog
@@ -138,6 +138,8 @@ class FarTrackNode(LifecycleNode):
         self._image_problem: str | None = None  # why the latest images cannot be used (diagnostics)
         self._frame_error: tuple[float, str] | None = None  # when and why the last frame tried failed, if it did
         self._init_seq: dict[str, int] = {}  # target id -> arrival number of its init frame
+        self._class_ids: dict[str, str] = {}  # target id -> class_id its init gave, if any
+        self._targets_gone = False  # the last target went: the next frame gets empty outputs
         self._pending_inits = PendingInits(INIT_WAIT_S)  # inits whose frame is still on its way
         self._inits_queued = 0  # inits queued for the compute thread and not started yet
         self._grey_told = False  # the bundled model's grey warning was given since configure
@@ -178,7 +180,7 @@ class FarTrackNode(LifecycleNode):
                 return TransitionCallbackReturn.FAILURE
         try:
             self._loaded = self._load.result()
-            self._grey_told = False
+            self._grey_told = self._targets_gone = False
         except Exception as exc:  # noqa: BLE001 - every failure reason goes to the user
             self.get_logger().error(f"configure failed: {exc}")
             return TransitionCallbackReturn.FAILURE
@@ -374,7 +376,7 @@ class FarTrackNode(LifecycleNode):
                                                      newest=not arrival.late):
                 self._submit_init(init, LATER_FRAME)
         with self._queue_lock:  # a queued init may start a target on this frame: track the next
-            idle = not self._num_targets and not self._inits_queued
+            idle = not self._num_targets and not self._inits_queued and not self._targets_gone
         if idle or not self._active or self._image_problem is not None:
             return  # an unusable encoding: said once above, not again for each frame by the compute thread
         if arrival.late:  # tracked, it would take the targets back in time and the boxes out of order
@@ -451,7 +453,11 @@ class FarTrackNode(LifecycleNode):
     def _process(self, frame: CachedFrame) -> None:
         with self._tracker_lock:
             loaded = self._loaded
-            if loaded is None or not self._num_targets:
+            if loaded is None:
+                return
+            if not self._num_targets:
+                if self._targets_gone:
+                    self._publish_targets_gone(frame, loaded)
                 return
             # each target from the frame after its init frame on
             target_ids = [target_id for target_id in loaded.tracker.target_ids
@@ -466,7 +472,7 @@ class FarTrackNode(LifecycleNode):
             def publish_detections(results) -> None:
                 # called by the tracker before it embeds this frame's templates for the next one
                 started = time.perf_counter()
-                self._detections_pub.publish(detections_msg(header, results))
+                self._detections_pub.publish(detections_msg(header, results, self._class_ids))
                 publish_s[0] = time.perf_counter() - started
 
             results = loaded.tracker.track(rgb, on_results=publish_detections, target_ids=target_ids)
@@ -576,6 +582,7 @@ class FarTrackNode(LifecycleNode):
                     self._warn(f"init for target {shown_id(detection.id)} refused: {exc}")
                     continue
                 self._init_seq[target_id] = frame.seq
+                self._class_ids[target_id] = init_class_id(detection)
                 self._state_log.forget(target_id)
                 started = True
                 box = tracker.inspect_target(target_id).search_box_xywh  # clipped to the image
@@ -628,13 +635,34 @@ class FarTrackNode(LifecycleNode):
             self.get_logger().debug(f"init for frame {format_stamp(stamp_to_ns(msg.header.stamp))} waits")
         return frame
 
+    def _publish_targets_gone(self, frame: CachedFrame, loaded: LoadedTracker) -> None:
+        """The first frame after the last target went (remove or reset): empty detections and status
+        and a plain debug image, so that subscribers drop the removed boxes instead of holding the
+        last ones (the tracker lock is held)."""
+        self._targets_gone = False
+        header = frame.header
+        started = time.perf_counter()
+        self._detections_pub.publish(detections_msg(header, []))
+        if self._param("publish_debug_image") and self._debug_pub.get_subscription_count() > 0:
+            self._debug_pub.publish(debug_image_msg(header, frame.rgb(), []))
+        stage_ms = {"convert": frame.convert_ms, "publish": (time.perf_counter() - started) * 1e3}
+        self._status_pub.publish(status_msg(
+            header, [], stage_ms, (time.monotonic() - frame.received_s) * 1e3, self._stats.dropped_total,
+            loaded.device, loaded.model_name))
+
     def _count_targets(self, tracker) -> None:
         """Note how many targets ``tracker`` has and how many are LOST (the tracker lock is held);
-        forget the logged state of targets that are gone."""
+        forget the logged state and classes of targets that are gone, and announce the last one's
+        going on the next frame."""
         ids = tracker.target_ids
+        if self._num_targets and not ids:
+            self._targets_gone = True
+        elif ids:
+            self._targets_gone = False
         self._num_targets = len(ids)
         self._num_lost = len(tracker.lost_target_ids)
         self._state_log.keep_only(ids)
+        self._class_ids = {t: c for t, c in self._class_ids.items() if t in ids}
 
     def _on_remove(self, msg: String) -> None:
         target_id = msg.data
@@ -686,12 +714,19 @@ class FarTrackNode(LifecycleNode):
             ids = self._loaded.tracker.target_ids if self._loaded is not None else []
             if self._loaded is not None:
                 self._loaded.tracker.reset()
+                self._count_targets(self._loaded.tracker)
             self._num_targets = self._num_lost = 0
         self._slot.discard()
         return f"removed {len(ids)} target(s): {', '.join(ids) or '-'}" + (
             f"; dropped {waiting} init box(es) waiting for their frame" if waiting else "")
 
     # -- diagnostics ----------------------------------------------------------------------------
+    def _diagnostic_name(self) -> str:
+        """``<namespace/name>: tracker``: diagnostic_updater's ``<name>: <task>`` without the leading
+        slash (which the aggregator turns into a leading space and a `startswith` analyzer misses),
+        the namespace kept so that two trackers' statuses stay apart."""
+        return f"{self.get_fully_qualified_name().lstrip('/')}: tracker"
+
     def _publish_diagnostics(self) -> None:
         try:
             self._publish_diagnostics_now()
@@ -725,7 +760,7 @@ class FarTrackNode(LifecycleNode):
             warnings_held_back=self._throttle.held_total,
         )
         self._diagnostics_pub.publish(diagnostics_msg(
-            self.get_clock().now().to_msg(), f"{self.get_fully_qualified_name()}: tracker",
+            self.get_clock().now().to_msg(), self._diagnostic_name(),
             loaded.device if loaded else "", level, message, items))
 
     def _image_topic(self) -> str:

@@ -49,7 +49,7 @@ def _no_images_warning(node, received):
 
     for msg in received:
         for status in msg.status:
-            if (status.name.startswith(f"{node.get_fully_qualified_name()}:")
+            if (status.name.startswith(f"{node.get_fully_qualified_name().lstrip('/')}:")
                     and status.level == DiagnosticStatus.WARN and status.message.startswith("no images received for ")):
                 return status
     return None

@@ -15,6 +15,7 @@ import pytest
 
 from node_helpers import (
     FRAME_ID,
+    NODE_NAME,
     box_of,
     image_msg,
     init_msg,
@@ -189,16 +190,54 @@ def test_refusals_of_different_targets_are_each_logged(node, probe):
     assert "remove ignored: no target 'nobody-b'" in node.log_text()
 
 
-def test_reset_drops_all_targets_and_stops_work(node, probe, stamps):
+def test_reset_drops_all_targets_says_so_on_the_next_frame_and_stops_work(node, probe, stamps):
     _start(probe, stamps, [("red", BOX_RED), ("blue", BOX_BLUE)])
 
     response = probe.reset()
+    (emptied,) = track_lockstep(probe, [_scene(6)], [stamps()])
+    status = probe.wait_for("status", lambda m: m.header.stamp == emptied.header.stamp, timeout=2.0)
     stamp = stamps()
-    probe.image_pub.publish(image_msg(_scene(6), stamp))
+    probe.image_pub.publish(image_msg(_scene(8), stamp))
 
     assert response.success and "2 target(s)" in response.message
     assert "red" in response.message and "blue" in response.message
+    # subscribers drop the removed boxes: one empty array and status for the frame after the reset
+    assert emptied is not None and list(emptied.detections) == [] and emptied.header.frame_id == FRAME_ID
+    assert status is not None and list(status.targets) == []
     assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
+
+
+def test_removing_the_last_target_sends_one_empty_detections_array(node, probe, stamps):
+    from std_msgs.msg import String
+
+    _start(probe, stamps, [("red", BOX_RED)])
+    probe.remove_pub.publish(String(data="red"))
+    time.sleep(0.5)
+    (emptied,) = track_lockstep(probe, [_scene(6)], [stamps()])
+    stamp = stamps()
+    probe.image_pub.publish(image_msg(_scene(8), stamp))
+
+    assert emptied is not None and list(emptied.detections) == []
+    assert probe.wait_for("detections", lambda m: stamp_ns_of(m.header) == stamp, timeout=1.5) is None
+
+
+def test_detections_carry_the_class_their_init_named(node, probe, stamps):
+    from vision_msgs.msg import ObjectHypothesisWithPose
+
+    def send(init_stamp):
+        probe.image_pub.publish(image_msg(_scene(0), init_stamp))
+        time.sleep(0.3)
+        msg = init_msg(init_stamp, [("red", BOX_RED), ("blue", BOX_BLUE)])
+        named = ObjectHypothesisWithPose()
+        named.hypothesis.class_id, named.hypothesis.score = "person", 0.9
+        msg.detections[0].results.append(named)
+        probe.init_pub.publish(msg)
+
+    detections, _ = _start_after(probe, stamps, send)
+
+    assert detections is not None, node.log_text()[-2000:]
+    classes = {d.id: d.results[0].hypothesis.class_id for d in detections.detections}
+    assert classes == {"red": "person", "blue": "blue"}  # no class named: the target id, as before
 
 
 def test_init_with_a_zero_stamp_uses_the_latest_frame(node, probe, stamps):
@@ -308,7 +347,7 @@ def test_diagnostics_report_rates_latencies_device_and_model(node, probe, stamps
     assert msg is not None
     (status,) = msg.status
     values = {kv.key: kv.value for kv in status.values}
-    assert "fartrack" in status.name
+    assert status.name == f"{NODE_NAME}: tracker"  # diagnostic_updater's form: no leading slash
     for key in ("fps_in", "fps_out", "frames_dropped", "device", "model", "delay_from_stamp_p50_ms",
                 "warnings_held_back"):
         assert key in values, key
