@@ -165,7 +165,7 @@ def test_the_shipped_fastdds_profile_carries_large_best_effort_frames(ros):
 def _frames_received(msg):
     """frames_received of the node's status in a /diagnostics message (None when absent)."""
     for status in msg.status:
-        if status.name.startswith(f"/{NODE_NAME}:"):
+        if status.name.startswith(f"{NODE_NAME}:"):
             for item in status.values:
                 if item.key == "frames_received":
                     return int(item.value)
