@@ -224,7 +224,7 @@ def run_soak(config: SoakConfig, progress: Callable[[str], None] | None = None) 
     base_ns = time.time_ns()
     try:
         _wait_connected(child, node, image_pub, init_pub, status_sub, timeout_s=120.0)
-        _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns)
+        base_ns = _start_targets(child, watch, image_pub, init_pub, messages, targets, base_ns, period_ns)
         started_epoch_s = time.time()
         started = time.monotonic()
         sent = 0
@@ -270,16 +270,19 @@ def _wait_connected(child, node, image_pub, init_pub, status_sub, timeout_s: flo
 
 
 def _start_targets(child, watch: _StatusWatch, image_pub, init_pub, messages: list, targets: list,
-                   base_ns: int, period_ns: int) -> None:
+                   base_ns: int, period_ns: int) -> int:
     """Frame 0, the init on it, frame 1 until its status lists both targets; what discovery lost
-    is sent again (the init only while no status has listed both targets)."""
+    is sent again (the init only while no status has listed both targets), with later stamps, as a
+    camera's (a stamp sent again after a later one reads as a camera clock gone back). Returns the
+    stamp of the frame 0 the soak's frames follow."""
     from .node_messages import init_msg, ns_to_time
 
     def started() -> bool:
         return watch.last is not None and len(watch.last.targets) == len(targets)
 
-    stamp = base_ns + period_ns
-    for _ in range(5):
+    for attempt in range(5):
+        base_ns += 2 * period_ns if attempt else 0
+        stamp = base_ns + period_ns
         if not started():
             first = messages[0]
             first.header.stamp = ns_to_time(base_ns)
@@ -291,7 +294,7 @@ def _start_targets(child, watch: _StatusWatch, image_pub, init_pub, messages: li
         second.header.stamp = ns_to_time(stamp)
         image_pub.publish(second)
         if watch.wait(lambda: stamp in watch.answered and started(), 10.0):
-            return
+            return base_ns
         if child.process.poll() is not None:
             break
     raise RuntimeError("the node did not start tracking both targets:\n" + "\n".join(child.lines[-20:]))

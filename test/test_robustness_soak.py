@@ -112,3 +112,36 @@ def test_sigterm_stops_the_soak_and_the_node_it_started(tmp_path):
         time.sleep(0.2)
     assert not Path(f"/proc/{node}").exists() or "Z" in Path(f"/proc/{node}/stat").read_text().split()[2], \
         "the node outlived its soak"
+
+
+def test_a_start_sent_again_never_goes_back_in_time():
+    """A first frame lost to discovery is sent again with later stamps: a stamp sent again after a
+    later one reads as a camera clock gone back, which the node warns of."""
+    from types import SimpleNamespace
+
+    from fartrack_ros.node_messages import stamp_to_ns
+    from fartrack_ros.soak import _start_targets
+
+    sent, inits = [], []
+    status = SimpleNamespace(targets=["a", "b"])
+
+    class Watch:  # the node answers only the second try's frame 1
+        last, answered, tries = None, set(), 0
+
+        def wait(self, predicate, timeout):
+            self.tries += 1
+            if self.tries == 2:
+                self.last, self.answered = status, {stamp_to_ns(sent[-1])}
+            return predicate()
+
+    image_pub = SimpleNamespace(publish=lambda msg: sent.append(msg.header.stamp))
+    init_pub = SimpleNamespace(publish=lambda msg: inits.append(stamp_to_ns(msg.header.stamp)))
+    messages = [SimpleNamespace(header=SimpleNamespace(stamp=None)) for _ in range(2)]
+    child = SimpleNamespace(process=SimpleNamespace(poll=lambda: None), lines=[])
+
+    targets = [("a", (10.0, 10.0, 20.0, 20.0)), ("b", (50.0, 10.0, 20.0, 20.0))]
+    base = _start_targets(child, Watch(), image_pub, init_pub, messages, targets, 1_000_000_000, 10)
+
+    stamps = [stamp_to_ns(stamp) for stamp in sent]
+    assert stamps == sorted(set(stamps)) and len(stamps) == 4  # frame 0 and 1, twice, always later
+    assert inits == [stamps[0], stamps[2]] and base == stamps[2]
