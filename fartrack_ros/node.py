@@ -480,15 +480,8 @@ class FarTrackNode(LifecycleNode):
             self._log_state_changes(set(loaded.tracker.lost_target_ids), results)
             if loaded.tracker.last_rescaled:
                 self._warn_rescaled(loaded.tracker.last_rescaled, rgb.shape[1], rgb.shape[0])
-            stage_ms = dict(loaded.tracker.last_timings_ms, convert=frame.convert_ms)
-            started = time.perf_counter()
-            if self._param("publish_debug_image") and self._debug_pub.get_subscription_count() > 0:
-                self._debug_pub.publish(debug_image_msg(header, rgb, results))
-            stage_ms["publish"] = (publish_s[0] + time.perf_counter() - started) * 1e3
-            total_ms = (time.monotonic() - frame.received_s) * 1e3
-            self._status_pub.publish(status_msg(
-                header, results, stage_ms, total_ms, self._stats.dropped_total,
-                loaded.device, loaded.model_name))
+            stage_ms = dict(loaded.tracker.last_timings_ms)
+            self._publish_debug_and_status(frame, results, stage_ms, publish_s[0], loaded)
         delay_ms = None
         if frame.stamp_ns:
             delay_ms = (self.get_clock().now().nanoseconds - frame.stamp_ns) / 1e6
@@ -640,15 +633,23 @@ class FarTrackNode(LifecycleNode):
         and a plain debug image, so that subscribers drop the removed boxes instead of holding the
         last ones (the tracker lock is held)."""
         self._targets_gone = False
-        header = frame.header
         started = time.perf_counter()
-        self._detections_pub.publish(detections_msg(header, []))
+        self._detections_pub.publish(detections_msg(frame.header, []))
+        self._publish_debug_and_status(frame, [], {}, time.perf_counter() - started, loaded)
+
+    def _publish_debug_and_status(self, frame: CachedFrame, results: list, stage_ms: dict[str, float],
+                                  publish_s: float, loaded: LoadedTracker) -> None:
+        """The frame's debug image (only while someone subscribes) and ``~/status``; ``stage_ms`` gets
+        the frame's convert time and the publish time: the debug image's plus ``publish_s`` already
+        spent on the detections."""
+        started = time.perf_counter()
         if self._param("publish_debug_image") and self._debug_pub.get_subscription_count() > 0:
-            self._debug_pub.publish(debug_image_msg(header, frame.rgb(), []))
-        stage_ms = {"convert": frame.convert_ms, "publish": (time.perf_counter() - started) * 1e3}
+            self._debug_pub.publish(debug_image_msg(frame.header, frame.rgb(), results))
+        stage_ms["convert"] = frame.convert_ms
+        stage_ms["publish"] = (publish_s + time.perf_counter() - started) * 1e3
         self._status_pub.publish(status_msg(
-            header, [], stage_ms, (time.monotonic() - frame.received_s) * 1e3, self._stats.dropped_total,
-            loaded.device, loaded.model_name))
+            frame.header, results, stage_ms, (time.monotonic() - frame.received_s) * 1e3,
+            self._stats.dropped_total, loaded.device, loaded.model_name))
 
     def _count_targets(self, tracker) -> None:
         """Note how many targets ``tracker`` has and how many are LOST (the tracker lock is held);
@@ -715,7 +716,8 @@ class FarTrackNode(LifecycleNode):
             if self._loaded is not None:
                 self._loaded.tracker.reset()
                 self._count_targets(self._loaded.tracker)
-            self._num_targets = self._num_lost = 0
+            else:
+                self._num_targets = self._num_lost = 0
         self._slot.discard()
         return f"removed {len(ids)} target(s): {', '.join(ids) or '-'}" + (
             f"; dropped {waiting} init box(es) waiting for their frame" if waiting else "")

@@ -281,20 +281,20 @@ def _start_targets(child, watch: _StatusWatch, image_pub, init_pub, messages: li
         return watch.last is not None and len(watch.last.targets) == len(targets)
 
     for attempt in range(5):
-        base_ns += 2 * period_ns if attempt else 0
-        stamp = base_ns + period_ns
+        first_ns = base_ns + 2 * attempt * period_ns
+        stamp = first_ns + period_ns
         if not started():
             first = messages[0]
-            first.header.stamp = ns_to_time(base_ns)
+            first.header.stamp = ns_to_time(first_ns)
             image_pub.publish(first)
             time.sleep(0.3)
-            init_pub.publish(init_msg(base_ns, targets))
+            init_pub.publish(init_msg(first_ns, targets))
             time.sleep(0.3)
         second = messages[1]
         second.header.stamp = ns_to_time(stamp)
         image_pub.publish(second)
         if watch.wait(lambda: stamp in watch.answered and started(), 10.0):
-            return base_ns
+            return first_ns
         if child.process.poll() is not None:
             break
     raise RuntimeError("the node did not start tracking both targets:\n" + "\n".join(child.lines[-20:]))
